@@ -1,1 +1,7 @@
+//! Quantized CPU kernels: GGML block types with scalar reference and SIMD paths chosen at run time,
+//! matmul over a persistent thread pool, and the small ops a transformer needs.
 
+pub mod error;
+pub mod quant;
+
+pub use error::{Error, Result};

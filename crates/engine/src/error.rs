@@ -1,0 +1,23 @@
+//! The engine's error type: each part has its own error enum, gathered here.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Gguf(#[from] gguf::Error),
+    #[error(transparent)]
+    Kernel(#[from] kernels::Error),
+    #[error(transparent)]
+    Tokenizer(#[from] crate::text::tokenizer::TokenizerError),
+    #[error(transparent)]
+    Template(#[from] crate::text::template::TemplateError),
+    #[error("unsupported architecture `{arch}` (supported: {supported})")]
+    UnsupportedArchitecture { arch: String, supported: String },
+    #[error("model: {0}")]
+    Model(String),
+    #[error("the prompt has {n_prompt} tokens but the context holds {n_ctx}")]
+    PromptTooLong { n_prompt: usize, n_ctx: usize },
+    #[error("invalid parameter `{param}`: {message}")]
+    InvalidParam { param: &'static str, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,1 @@
+//! (helper E fills this in)

@@ -1,0 +1,1 @@
+//! (helper D fills this in)

@@ -5,3 +5,4 @@ pub mod error;
 pub mod quant;
 
 pub use error::{Error, Result};
+pub mod pool;

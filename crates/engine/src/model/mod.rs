@@ -1,1 +1,116 @@
-//! Model architectures (integrator)
+//! Model architectures. Each family lives in its own file with its hyper-parameters, weight
+//! loading and forward pass together; one `match` on `general.architecture` picks the loader.
+//!
+//! Models are stateless: the KV cache, the scheduler and the sampler live outside them.
+
+mod hparams;
+mod llama;
+mod weights;
+
+use std::sync::Arc;
+
+use gguf::GgufFile;
+use kernels::pool::ThreadPool;
+
+pub use hparams::{HParams, RopeStyle};
+pub use llama::Llama;
+
+use crate::kv::KvCache;
+use crate::{Error, Result, TokenId};
+
+/// Architectures `load` accepts (`general.architecture`).
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
+
+/// A flat batch, like llama.cpp's `llama_batch`: tokens of one or many sequences, each with its
+/// position, its sequence slot in the KV cache and whether its logits are wanted.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub tokens: Vec<TokenId>,
+    pub pos: Vec<usize>,
+    pub seq: Vec<usize>,
+    pub logits: Vec<bool>,
+}
+
+impl Batch {
+    pub fn clear(&mut self) {
+        self.tokens.clear();
+        self.pos.clear();
+        self.seq.clear();
+        self.logits.clear();
+    }
+    pub fn push(&mut self, token: TokenId, pos: usize, seq: usize, logits: bool) {
+        self.tokens.push(token);
+        self.pos.push(pos);
+        self.seq.push(seq);
+        self.logits.push(logits);
+    }
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+    pub fn n_logits(&self) -> usize {
+        self.logits.iter().filter(|&&l| l).count()
+    }
+}
+
+/// Everything a forward pass needs besides the weights and the batch.
+pub struct ForwardCtx<'a> {
+    pub pool: &'a ThreadPool,
+    pub kv: &'a mut KvCache,
+    pub ws: &'a mut Workspace,
+}
+
+/// Activation buffers reused across forward passes: they grow to the largest batch seen and are
+/// never freed, so the decode loop allocates nothing once warm.
+#[derive(Default)]
+pub struct Workspace {
+    pub(crate) x: Vec<f32>,
+    pub(crate) h: Vec<f32>,
+    pub(crate) q: Vec<f32>,
+    pub(crate) k: Vec<f32>,
+    pub(crate) v: Vec<f32>,
+    pub(crate) att: Vec<f32>,
+    pub(crate) proj: Vec<f32>,
+    pub(crate) gate: Vec<f32>,
+    pub(crate) up: Vec<f32>,
+    pub(crate) rows: Vec<usize>,
+    pub(crate) mm: kernels::matmul::MatmulScratch,
+}
+
+/// Grows `v` to at least `n` elements (never shrinks) and returns the first `n`.
+pub(crate) fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}
+
+/// A loaded model of any supported architecture.
+pub trait Model: Send + Sync {
+    fn hparams(&self) -> &HParams;
+    /// Runs the batch, stores its K/V in the cache, and writes the logits of the tokens whose
+    /// `logits` flag is set into `out` (`n_logits * n_vocab`, in batch order).
+    fn forward(&self, batch: &Batch, ctx: &mut ForwardCtx<'_>, out: &mut Vec<f32>) -> Result<()>;
+    /// Bytes of weights read per generated token (for bandwidth figures).
+    fn weight_bytes(&self) -> usize;
+}
+
+/// Loads the model named by `general.architecture`.
+pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>> {
+    let arch = file.get_str("general.architecture")?.to_string();
+    match arch.as_str() {
+        "llama" => Ok(Box::new(Llama::load(file)?)),
+        _ => Err(Error::UnsupportedArchitecture { arch, supported: SUPPORTED_ARCHITECTURES.join(", ") }),
+    }
+}
+
+/// Shares a raw output pointer with pool tasks that each write disjoint rows.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncPtr(pub *mut f32);
+// SAFETY: only used to hand disjoint row ranges of one live buffer to pool tasks that all finish
+// before the buffer is touched again (`ThreadPool::run` returns after every task).
+unsafe impl Send for SyncPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SyncPtr {}

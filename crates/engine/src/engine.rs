@@ -1,0 +1,55 @@
+//! [`Engine`]: a loaded model with its tokenizer, chat template and thread pool.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use gguf::GgufFile;
+use kernels::pool::ThreadPool;
+
+use crate::model::{self, Model};
+use crate::text::template::{ChatMessage, ChatTemplate, TemplateError};
+use crate::text::tokenizer::Tokenizer;
+use crate::{Result, TokenId};
+
+/// How to load a model.
+#[derive(Clone, Debug, Default)]
+pub struct EngineConfig {
+    /// Worker threads for the kernels (0 = one per core).
+    pub threads: usize,
+}
+
+pub struct Engine {
+    pub file: Arc<GgufFile>,
+    pub model: Box<dyn Model>,
+    pub tokenizer: Tokenizer,
+    pub template: Option<ChatTemplate>,
+    pub pool: ThreadPool,
+}
+
+impl Engine {
+    pub fn load(path: impl AsRef<Path>, cfg: &EngineConfig) -> Result<Self> {
+        let file = Arc::new(GgufFile::open(path)?);
+        let model = model::load(file.clone())?;
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        // A broken template must not stop raw completion: keep the error for chat requests.
+        let template = ChatTemplate::from_gguf(&file)?;
+        let threads = if cfg.threads == 0 { kernels::pool::default_threads() } else { cfg.threads };
+        file.advise_will_need();
+        Ok(Engine { file, model, tokenizer, template, pool: ThreadPool::new(threads) })
+    }
+
+    /// Renders `messages` with the model's chat template (generation prompt added) and tokenizes
+    /// the result the way llama.cpp does for a templated prompt (special tokens parsed, BOS only
+    /// where the vocabulary adds it).
+    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<TokenId>> {
+        let template = self.template.as_ref().ok_or(TemplateError::Missing)?;
+        let text = template.render(messages, true)?;
+        Ok(self.tokenizer.encode(&text, true, true))
+    }
+
+    /// Tokenizes a raw prompt: special tokens written in it are recognized, BOS added where the
+    /// GGUF's `add_bos_token` says so.
+    pub fn raw_prompt(&self, text: &str) -> Vec<TokenId> {
+        self.tokenizer.encode(text, true, true)
+    }
+}

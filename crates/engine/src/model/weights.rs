@@ -1,0 +1,72 @@
+//! Weight handles: byte ranges of the mapped GGUF checked once at load, turned into kernel views
+//! at use. Keeping ranges (not slices) lets a model own its `Arc<GgufFile>` without self-references.
+
+use gguf::{GgmlType, GgufFile};
+use kernels::matmul::QMatrix;
+
+use crate::{Error, Result};
+
+/// A 2-D weight `(n_rows, n_cols)` = (out features, in features); GGUF dims are `[n_cols, n_rows]`.
+#[derive(Clone, Debug)]
+pub struct Weight {
+    pub ty: GgmlType,
+    offset: usize,
+    len: usize,
+    pub n_rows: usize,
+    pub n_cols: usize,
+}
+
+impl Weight {
+    /// Looks up `name`, checks its shape is `[n_cols, n_rows]` and that the kernels support its type.
+    pub fn load(f: &GgufFile, name: &str, n_cols: usize, n_rows: usize) -> Result<Self> {
+        let t = f.require_tensor(name)?;
+        let dims: Vec<u64> = t.dims.iter().copied().collect();
+        let ok = dims.len() <= 2 && dims[0] as usize == n_cols && t.n_rows() == n_rows;
+        if !ok {
+            return Err(Error::Model(format!(
+                "tensor `{name}` has shape {dims:?}, expected [{n_cols}, {n_rows}]"
+            )));
+        }
+        kernels::quant::kernel(t.ggml_type).map_err(|_| {
+            Error::Model(format!(
+                "tensor `{name}` has quant type {} which daehwa does not support (supported: {})",
+                t.ggml_type,
+                kernels::quant::supported_types().iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        Ok(Weight { ty: t.ggml_type, offset: t.offset as usize, len: t.n_bytes as usize, n_rows, n_cols })
+    }
+
+    pub fn bytes<'a>(&self, f: &'a GgufFile) -> &'a [u8] {
+        &f.bytes()[self.offset..self.offset + self.len]
+    }
+
+    pub fn matrix<'a>(&self, f: &'a GgufFile) -> QMatrix<'a> {
+        QMatrix { ty: self.ty, data: self.bytes(f), n_rows: self.n_rows, n_cols: self.n_cols }
+    }
+
+    /// Bytes of row `r` (an embedding lookup).
+    pub fn row_bytes<'a>(&self, f: &'a GgufFile, r: usize) -> &'a [u8] {
+        let rb = self.len / self.n_rows;
+        &self.bytes(f)[r * rb..(r + 1) * rb]
+    }
+}
+
+/// Loads a 1-D tensor of `n` elements as f32 (norm weights, biases).
+pub fn load_vector(f: &GgufFile, name: &str, n: usize) -> Result<Vec<f32>> {
+    let t = f.require_tensor(name)?;
+    if t.n_elements() as usize != n {
+        return Err(Error::Model(format!("tensor `{name}` has {} elements, expected {n}", t.n_elements())));
+    }
+    let mut out = vec![0f32; n];
+    kernels::quant::dequantize_row(t.ggml_type, f.tensor_data(t), &mut out)?;
+    Ok(out)
+}
+
+/// Like [`load_vector`] for tensors that may be absent (biases).
+pub fn load_optional_vector(f: &GgufFile, name: &str, n: usize) -> Result<Option<Vec<f32>>> {
+    match f.tensor(name) {
+        None => Ok(None),
+        Some(_) => load_vector(f, name, n).map(Some),
+    }
+}

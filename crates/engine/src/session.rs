@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
-use crate::kv::KvCache;
+use crate::kv::{KvCache, KvStore};
 use crate::model::{Batch, ForwardCtx, Workspace};
 use crate::sample::{logprobs, Sampler, SamplingParams, TokenLogprob};
 use crate::text::stop::StopMatcher;

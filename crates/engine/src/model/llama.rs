@@ -174,11 +174,12 @@ impl Model for Llama {
                 let q = &*q;
                 let att_ptr = SyncPtr(att.as_mut_ptr());
                 let task = |i: usize| {
-                    let chunk = [kv.chunk(il, batch.seq[i], 0, batch.pos[i] + 1)];
                     // SAFETY: task `i` writes only row `i` of `att` (n rows of qd), which outlives
                     // `pool.run`; rows of different tasks are disjoint.
                     let out_row = unsafe { std::slice::from_raw_parts_mut(att_ptr.0.add(i * qd), qd) };
-                    ATT_SCRATCH.with(|s| attention_row(&q[i * qd..(i + 1) * qd], &chunk, &attn, &mut s.borrow_mut(), out_row));
+                    kv.with_chunks(il, batch.seq[i], 0, batch.pos[i] + 1, &mut |chunks| {
+                        ATT_SCRATCH.with(|s| attention_row(&q[i * qd..(i + 1) * qd], chunks, &attn, &mut s.borrow_mut(), out_row));
+                    });
                 };
                 pool.run(n, &task);
             }

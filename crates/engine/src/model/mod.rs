@@ -15,7 +15,7 @@ use kernels::pool::ThreadPool;
 pub use hparams::{HParams, RopeStyle};
 pub use llama::Llama;
 
-use crate::kv::KvCache;
+use crate::kv::KvStore;
 use crate::{Error, Result, TokenId};
 
 /// Architectures `load` accepts (`general.architecture`).
@@ -58,7 +58,7 @@ impl Batch {
 /// Everything a forward pass needs besides the weights and the batch.
 pub struct ForwardCtx<'a> {
     pub pool: &'a ThreadPool,
-    pub kv: &'a mut KvCache,
+    pub kv: &'a mut dyn KvStore,
     pub ws: &'a mut Workspace,
 }
 

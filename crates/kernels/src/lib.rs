@@ -6,3 +6,4 @@ pub mod quant;
 
 pub use error::{Error, Result};
 pub mod pool;
+pub mod ops;

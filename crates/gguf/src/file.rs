@@ -8,6 +8,14 @@ use crate::types::GgmlType;
 use crate::value::{Array, Value};
 use crate::{Error, Result, DEFAULT_ALIGNMENT, MAGIC};
 
+/// Memory one `HashMap<String, usize>` entry may take, for bounding reservations: the entry,
+/// its control byte, and the spare slots of the load factor and power-of-two rounding.
+const HASH_ENTRY_COST: usize = 2 * (std::mem::size_of::<(String, usize)>() + 1);
+
+/// Real files have tens of metadata keys and at most a few thousand tensors: reserving more
+/// than this up front only serves lying counts (growth past it is amortised as usual).
+const MAX_RESERVE: usize = 1024;
+
 /// ggml tensors have at most four dimensions.
 pub const MAX_DIMS: usize = 4;
 
@@ -114,8 +122,10 @@ impl GgufFile {
         // A key/value pair is at least 8 (key len) + 4 (type) + 1 byte.
         let n_kv = r.count(version, 13, "metadata count")?;
 
-        let mut metadata = Vec::with_capacity(n_kv);
-        let mut key_index = HashMap::with_capacity(n_kv);
+        // Reservations are bounded by the bytes left (see `Reader::capacity`): a lying count
+        // fails when its items run out, having reserved no more than the file could back.
+        let mut metadata = Vec::with_capacity(r.capacity(n_kv, std::mem::size_of::<(String, Value)>()).min(MAX_RESERVE));
+        let mut key_index = HashMap::with_capacity(r.capacity(n_kv, HASH_ENTRY_COST).min(MAX_RESERVE));
         for i in 0..n_kv {
             let key = r.string(version, &format!("metadata key #{i}"))?;
             let ty = r.value_type(&key)?;
@@ -139,7 +149,11 @@ impl GgufFile {
             },
         };
 
-        let mut raw = Vec::with_capacity(n_tensors);
+        // Pass 1: read each tensor info and check everything that does not depend on where
+        // the data section starts (it starts after the last info). `offset` holds the
+        // relative offset until pass 2.
+        let mut tensors = Vec::with_capacity(r.capacity(n_tensors, std::mem::size_of::<TensorInfo>()).min(MAX_RESERVE));
+        let mut tensor_index = HashMap::with_capacity(r.capacity(n_tensors, HASH_ENTRY_COST).min(MAX_RESERVE));
         for i in 0..n_tensors {
             let name = r.string(version, &format!("tensor #{i} name"))?;
             let n_dims = r.u32(&name)? as usize;
@@ -155,24 +169,6 @@ impl GgufFile {
                 Error::Corrupt(format!("tensor `{name}` has unknown ggml type code {code}"))
             })?;
             let rel = r.u64(&name)?;
-            raw.push((name, dims, ggml_type, rel));
-        }
-
-        let data_offset = align_up(r.pos() as u64, alignment)
-            .ok_or_else(|| Error::Corrupt("data offset overflows".into()))?;
-        let file_len = buf.len() as u64;
-        if data_offset > file_len && n_tensors > 0 {
-            return Err(Error::Truncated {
-                what: "tensor data section".into(),
-                offset: data_offset,
-                needed: 0,
-                len: file_len,
-            });
-        }
-
-        let mut tensors = Vec::with_capacity(n_tensors);
-        let mut tensor_index = HashMap::with_capacity(n_tensors);
-        for (name, dims, ggml_type, rel) in raw {
             let n_elements = dims
                 .iter()
                 .try_fold(1u64, |acc, &d| acc.checked_mul(d))
@@ -193,22 +189,38 @@ impl GgufFile {
                     "tensor `{name}` data offset {rel} is not a multiple of the alignment {alignment}"
                 )));
             }
-            let offset = data_offset
-                .checked_add(rel)
-                .ok_or_else(|| Error::Corrupt(format!("tensor `{name}` offset overflows")))?;
-            let end = offset.checked_add(n_bytes);
-            if end.is_none_or(|e| e > file_len) {
-                return Err(Error::Truncated {
-                    what: format!("tensor `{name}` data"),
-                    offset,
-                    needed: n_bytes,
-                    len: file_len,
-                });
-            }
             if tensor_index.insert(name.clone(), tensors.len()).is_some() {
                 return Err(Error::Corrupt(format!("duplicate tensor name `{name}`")));
             }
-            tensors.push(TensorInfo { name, dims, ggml_type, offset, n_bytes });
+            tensors.push(TensorInfo { name, dims, ggml_type, offset: rel, n_bytes });
+        }
+
+        let data_offset = align_up(r.pos() as u64, alignment)
+            .ok_or_else(|| Error::Corrupt("data offset overflows".into()))?;
+        let file_len = buf.len() as u64;
+        if data_offset > file_len && n_tensors > 0 {
+            return Err(Error::Truncated {
+                what: "tensor data section".into(),
+                offset: data_offset,
+                needed: 0,
+                len: file_len,
+            });
+        }
+
+        // Pass 2: make offsets absolute and check that each tensor lies inside the file.
+        for t in &mut tensors {
+            let offset = data_offset
+                .checked_add(t.offset)
+                .ok_or_else(|| Error::Corrupt(format!("tensor `{}` offset overflows", t.name)))?;
+            if offset.checked_add(t.n_bytes).is_none_or(|e| e > file_len) {
+                return Err(Error::Truncated {
+                    what: format!("tensor `{}` data", t.name),
+                    offset,
+                    needed: t.n_bytes,
+                    len: file_len,
+                });
+            }
+            t.offset = offset;
         }
 
         Ok(GgufFile { storage, version, alignment, data_offset, metadata, key_index, tensors, tensor_index })

@@ -77,6 +77,16 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// How many items to reserve room for when a count says `n`, each item taking
+    /// `bytes_each` bytes of memory: at most as many as the bytes left in the file could pay
+    /// for one to one. A count passes [`Self::count`] when each item needs only a few file
+    /// bytes (8 for an empty string) while it costs more in memory (24 for a `String`), so
+    /// reserving the full count of a lying file would allocate several times the file; a
+    /// `Vec` still grows past this capacity as real items are read.
+    pub(crate) fn capacity(&self, n: usize, bytes_each: usize) -> usize {
+        n.min(self.remaining() / bytes_each.max(1))
+    }
+
     pub(crate) fn string(&mut self, version: u32, what: &str) -> Result<String> {
         let at = self.pos;
         let len = self.count(version, 1, what)?;
@@ -133,7 +143,8 @@ impl<'a> Reader<'a> {
         let n = self.count(version, min_each, key)?;
         macro_rules! scalars {
             ($variant:ident, $read:expr) => {{
-                let mut v = Vec::with_capacity(n);
+                let mut v = Vec::new();
+                v.reserve_exact(self.capacity(n, elem_size(ty)));
                 for _ in 0..n {
                     v.push($read(&mut *self)?);
                 }
@@ -155,5 +166,15 @@ impl<'a> Reader<'a> {
             ValueType::String => scalars!(String, |r: &mut Self| r.string(version, key)),
             ValueType::Array => scalars!(Array, |r: &mut Self| r.array_value(version, key, depth + 1)),
         })
+    }
+}
+
+/// In-memory size of one element of a typed [`Array`] of `ty`.
+fn elem_size(ty: ValueType) -> usize {
+    match ty {
+        ValueType::String => std::mem::size_of::<String>(),
+        ValueType::Array => std::mem::size_of::<Array>(),
+        ValueType::Bool => std::mem::size_of::<bool>(),
+        t => t.scalar_size().unwrap_or(1),
     }
 }

@@ -50,7 +50,11 @@ fn every_split_point_gives_the_same_result() {
     for cut in 0..=text.len() {
         for cut2 in cut..=text.len() {
             let pieces = [&text[..cut], &text[cut..cut2], &text[cut2..]];
-            assert_eq!(run(&["</s>"], &pieces), ("Hello".into(), true), "{pieces:?}");
+            assert_eq!(
+                run(&["</s>"], &pieces),
+                ("Hello".into(), true),
+                "{pieces:?}"
+            );
         }
     }
     // Byte by byte.
@@ -62,10 +66,19 @@ fn every_split_point_gives_the_same_result() {
 #[test]
 fn multiple_stops_earliest_wins() {
     // Both complete within one push: the one that starts first wins.
-    assert_eq!(run(&["###", "END"], &["abc EN", "D ### x"]), ("abc ".into(), true));
-    assert_eq!(run(&["###", "END"], &["abc ## ###", " END"]), ("abc ## ".into(), true));
+    assert_eq!(
+        run(&["###", "END"], &["abc EN", "D ### x"]),
+        ("abc ".into(), true)
+    );
+    assert_eq!(
+        run(&["###", "END"], &["abc ## ###", " END"]),
+        ("abc ## ".into(), true)
+    );
     // A stop that is a prefix of another: the shorter one completes first.
-    assert_eq!(run(&["User:", "User"], &["hi Us", "er: x"]), ("hi ".into(), true));
+    assert_eq!(
+        run(&["User:", "User"], &["hi Us", "er: x"]),
+        ("hi ".into(), true)
+    );
     // Overlapping partials: held back while either could still match.
     let mut m = StopMatcher::new(vec!["abcd".into(), "bcx".into()]);
     assert_eq!(m.push("zabc"), ("z".into(), false));
@@ -75,8 +88,14 @@ fn multiple_stops_earliest_wins() {
 #[test]
 fn korean_text_and_korean_stop() {
     let stops = ["사용자:", "<|im_end|>"];
-    let (out, hit) = run(&stops, &["안녕하세요! ", "오늘 기분이 어때요?", " 사용", "자: 다음"]);
-    assert_eq!((out.as_str(), hit), ("안녕하세요! 오늘 기분이 어때요? ", true));
+    let (out, hit) = run(
+        &stops,
+        &["안녕하세요! ", "오늘 기분이 어때요?", " 사용", "자: 다음"],
+    );
+    assert_eq!(
+        (out.as_str(), hit),
+        ("안녕하세요! 오늘 기분이 어때요? ", true)
+    );
     // A partial Korean stop that turns out not to be one is released intact.
     let (out, hit) = run(&stops, &["저는 사용", "해요"]);
     assert_eq!((out.as_str(), hit), ("저는 사용해요", false));

@@ -6,34 +6,46 @@ use std::path::PathBuf;
 use engine::text::template::{ChatMessage, ChatTemplate, TemplateError};
 
 fn smollm2_path() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let candidates = [
         env("DAEHWA_SMOLLM2_GGUF"),
         env("DAEHWA_MODELS_DIR").map(|d| d.join("smollm2.gguf")),
         env("XDG_DATA_HOME").map(|d| d.join("daehwa/models/smollm2.gguf")),
         env("HOME").map(|d| d.join(".local/share/daehwa/models/smollm2.gguf")),
     ];
-    candidates.into_iter().flatten().find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!(
-            "the SmolLM2 model file is missing (looked at $DAEHWA_SMOLLM2_GGUF, \
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "the SmolLM2 model file is missing (looked at $DAEHWA_SMOLLM2_GGUF, \
              $DAEHWA_MODELS_DIR/smollm2.gguf, $XDG_DATA_HOME/daehwa/models/smollm2.gguf and \
              ~/.local/share/daehwa/models/smollm2.gguf): run `cargo run --release -- pull smollm2`"
-        )
-    })
+            )
+        })
 }
 
 fn golden(name: &str) -> PathBuf {
     match std::env::var_os("DAEHWA_GOLDEN_DIR").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir).join(name),
-        None => {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/golden")).join(name)
-        }
+        None => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/golden"
+        ))
+        .join(name),
     }
 }
 
 fn smollm2_template() -> ChatTemplate {
     let f = gguf::GgufFile::open(smollm2_path()).expect("open the SmolLM2 GGUF");
-    ChatTemplate::from_gguf(&f).expect("the template compiles").expect("SmolLM2 ships a template")
+    ChatTemplate::from_gguf(&f)
+        .expect("the template compiles")
+        .expect("SmolLM2 ships a template")
 }
 
 fn msg(role: &str, content: &str) -> ChatMessage {
@@ -46,25 +58,32 @@ fn smollm2_matches_llama_cpp_goldens() {
     assert_eq!(t.bos_token(), "<|im_start|>");
     assert_eq!(t.eos_token(), "<|im_end|>");
     let path = golden("chat-smollm2-q4_1.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let mut n = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let entry: serde_json::Value = serde_json::from_str(line).expect("golden line is JSON");
         let messages: Vec<ChatMessage> =
             serde_json::from_value(entry["messages"].clone()).expect("messages");
-        let want = entry["templated_prompt"].as_str().expect("templated_prompt");
+        let want = entry["templated_prompt"]
+            .as_str()
+            .expect("templated_prompt");
         let got = t.render(&messages, true).expect("render");
         assert_eq!(got, want, "messages: {messages:?}");
         n += 1;
     }
-    assert!(n >= 6, "expected the golden file to hold at least 6 prompts, found {n}");
+    assert!(
+        n >= 6,
+        "expected the golden file to hold at least 6 prompts, found {n}"
+    );
 }
 
 #[test]
 fn smollm2_system_message_replaces_the_default() {
     let t = smollm2_template();
-    let got = t.render(&[msg("system", "Be brief."), msg("user", "Hi")], true).expect("render");
+    let got = t
+        .render(&[msg("system", "Be brief."), msg("user", "Hi")], true)
+        .expect("render");
     assert_eq!(
         got,
         "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n\
@@ -75,8 +94,12 @@ fn smollm2_system_message_replaces_the_default() {
 #[test]
 fn smollm2_multi_turn_without_generation_prompt() {
     let t = smollm2_template();
-    let msgs =
-        [msg("user", "1+1?"), msg("assistant", "2"), msg("user", "2+2?"), msg("assistant", "4")];
+    let msgs = [
+        msg("user", "1+1?"),
+        msg("assistant", "2"),
+        msg("user", "2+2?"),
+        msg("assistant", "4"),
+    ];
     let got = t.render(&msgs, false).expect("render");
     assert_eq!(
         got,
@@ -118,7 +141,11 @@ const GEMMA: &str = "{{ bos_token }}
 #[test]
 fn gemma_style_template_renders() {
     let t = ChatTemplate::new(GEMMA, "<bos>", "<eos>").expect("compile");
-    let msgs = [msg("system", "Be kind."), msg("user", "  Hello "), msg("assistant", "Hi!")];
+    let msgs = [
+        msg("system", "Be kind."),
+        msg("user", "  Hello "),
+        msg("assistant", "Hi!"),
+    ];
     let got = t.render(&msgs, true).expect("render");
     assert_eq!(
         got,
@@ -130,10 +157,15 @@ fn gemma_style_template_renders() {
 #[test]
 fn raise_exception_reports_the_templates_message() {
     let t = ChatTemplate::new(GEMMA, "<bos>", "<eos>").expect("compile");
-    let err = t.render(&[msg("user", "a"), msg("user", "b")], true).expect_err("must reject");
+    let err = t
+        .render(&[msg("user", "a"), msg("user", "b")], true)
+        .expect_err("must reject");
     match err {
         TemplateError::Raised(m) => {
-            assert_eq!(m, "Conversation roles must alternate user/assistant/user/assistant/...")
+            assert_eq!(
+                m,
+                "Conversation roles must alternate user/assistant/user/assistant/..."
+            )
         }
         other => panic!("expected Raised, got {other:?}"),
     }
@@ -159,7 +191,11 @@ fn from_gguf_reads_template_and_special_token_texts() {
     w.add("general.architecture", Value::String("llama".into()));
     w.add(
         "tokenizer.ggml.tokens",
-        Value::Array(Array::String(vec!["<unk>".into(), "<s>".into(), "</s>".into()])),
+        Value::Array(Array::String(vec![
+            "<unk>".into(),
+            "<s>".into(),
+            "</s>".into(),
+        ])),
     );
     w.add("tokenizer.ggml.bos_token_id", Value::U32(1));
     w.add("tokenizer.ggml.eos_token_id", Value::U32(2));
@@ -168,8 +204,13 @@ fn from_gguf_reads_template_and_special_token_texts() {
         Value::String("{{ bos_token }}{{ messages[0].content }}{{ eos_token }}".into()),
     );
     let f = gguf::GgufFile::from_bytes(w.to_bytes()).expect("parse");
-    let t = ChatTemplate::from_gguf(&f).expect("compiles").expect("has a template");
-    assert_eq!(t.render(&[msg("user", "x")], false).expect("render"), "<s>x</s>");
+    let t = ChatTemplate::from_gguf(&f)
+        .expect("compiles")
+        .expect("has a template");
+    assert_eq!(
+        t.render(&[msg("user", "x")], false).expect("render"),
+        "<s>x</s>"
+    );
 
     let mut w = gguf::GgufWriter::new();
     w.add("general.architecture", Value::String("llama".into()));

@@ -6,7 +6,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use engine::text::template::{ChatMessage, ChatTemplate};
 
 fn render(src: &str, msgs: &[ChatMessage]) -> String {
-    ChatTemplate::new(src, "<s>", "</s>").expect("compile").render(msgs, false).expect("render")
+    ChatTemplate::new(src, "<s>", "</s>")
+        .expect("compile")
+        .render(msgs, false)
+        .expect("render")
 }
 
 fn user(s: &str) -> Vec<ChatMessage> {
@@ -23,23 +26,31 @@ fn trim_blocks_and_lstrip_blocks_like_transformers() {
 
 #[test]
 fn python_string_and_dict_methods() {
-    let src = "{{ messages[0].content.strip().upper() }}|{{ messages[0].content.startswith(' h') }}|\
+    let src =
+        "{{ messages[0].content.strip().upper() }}|{{ messages[0].content.startswith(' h') }}|\
                {% for k, v in messages[0].items() %}{{ k }}={{ v.strip() }};{% endfor %}|\
                {{ messages[0].get('name', 'anon') }}|{{ 'a,b'.split(',') | join('+') }}";
-    assert_eq!(render(src, &user(" hi ")), "HI|True|role=user;content=hi;|anon|a+b");
+    assert_eq!(
+        render(src, &user(" hi ")),
+        "HI|True|role=user;content=hi;|anon|a+b"
+    );
 }
 
 #[test]
 fn tojson_matches_python_json_dumps() {
     // json.dumps(x, ensure_ascii=False): Python separators, no HTML escaping, keys in insertion order.
-    let src = "{{ {'name': 'f', 'desc': '<a & b>', 'k': '한국', 'n': [1, 2.0, none, true]} | tojson }}";
+    let src =
+        "{{ {'name': 'f', 'desc': '<a & b>', 'k': '한국', 'n': [1, 2.0, none, true]} | tojson }}";
     assert_eq!(
         render(src, &[]),
         r#"{"name": "f", "desc": "<a & b>", "k": "한국", "n": [1, 2.0, null, true]}"#
     );
     // indent=2 puts one item per line with "," separators, empty containers stay compact.
     let src = "{{ {'a': [1, {}], 'b': []} | tojson(indent=2) }}";
-    assert_eq!(render(src, &[]), "{\n  \"a\": [\n    1,\n    {}\n  ],\n  \"b\": []\n}");
+    assert_eq!(
+        render(src, &[]),
+        "{\n  \"a\": [\n    1,\n    {}\n  ],\n  \"b\": []\n}"
+    );
     // ensure_ascii, sort_keys and separators are forwarded like json.dumps's keywords.
     let src = "{{ {'z': '한', 'a': 'q\"\\n'} | tojson(ensure_ascii=true, sort_keys=true, separators=(',', ':')) }}";
     assert_eq!(render(src, &[]), r#"{"a":"q\"\n","z":"\ud55c"}"#);
@@ -55,7 +66,10 @@ fn strftime_now_and_date_string_use_the_render_clock() {
     let t = ChatTemplate::new("{{ strftime_now('%d %b %Y') }}|{{ date_string }}", "", "")
         .expect("compile");
     let at = UNIX_EPOCH + Duration::from_secs(1_721_997_296); // 2024-07-26 12:34:56 UTC
-    assert_eq!(t.render_at(&[], false, at).expect("render"), "26 Jul 2024|26 Jul 2024");
+    assert_eq!(
+        t.render_at(&[], false, at).expect("render"),
+        "26 Jul 2024|26 Jul 2024"
+    );
     // Without a pinned clock the current year shows up (sanity: a 4-digit year >= 2024).
     let now = ChatTemplate::new("{{ strftime_now('%Y') }}", "", "")
         .expect("compile")
@@ -79,10 +93,14 @@ fn constants_print_like_python() {
 #[test]
 fn generation_tags_render_their_body() {
     // transformers' AssistantTracker `{% generation %}` marks assistant text; the body renders as is.
-    let src = "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}<{{ m.content }}>\
+    let src =
+        "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}<{{ m.content }}>\
                {% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}\
                {%- generation -%}  !  {%- endgeneration -%}";
-    let msgs = [ChatMessage::new("user", "q"), ChatMessage::new("assistant", "a")];
+    let msgs = [
+        ChatMessage::new("user", "q"),
+        ChatMessage::new("assistant", "a"),
+    ];
     assert_eq!(render(src, &msgs), "q<a>!");
     // A variable merely named like the tag is untouched.
     assert_eq!(render("{% set generation = 1 %}{{ generation }}", &[]), "1");

@@ -26,7 +26,11 @@ impl StopMatcher {
     /// Empty stop strings are ignored (they would end generation before it starts).
     pub fn new(stops: Vec<String>) -> Self {
         let stops = stops.into_iter().filter(|s| !s.is_empty()).collect();
-        Self { stops, held: String::new(), stopped: false }
+        Self {
+            stops,
+            held: String::new(),
+            stopped: false,
+        }
     }
 
     /// Whether a stop string has been seen; after that every push returns `("", true)`.
@@ -42,7 +46,11 @@ impl StopMatcher {
         }
         self.held.push_str(text);
         // The earliest stop occurrence wins: text after it was never meant to be produced.
-        let first_hit = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min();
+        let first_hit = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min();
         if let Some(at) = first_hit {
             self.held.truncate(at);
             self.stopped = true;
@@ -70,7 +78,9 @@ impl StopMatcher {
             .skip_while(|&i| i < window_start)
             .find(|&i| {
                 let tail = &self.held[i..];
-                self.stops.iter().any(|s| s.len() > tail.len() && s.starts_with(tail))
+                self.stops
+                    .iter()
+                    .any(|s| s.len() > tail.len() && s.starts_with(tail))
             })
             .unwrap_or(self.held.len())
     }

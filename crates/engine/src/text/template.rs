@@ -59,7 +59,10 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -88,7 +91,11 @@ impl ChatTemplate {
         let source = compat::patch_source(source);
         env.add_template_owned(TEMPLATE_NAME, source)
             .map_err(|e| TemplateError::Invalid(describe(&e)))?;
-        Ok(Self { env, bos_token: bos_token.to_owned(), eos_token: eos_token.to_owned() })
+        Ok(Self {
+            env,
+            bos_token: bos_token.to_owned(),
+            eos_token: eos_token.to_owned(),
+        })
     }
 
     /// From the GGUF: `tokenizer.chat_template`, with bos/eos texts taken from the vocabulary
@@ -159,10 +166,11 @@ impl ChatTemplate {
             date_string => time::strftime("%d %b %Y", unix),
             __daehwa_now_unix => unix,
         };
-        tmpl.render(ctx).map_err(|e| match compat::raised_message(&e) {
-            Some(msg) => TemplateError::Raised(msg),
-            None => TemplateError::Render(describe(&e)),
-        })
+        tmpl.render(ctx)
+            .map_err(|e| match compat::raised_message(&e) {
+                Some(msg) => TemplateError::Raised(msg),
+                None => TemplateError::Render(describe(&e)),
+            })
     }
 }
 

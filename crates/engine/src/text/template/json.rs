@@ -25,7 +25,11 @@ pub(super) fn to_python_json(value: &Value, opts: &Options) -> Result<String, Er
         (None, None) => (", ", ": "),
         (None, Some(_)) => (",", ": "),
     };
-    let w = Writer { opts, item_sep, key_sep };
+    let w = Writer {
+        opts,
+        item_sep,
+        key_sep,
+    };
     let mut out = String::new();
     w.value(&mut out, value, 0)?;
     Ok(out)
@@ -180,8 +184,12 @@ pub(super) fn python_float_repr(x: f64) -> String {
     }
     // `{:e}` is the shortest round-trip form too: `d.ddde±x`.
     let sci = format!("{x:e}");
-    let (mantissa, exp) = sci.split_once('e').expect("invariant: `{:e}` always has an exponent");
-    let exp: i32 = exp.parse().expect("invariant: `{:e}` exponent is an integer");
+    let (mantissa, exp) = sci
+        .split_once('e')
+        .expect("invariant: `{:e}` always has an exponent");
+    let exp: i32 = exp
+        .parse()
+        .expect("invariant: `{:e}` exponent is an integer");
     if (-4..16).contains(&exp) {
         let plain = format!("{x}");
         if plain.contains('.') {

@@ -5,11 +5,28 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-    "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
-const WEEKDAYS: [&str; 7] =
-    ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const WEEKDAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 
 /// Seconds since the Unix epoch, negative before it.
 pub(super) fn unix_seconds(t: SystemTime) -> i64 {
@@ -83,7 +100,10 @@ pub(super) fn strftime(format: &str, unix: i64) -> String {
                 out.push_str(&format!("{v:0width$}"));
             }
         };
-        let hour12 = if tm.hour % 12 == 0 { 12 } else { tm.hour % 12 };
+        let hour12 = match tm.hour % 12 {
+            0 => 12,
+            h => h,
+        };
         match spec {
             Some('Y') => out.push_str(&tm.year.to_string()),
             Some('y') => num(&mut out, tm.year.rem_euclid(100), 2),
@@ -105,9 +125,7 @@ pub(super) fn strftime(format: &str, unix: i64) -> String {
             Some('u') => out.push_str(&(if tm.weekday == 0 { 7 } else { tm.weekday }).to_string()),
             Some('w') => out.push_str(&tm.weekday.to_string()),
             Some('F') => out.push_str(&format!("{}-{:02}-{:02}", tm.year, tm.month, tm.day)),
-            Some('T') => {
-                out.push_str(&format!("{:02}:{:02}:{:02}", tm.hour, tm.minute, tm.second))
-            }
+            Some('T') => out.push_str(&format!("{:02}:{:02}:{:02}", tm.hour, tm.minute, tm.second)),
             Some('D') => out.push_str(&format!(
                 "{:02}/{:02}/{:02}",
                 tm.month,
@@ -142,7 +160,10 @@ mod tests {
         let t = 1_721_997_296;
         assert_eq!(strftime("%d %b %Y", t), "26 Jul 2024");
         assert_eq!(strftime("%Y-%m-%d %H:%M:%S", t), "2024-07-26 12:34:56");
-        assert_eq!(strftime("%A, %B %-d (%j) %I%p %%", t), "Friday, July 26 (208) 12PM %");
+        assert_eq!(
+            strftime("%A, %B %-d (%j) %I%p %%", t),
+            "Friday, July 26 (208) 12PM %"
+        );
         // Leap day and the epoch.
         assert_eq!(strftime("%F %a", 1_709_164_800), "2024-02-29 Thu");
         assert_eq!(strftime("%F %T %a", 0), "1970-01-01 00:00:00 Thu");

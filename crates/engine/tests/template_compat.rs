@@ -37,6 +37,15 @@ fn python_string_and_dict_methods() {
 }
 
 #[test]
+fn python_indexing_and_slicing() {
+    // DeepSeek-R1 style: drop the reasoning with `.split(...)[-1]`; Mistral style: `messages[1:]`.
+    let src = "{{ messages[-1].content.split('</think>')[-1] }}|{{ messages[1:] | length }}|\
+               {{ 'abc'[::-1] }}|{{ [1, 'a'] }}|{{ 3 // 2 }}";
+    let msgs = [ChatMessage::new("system", "s"), ChatMessage::new("user", "x</think>answer")];
+    assert_eq!(render(src, &msgs), "answer|1|cba|[1, 'a']|1");
+}
+
+#[test]
 fn tojson_matches_python_json_dumps() {
     // json.dumps(x, ensure_ascii=False): Python separators, no HTML escaping, keys in insertion order.
     let src =

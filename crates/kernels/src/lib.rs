@@ -7,3 +7,6 @@ pub mod quant;
 pub use error::{Error, Result};
 pub mod pool;
 pub mod ops;
+mod disjoint;
+pub mod matmul;
+pub mod attention;

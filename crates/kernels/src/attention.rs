@@ -1,0 +1,307 @@
+//! Attention of query rows over an f16 KV cache, computed like llama.cpp's CPU flash-attention
+//! kernel (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`), one (token, head) at a time:
+//!
+//! ```text
+//! q_h  = f16(q[h])                          (ggml converts Q to K's vec_dot type, f16)
+//! for each visible KV row j, in order:      (online softmax, Milakov & Gimelshein 2018;
+//!     s = dot(q_h, K[j, kvh]) * scale        Rabe & Staats 2021, arXiv:2112.05682)
+//!     s = softcap * tanh(s / softcap)        (only with a softcap, e.g. gemma 2)
+//!     if s > M: acc *= exp(M - s); S *= exp(M - s); M = s; w = 1
+//!     else:     w = exp(s - M)
+//!     acc += w * V[j, kvh];  S += w
+//! out_h = acc / S
+//! ```
+//!
+//! with GQA `kvh = h / (n_head / n_head_kv)`. One pass over K and V, O(head_dim) state per head,
+//! O(n_kv * head_dim) work per head. Unlike llama.cpp, which accumulates `acc` in f16 when V is
+//! f16, `acc` stays in f32 here (more accurate; results differ from llama.cpp by f16 rounding).
+//!
+//! The KV rows may live in several chunks (blocks of a paged cache); the caller passes exactly
+//! the rows a query may see (causal limit, sliding window), in position order.
+
+use std::ops::Range;
+
+use half::f16;
+
+use crate::disjoint::DisjointMut;
+use crate::pool::ThreadPool;
+
+/// A run of consecutive KV-cache rows. Each row holds `n_head_kv * head_dim` values, row-major.
+#[derive(Clone, Copy, Debug)]
+pub struct KvChunk<'a> {
+    /// (n_rows, n_head_kv * head_dim)
+    pub k: &'a [f16],
+    /// (n_rows, n_head_kv * head_dim)
+    pub v: &'a [f16],
+    pub n_rows: usize,
+}
+
+/// Shape and scaling of one attention layer.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnParams {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    /// Usually `1 / sqrt(head_dim)`.
+    pub scale: f32,
+    /// Gemma-2 style score soft-capping: `s = softcap * tanh(s / softcap)`.
+    pub softcap: Option<f32>,
+}
+
+impl AttnParams {
+    fn row_len(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+
+    fn check(&self, chunks: &[KvChunk]) {
+        assert!(self.n_head_kv > 0 && self.n_head % self.n_head_kv == 0, "n_head {} is not a multiple of n_head_kv {}", self.n_head, self.n_head_kv);
+        let row = self.row_len();
+        for (i, c) in chunks.iter().enumerate() {
+            assert!(
+                c.k.len() >= c.n_rows * row && c.v.len() >= c.n_rows * row,
+                "kv chunk {i}: {} rows of {row} need {} values, k has {}, v has {}",
+                c.n_rows,
+                c.n_rows * row,
+                c.k.len(),
+                c.v.len()
+            );
+        }
+    }
+}
+
+/// One query row `q = [n_head][head_dim]` attends to every KV row of every chunk; writes
+/// `out = [n_head][head_dim]`. `scratch` is grown to `2 * head_dim` and reused.
+///
+/// # Panics
+/// On inconsistent shapes (`q`/`out` not `n_head * head_dim`, a chunk shorter than its
+/// `n_rows`, `n_head` not a multiple of `n_head_kv`).
+pub fn attention_row(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &mut Vec<f32>, out: &mut [f32]) {
+    attention_row_with(q, chunks, p, scratch, out, simd::available())
+}
+
+/// [`attention_row`] on the scalar reference kernels (for tests and debugging).
+pub fn attention_row_scalar(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &mut Vec<f32>, out: &mut [f32]) {
+    attention_row_with(q, chunks, p, scratch, out, false)
+}
+
+fn attention_row_with(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &mut Vec<f32>, out: &mut [f32], simd: bool) {
+    let hd = p.head_dim;
+    assert_eq!(q.len(), p.n_head * hd, "attention_row: q length");
+    assert_eq!(out.len(), p.n_head * hd, "attention_row: out length");
+    p.check(chunks);
+    if scratch.len() < 2 * hd {
+        scratch.resize(2 * hd, 0.0);
+    }
+    let (qh, acc) = scratch.split_at_mut(hd);
+    let n_kv: usize = chunks.iter().map(|c| c.n_rows).sum();
+    for (h, (qrow, orow)) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)).enumerate() {
+        head(qrow, h, chunks, 0..n_kv, p, qh, &mut acc[..hd], orow, simd);
+    }
+}
+
+/// Many query rows at once, (token, head) pairs spread over the pool: the prefill path.
+///
+/// `q` and `out` are `[n_tokens][n_head][head_dim]`. Every token attends over the same
+/// `chunks`, limited to the rows `visible(t)` (indices into the concatenation of the chunks'
+/// rows; e.g. `0..n_past + t + 1` for a causal mask, with a later start for a sliding window).
+///
+/// # Panics
+/// As [`attention_row`], or if a visible range goes past the chunks' rows.
+pub fn attention_rows_parallel(
+    pool: &ThreadPool,
+    q: &[f32],
+    n_tokens: usize,
+    chunks: &[KvChunk],
+    visible: &(dyn Fn(usize) -> Range<usize> + Sync),
+    p: &AttnParams,
+    out: &mut [f32],
+) {
+    let hd = p.head_dim;
+    let row = p.n_head * hd;
+    assert_eq!(q.len(), n_tokens * row, "attention_rows_parallel: q length");
+    assert_eq!(out.len(), n_tokens * row, "attention_rows_parallel: out length");
+    p.check(chunks);
+    let n_kv: usize = chunks.iter().map(|c| c.n_rows).sum();
+    let n_pairs = n_tokens * p.n_head;
+    if n_pairs == 0 {
+        return;
+    }
+    let n_tasks = (pool.n_threads() * 4).min(n_pairs);
+    let per_task = n_pairs.div_ceil(n_tasks);
+    let n_tasks = n_pairs.div_ceil(per_task);
+    let simd = simd::available();
+    let out = DisjointMut::new(out);
+    pool.run(n_tasks, &|task| {
+        // Per-task state on the stack for common head sizes: no allocation per call.
+        let mut stack = [0f32; 2 * 256];
+        let mut heap = Vec::new();
+        let buf: &mut [f32] = if hd <= 256 {
+            &mut stack[..2 * hd]
+        } else {
+            heap.resize(2 * hd, 0.0);
+            &mut heap
+        };
+        let (qh, acc) = buf.split_at_mut(hd);
+        for pair in task * per_task..((task + 1) * per_task).min(n_pairs) {
+            let (t, h) = (pair / p.n_head, pair % p.n_head);
+            let range = visible(t);
+            assert!(range.start <= range.end && range.end <= n_kv, "token {t}: visible rows {range:?} of {n_kv}");
+            let off = t * row + h * hd;
+            // SAFETY: pair (t, h) is handled by exactly one task and owns this head's slice.
+            let orow = unsafe { out.slice(off, hd) };
+            head(&q[off..off + hd], h, chunks, range, p, qh, acc, orow, simd);
+        }
+    });
+}
+
+/// One head of one query over the KV rows `range` of the concatenated chunks.
+#[allow(clippy::too_many_arguments)]
+fn head(
+    qrow: &[f32],
+    h: usize,
+    chunks: &[KvChunk],
+    range: Range<usize>,
+    p: &AttnParams,
+    qh: &mut [f32],
+    acc: &mut [f32],
+    out: &mut [f32],
+    simd: bool,
+) {
+    let hd = p.head_dim;
+    let kvh = h / (p.n_head / p.n_head_kv);
+    let stride = p.row_len();
+    // Q rounded to f16, as ggml's flash attention converts it to K's vec_dot type.
+    for (d, &v) in qh.iter_mut().zip(qrow) {
+        *d = f16::from_f32(v).to_f32();
+    }
+    acc.iter_mut().for_each(|a| *a = 0.0);
+    let (scale, cap) = match p.softcap {
+        Some(c) if c != 0.0 => (p.scale / c, c),
+        _ => (p.scale, 0.0),
+    };
+    let mut m = f32::NEG_INFINITY;
+    let mut sum = 0f32;
+    let mut base = 0;
+    for c in chunks {
+        let lo = range.start.max(base);
+        let hi = range.end.min(base + c.n_rows);
+        for j in lo.saturating_sub(base)..hi.saturating_sub(base) {
+            let off = j * stride + kvh * hd;
+            let k = &c.k[off..off + hd];
+            let v = &c.v[off..off + hd];
+            let mut s = simd::dot(qh, k, simd) * scale;
+            if cap != 0.0 {
+                s = cap * s.tanh();
+            }
+            let mut ms = 1.0;
+            let mut vs = 1.0;
+            if s > m {
+                ms = (m - s).exp();
+                m = s;
+                crate::ops::scale_inplace(acc, ms);
+            } else {
+                vs = (s - m).exp();
+            }
+            simd::mad(acc, v, vs, simd);
+            sum = sum * ms + vs;
+        }
+        base += c.n_rows;
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    for (o, &a) in out.iter_mut().zip(acc.iter()) {
+        *o = a * inv;
+    }
+}
+
+/// f16 dot / multiply-add kernels: scalar reference and F16C+FMA variants.
+mod simd {
+    use half::f16;
+
+    pub fn available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            crate::ops::simd_available() && std::arch::is_x86_feature_detected!("f16c")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    #[inline]
+    pub fn dot(q: &[f32], k: &[f16], simd: bool) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: `simd` is `available()`: AVX2, FMA and F16C are present.
+            return unsafe { x86::dot(q, k) };
+        }
+        let _ = simd;
+        q.iter().zip(k).map(|(&a, &b)| a * b.to_f32()).sum()
+    }
+
+    #[inline]
+    pub fn mad(acc: &mut [f32], v: &[f16], s: f32, simd: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: as in `dot`.
+            return unsafe { x86::mad(acc, v, s) };
+        }
+        let _ = simd;
+        acc.iter_mut().zip(v).for_each(|(a, &b)| *a += b.to_f32() * s);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use half::f16;
+        use std::arch::x86_64::*;
+
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn load8(p: *const f16) -> __m256 {
+            _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn dot(q: &[f32], k: &[f16]) -> f32 {
+            let n = q.len().min(k.len());
+            let (qp, kp) = (q.as_ptr(), k.as_ptr());
+            let mut a0 = _mm256_setzero_ps();
+            let mut a1 = _mm256_setzero_ps();
+            let mut i = 0;
+            while i + 16 <= n {
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(i)), load8(kp.add(i)), a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(i + 8)), load8(kp.add(i + 8)), a1);
+                i += 16;
+            }
+            if i + 8 <= n {
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(i)), load8(kp.add(i)), a0);
+                i += 8;
+            }
+            let a = _mm256_add_ps(a0, a1);
+            let h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+            let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            let h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            let mut s = _mm_cvtss_f32(h);
+            for j in i..n {
+                s += q[j] * k[j].to_f32();
+            }
+            s
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn mad(acc: &mut [f32], v: &[f16], s: f32) {
+            let n = acc.len().min(v.len());
+            let (ap, vp) = (acc.as_mut_ptr(), v.as_ptr());
+            let vs = _mm256_set1_ps(s);
+            let mut i = 0;
+            while i + 8 <= n {
+                let r = _mm256_fmadd_ps(load8(vp.add(i)), vs, _mm256_loadu_ps(ap.add(i)));
+                _mm256_storeu_ps(ap.add(i), r);
+                i += 8;
+            }
+            for j in i..n {
+                acc[j] += v[j].to_f32() * s;
+            }
+        }
+    }
+}

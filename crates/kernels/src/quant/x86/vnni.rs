@@ -1,0 +1,72 @@
+//! AVX-512 VNNI variants of the hottest 32-element dots (q4_0, q4_1, q8_0): `vpdpbusd` on
+//! 256-bit vectors replaces `maddubs` + `madd` (ggml's `__AVX512VNNI__ && __AVX512VL__` path)
+//! and, unlike `maddubs`, cannot saturate.
+
+use std::arch::x86_64::*;
+
+use super::{bytes_from_nibbles_32, f16, hsum_float_8, load32};
+use crate::quant::blocks::{dot_operands, BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1};
+
+macro_rules! wrapper {
+    ($name:ident, $body:ident, $w:ty, $x:ty) => {
+        pub fn $name(n: usize, w: &[u8], x: &[u8]) -> f32 {
+            let (wb, xb) = dot_operands::<$w, $x>(n, w, x);
+            debug_assert!(super::has_avx512vnni());
+            // SAFETY: this wrapper is only handed out (the AVX-512 VNNI table) after
+            // `has_avx512vnni()` found every feature the body enables.
+            unsafe { $body(wb, xb) }
+        }
+    };
+}
+
+wrapper!(vec_dot_q4_0_q8_0, q4_0_q8_0, BlockQ4_0, BlockQ8_0);
+wrapper!(vec_dot_q4_1_q8_1, q4_1_q8_1, BlockQ4_1, BlockQ8_1);
+wrapper!(vec_dot_q8_0_q8_0, q8_0_q8_0, BlockQ8_0, BlockQ8_0);
+
+/// unsigned x signed bytes summed in fours to i32, as floats.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_us8(ax: __m256i, sy: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy))
+}
+
+/// signed x signed bytes via the sign trick.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_i8(x: __m256i, y: __m256i) -> __m256 {
+    dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (a, b) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(f16(a.d) * f16(b.d));
+        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(&a.qs), _mm256_set1_epi8(8));
+        acc = _mm256_fmadd_ps(d, dot_i8(qx, load32(&b.qs)), acc);
+    }
+    hsum_float_8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0f32;
+    for (a, b) in x.iter().zip(y) {
+        summs += f16(a.m) * f16(b.s);
+        let d0d1 = _mm256_mul_ps(_mm256_set1_ps(f16(a.d)), _mm256_set1_ps(f16(b.d)));
+        let qx = bytes_from_nibbles_32(&a.qs);
+        acc = _mm256_fmadd_ps(d0d1, dot_us8(qx, load32(&b.qs)), acc);
+    }
+    hsum_float_8(acc) + summs
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (a, b) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(f16(a.d) * f16(b.d));
+        acc = _mm256_fmadd_ps(d, dot_i8(load32(&a.qs), load32(&b.qs)), acc);
+    }
+    hsum_float_8(acc)
+}

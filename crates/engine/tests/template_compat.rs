@@ -41,7 +41,10 @@ fn python_indexing_and_slicing() {
     // DeepSeek-R1 style: drop the reasoning with `.split(...)[-1]`; Mistral style: `messages[1:]`.
     let src = "{{ messages[-1].content.split('</think>')[-1] }}|{{ messages[1:] | length }}|\
                {{ 'abc'[::-1] }}|{{ [1, 'a'] }}|{{ 3 // 2 }}";
-    let msgs = [ChatMessage::new("system", "s"), ChatMessage::new("user", "x</think>answer")];
+    let msgs = [
+        ChatMessage::new("system", "s"),
+        ChatMessage::new("user", "x</think>answer"),
+    ];
     assert_eq!(render(src, &msgs), "answer|1|cba|[1, 'a']|1");
 }
 

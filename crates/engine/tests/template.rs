@@ -217,3 +217,21 @@ fn from_gguf_reads_template_and_special_token_texts() {
     let f = gguf::GgufFile::from_bytes(w.to_bytes()).expect("parse");
     assert!(ChatTemplate::from_gguf(&f).expect("no error").is_none());
 }
+
+#[test]
+fn template_is_shareable_across_threads() {
+    // The server keeps one compiled template per model behind an Arc and renders from many tasks.
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ChatTemplate>();
+    let t =
+        std::sync::Arc::new(ChatTemplate::new("{{ messages[0].content }}", "", "").expect("ok"));
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let t = t.clone();
+            std::thread::spawn(move || t.render(&[msg("user", &i.to_string())], false))
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.join().expect("thread").expect("render"), i.to_string());
+    }
+}

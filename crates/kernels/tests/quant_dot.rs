@@ -1,0 +1,125 @@
+//! Dot products: every SIMD variant against the scalar reference, the reference against the
+//! f64 dot of the dequantized rows, and ggml's end-to-end budget.
+//!
+//! Tolerances, all relative to `mag = sum |w_i * x_i|` of the dequantized rows (a relative
+//! error on the result itself is meaningless when the terms cancel):
+//! - variant vs scalar: 1e-4 * mag. The integer block sums are exact in both; only the float
+//!   accumulation order differs (8 lanes + FMA vs sequential).
+//! - scalar vs dequantized f64 dot: 1e-5 * mag, except q4_1/q5_1 at 2e-3 * mag: their minimum
+//!   term uses q8_1's `s = d * sum(q)`, stored as fp16 (2^-11 relative per block), instead of
+//!   the exact sum of the dequantized activations.
+//! - end to end (ggml's MAX_DOT_PRODUCT_ERROR): |dot(quantized) - dot(f32)| / n < 0.02 on
+//!   ggml's cosine data, for every variant.
+
+mod quant_util;
+
+use gguf::GgmlType;
+use kernels::quant;
+use quant_util::*;
+
+fn lengths(ty: GgmlType) -> &'static [usize] {
+    match ty.block_size() {
+        1 => &[1, 7, 8, 33, 64, 576, 1537],
+        32 => &[32, 64, 576, 1536, 4096],
+        _ => &[256, 1536, 4096],
+    }
+}
+
+#[test]
+fn variants_match_scalar_and_dequantized_dot() {
+    let mut rng = XorShift(0xdead_beef_cafe_f00d);
+    for &ty in WEIGHT_TYPES {
+        let variants = quant::kernel_variants(ty);
+        let scalar = quant::kernel_scalar(ty).expect("scalar");
+        assert_eq!(variants[0].isa, "scalar");
+        assert_eq!(scalar.vec_dot_type, quant::vec_dot_type(ty).expect("vec_dot_type"));
+        for &n in lengths(ty) {
+            // Activation scales keep q8's fp16 `d` out of the fp16 subnormal range, where `s`
+            // (computed from the unrounded d) and the stored d drift apart by more than 2^-11.
+            for (ws, xs) in [(1.0f32, 1.0f32), (0.05, 20.0), (3.0, 0.02)] {
+                let w = quantize(ty, &rng.vec(n, ws));
+                let x = quantize_fast(scalar.vec_dot_type, &rng.vec(n, xs));
+                let wd = dequantize(ty, &w, n);
+                let xd = dequantize(scalar.vec_dot_type, &x, n);
+                let exact = dot64(&wd, &xd);
+                let mag = abs_dot64(&wd, &xd);
+                let reference = (scalar.vec_dot)(n, &w, &x);
+                let tol = if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) { 2e-3 } else { 1e-5 };
+                assert!(
+                    (reference as f64 - exact).abs() <= tol * mag,
+                    "{ty} n={n}: scalar {reference} vs dequantized {exact} (mag {mag})"
+                );
+                for k in &variants {
+                    assert_eq!(k.ty, ty);
+                    assert_eq!(k.vec_dot_type, scalar.vec_dot_type);
+                    let got = (k.vec_dot)(n, &w, &x);
+                    assert!(
+                        (got as f64 - reference as f64).abs() <= 1e-4 * mag,
+                        "{ty} n={n} {}: {got} vs scalar {reference} (mag {mag})",
+                        k.isa
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn ggml_dot_product_error() {
+    let n = 32 * 128;
+    let a = ggml_test_data(0.0, n);
+    let b = ggml_test_data(1.0, n);
+    let exact = dot64(&a, &b);
+    for &ty in WEIGHT_TYPES {
+        for k in quant::kernel_variants(ty) {
+            let w = quantize(ty, &a);
+            let x = quantize_fast(k.vec_dot_type, &b);
+            let got = (k.vec_dot)(n, &w, &x);
+            let err = (got as f64 - exact).abs() / n as f64;
+            assert!(err < 0.02, "{ty} {}: dot error {err}", k.isa);
+        }
+    }
+}
+
+#[test]
+fn best_kernel_is_one_of_the_variants() {
+    for &ty in WEIGHT_TYPES {
+        let best = quant::kernel(ty).expect("kernel");
+        let variants = quant::kernel_variants(ty);
+        assert!(variants.iter().any(|v| std::ptr::eq(*v, best)), "{ty}: {}", best.isa);
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            assert!(variants.iter().any(|v| v.isa == "avx2"), "{ty}: no avx2 variant");
+            if std::env::var("DAEHWA_KERNELS").is_err() {
+                assert_ne!(best.isa, "scalar", "{ty}");
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512vl") {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            assert!(quant::kernel_variants(ty).iter().any(|v| v.isa == "avx512vnni"), "{ty}");
+        }
+    }
+}
+
+#[test]
+fn extreme_activations_do_not_saturate_q8_0() {
+    // -128 never comes out of quantization, but a q8_0 weight row may hold it; with values
+    // that large `maddubs` saturates in ggml's AVX2 path too, so keep to the quantizer's range.
+    let n = 64;
+    let w = quantize(GgmlType::Q8_0, &vec![127.0; n]);
+    let x = quantize(GgmlType::Q8_0, &vec![-127.0; n]);
+    for k in quant::kernel_variants(GgmlType::Q8_0) {
+        assert_eq!((k.vec_dot)(n, &w, &x), -127.0 * 127.0 * n as f32, "{}", k.isa);
+    }
+}
+
+#[test]
+#[should_panic(expected = "vec_dot")]
+fn short_rows_panic_instead_of_reading_out_of_bounds() {
+    let k = quant::kernel(GgmlType::Q4_1).expect("kernel");
+    let w = vec![0u8; 20];
+    let x = vec![0u8; 36];
+    (k.vec_dot)(64, &w, &x);
+}

@@ -54,7 +54,7 @@ impl AttnParams {
     }
 
     fn check(&self, chunks: &[KvChunk]) {
-        assert!(self.n_head_kv > 0 && self.n_head % self.n_head_kv == 0, "n_head {} is not a multiple of n_head_kv {}", self.n_head, self.n_head_kv);
+        assert!(self.n_head_kv > 0 && self.n_head.is_multiple_of(self.n_head_kv), "n_head {} is not a multiple of n_head_kv {}", self.n_head, self.n_head_kv);
         let row = self.row_len();
         for (i, c) in chunks.iter().enumerate() {
             assert!(

@@ -222,7 +222,7 @@ fn worker_loop(s: &Shared) {
             return;
         }
         seen = epoch;
-        if epoch % 2 == 0 {
+        if epoch.is_multiple_of(2) {
             continue; // a job opened and closed while we were not looking
         }
         s.active.fetch_add(1, SeqCst);
@@ -257,7 +257,7 @@ fn wait_for_new_epoch(s: &Shared, seen: u64) -> u64 {
         }
         std::hint::spin_loop();
         spins = spins.wrapping_add(1);
-        if spins % 64 == 0 && start.elapsed() > SPIN {
+        if spins.is_multiple_of(64) && start.elapsed() > SPIN {
             break;
         }
     }

@@ -220,6 +220,7 @@ fn tanh_softcap_matches_formula() {
 }
 
 /// RoPE by its definition in f64: pair i rotates by pos * base^(-2i/n_rot) * freq_scale.
+#[allow(clippy::too_many_arguments)]
 fn rope_f64(x: &[f32], n_head: usize, head_dim: usize, n_rot: usize, pos: usize, base: f64, fs: f64, neox: bool) -> Vec<f32> {
     let mut y = x.to_vec();
     for h in 0..n_head {

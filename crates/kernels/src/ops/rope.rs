@@ -57,7 +57,7 @@ fn rotate_pair(x: &mut [f32], n_head: usize, head_dim: usize, n_rot: usize, mode
 
 fn check_shape(x: &[f32], n_head: usize, head_dim: usize, n_rot: usize) {
     assert_eq!(x.len(), n_head * head_dim, "rope: x has {} values, expected n_head {n_head} x head_dim {head_dim}", x.len());
-    assert!(n_rot % 2 == 0 && n_rot <= head_dim, "rope: n_rot {n_rot} must be even and <= head_dim {head_dim}");
+    assert!(n_rot.is_multiple_of(2) && n_rot <= head_dim, "rope: n_rot {n_rot} must be even and <= head_dim {head_dim}");
 }
 
 /// Applies RoPE in place to `x = [n_head][head_dim]` (one token) at position `pos`.
@@ -129,7 +129,7 @@ impl RopeCache {
         max_pos: usize,
         freq_factors: Option<Vec<f32>>,
     ) -> Self {
-        assert!(n_rot % 2 == 0 && n_rot <= head_dim, "rope: n_rot {n_rot} must be even and <= head_dim {head_dim}");
+        assert!(n_rot.is_multiple_of(2) && n_rot <= head_dim, "rope: n_rot {n_rot} must be even and <= head_dim {head_dim}");
         let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
         let mut cos_sin = vec![0f32; max_pos * n_rot];
         for (pos, row) in cos_sin.chunks_exact_mut(n_rot.max(1)).enumerate().take(max_pos) {

@@ -363,6 +363,38 @@ mod tests {
         assert_eq!(split("llama3", "a ..\n"), ["a", " ..\n"]);
     }
 
+    /// The hand-written scanners implement their regexes: fuzz them against fancy-regex on strings
+    /// drawn from an alphabet of the characters that matter (letters of several scripts, digits,
+    /// ASCII and Unicode whitespace, CR/LF, apostrophes, punctuation, marks, emoji).
+    #[test]
+    fn scanners_agree_with_their_regexes() {
+        const ALPHABET: &[char] = &[
+            'a', 'Z', 's', 't', 'e', 'r', 'v', 'l', 'L', 'S', 'd', 'm', '\'', '\'', ' ', ' ', ' ', '\t', '\n', '\r',
+            '\u{0B}', '\u{A0}', '\u{3000}', '\u{85}', '1', '2', '٣', 'Ⅻ', '.', '!', ',', '-', '_', '(', '~', '$',
+            '한', '국', 'é', '\u{301}', '日', '🍕', '\u{200D}', '\u{FFFD}',
+        ];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut rand = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let scanners: [(&str, fn(&Cps, usize) -> usize); 2] = [(GPT2, gpt2_next), (LLAMA3, llama3_next)];
+        for (re, next) in scanners {
+            let regex = fancy_regex::Regex::new(re).expect("regex");
+            for _ in 0..3000 {
+                let len = 1 + rand(14);
+                let text: String = (0..len).map(|_| ALPHABET[rand(ALPHABET.len())]).collect();
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                scan(&text, 0, &mut a, next);
+                regex_split(&regex, &text, 0, &mut b);
+                let words = |v: &[(usize, usize)]| v.iter().map(|&(s, e)| text[s..e].to_string()).collect::<Vec<_>>();
+                assert_eq!(words(&a), words(&b), "{re} on {text:?}");
+            }
+        }
+    }
+
     #[test]
     fn qwen2_regex_matches_llama3_scanner_except_digits() {
         let text = "Hi there!  How's\tit going?\n\n 안녕 123";

@@ -51,7 +51,6 @@ impl StreamDecoder {
                 }
                 Err(e) => {
                     let (valid, after) = rest.split_at(e.valid_up_to());
-                    // SAFETY-free: `valid` was just checked by from_utf8.
                     out.push_str(std::str::from_utf8(valid).expect("invariant: prefix is valid UTF-8"));
                     match e.error_len() {
                         // An invalid sequence: it can never complete.

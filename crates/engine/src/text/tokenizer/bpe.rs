@@ -15,7 +15,7 @@ pub struct Bpe {
     /// (left, right) -> (rank, merged symbol).
     merges: HashMap<(u32, u32), (u32, u32)>,
     /// The symbol of each raw byte (its GPT-2 character).
-    byte_sym: [u32; 256],
+    byte_sym: Box<[u32; 256]>,
     /// Interned strings that are not tokens; symbol `n_vocab + i` is `extra[i]`.
     extra: Vec<String>,
     n_vocab: u32,
@@ -60,7 +60,7 @@ impl Bpe {
     pub fn new(token_to_id: &HashMap<String, u32>, n_vocab: u32, merges: &[String], ignore_merges: bool) -> Self {
         let mut int = Interner { token_to_id, n_vocab, extra: Vec::new(), extra_ids: HashMap::new() };
         let chars = byte_to_char_table();
-        let mut byte_sym = [0u32; 256];
+        let mut byte_sym = Box::new([0u32; 256]);
         let mut buf = [0u8; 4];
         for (b, c) in chars.iter().enumerate() {
             byte_sym[b] = int.id(c.encode_utf8(&mut buf));

@@ -227,9 +227,11 @@ impl Cps {
     }
 }
 
-/// Runs a hand-written scanner over a piece: `next(cps, pos)` returns where the word starting at `pos`
-/// ends (always > pos).
-fn scan(piece: &str, base: usize, out: &mut Vec<(usize, usize)>, next: fn(&Cps, usize) -> usize) {
+/// A hand-written scanner: `next(cps, pos)` returns where the word starting at `pos` ends (> pos).
+type Scanner = fn(&Cps, usize) -> usize;
+
+/// Runs a hand-written scanner over a piece.
+fn scan(piece: &str, base: usize, out: &mut Vec<(usize, usize)>, next: Scanner) {
     let cps = Cps { cps: piece.chars().collect() };
     // Byte offset of each codepoint boundary.
     let mut offs = Vec::with_capacity(cps.len() + 1);
@@ -380,7 +382,7 @@ mod tests {
             state ^= state << 17;
             (state % n as u64) as usize
         };
-        let scanners: [(&str, fn(&Cps, usize) -> usize); 2] = [(GPT2, gpt2_next), (LLAMA3, llama3_next)];
+        let scanners: [(&str, Scanner); 2] = [(GPT2, gpt2_next), (LLAMA3, llama3_next)];
         for (re, next) in scanners {
             let regex = fancy_regex::Regex::new(re).expect("regex");
             for _ in 0..3000 {

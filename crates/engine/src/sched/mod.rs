@@ -1,0 +1,289 @@
+//! [`Scheduler`]: which sequences run in the next forward pass, and how much of each.
+//!
+//! A synchronous state machine over token counts, driven once per engine step (no tensors, no
+//! threads: unit-tested directly). Policies, after vLLM's V1 scheduler and TGI's queue:
+//!
+//! - **Continuous batching**: new sequences join at step boundaries, finished ones leave.
+//! - **Decode first, then chunked prefill** under a per-step token budget: every running
+//!   sequence that is generating gets its one token; the rest of the budget goes to prompts,
+//!   oldest first, in chunks, so a long prompt never stalls the running streams for more than
+//!   one budget's worth of compute.
+//! - **Admission** in arrival order (strict FIFO: a large prompt at the head is not overtaken,
+//!   so it cannot starve), up to `max_seqs` running, when the [`KvManager`] can hold the whole
+//!   prompt (minus its cached prefix) plus one block of growth per running sequence.
+//! - **Preemption by recomputation**: when a running sequence needs a new block and none is
+//!   left, the newest running sequence is freed and put back at the head of the queue with all
+//!   its tokens (prompt + generated so far); its full blocks stay in the prefix cache, so
+//!   resuming usually recomputes only its last partial block.
+//! - **No deadlock**: a prompt larger than the whole cache is rejected; a sequence that cannot
+//!   grow even when running alone is finished (the cache is its context limit); otherwise the
+//!   oldest running sequence always progresses.
+//!
+//! One step, as the runner drives it:
+//!
+//! ```text
+//!   plan = sched.step(&mut kv)          // admit / preempt / reserve blocks, pick tokens
+//!   forward(batch built from plan.items) // tokens[start..start+len] of each item's sequence
+//!   sched.complete(&mut kv, &plan)       // K/V computed: commit (fills the prefix cache)
+//!   for items with `sample`: sched.push_token(id, t)  or  sched.remove(&mut kv, id)
+//! ```
+
+use std::collections::VecDeque;
+
+use crate::kv::paged::{AdmitError, KvManager};
+use crate::TokenId;
+
+#[cfg(test)]
+mod tests;
+
+/// A sequence's id, chosen by the caller (unique among live sequences).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeqId(pub u64);
+
+#[derive(Clone, Copy, Debug)]
+pub struct SchedConfig {
+    /// Most sequences running at once.
+    pub max_seqs: usize,
+    /// Most tokens in one forward pass (raised to `max_seqs` so every decode fits).
+    pub step_token_budget: usize,
+}
+
+/// Tokens of one sequence to run in this step: positions `start..start + len`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanItem {
+    pub id: SeqId,
+    /// KV slot (the `seq` of [`crate::kv::KvStore`]).
+    pub slot: usize,
+    pub start: usize,
+    pub len: usize,
+    /// The chunk ends at the sequence's last token: sample the next one from its logits.
+    pub sample: bool,
+}
+
+/// A sequence that started (or resumed) running in this step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admission {
+    pub id: SeqId,
+    /// Leading tokens reused from the prefix cache.
+    pub cached_tokens: usize,
+    /// Whether it had run before and was preempted.
+    pub resumed: bool,
+}
+
+/// The decisions of one step.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// In batch order: decodes first (oldest first), then prefill chunks.
+    pub items: Vec<PlanItem>,
+    pub admitted: Vec<Admission>,
+    /// Sent back to the queue (their K/V freed) to make room; they resume later.
+    pub preempted: Vec<SeqId>,
+    /// Removed: the prompt can never fit in the cache.
+    pub rejected: Vec<(SeqId, String)>,
+    /// Removed: cannot grow even when running alone (the cache is full): finish with `length`.
+    pub exhausted: Vec<SeqId>,
+}
+
+impl Plan {
+    pub fn n_tokens(&self) -> usize {
+        self.items.iter().map(|i| i.len).sum()
+    }
+}
+
+#[derive(Debug)]
+struct Seq {
+    id: SeqId,
+    /// Prompt then generated tokens; the last one may not be computed yet.
+    tokens: Vec<TokenId>,
+    n_prompt: usize,
+    /// Leading tokens whose K/V are in the cache.
+    n_computed: usize,
+    slot: Option<usize>,
+    /// Arrival order: admission and preemption priority.
+    arrival: u64,
+    admitted_before: bool,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Scheduler {
+    cfg: SchedConfig,
+    /// Not running, in arrival order (preempted sequences go back in their place).
+    waiting: VecDeque<Seq>,
+    /// In arrival order: the newest is last (preempted first).
+    running: Vec<Seq>,
+    next_arrival: u64,
+}
+
+impl Scheduler {
+    pub fn new(cfg: SchedConfig) -> Self {
+        let max_seqs = cfg.max_seqs.max(1);
+        let cfg = SchedConfig { max_seqs, step_token_budget: cfg.step_token_budget.max(max_seqs) };
+        Scheduler { cfg, waiting: VecDeque::new(), running: Vec::new(), next_arrival: 0 }
+    }
+
+    pub fn config(&self) -> SchedConfig {
+        self.cfg
+    }
+    pub fn n_waiting(&self) -> usize {
+        self.waiting.len()
+    }
+    pub fn n_running(&self) -> usize {
+        self.running.len()
+    }
+    pub fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.running.is_empty()
+    }
+    /// Ids of every live sequence (running, then waiting).
+    pub fn ids(&self) -> impl Iterator<Item = SeqId> + '_ {
+        self.running.iter().chain(&self.waiting).map(|s| s.id)
+    }
+
+    /// Queues a new sequence. `prompt` must not be empty.
+    pub fn add(&mut self, id: SeqId, prompt: Vec<TokenId>) {
+        assert!(!prompt.is_empty(), "empty prompt");
+        let arrival = self.next_arrival;
+        self.next_arrival += 1;
+        self.waiting.push_back(Seq { id, n_prompt: prompt.len(), tokens: prompt, n_computed: 0, slot: None, arrival, admitted_before: false });
+    }
+
+    fn find(&self, id: SeqId) -> Option<&Seq> {
+        self.running.iter().chain(&self.waiting).find(|s| s.id == id)
+    }
+
+    /// All tokens of `id` so far (prompt then generated).
+    pub fn tokens(&self, id: SeqId) -> Option<&[TokenId]> {
+        self.find(id).map(|s| s.tokens.as_slice())
+    }
+    /// Prompt length of `id`.
+    pub fn n_prompt(&self, id: SeqId) -> Option<usize> {
+        self.find(id).map(|s| s.n_prompt)
+    }
+    pub fn is_running(&self, id: SeqId) -> bool {
+        self.running.iter().any(|s| s.id == id)
+    }
+
+    /// Decides the next step; see the module docs. Blocks for every planned position are
+    /// reserved in `kv` when this returns.
+    pub fn step(&mut self, kv: &mut KvManager) -> Plan {
+        let mut plan = Plan::default();
+        self.reserve_running(kv, &mut plan);
+
+        let mut budget = self.cfg.step_token_budget;
+        // Decodes first, so streams keep their pace; then prompt chunks, oldest first.
+        for decode in [true, false] {
+            for s in &self.running {
+                let need = s.tokens.len() - s.n_computed;
+                if (need == 1) != decode || budget == 0 || need == 0 {
+                    continue;
+                }
+                let len = need.min(budget);
+                budget -= len;
+                let slot = s.slot.expect("invariant: running sequences have a slot");
+                plan.items.push(PlanItem { id: s.id, slot, start: s.n_computed, len, sample: len == need });
+            }
+        }
+
+        // Admission. Not in a step that had to preempt: memory is short, and re-admitting what
+        // was just preempted would only thrash.
+        while budget > 0 && plan.preempted.is_empty() && self.running.len() < self.cfg.max_seqs {
+            let Some(front) = self.waiting.front() else { break };
+            if kv.blocks_for(front.tokens.len()) > kv.n_blocks() {
+                let s = self.waiting.pop_front().expect("invariant: front exists");
+                if s.tokens.len() > s.n_prompt {
+                    plan.exhausted.push(s.id);
+                } else {
+                    let msg = format!(
+                        "the prompt has {} tokens but the KV cache holds {} ({} blocks of {})",
+                        s.n_prompt,
+                        kv.n_blocks() * kv.block_size(),
+                        kv.n_blocks(),
+                        kv.block_size()
+                    );
+                    plan.rejected.push((s.id, msg));
+                }
+                continue;
+            }
+            // One block of growth for each running sequence, so admitting does not force an
+            // immediate preemption.
+            let headroom = self.running.len();
+            match kv.admit(&front.tokens, headroom) {
+                Ok(a) => {
+                    let mut s = self.waiting.pop_front().expect("invariant: front exists");
+                    s.slot = Some(a.slot);
+                    s.n_computed = a.cached_tokens;
+                    plan.admitted.push(Admission { id: s.id, cached_tokens: a.cached_tokens, resumed: s.admitted_before });
+                    s.admitted_before = true;
+                    let need = s.tokens.len() - s.n_computed;
+                    let len = need.min(budget);
+                    budget -= len;
+                    plan.items.push(PlanItem { id: s.id, slot: a.slot, start: s.n_computed, len, sample: len == need });
+                    let at = self.running.partition_point(|r| r.arrival < s.arrival);
+                    self.running.insert(at, s);
+                }
+                Err(AdmitError::NoSlot | AdmitError::NoBlocks { .. }) => break,
+            }
+        }
+        plan
+    }
+
+    /// Makes sure every running sequence has blocks for all its tokens, preempting the newest
+    /// ones when the pool runs dry.
+    fn reserve_running(&mut self, kv: &mut KvManager, plan: &mut Plan) {
+        let mut i = 0;
+        while i < self.running.len() {
+            let (slot, n) = (self.running[i].slot.expect("invariant: running sequences have a slot"), self.running[i].tokens.len());
+            if kv.reserve(slot, n) {
+                i += 1;
+                continue;
+            }
+            let newest = self.running.len() - 1;
+            if newest == 0 {
+                // Alone and still no room: the cache cannot hold this sequence any longer.
+                let s = self.running.pop().expect("invariant: one running");
+                kv.free(slot);
+                plan.exhausted.push(s.id);
+                break;
+            }
+            let mut s = self.running.pop().expect("invariant: newest exists");
+            kv.free(s.slot.take().expect("invariant: running sequences have a slot"));
+            s.n_computed = 0;
+            plan.preempted.push(s.id);
+            let at = self.waiting.partition_point(|w| w.arrival < s.arrival);
+            self.waiting.insert(at, s);
+            // Retry `i` (unless it was the one preempted, then the loop ends).
+        }
+    }
+
+    /// Records that the forward pass of `plan` ran: its tokens' K/V are in the cache.
+    pub fn complete(&mut self, kv: &mut KvManager, plan: &Plan) {
+        for item in &plan.items {
+            let Some(s) = self.running.iter_mut().find(|s| s.id == item.id) else { continue };
+            debug_assert_eq!(s.n_computed, item.start);
+            kv.commit(item.slot, &s.tokens[item.start..item.start + item.len]);
+            s.n_computed += item.len;
+        }
+    }
+
+    /// Appends the token sampled for `id`; it is fed in the next step.
+    pub fn push_token(&mut self, id: SeqId, token: TokenId) {
+        let s = self.running.iter_mut().find(|s| s.id == id).expect("push_token: not running");
+        debug_assert_eq!(s.n_computed, s.tokens.len(), "a token is still pending");
+        s.tokens.push(token);
+    }
+
+    /// Removes `id` (finished or cancelled), freeing its blocks (full ones stay cached).
+    /// Returns false if it was not live.
+    pub fn remove(&mut self, kv: &mut KvManager, id: SeqId) -> bool {
+        if let Some(i) = self.running.iter().position(|s| s.id == id) {
+            let s = self.running.remove(i);
+            kv.free(s.slot.expect("invariant: running sequences have a slot"));
+            return true;
+        }
+        if let Some(i) = self.waiting.iter().position(|s| s.id == id) {
+            self.waiting.remove(i);
+            return true;
+        }
+        false
+    }
+}

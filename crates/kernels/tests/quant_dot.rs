@@ -32,7 +32,10 @@ fn variants_match_scalar_and_dequantized_dot() {
         let variants = quant::kernel_variants(ty);
         let scalar = quant::kernel_scalar(ty).expect("scalar");
         assert_eq!(variants[0].isa, "scalar");
-        assert_eq!(scalar.vec_dot_type, quant::vec_dot_type(ty).expect("vec_dot_type"));
+        assert_eq!(
+            scalar.vec_dot_type,
+            quant::vec_dot_type(ty).expect("vec_dot_type")
+        );
         for &n in lengths(ty) {
             // Activation scales keep q8's fp16 `d` out of the fp16 subnormal range, where `s`
             // (computed from the unrounded d) and the stored d drift apart by more than 2^-11.
@@ -44,7 +47,11 @@ fn variants_match_scalar_and_dequantized_dot() {
                 let exact = dot64(&wd, &xd);
                 let mag = abs_dot64(&wd, &xd);
                 let reference = (scalar.vec_dot)(n, &w, &x);
-                let tol = if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) { 2e-3 } else { 1e-5 };
+                let tol = if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
+                    2e-3
+                } else {
+                    1e-5
+                };
                 assert!(
                     (reference as f64 - exact).abs() <= tol * mag,
                     "{ty} n={n}: scalar {reference} vs dequantized {exact} (mag {mag})"
@@ -86,10 +93,17 @@ fn best_kernel_is_one_of_the_variants() {
     for &ty in WEIGHT_TYPES {
         let best = quant::kernel(ty).expect("kernel");
         let variants = quant::kernel_variants(ty);
-        assert!(variants.iter().any(|v| std::ptr::eq(*v, best)), "{ty}: {}", best.isa);
+        assert!(
+            variants.iter().any(|v| std::ptr::eq(*v, best)),
+            "{ty}: {}",
+            best.isa
+        );
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            assert!(variants.iter().any(|v| v.isa == "avx2"), "{ty}: no avx2 variant");
+            assert!(
+                variants.iter().any(|v| v.isa == "avx2"),
+                "{ty}: no avx2 variant"
+            );
             if std::env::var("DAEHWA_KERNELS").is_err() {
                 assert_ne!(best.isa, "scalar", "{ty}");
             }
@@ -98,7 +112,12 @@ fn best_kernel_is_one_of_the_variants() {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512vl") {
         for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
-            assert!(quant::kernel_variants(ty).iter().any(|v| v.isa == "avx512vnni"), "{ty}");
+            assert!(
+                quant::kernel_variants(ty)
+                    .iter()
+                    .any(|v| v.isa == "avx512vnni"),
+                "{ty}"
+            );
         }
     }
 }
@@ -111,7 +130,12 @@ fn extreme_activations_do_not_saturate_q8_0() {
     let w = quantize(GgmlType::Q8_0, &vec![127.0; n]);
     let x = quantize(GgmlType::Q8_0, &vec![-127.0; n]);
     for k in quant::kernel_variants(GgmlType::Q8_0) {
-        assert_eq!((k.vec_dot)(n, &w, &x), -127.0 * 127.0 * n as f32, "{}", k.isa);
+        assert_eq!(
+            (k.vec_dot)(n, &w, &x),
+            -127.0 * 127.0 * n as f32,
+            "{}",
+            k.isa
+        );
     }
 }
 

@@ -52,12 +52,18 @@ fn reference_quantization_matches_ggml_bytes() {
 #[test]
 fn fast_activation_quantization_matches_ggml_x86_bytes() {
     let (_, y) = inputs();
-    let golden: &[(GgmlType, u64)] = &[(GgmlType::Q8_0, 0x2b2cac192a8068c2), (GgmlType::Q8_1, 0x3e33a9a967123896)];
+    let golden: &[(GgmlType, u64)] = &[
+        (GgmlType::Q8_0, 0x2b2cac192a8068c2),
+        (GgmlType::Q8_1, 0x3e33a9a967123896),
+    ];
     let x86_avx2 = quant::kernel(GgmlType::Q4_0).expect("q4_0").isa != "scalar";
     for &(ty, want) in golden {
         let got = fnv1a(&quantize_fast(ty, &y));
         if x86_avx2 {
-            assert_eq!(got, want, "{ty}: quantize_row_fast differs from ggml's AVX2 quantize_row");
+            assert_eq!(
+                got, want,
+                "{ty}: quantize_row_fast differs from ggml's AVX2 quantize_row"
+            );
         } else {
             // Without AVX2 the fast path is the reference.
             assert_eq!(got, fnv1a(&quantize(ty, &y)), "{ty}");
@@ -65,7 +71,11 @@ fn fast_activation_quantization_matches_ggml_x86_bytes() {
     }
     // q8_K: ggml's x86 build uses the reference, so the fast path must equal it bit for bit.
     let (x, _) = inputs();
-    assert_eq!(fnv1a(&quantize_fast(GgmlType::Q8_K, &x)), 0xbe99b55c67febb24, "q8_K fast vs ggml reference");
+    assert_eq!(
+        fnv1a(&quantize_fast(GgmlType::Q8_K, &x)),
+        0xbe99b55c67febb24,
+        "q8_K fast vs ggml reference"
+    );
 }
 
 #[test]
@@ -86,6 +96,11 @@ fn scalar_dots_match_ggml_generic_bits() {
         let w = quantize(ty, &x);
         let a = quantize(k.vec_dot_type, &y);
         let got = (k.vec_dot)(N, &w, &a);
-        assert_eq!(got.to_bits(), want, "{ty}: {got} vs ggml {}", f32::from_bits(want));
+        assert_eq!(
+            got.to_bits(),
+            want,
+            "{ty}: {got} vs ggml {}",
+            f32::from_bits(want)
+        );
     }
 }

@@ -18,12 +18,16 @@ fn model_path() -> PathBuf {
     // XDG data dir, then ~/.local/share.
     let explicit = std::env::var_os("DAEHWA_SMOLLM2_GGUF")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("DAEHWA_MODELS_DIR").map(|d| PathBuf::from(d).join("smollm2.gguf")));
+        .or_else(|| {
+            std::env::var_os("DAEHWA_MODELS_DIR").map(|d| PathBuf::from(d).join("smollm2.gguf"))
+        });
     let candidates: Vec<PathBuf> = match explicit {
         Some(p) => vec![p],
         None => [
-            std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("daehwa/models/smollm2.gguf")),
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/daehwa/models/smollm2.gguf")),
+            std::env::var_os("XDG_DATA_HOME")
+                .map(|d| PathBuf::from(d).join("daehwa/models/smollm2.gguf")),
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".local/share/daehwa/models/smollm2.gguf")),
         ]
         .into_iter()
         .flatten()
@@ -36,7 +40,9 @@ fn model_path() -> PathBuf {
 
 /// Checks `rows` of tensor `name` (expected type `ty`) against activations `x`.
 fn check_rows(file: &GgufFile, name: &str, ty: GgmlType, rows: &[usize], x: &[f32]) {
-    let info = file.tensor(name).unwrap_or_else(|| panic!("tensor {name} missing"));
+    let info = file
+        .tensor(name)
+        .unwrap_or_else(|| panic!("tensor {name} missing"));
     assert_eq!(info.ggml_type, ty, "{name}");
     let n = info.row_len();
     assert_eq!(n, x.len(), "{name} row length");
@@ -51,7 +57,10 @@ fn check_rows(file: &GgufFile, name: &str, ty: GgmlType, rows: &[usize], x: &[f3
     for &r in rows {
         let row = &data[r * rb..(r + 1) * rb];
         let wd = dequantize(ty, row, n);
-        assert!(wd.iter().all(|v| v.is_finite() && v.abs() < 64.0), "{name} row {r} dequantizes to junk");
+        assert!(
+            wd.iter().all(|v| v.is_finite() && v.abs() < 64.0),
+            "{name} row {r} dequantizes to junk"
+        );
         let exact = dot64(&wd, &xd);
         let mag = abs_dot64(&wd, &xd);
         // Against the f32 activations: only the q8 rounding of x separates the two.
@@ -65,18 +74,30 @@ fn check_rows(file: &GgufFile, name: &str, ty: GgmlType, rows: &[usize], x: &[f3
                 "{name} row {r} {}: {got} vs dequantized {exact} (mag {mag})",
                 k.isa
             );
-            assert!((got - vs_f32).abs() <= 0.01 * mag, "{name} row {r} {}: {got} vs f32 activations {vs_f32}", k.isa);
+            assert!(
+                (got - vs_f32).abs() <= 0.01 * mag,
+                "{name} row {r} {}: {got} vs f32 activations {vs_f32}",
+                k.isa
+            );
             results.push(got);
         }
-        let spread = results.iter().fold(0f64, |m, &v| m.max((v - results[0]).abs()));
-        assert!(spread <= 1e-4 * mag, "{name} row {r}: variants disagree by {spread} ({results:?})");
+        let spread = results
+            .iter()
+            .fold(0f64, |m, &v| m.max((v - results[0]).abs()));
+        assert!(
+            spread <= 1e-4 * mag,
+            "{name} row {r}: variants disagree by {spread} ({results:?})"
+        );
     }
 }
 
 #[test]
 fn real_model_rows_q4_1_and_q8_0() {
     let file = GgufFile::open(model_path()).expect("open model");
-    let n_embd = file.tensor("token_embd.weight").expect("token_embd").row_len();
+    let n_embd = file
+        .tensor("token_embd.weight")
+        .expect("token_embd")
+        .row_len();
     assert_eq!(n_embd, 576);
 
     // Realistic activations: a token embedding row (dequantized), plus noise so that no row
@@ -84,7 +105,11 @@ fn real_model_rows_q4_1_and_q8_0() {
     let embd = file.tensor("token_embd.weight").expect("token_embd");
     let rb = quant::row_bytes(embd.ggml_type, n_embd).expect("row_bytes");
     let tok = 1_000;
-    let mut x = dequantize(embd.ggml_type, &file.tensor_data(embd)[tok * rb..(tok + 1) * rb], n_embd);
+    let mut x = dequantize(
+        embd.ggml_type,
+        &file.tensor_data(embd)[tok * rb..(tok + 1) * rb],
+        n_embd,
+    );
     let mut rng = XorShift(99);
     for v in &mut x {
         *v += 0.05 * rng.uniform();
@@ -92,12 +117,31 @@ fn real_model_rows_q4_1_and_q8_0() {
 
     let up = file.tensor("blk.0.ffn_up.weight").expect("ffn_up");
     let last_up = up.n_rows() - 1;
-    check_rows(&file, "blk.0.ffn_up.weight", GgmlType::Q4_1, &[0, 1, 17, 777, last_up], &x);
+    check_rows(
+        &file,
+        "blk.0.ffn_up.weight",
+        GgmlType::Q4_1,
+        &[0, 1, 17, 777, last_up],
+        &x,
+    );
     let last_tok = embd.n_rows() - 1;
     // Row `tok` dotted with (almost) itself is large and positive: a sanity anchor.
-    check_rows(&file, "token_embd.weight", GgmlType::Q8_0, &[0, 2, tok, 31_337, last_tok], &x);
+    check_rows(
+        &file,
+        "token_embd.weight",
+        GgmlType::Q8_0,
+        &[0, 2, tok, 31_337, last_tok],
+        &x,
+    );
     let k = quant::kernel(GgmlType::Q8_0).expect("kernel");
     let xq = quantize_fast(GgmlType::Q8_0, &x);
-    let self_dot = (k.vec_dot)(n_embd, &file.tensor_data(embd)[tok * rb..(tok + 1) * rb], &xq);
-    assert!(self_dot > 0.5 * dot64(&x, &x) as f32, "embedding row {tok} . itself = {self_dot}");
+    let self_dot = (k.vec_dot)(
+        n_embd,
+        &file.tensor_data(embd)[tok * rb..(tok + 1) * rb],
+        &xq,
+    );
+    assert!(
+        self_dot > 0.5 * dot64(&x, &x) as f32,
+        "embedding row {tok} . itself = {self_dot}"
+    );
 }

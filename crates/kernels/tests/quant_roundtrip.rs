@@ -38,7 +38,11 @@ fn budget(ty: GgmlType) -> f64 {
 }
 
 fn rel_rmse(x: &[f32], y: &[f32]) -> f64 {
-    let err: f64 = x.iter().zip(y).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+    let err: f64 = x
+        .iter()
+        .zip(y)
+        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+        .sum();
     let norm: f64 = x.iter().map(|&a| (a as f64).powi(2)).sum();
     (err / norm).sqrt()
 }
@@ -56,7 +60,11 @@ fn roundtrip_within_budget_for_every_type() {
                 assert_eq!(q.len(), quant::row_bytes(ty, n).expect("row_bytes"));
                 let y = dequantize(ty, &q, n);
                 let e = rel_rmse(&x, &y);
-                assert!(e <= budget(ty), "{ty} n={n} scale={scale}: relative RMSE {e:.5} > {}", budget(ty));
+                assert!(
+                    e <= budget(ty),
+                    "{ty} n={n} scale={scale}: relative RMSE {e:.5} > {}",
+                    budget(ty)
+                );
                 worst = worst.max(e);
             }
         }
@@ -72,7 +80,13 @@ fn ggml_total_quantization_error() {
     let x = ggml_test_data(0.0, n);
     for &ty in quant::supported_types() {
         let y = dequantize(ty, &quantize(ty, &x), n);
-        let err = x.iter().zip(&y).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt() / n as f64;
+        let err = x
+            .iter()
+            .zip(&y)
+            .map(|(&a, &b)| ((a - b) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+            / n as f64;
         assert!(err < 0.002, "{ty}: ggml total quantization error {err}");
     }
 }
@@ -83,14 +97,25 @@ fn fast_quantization_is_close_to_reference() {
     // the reference; q8_K and f32 must be identical.
     let n = 32 * 128;
     let x = ggml_test_data(0.0, n);
-    for ty in [GgmlType::F32, GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
+    for ty in [
+        GgmlType::F32,
+        GgmlType::Q8_0,
+        GgmlType::Q8_1,
+        GgmlType::Q8_K,
+    ] {
         let fast = quantize_fast(ty, &x);
         let slow = quantize(ty, &x);
         if matches!(ty, GgmlType::F32 | GgmlType::Q8_K) {
             assert_eq!(fast, slow, "{ty}");
         }
         let (a, b) = (dequantize(ty, &fast, n), dequantize(ty, &slow, n));
-        let err = a.iter().zip(&b).map(|(&p, &q)| ((p - q) as f64).powi(2)).sum::<f64>().sqrt() / n as f64;
+        let err = a
+            .iter()
+            .zip(&b)
+            .map(|(&p, &q)| ((p - q) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+            / n as f64;
         assert!(err < 1e-4, "{ty}: fast vs reference {err}");
     }
 }
@@ -109,7 +134,10 @@ fn known_values_decode_exactly() {
     let mut b = vec![0x00, 0x3c, 0x00, 0xc0];
     b.extend([0x21u8; 16]);
     let y = dequantize(GgmlType::Q4_1, &b, 32);
-    assert!(y[..16].iter().all(|&v| v == -1.0) && y[16..].iter().all(|&v| v == 0.0), "{y:?}");
+    assert!(
+        y[..16].iter().all(|&v| v == -1.0) && y[16..].iter().all(|&v| v == 0.0),
+        "{y:?}"
+    );
     // q5_0: element 0 has its fifth bit set (qh bit 0): (16 + 3 - 16) * 2 = 6; element 16: (0 - 16) * 2.
     let mut b = vec![0x00, 0x40, 0x01, 0x00, 0x00, 0x00];
     b.extend([0x03u8; 16]);
@@ -131,7 +159,11 @@ fn reads_unaligned_bytes() {
         let q = quantize(ty, &x);
         let mut shifted = vec![0u8; q.len() + 3];
         shifted[3..].copy_from_slice(&q);
-        assert_eq!(dequantize(ty, &shifted[3..], n), dequantize(ty, &q, n), "{ty}");
+        assert_eq!(
+            dequantize(ty, &shifted[3..], n),
+            dequantize(ty, &q, n),
+            "{ty}"
+        );
     }
 }
 
@@ -140,19 +172,42 @@ fn errors_name_the_problem() {
     let x = vec![0f32; 64];
     let mut out = vec![0u8; 1024];
     match quant::quantize_row(GgmlType::Q2_K, &vec![0f32; 256], &mut out) {
-        Err(Error::UnsupportedType(GgmlType::Q2_K, list)) => assert!(list.contains("q4_K"), "{list}"),
+        Err(Error::UnsupportedType(GgmlType::Q2_K, list)) => {
+            assert!(list.contains("q4_K"), "{list}")
+        }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(quant::kernel(GgmlType::IQ4_XS), Err(Error::UnsupportedType(GgmlType::IQ4_XS, _))));
+    assert!(matches!(
+        quant::kernel(GgmlType::IQ4_XS),
+        Err(Error::UnsupportedType(GgmlType::IQ4_XS, _))
+    ));
     // Activation-only types have no dot product.
     assert!(quant::kernel(GgmlType::Q8_K).is_err());
-    assert!(matches!(quant::row_bytes(GgmlType::Q4_K, 100), Err(Error::Shape(_))));
-    assert!(matches!(quant::quantize_row(GgmlType::Q4_0, &x[..40], &mut out), Err(Error::Shape(_))));
+    assert!(matches!(
+        quant::row_bytes(GgmlType::Q4_K, 100),
+        Err(Error::Shape(_))
+    ));
+    assert!(matches!(
+        quant::quantize_row(GgmlType::Q4_0, &x[..40], &mut out),
+        Err(Error::Shape(_))
+    ));
     let mut small = vec![0u8; 35];
-    assert!(matches!(quant::quantize_row(GgmlType::Q4_0, &x, &mut small), Err(Error::Shape(_))));
+    assert!(matches!(
+        quant::quantize_row(GgmlType::Q4_0, &x, &mut small),
+        Err(Error::Shape(_))
+    ));
     let mut y = vec![0f32; 64];
-    assert!(matches!(quant::dequantize_row(GgmlType::Q8_0, &out[..67], &mut y), Err(Error::Shape(_))));
-    assert_eq!(quant::row_bytes(GgmlType::Q4_1, 576).expect("row_bytes"), 18 * 20);
-    assert_eq!(quant::row_bytes(GgmlType::Q6_K, 1536).expect("row_bytes"), 6 * 210);
+    assert!(matches!(
+        quant::dequantize_row(GgmlType::Q8_0, &out[..67], &mut y),
+        Err(Error::Shape(_))
+    ));
+    assert_eq!(
+        quant::row_bytes(GgmlType::Q4_1, 576).expect("row_bytes"),
+        18 * 20
+    );
+    assert_eq!(
+        quant::row_bytes(GgmlType::Q6_K, 1536).expect("row_bytes"),
+        6 * 210
+    );
     assert_eq!(quant::row_bytes(GgmlType::BF16, 7).expect("row_bytes"), 14);
 }

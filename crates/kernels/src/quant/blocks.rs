@@ -40,12 +40,14 @@ pub const K_SCALE_SIZE: usize = 12;
 /// next to each block below check the size and alignment.
 pub unsafe trait Block: Copy + 'static {
     const TYPE: GgmlType;
+    /// Elements per block (a constant, so length checks compile to shifts).
+    const ELEMS: usize;
 }
 
 /// Views `bytes` as blocks; `None` when the length is not a whole number of blocks.
 pub fn as_blocks<B: Block>(bytes: &[u8]) -> Option<&[B]> {
     let size = size_of::<B>();
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return None;
     }
     // SAFETY: `B: Block` has alignment 1 (any address is aligned), no padding and no invalid bit
@@ -57,7 +59,7 @@ pub fn as_blocks<B: Block>(bytes: &[u8]) -> Option<&[B]> {
 /// Mutable counterpart of [`as_blocks`].
 pub fn as_blocks_mut<B: Block>(bytes: &mut [u8]) -> Option<&mut [B]> {
     let size = size_of::<B>();
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return None;
     }
     // SAFETY: as in `as_blocks`; the exclusive borrow of `bytes` moves to the returned slice,
@@ -72,9 +74,17 @@ pub fn as_blocks_mut<B: Block>(bytes: &mut [u8]) -> Option<&mut [B]> {
 /// caller bug, and checking here once lets the SIMD loops run without bounds checks.
 #[track_caller]
 #[inline]
-pub fn dot_operands<'a, W: Block, X: Block>(n: usize, w: &'a [u8], x: &'a [u8]) -> (&'a [W], &'a [X]) {
-    let bs = W::TYPE.block_size();
-    assert!(n % bs == 0, "vec_dot {}: n = {n} is not a multiple of {bs}", W::TYPE);
+pub fn dot_operands<'a, W: Block, X: Block>(
+    n: usize,
+    w: &'a [u8],
+    x: &'a [u8],
+) -> (&'a [W], &'a [X]) {
+    let bs = W::ELEMS;
+    assert!(
+        n.is_multiple_of(bs),
+        "vec_dot {}: n = {n} is not a multiple of {bs}",
+        W::TYPE
+    );
     let nb = n / bs;
     let (wl, xl) = (nb * size_of::<W>(), nb * size_of::<X>());
     assert!(
@@ -103,7 +113,7 @@ pub fn f16_le_from(x: f32) -> [u8; 2] {
 }
 
 macro_rules! block {
-    ($(#[$doc:meta])* $name:ident, $ty:ident, $size:expr, { $($field:ident : $fty:ty),* $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident, $ty:ident, $elems:expr, $size:expr, { $($field:ident : $fty:ty),* $(,)? }) => {
         $(#[$doc])*
         #[repr(C)]
         #[derive(Clone, Copy, Debug)]
@@ -117,42 +127,43 @@ macro_rules! block {
         // (checked against `GgmlType::type_size` in the unit tests).
         unsafe impl Block for $name {
             const TYPE: GgmlType = GgmlType::$ty;
+            const ELEMS: usize = $elems;
         }
     };
 }
 
 block!(
     /// `block_q4_0`: 32 4-bit quants with offset 8 and one fp16 scale.
-    BlockQ4_0, Q4_0, 18, { d: [u8; 2], qs: [u8; QK / 2] });
+    BlockQ4_0, Q4_0, QK, 18, { d: [u8; 2], qs: [u8; QK / 2] });
 block!(
     /// `block_q4_1`: 32 4-bit quants with an fp16 scale and an fp16 minimum.
-    BlockQ4_1, Q4_1, 20, { d: [u8; 2], m: [u8; 2], qs: [u8; QK / 2] });
+    BlockQ4_1, Q4_1, QK, 20, { d: [u8; 2], m: [u8; 2], qs: [u8; QK / 2] });
 block!(
     /// `block_q5_0`: 4 low bits in `qs`, the fifth bit of element j in bit j of `qh`.
-    BlockQ5_0, Q5_0, 22, { d: [u8; 2], qh: [u8; 4], qs: [u8; QK / 2] });
+    BlockQ5_0, Q5_0, QK, 22, { d: [u8; 2], qh: [u8; 4], qs: [u8; QK / 2] });
 block!(
     /// `block_q5_1`: like q5_0 with an fp16 minimum instead of the offset 16.
-    BlockQ5_1, Q5_1, 24, { d: [u8; 2], m: [u8; 2], qh: [u8; 4], qs: [u8; QK / 2] });
+    BlockQ5_1, Q5_1, QK, 24, { d: [u8; 2], m: [u8; 2], qh: [u8; 4], qs: [u8; QK / 2] });
 block!(
     /// `block_q8_0`: 32 signed bytes and an fp16 scale.
-    BlockQ8_0, Q8_0, 34, { d: [u8; 2], qs: [i8; QK] });
+    BlockQ8_0, Q8_0, QK, 34, { d: [u8; 2], qs: [i8; QK] });
 block!(
     /// `block_q8_1`: like q8_0 plus `s = d * sum(qs)` for the minimum term of q4_1/q5_1 dots.
-    BlockQ8_1, Q8_1, 36, { d: [u8; 2], s: [u8; 2], qs: [i8; QK] });
+    BlockQ8_1, Q8_1, QK, 36, { d: [u8; 2], s: [u8; 2], qs: [i8; QK] });
 block!(
     /// `block_q4_K`: 8 sub-blocks of 32 with 6-bit scales and mins relative to `d`/`dmin`.
-    BlockQ4K, Q4_K, 144, { d: [u8; 2], dmin: [u8; 2], scales: [u8; K_SCALE_SIZE], qs: [u8; QK_K / 2] });
+    BlockQ4K, Q4_K, QK_K, 144, { d: [u8; 2], dmin: [u8; 2], scales: [u8; K_SCALE_SIZE], qs: [u8; QK_K / 2] });
 block!(
-    /// `block_q5_K`: q4_K plus one high bit per element in `qh`.
-    BlockQ5K, Q5_K, 176, {
-        d: [u8; 2], dmin: [u8; 2], scales: [u8; K_SCALE_SIZE], qh: [u8; QK_K / 8], qs: [u8; QK_K / 2]
-    });
+/// `block_q5_K`: q4_K plus one high bit per element in `qh`.
+BlockQ5K, Q5_K, QK_K, 176, {
+    d: [u8; 2], dmin: [u8; 2], scales: [u8; K_SCALE_SIZE], qh: [u8; QK_K / 8], qs: [u8; QK_K / 2]
+});
 block!(
     /// `block_q6_K`: 4 low bits in `ql`, 2 high bits in `qh`, offset 32, 16 signed 8-bit scales.
-    BlockQ6K, Q6_K, 210, { ql: [u8; QK_K / 2], qh: [u8; QK_K / 4], scales: [i8; QK_K / 16], d: [u8; 2] });
+    BlockQ6K, Q6_K, QK_K, 210, { ql: [u8; QK_K / 2], qh: [u8; QK_K / 4], scales: [i8; QK_K / 16], d: [u8; 2] });
 block!(
     /// `block_q8_K`: activations for k-quant dots; f32 scale and sums of each 16 quants.
-    BlockQ8K, Q8_K, 292, { d: [u8; 4], qs: [i8; QK_K], bsums: [[u8; 2]; QK_K / 16] });
+    BlockQ8K, Q8_K, QK_K, 292, { d: [u8; 4], qs: [i8; QK_K], bsums: [[u8; 2]; QK_K / 16] });
 
 impl BlockQ8K {
     #[inline(always)]
@@ -187,6 +198,7 @@ mod tests {
 
     fn check<B: Block>() {
         assert_eq!(size_of::<B>(), B::TYPE.type_size(), "{}", B::TYPE);
+        assert_eq!(B::ELEMS, B::TYPE.block_size(), "{}", B::TYPE);
     }
 
     #[test]

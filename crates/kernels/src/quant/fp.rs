@@ -14,11 +14,15 @@ pub fn f16_to_f32(h: u16) -> f32 {
     // Normal numbers: move the exponent/mantissa into place and rescale by 2^-112.
     let exp_offset: u32 = 0xE0 << 23;
     let normalized = f32::from_bits((two_w >> 4) + exp_offset) * f32::from_bits(0x0780_0000); // 2^-112
-    // Subnormals: build 0.5 + m * 2^-24 ... and subtract the bias.
+                                                                                              // Subnormals: build 0.5 + m * 2^-24 ... and subtract the bias.
     let magic_mask: u32 = 126 << 23;
     let denormalized = f32::from_bits((two_w >> 17) | magic_mask) - 0.5;
     let cutoff: u32 = 1 << 27;
-    let bits = if two_w < cutoff { denormalized.to_bits() } else { normalized.to_bits() };
+    let bits = if two_w < cutoff {
+        denormalized.to_bits()
+    } else {
+        normalized.to_bits()
+    };
     f32::from_bits(sign | bits)
 }
 

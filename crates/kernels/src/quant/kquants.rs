@@ -4,8 +4,8 @@
 //! the final float sums happen in the same order).
 
 use super::blocks::{
-    dot_operands, f16_le, f16_le_from, unpack_scales_mins_k4, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, K_SCALE_SIZE,
-    QK_K,
+    dot_operands, f16_le, f16_le_from, unpack_scales_mins_k4, BlockQ4K, BlockQ5K, BlockQ6K,
+    BlockQ8K, K_SCALE_SIZE, QK_K,
 };
 use super::fp::f16_to_f32;
 use super::kutil::{make_qkx2_quants, make_qx_quants_rmse1, nearest_int, GROUP_MAX_EPS};
@@ -34,7 +34,16 @@ fn quantize_k4_common(
         for (w, &v) in weights.iter_mut().zip(xs) {
             *w = av_x + v.abs();
         }
-        let (s, m) = make_qkx2_quants(nmax, xs, &weights, &mut l[32 * j..32 * j + 32], &mut laux, rmin, 0.1, nstep);
+        let (s, m) = make_qkx2_quants(
+            nmax,
+            xs,
+            &weights,
+            &mut l[32 * j..32 * j + 32],
+            &mut laux,
+            rmin,
+            0.1,
+            nstep,
+        );
         scales[j] = s;
         mins[j] = m;
         if s > max_scale {
@@ -44,7 +53,11 @@ fn quantize_k4_common(
             max_min = m;
         }
     }
-    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     let mut packed = [0u8; K_SCALE_SIZE];
     for j in 0..QK_K / 32 {
@@ -124,7 +137,11 @@ pub fn quantize_q6_k(x: &[f32], y: &mut [BlockQ6K]) {
         let mut scales = [0f32; QK_K / 16];
         let (mut max_scale, mut max_abs_scale) = (0f32, 0f32);
         for ib in 0..QK_K / 16 {
-            let s = make_qx_quants_rmse1(&xb[16 * ib..16 * ib + 16], 32, &mut l[16 * ib..16 * ib + 16]);
+            let s = make_qx_quants_rmse1(
+                &xb[16 * ib..16 * ib + 16],
+                32,
+                &mut l[16 * ib..16 * ib + 16],
+            );
             scales[ib] = s;
             if s.abs() > max_abs_scale {
                 max_abs_scale = s.abs();
@@ -140,8 +157,8 @@ pub fn quantize_q6_k(x: &[f32], y: &mut [BlockQ6K]) {
         }
         let iscale = -128.0 / max_scale;
         yb.d = f16_le_from(1.0 / iscale);
-        for ib in 0..QK_K / 16 {
-            yb.scales[ib] = nearest_int(iscale * scales[ib]).min(127) as i8;
+        for (sc, &s) in yb.scales.iter_mut().zip(&scales) {
+            *sc = nearest_int(iscale * s).min(127) as i8;
         }
         for j in 0..QK_K / 16 {
             let d = f16_le(yb.d) * yb.scales[j] as f32;
@@ -153,12 +170,16 @@ pub fn quantize_q6_k(x: &[f32], y: &mut [BlockQ6K]) {
                 l[16 * j + ii] = (q + 32) as i8;
             }
         }
-        for (j, (ql, qh)) in (0..QK_K).step_by(128).zip(yb.ql.chunks_exact_mut(64).zip(yb.qh.chunks_exact_mut(32))) {
+        for (j, (ql, qh)) in (0..QK_K)
+            .step_by(128)
+            .zip(yb.ql.chunks_exact_mut(64).zip(yb.qh.chunks_exact_mut(32)))
+        {
             for i in 0..32 {
                 let q = |k: usize| l[j + i + k] as u8;
                 ql[i] = (q(0) & 0xF) | ((q(64) & 0xF) << 4);
                 ql[i + 32] = (q(32) & 0xF) | ((q(96) & 0xF) << 4);
-                qh[i] = (q(0) >> 4) | ((q(32) >> 4) << 2) | ((q(64) >> 4) << 4) | ((q(96) >> 4) << 6);
+                qh[i] =
+                    (q(0) >> 4) | ((q(32) >> 4) << 2) | ((q(64) >> 4) << 4) | ((q(96) >> 4) << 6);
             }
         }
     }
@@ -195,7 +216,11 @@ pub fn dequantize_q4_k(x: &[BlockQ4K], y: &mut [f32]) {
     for (b, yb) in x.iter().zip(y.chunks_exact_mut(QK_K)) {
         let (d, min) = (f16_le(b.d), f16_le(b.dmin));
         let sm = unpack_scales_mins_k4(&b.scales);
-        for (k, (q, out)) in b.qs.chunks_exact(32).zip(yb.chunks_exact_mut(64)).enumerate() {
+        for (k, (q, out)) in
+            b.qs.chunks_exact(32)
+                .zip(yb.chunks_exact_mut(64))
+                .enumerate()
+        {
             let (d1, m1) = (d * sm[2 * k] as f32, min * sm[8 + 2 * k] as f32);
             let (d2, m2) = (d * sm[2 * k + 1] as f32, min * sm[8 + 2 * k + 1] as f32);
             for l in 0..32 {
@@ -211,7 +236,11 @@ pub fn dequantize_q5_k(x: &[BlockQ5K], y: &mut [f32]) {
         let (d, min) = (f16_le(b.d), f16_le(b.dmin));
         let sm = unpack_scales_mins_k4(&b.scales);
         let (mut u1, mut u2) = (1u8, 2u8);
-        for (k, (q, out)) in b.qs.chunks_exact(32).zip(yb.chunks_exact_mut(64)).enumerate() {
+        for (k, (q, out)) in
+            b.qs.chunks_exact(32)
+                .zip(yb.chunks_exact_mut(64))
+                .enumerate()
+        {
             let (d1, m1) = (d * sm[2 * k] as f32, min * sm[8 + 2 * k] as f32);
             let (d2, m2) = (d * sm[2 * k + 1] as f32, min * sm[8 + 2 * k + 1] as f32);
             for l in 0..32 {
@@ -230,7 +259,10 @@ pub fn dequantize_q5_k(x: &[BlockQ5K], y: &mut [f32]) {
 #[inline(always)]
 fn q6_values(b: &BlockQ6K) -> [i8; QK_K] {
     let mut a = [0i8; QK_K];
-    for (n, (ql, qh)) in (0..QK_K).step_by(128).zip(b.ql.chunks_exact(64).zip(b.qh.chunks_exact(32))) {
+    for (n, (ql, qh)) in (0..QK_K)
+        .step_by(128)
+        .zip(b.ql.chunks_exact(64).zip(b.qh.chunks_exact(32)))
+    {
         for l in 0..32 {
             a[n + l] = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8 - 32;
             a[n + l + 32] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
@@ -263,9 +295,18 @@ pub fn dequantize_q8_k(x: &[BlockQ8K], y: &mut [f32]) {
 /// Sum over 8 lanes of `scale[j/ (len/8)] * a * q8` for one super-block, the way the generic
 /// kernels accumulate (`aux32[l] += scale * (q8[l] * a[l])` over groups of 8).
 #[inline(always)]
-fn accumulate_lanes(a: &[i8; QK_K], q8: &[i8; QK_K], group: usize, scale: impl Fn(usize) -> i32) -> [i32; 8] {
+fn accumulate_lanes(
+    a: &[i8; QK_K],
+    q8: &[i8; QK_K],
+    group: usize,
+    scale: impl Fn(usize) -> i32,
+) -> [i32; 8] {
     let mut aux32 = [0i32; 8];
-    for (g, (ac, qc)) in a.chunks_exact(group).zip(q8.chunks_exact(group)).enumerate() {
+    for (g, (ac, qc)) in a
+        .chunks_exact(group)
+        .zip(q8.chunks_exact(group))
+        .enumerate()
+    {
         let s = scale(g);
         for (a8, q8) in ac.chunks_exact(8).zip(qc.chunks_exact(8)) {
             for l in 0..8 {
@@ -278,7 +319,11 @@ fn accumulate_lanes(a: &[i8; QK_K], q8: &[i8; QK_K], group: usize, scale: impl F
 
 /// Shared body of the q4_K/q5_K generic dots, given the unsigned quants of each block.
 #[inline(always)]
-fn dot_k4(n: usize, blocks: impl Iterator<Item = ([u8; 2], [u8; 2], [u8; K_SCALE_SIZE], [i8; QK_K])>, y: &[BlockQ8K]) -> f32 {
+fn dot_k4(
+    n: usize,
+    blocks: impl Iterator<Item = ([u8; 2], [u8; 2], [u8; K_SCALE_SIZE], [i8; QK_K])>,
+    y: &[BlockQ8K],
+) -> f32 {
     debug_assert_eq!(n / QK_K, y.len());
     let mut sums = [0f32; 8];
     let mut sumf = 0f32;

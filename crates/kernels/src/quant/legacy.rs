@@ -7,7 +7,10 @@
 //! `x*d + m` into an FMA, so dequantized values can differ from a given ggml build in the last
 //! bit, while the stored blocks are bit-exact.
 
-use super::blocks::{dot_operands, f16_le, f16_le_from, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, QK};
+use super::blocks::{
+    dot_operands, f16_le, f16_le_from, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0,
+    BlockQ8_1, QK,
+};
 
 const H: usize = QK / 2;
 

@@ -73,7 +73,8 @@ const SUPPORTED: &[GgmlType] = &[
     GgmlType::Q6_K,
     GgmlType::Q8_K,
 ];
-const SUPPORTED_NAMES: &str = "f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q8_1, q4_K, q5_K, q6_K, q8_K";
+const SUPPORTED_NAMES: &str =
+    "f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q8_1, q4_K, q5_K, q6_K, q8_K";
 /// q8_1 and q8_K only exist as activations: ggml has no dot product with them as weights.
 const WEIGHT_NAMES: &str = "f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K";
 
@@ -106,8 +107,10 @@ pub fn vec_dot_type(ty: GgmlType) -> Result<GgmlType> {
 pub fn row_bytes(ty: GgmlType, n: usize) -> Result<usize> {
     check_supported(ty)?;
     let bs = ty.block_size();
-    if n % bs != 0 {
-        return Err(Error::Shape(format!("{n} elements of {ty} is not a whole number of {bs}-element blocks")));
+    if !n.is_multiple_of(bs) {
+        return Err(Error::Shape(format!(
+            "{n} elements of {ty} is not a whole number of {bs}-element blocks"
+        )));
     }
     Ok(n / bs * ty.type_size())
 }
@@ -216,7 +219,11 @@ fn unsupported_weight(ty: GgmlType) -> Error {
 
 /// The best path for this CPU (chosen once; see the module docs for `DAEHWA_KERNELS`).
 pub fn kernel(ty: GgmlType) -> Result<&'static QuantKernel> {
-    tables(chosen_level()).into_iter().rev().find_map(|t| find(t, ty)).ok_or_else(|| unsupported_weight(ty))
+    tables(chosen_level())
+        .into_iter()
+        .rev()
+        .find_map(|t| find(t, ty))
+        .ok_or_else(|| unsupported_weight(ty))
 }
 
 /// The scalar reference path.
@@ -226,7 +233,10 @@ pub fn kernel_scalar(ty: GgmlType) -> Result<&'static QuantKernel> {
 
 /// Every path this CPU can run for `ty`, scalar first (empty for a type with no dot product).
 pub fn kernel_variants(ty: GgmlType) -> Vec<&'static QuantKernel> {
-    tables(detected_level()).into_iter().filter_map(|t| find(t, ty)).collect()
+    tables(detected_level())
+        .into_iter()
+        .filter_map(|t| find(t, ty))
+        .collect()
 }
 
 /// Views a `row_bytes`-long slice as blocks; it is a whole number of blocks by construction.
@@ -241,7 +251,9 @@ fn whole_mut<B: Block>(bytes: &mut [u8]) -> &mut [B] {
 fn check_row(ty: GgmlType, n: usize, bytes: usize, what: &str) -> Result<usize> {
     let need = row_bytes(ty, n)?;
     if bytes < need {
-        return Err(Error::Shape(format!("{what}: {n} elements of {ty} need {need} bytes, got {bytes}")));
+        return Err(Error::Shape(format!(
+            "{what}: {n} elements of {ty} need {need} bytes, got {bytes}"
+        )));
     }
     Ok(need)
 }

@@ -38,7 +38,9 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// ggml's `generate_data` in test-quantize-fns.cpp.
 pub fn ggml_test_data(offset: f32, n: usize) -> Vec<f32> {
-    (0..n).map(|i| 0.1 + 2.0 * (i as f32 + offset).cos()).collect()
+    (0..n)
+        .map(|i| 0.1 + 2.0 * (i as f32 + offset).cos())
+        .collect()
 }
 
 pub fn quantize(ty: GgmlType, x: &[f32]) -> Vec<u8> {
@@ -66,7 +68,10 @@ pub fn dot64(a: &[f32], b: &[f32]) -> f64 {
 
 /// Sum of |a_i * b_i|: the scale against which float reordering errors are measured.
 pub fn abs_dot64(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| (x as f64 * y as f64).abs()).sum()
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 * y as f64).abs())
+        .sum()
 }
 
 pub const WEIGHT_TYPES: &[GgmlType] = &[

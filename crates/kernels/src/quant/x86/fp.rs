@@ -11,7 +11,6 @@ macro_rules! fp_dot {
     ($name:ident, $body:ident, $elem:literal, |$p:ident| $load8:expr, |$b:ident| $scalar:expr) => {
         pub fn $name(n: usize, w: &[u8], x: &[u8]) -> f32 {
             check_fp(n, w, x, $elem);
-            debug_assert!(super::has_avx2());
             // SAFETY: the AVX2 table holding this wrapper is only handed out after `has_avx2()`
             // found avx2, fma and f16c; `check_fp` verified that `w` has `n * $elem` bytes and
             // `x` has `n * 4` bytes, which is all the body reads.
@@ -36,14 +35,24 @@ macro_rules! fp_dot {
                 for (k, a) in acc.iter_mut().enumerate() {
                     let j = i + 8 * k;
                     // SAFETY: j + 8 <= n, so both 8-element reads are inside the rows.
-                    let (wv, xv) = unsafe { (load8(w.add(j * $elem)), _mm256_loadu_ps(x.add(j * 4).cast())) };
+                    let (wv, xv) = unsafe {
+                        (
+                            load8(w.add(j * $elem)),
+                            _mm256_loadu_ps(x.add(j * 4).cast()),
+                        )
+                    };
                     *a = _mm256_fmadd_ps(wv, xv, *a);
                 }
                 i += 32;
             }
             while i + 8 <= n {
                 // SAFETY: i + 8 <= n.
-                let (wv, xv) = unsafe { (load8(w.add(i * $elem)), _mm256_loadu_ps(x.add(i * 4).cast())) };
+                let (wv, xv) = unsafe {
+                    (
+                        load8(w.add(i * $elem)),
+                        _mm256_loadu_ps(x.add(i * 4).cast()),
+                    )
+                };
                 acc[0] = _mm256_fmadd_ps(wv, xv, acc[0]);
                 i += 8;
             }
@@ -65,12 +74,26 @@ macro_rules! fp_dot {
     };
 }
 
-fp_dot!(vec_dot_f32, f32_f32, 4,
+fp_dot!(
+    vec_dot_f32,
+    f32_f32,
+    4,
     |p| _mm256_loadu_ps(p.cast()),
-    |b| f32::from_le_bytes(b));
-fp_dot!(vec_dot_f16, f16_f32, 2,
+    |b| f32::from_le_bytes(b)
+);
+fp_dot!(
+    vec_dot_f16,
+    f16_f32,
+    2,
     |p| _mm256_cvtph_ps(_mm_loadu_si128(p.cast())),
-    |b| f16_to_f32(u16::from_le_bytes(b)));
-fp_dot!(vec_dot_bf16, bf16_f32, 2,
-    |p| _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast())))),
-    |b| bf16_to_f32(u16::from_le_bytes(b)));
+    |b| f16_to_f32(u16::from_le_bytes(b))
+);
+fp_dot!(
+    vec_dot_bf16,
+    bf16_f32,
+    2,
+    |p| _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
+        _mm_loadu_si128(p.cast())
+    ))),
+    |b| bf16_to_f32(u16::from_le_bytes(b))
+);

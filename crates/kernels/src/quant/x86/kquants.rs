@@ -8,7 +8,9 @@ use std::arch::x86_64::*;
 
 use super::legacy::wrapper;
 use super::{f16, hsum_float_8, load32};
-use crate::quant::blocks::{dot_operands, unpack_scales_mins_k4, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
+use crate::quant::blocks::{
+    dot_operands, unpack_scales_mins_k4, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K,
+};
 
 wrapper!(vec_dot_q4_k_q8_k, q4_k_q8_k, BlockQ4K, BlockQ8K);
 wrapper!(vec_dot_q5_k_q8_k, q5_k_q8_k, BlockQ5K, BlockQ8K);
@@ -65,7 +67,10 @@ fn mins_and_scales(scales: &[u8; 12]) -> __m256i {
 fn bsums_pairs(b: &BlockQ8K) -> __m128i {
     // SAFETY: `bsums` is 16 little-endian i16 = 32 readable bytes; `loadu` needs no alignment.
     let q8sums = unsafe { _mm256_loadu_si256(b.bsums.as_ptr().cast()) };
-    _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256::<1>(q8sums))
+    _mm_hadd_epi16(
+        _mm256_castsi256_si128(q8sums),
+        _mm256_extracti128_si256::<1>(q8sums),
+    )
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -92,7 +97,8 @@ fn q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
             let q4l = _mm256_and_si256(q4bits, m4);
             let q4h = _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits), m4);
             let p16l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, load32(&q8[2 * j])));
-            let p16h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, load32(&q8[2 * j + 1])));
+            let p16h =
+                _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, load32(&q8[2 * j + 1])));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16l, p16h));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
@@ -113,7 +119,10 @@ fn q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
         let dmin = -b.d() * f16(a.dmin);
         let ms = mins_and_scales(&a.scales);
         let prod = _mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), bsums_pairs(b));
-        let hsum = _mm_hadd_epi32(_mm_hadd_epi32(prod, _mm_setzero_si128()), _mm_setzero_si128());
+        let hsum = _mm_hadd_epi32(
+            _mm_hadd_epi32(prod, _mm_setzero_si128()),
+            _mm_setzero_si128(),
+        );
         summs += dmin * _mm_extract_epi32::<0>(hsum) as f32;
         let sc128 = _mm256_castsi256_si128(ms);
         let scales = _mm256_set_m128i(sc128, sc128);
@@ -129,14 +138,21 @@ fn q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
             let q5bits = load32(&q5[j]);
             // 16 where this sub-block's high bit is set (ggml shifts the bit into place;
             // comparing against the mask gives the same bytes without a variable shift).
-            let h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, hmask), hmask), m16);
+            let h0 = _mm256_and_si256(
+                _mm256_cmpeq_epi8(_mm256_and_si256(hbits, hmask), hmask),
+                m16,
+            );
             hmask = _mm256_slli_epi16::<1>(hmask);
-            let h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, hmask), hmask), m16);
+            let h1 = _mm256_and_si256(
+                _mm256_cmpeq_epi8(_mm256_and_si256(hbits, hmask), hmask),
+                m16,
+            );
             hmask = _mm256_slli_epi16::<1>(hmask);
             let q5_0 = _mm256_add_epi8(_mm256_and_si256(q5bits, m4), h0);
             let q5_1 = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16::<4>(q5bits), m4), h1);
             let p16_0 = _mm256_madd_epi16(scale_0, _mm256_maddubs_epi16(q5_0, load32(&q8[2 * j])));
-            let p16_1 = _mm256_madd_epi16(scale_1, _mm256_maddubs_epi16(q5_1, load32(&q8[2 * j + 1])));
+            let p16_1 =
+                _mm256_madd_epi16(scale_1, _mm256_maddubs_epi16(q5_1, load32(&q8[2 * j + 1])));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
@@ -179,8 +195,14 @@ fn q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
             let q4h_3 = _mm256_srli_epi16::<2>(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(-64)));
             let q4_0 = _mm256_or_si256(_mm256_and_si256(q4bits1, m15), q4h_0);
             let q4_1 = _mm256_or_si256(_mm256_and_si256(q4bits2, m15), q4h_1);
-            let q4_2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m15), q4h_2);
-            let q4_3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m15), q4h_3);
+            let q4_2 = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m15),
+                q4h_2,
+            );
+            let q4_3 = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m15),
+                q4h_3,
+            );
 
             let p16_0 = _mm256_maddubs_epi16(q4_0, load32(&q8[4 * j]));
             let p16_1 = _mm256_maddubs_epi16(q4_1, load32(&q8[4 * j + 1]));

@@ -14,7 +14,9 @@ use std::arch::x86_64::*;
 
 /// AVX2 + FMA + F16C: what every "avx2" kernel assumes (all AVX2 CPUs have the other two).
 pub fn has_avx2() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
 }
 
 /// AVX-512 VNNI on 256-bit vectors (needs VL) on top of the AVX2 set.
@@ -26,11 +28,23 @@ pub fn has_avx512vnni() -> bool {
         && is_x86_feature_detected!("avx512vnni")
 }
 
-/// fp16 bits -> f32 with F16C (exact).
+/// fp16 bits -> f32 (exact), for once-per-super-block scales. Per 32-element block use
+/// [`f16x8`]: LLVM lowers a scalar F16C conversion to a `vpinsrw` into an arbitrary register,
+/// and it picked the FMA accumulator, chaining every block on the previous one's FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn f16(b: [u8; 2]) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes(b) as i32)))
+    _mm_cvtss_f32(_mm_cvtph_ps(
+        _mm_cvtsi32_si128(u16::from_le_bytes(b) as i32),
+    ))
+}
+
+/// fp16 bits -> f32 broadcast to 8 lanes (exact; `vpbroadcastw` + `vcvtph2ps`, no false
+/// dependency on other registers).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn f16x8(b: [u8; 2]) -> __m256 {
+    _mm256_cvtph_ps(_mm_set1_epi16(i16::from_le_bytes(b)))
 }
 
 /// Horizontal sum of 8 floats in ggml's order (`hsum_float_8`).
@@ -71,7 +85,12 @@ pub fn bytes_from_nibbles_32(qs: &[u8; 16]) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn bytes_from_bits_32(b: [u8; 4]) -> __m256i {
     let x32 = u32::from_le_bytes(b) as i32;
-    let shuf_mask = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    let shuf_mask = _mm256_set_epi64x(
+        0x0303030303030303,
+        0x0202020202020202,
+        0x0101010101010101,
+        0,
+    );
     let mut bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x32), shuf_mask);
     let bit_mask = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
     bytes = _mm256_or_si256(bytes, bit_mask);

@@ -10,19 +10,16 @@ use crate::quant::blocks::{f16_le_from, BlockQ8K, BlockQ8_0, BlockQ8_1, QK, QK_K
 const ROUND: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
 
 pub fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
-    debug_assert!(super::has_avx2());
     // SAFETY: only called after `has_avx2()` (quantize_row_fast checks the chosen level).
     unsafe { q8_0(x, y) }
 }
 
 pub fn quantize_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
-    debug_assert!(super::has_avx2());
     // SAFETY: as for `quantize_q8_0`.
     unsafe { q8_1(x, y) }
 }
 
 pub fn quantize_q8_k(x: &[f32], y: &mut [BlockQ8K]) {
-    debug_assert!(super::has_avx2());
     // SAFETY: as for `quantize_q8_0`.
     unsafe { q8_k(x, y) }
 }
@@ -90,7 +87,10 @@ fn q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
         yb.d = f16_le_from(d);
         let id = if max != 0.0 { 127.0 / max } else { 0.0 };
         let i = round_i32(v, _mm256_set1_ps(id));
-        let sum = hsum_i32_8(_mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3])));
+        let sum = hsum_i32_8(_mm256_add_epi32(
+            _mm256_add_epi32(i[0], i[1]),
+            _mm256_add_epi32(i[2], i[3]),
+        ));
         yb.s = f16_le_from(d * sum as f32);
         pack_i8(i, &mut yb.qs);
     }
@@ -116,7 +116,11 @@ fn q8_k(x: &[f32], y: &mut [BlockQ8K]) {
             continue;
         }
         // The reference keeps the sign of the first element with the largest magnitude.
-        let max = xb.iter().copied().find(|v| v.abs() == amax).expect("amax is some |x|");
+        let max = xb
+            .iter()
+            .copied()
+            .find(|v| v.abs() == amax)
+            .expect("amax is some |x|");
         let iscale = -127.0 / max;
         let mul = _mm256_set1_ps(iscale);
         let lim = _mm256_set1_epi32(127);

@@ -1,23 +1,12 @@
 //! AVX-512 VNNI variants of the hottest 32-element dots (q4_0, q4_1, q8_0): `vpdpbusd` on
 //! 256-bit vectors replaces `maddubs` + `madd` (ggml's `__AVX512VNNI__ && __AVX512VL__` path)
-//! and, unlike `maddubs`, cannot saturate.
+//! and, unlike `maddubs`, cannot saturate. Two accumulators as in the AVX2 kernels.
 
 use std::arch::x86_64::*;
 
-use super::{bytes_from_nibbles_32, f16, hsum_float_8, load32};
+use super::legacy::{min_terms, two_accumulators, wrapper};
+use super::{bytes_from_nibbles_32, f16x8, hsum_float_8, load32};
 use crate::quant::blocks::{dot_operands, BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1};
-
-macro_rules! wrapper {
-    ($name:ident, $body:ident, $w:ty, $x:ty) => {
-        pub fn $name(n: usize, w: &[u8], x: &[u8]) -> f32 {
-            let (wb, xb) = dot_operands::<$w, $x>(n, w, x);
-            debug_assert!(super::has_avx512vnni());
-            // SAFETY: this wrapper is only handed out (the AVX-512 VNNI table) after
-            // `has_avx512vnni()` found every feature the body enables.
-            unsafe { $body(wb, xb) }
-        }
-    };
-}
 
 wrapper!(vec_dot_q4_0_q8_0, q4_0_q8_0, BlockQ4_0, BlockQ8_0);
 wrapper!(vec_dot_q4_1_q8_1, q4_1_q8_1, BlockQ4_1, BlockQ8_1);
@@ -37,36 +26,43 @@ fn dot_i8(x: __m256i, y: __m256i) -> __m256 {
     dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
 }
 
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q4_0_block(a: &BlockQ4_0, b: &BlockQ8_0, acc: __m256) -> __m256 {
+    let d = _mm256_mul_ps(f16x8(a.d), f16x8(b.d));
+    let qx = _mm256_sub_epi8(bytes_from_nibbles_32(&a.qs), _mm256_set1_epi8(8));
+    _mm256_fmadd_ps(d, dot_i8(qx, load32(&b.qs)), acc)
+}
+
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (a, b) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(f16(a.d) * f16(b.d));
-        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(&a.qs), _mm256_set1_epi8(8));
-        acc = _mm256_fmadd_ps(d, dot_i8(qx, load32(&b.qs)), acc);
-    }
-    hsum_float_8(acc)
+    hsum_float_8(two_accumulators!(x, y, q4_0_block))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q4_1_block(a: &BlockQ4_1, b: &BlockQ8_1, acc: __m256) -> __m256 {
+    let d0d1 = _mm256_mul_ps(f16x8(a.d), f16x8(b.d));
+    _mm256_fmadd_ps(
+        d0d1,
+        dot_us8(bytes_from_nibbles_32(&a.qs), load32(&b.qs)),
+        acc,
+    )
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut summs = 0f32;
-    for (a, b) in x.iter().zip(y) {
-        summs += f16(a.m) * f16(b.s);
-        let d0d1 = _mm256_mul_ps(_mm256_set1_ps(f16(a.d)), _mm256_set1_ps(f16(b.d)));
-        let qx = bytes_from_nibbles_32(&a.qs);
-        acc = _mm256_fmadd_ps(d0d1, dot_us8(qx, load32(&b.qs)), acc);
-    }
-    hsum_float_8(acc) + summs
+    hsum_float_8(two_accumulators!(x, y, q4_1_block)) + min_terms(x, y, |a| a.m, |b| b.s)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q8_0_block(a: &BlockQ8_0, b: &BlockQ8_0, acc: __m256) -> __m256 {
+    let d = _mm256_mul_ps(f16x8(a.d), f16x8(b.d));
+    _mm256_fmadd_ps(d, dot_i8(load32(&a.qs), load32(&b.qs)), acc)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (a, b) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(f16(a.d) * f16(b.d));
-        acc = _mm256_fmadd_ps(d, dot_i8(load32(&a.qs), load32(&b.qs)), acc);
-    }
-    hsum_float_8(acc)
+    hsum_float_8(two_accumulators!(x, y, q8_0_block))
 }

@@ -156,7 +156,7 @@ impl ChatTemplate {
             .get_template(TEMPLATE_NAME)
             .map_err(|e| TemplateError::Invalid(describe(&e)))?;
         let ctx = context! {
-            messages => minijinja::Value::from_serialize(messages),
+            messages => minijinja::value::Serde(messages),
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,

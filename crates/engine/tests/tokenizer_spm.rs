@@ -209,3 +209,10 @@ fn gemma3_goldens_when_the_model_is_present() {
         assert_eq!(t.decode(&ids, true), case["detokenize"].as_str().expect("detokenize"), "{name}");
     }
 }
+
+#[test]
+fn tokenizer_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+    assert_send_sync::<engine::text::stream::StreamDecoder>();
+}

@@ -1,0 +1,177 @@
+//! The one seam between HTTP and inference: [`Backend`].
+//!
+//! The routes speak to a `dyn Backend`, not to the engine directly, for the same reason TGI's router
+//! has a small `Backend` trait: the HTTP layer (validation, SSE framing, error mapping, metrics) is
+//! tested against a scripted backend in milliseconds, and the real engine runner plugs in through a
+//! thin adapter (`engine_backend`). The types here are the server's own plain copies of the engine
+//! runner's contract (`Request`, `Event`, `Usage`, `SubmitError`, `Stats`), so this crate keeps
+//! compiling while the engine is rebuilt underneath it.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+/// A token id in the model's vocabulary (the engine's `TokenId`).
+pub type TokenId = u32;
+
+/// One chat turn as the chat template sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// Sampling settings a request overrides; `None` keeps the engine's default.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SamplingSpec {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<usize>,
+    pub min_p: Option<f32>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub repeat_penalty: Option<f32>,
+    pub seed: Option<u64>,
+}
+
+/// What to generate for one sequence (one choice).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenSpec {
+    pub sampling: SamplingSpec,
+    /// Tokens to generate at most; the context end also stops generation (`length`).
+    pub max_tokens: usize,
+    pub stop: Vec<String>,
+    /// Report the chosen token's log-prob and this many alternatives.
+    pub top_logprobs: Option<usize>,
+}
+
+/// One sequence to run.
+#[derive(Clone, Debug)]
+pub struct GenRequest {
+    pub prompt: Vec<TokenId>,
+    pub params: GenSpec,
+}
+
+/// A token's log-probability.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TokenLogprob {
+    pub id: TokenId,
+    pub logprob: f32,
+}
+
+/// One generated token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenOut {
+    pub id: TokenId,
+    /// Text that became safe to show with this token (complete UTF-8, no part of a stop string);
+    /// often empty while a multi-byte character or a possible stop string is held back.
+    pub text: String,
+    pub logprob: Option<f32>,
+    pub top: Vec<TokenLogprob>,
+}
+
+/// Why a sequence ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    Cancelled,
+}
+
+impl FinishReason {
+    /// OpenAI's `finish_reason`. A cancelled sequence (server shutting down) reads as `stop`: the
+    /// text so far is complete and valid, and OpenAI's SDKs know no other value.
+    pub fn as_openai(self) -> &'static str {
+        match self {
+            FinishReason::Length => "length",
+            FinishReason::Stop | FinishReason::Cancelled => "stop",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Prompt tokens whose KV came from the prefix cache.
+    pub cached_tokens: usize,
+}
+
+/// What a sequence reports, in order: tokens, then exactly one `Done` or `Error`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Token(TokenOut),
+    /// `tail`: text released only at the end (held back as a possible stop string or an incomplete
+    /// UTF-8 sequence that turned out not to be one).
+    Done { finish: FinishReason, usage: Usage, tail: String },
+    Error(String),
+}
+
+/// Why a request was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the server is busy: the request queue is full, retry later")]
+    QueueFull,
+    #[error("this model's maximum context length is {n_ctx} tokens, but the prompt has {n_prompt} tokens")]
+    PromptTooLong { n_prompt: usize, n_ctx: usize },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the server is shutting down")]
+    Stopped,
+}
+
+/// A snapshot of the scheduler for `/metrics` and `/health`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub queue_depth: usize,
+    pub running: usize,
+    pub kv_blocks_total: usize,
+    pub kv_blocks_used: usize,
+    pub kv_blocks_cached: usize,
+}
+
+/// Where one sequence's events go: a channel shared by all choices of one HTTP request, each event
+/// tagged with its choice index. When the HTTP side is gone (client disconnected, handler
+/// dropped) the receiver is dropped, `send` returns false and the engine cancels the sequence.
+#[derive(Clone, Debug)]
+pub struct ChoiceSink {
+    index: usize,
+    tx: UnboundedSender<(usize, Event)>,
+}
+
+impl ChoiceSink {
+    pub fn new(index: usize, tx: UnboundedSender<(usize, Event)>) -> Self {
+        ChoiceSink { index, tx }
+    }
+
+    /// Delivers `e`; false once nobody listens any more.
+    pub fn send(&self, e: Event) -> bool {
+        self.tx.send((self.index, e)).is_ok()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// A model the HTTP layer can run. Implementations must not block for long in any method but
+/// `chat_prompt`/`raw_prompt`/`shutdown`, which the routes call on the blocking pool.
+pub trait Backend: Send + Sync + 'static {
+    /// Context length in tokens (prompt + generated) a sequence may use.
+    fn n_ctx(&self) -> usize;
+    /// Vocabulary size (token-id prompts are checked against it).
+    fn n_vocab(&self) -> usize;
+    /// Renders `messages` with the chat template and tokenizes the result. The error is shown to
+    /// the client as an invalid `messages` parameter.
+    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<TokenId>, String>;
+    /// Tokenizes a raw completion prompt.
+    fn raw_prompt(&self, text: &str) -> Vec<TokenId>;
+    /// The bytes a token stands for (special tokens spelled out): `logprobs[].bytes`.
+    fn token_bytes(&self, id: TokenId) -> Vec<u8>;
+    /// Queues one sequence; its events go to `sink`.
+    fn submit(&self, req: GenRequest, sink: ChoiceSink) -> Result<(), SubmitError>;
+    fn stats(&self) -> Stats;
+    /// Stops taking requests, lets running sequences finish for up to `drain`, then cancels the
+    /// rest. Blocks.
+    fn shutdown(&self, drain: Duration);
+}

@@ -1,0 +1,112 @@
+//! [`ServeConfig`]: what the HTTP layer needs to know, resolved once at start-up, and
+//! [`from_file`], the config-file format (TOML) the `daehwa serve` flags share their definition
+//! with.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::ApiError;
+
+/// The HTTP layer's settings.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// The name clients use for the model (the pulled model's name, e.g. `smollm2`).
+    pub model_id: String,
+    /// Other accepted names (e.g. the GGUF's `general.name`).
+    pub model_aliases: Vec<String>,
+    /// `Authorization: Bearer` keys; empty = no authentication.
+    pub api_keys: Vec<String>,
+    /// Unix time reported as the model's `created`.
+    pub created: u64,
+    /// Largest `n` (choices per request).
+    pub max_n: usize,
+    /// Largest request body in bytes.
+    pub body_limit: usize,
+    /// Interval of SSE keep-alive comments while a stream has nothing to send.
+    pub keep_alive: Duration,
+}
+
+impl ServeConfig {
+    pub fn new(model_id: impl Into<String>) -> Self {
+        ServeConfig {
+            model_id: model_id.into(),
+            model_aliases: Vec::new(),
+            api_keys: Vec::new(),
+            created: 0,
+            max_n: 16,
+            body_limit: 16 << 20,
+            keep_alive: Duration::from_secs(10),
+        }
+    }
+
+    /// All names the model answers to, primary first, without duplicates.
+    pub fn model_names(&self) -> Vec<&str> {
+        let mut names = vec![self.model_id.as_str()];
+        for a in &self.model_aliases {
+            if !a.is_empty() && !names.contains(&a.as_str()) {
+                names.push(a);
+            }
+        }
+        names
+    }
+
+    /// The model a request means: none given = the served model; an unknown name = 404.
+    pub fn resolve_model(&self, requested: Option<&str>) -> Result<String, ApiError> {
+        match requested {
+            None => Ok(self.model_id.clone()),
+            Some(m) if self.model_names().contains(&m) => Ok(self.model_id.clone()),
+            Some(m) => Err(ApiError::ModelNotFound(m.to_string())),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+}
+
+/// Reads a TOML config file into `T` (the same struct that derives the command-line flags, so
+/// keys are the flags' long names in snake_case).
+pub fn from_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.display().to_string(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_primary_and_alias_and_rejects_others() {
+        let mut c = ServeConfig::new("smollm2");
+        c.model_aliases = vec!["SmolLM2 135M Instruct".into(), "smollm2".into()];
+        assert_eq!(c.model_names(), vec!["smollm2", "SmolLM2 135M Instruct"]);
+        assert_eq!(c.resolve_model(None).expect("default"), "smollm2");
+        assert_eq!(c.resolve_model(Some("SmolLM2 135M Instruct")).expect("alias"), "smollm2");
+        assert_eq!(c.resolve_model(Some("gpt-4o")), Err(ApiError::ModelNotFound("gpt-4o".into())));
+    }
+
+    #[test]
+    fn reads_toml_and_reports_bad_files() {
+        #[derive(serde::Deserialize)]
+        struct T {
+            port: u16,
+            api_key: Vec<String>,
+        }
+        let dir = std::env::temp_dir().join(format!("daehwa-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp");
+        let p = dir.join("serve.toml");
+        std::fs::write(&p, "port = 9000\napi_key = [\"a\", \"b\"]\n").expect("write");
+        let t: T = from_file(&p).expect("parse");
+        assert_eq!((t.port, t.api_key.len()), (9000, 2));
+        std::fs::write(&p, "port = \"x\"\n").expect("write");
+        let e = from_file::<T>(&p).err().expect("must fail");
+        assert!(e.to_string().contains("serve.toml"), "{e}");
+        assert!(from_file::<T>(&dir.join("missing.toml")).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,147 @@
+//! [`ApiError`]: the one place that maps failures to an HTTP status and OpenAI's error body
+//! `{"error": {"message", "type", "param", "code"}}`, which the official SDKs turn into their
+//! exception classes (400 `BadRequestError`, 401 `AuthenticationError`, 404 `NotFoundError`,
+//! 429 `RateLimitError`, ...).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::backend::SubmitError;
+
+/// An error a client sees. Internal causes are logged, never leaked into the body.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    /// A parameter is missing, malformed or out of range (400).
+    #[error("{message}")]
+    InvalidParam { param: Option<String>, message: String },
+    /// The request body is not the JSON we expect (400).
+    #[error("{0}")]
+    InvalidJson(String),
+    /// The prompt does not fit in the context (400, `context_length_exceeded`).
+    #[error("this model's maximum context length is {n_ctx} tokens, but the prompt has {n_prompt} tokens; shorten the messages or the prompt")]
+    ContextLengthExceeded { n_prompt: usize, n_ctx: usize },
+    /// No such model (404, `model_not_found`).
+    #[error("the model `{0}` does not exist")]
+    ModelNotFound(String),
+    /// No such route (404).
+    #[error("unknown path {0}")]
+    UnknownRoute(String),
+    /// Wrong method on a known route (405).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Missing or wrong API key (401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The request body is too large (413).
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// The engine's queue is full (429).
+    #[error("the server is busy: too many requests are queued, retry later")]
+    QueueFull,
+    /// Shutting down (503).
+    #[error("the server is shutting down")]
+    Unavailable,
+    /// Something broke inside (500): the cause is logged, the client sees a generic message.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn param(param: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidParam { param: Some(param.into()), message: message.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidParam { .. } | ApiError::InvalidJson(_) | ApiError::ContextLengthExceeded { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::ModelNotFound(_) | ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::QueueFull => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The body OpenAI sends for this error.
+    pub fn body(&self) -> ErrorBody {
+        let (kind, param, code): (&str, Option<String>, Option<&str>) = match self {
+            ApiError::InvalidParam { param, .. } => ("invalid_request_error", param.clone(), None),
+            ApiError::InvalidJson(_) => ("invalid_request_error", None, None),
+            ApiError::ContextLengthExceeded { .. } => {
+                ("invalid_request_error", Some("messages".into()), Some("context_length_exceeded"))
+            }
+            ApiError::ModelNotFound(_) => ("invalid_request_error", Some("model".into()), Some("model_not_found")),
+            ApiError::UnknownRoute(_) => ("invalid_request_error", None, Some("unknown_url")),
+            ApiError::MethodNotAllowed => ("invalid_request_error", None, Some("method_not_allowed")),
+            ApiError::Unauthorized(_) => ("invalid_request_error", None, Some("invalid_api_key")),
+            ApiError::PayloadTooLarge => ("invalid_request_error", None, Some("payload_too_large")),
+            ApiError::QueueFull => ("requests", None, Some("rate_limit_exceeded")),
+            ApiError::Unavailable => ("server_error", None, Some("unavailable")),
+            ApiError::Internal(_) => ("server_error", None, None),
+        };
+        ErrorBody {
+            error: ErrorDetail { message: self.to_string(), kind: kind.to_string(), param, code: code.map(str::to_string) },
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::QueueFull => ApiError::QueueFull,
+            SubmitError::PromptTooLong { n_prompt, n_ctx } => ApiError::ContextLengthExceeded { n_prompt, n_ctx },
+            SubmitError::Invalid(m) => ApiError::InvalidParam { param: None, message: m },
+            SubmitError::Stopped => ApiError::Unavailable,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error");
+        }
+        (self.status(), Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_error_names_both_numbers_and_code() {
+        let e = ApiError::from(SubmitError::PromptTooLong { n_prompt: 9000, n_ctx: 8192 });
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        let b = e.body();
+        assert!(b.error.message.contains("9000") && b.error.message.contains("8192"), "{}", b.error.message);
+        assert_eq!(b.error.code.as_deref(), Some("context_length_exceeded"));
+    }
+
+    #[test]
+    fn internal_cause_is_not_leaked() {
+        let e = ApiError::Internal("secret path /home/x".into());
+        assert!(!e.body().error.message.contains("secret"));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -1,0 +1,111 @@
+//! daehwa's OpenAI-compatible HTTP API (axum): `/v1/chat/completions`, `/v1/completions`,
+//! `/v1/models`, `/health` and `/metrics`, over any [`Backend`] (the engine runner in production,
+//! a scripted backend in tests).
+//!
+//! ```text
+//!  client ── HTTP ──> auth ─> ApiJson (400 on bad JSON) ─> validate (400 naming the param)
+//!                                                              │ Job
+//!                     SSE / JSON <── Generation <── Backend::submit (one sequence per choice)
+//! ```
+//!
+//! ```no_run
+//! # async fn demo(backend: std::sync::Arc<dyn server::Backend>) -> std::io::Result<()> {
+//! let state = server::AppState::new(backend, server::ServeConfig::new("smollm2"));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! server::serve(listener, state, async { let _ = tokio::signal::ctrl_c().await; }, std::time::Duration::from_secs(30)).await
+//! # }
+//! ```
+
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod generation;
+pub mod metrics;
+pub mod openai;
+pub mod routes;
+mod serve;
+pub mod sse;
+pub mod validate;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use backend::{Backend, ChoiceSink, Event, FinishReason, GenRequest, GenSpec, SamplingSpec, Stats, SubmitError, Usage};
+pub use config::ServeConfig;
+pub use error::ApiError;
+pub use metrics::Metrics;
+pub use serve::serve;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<dyn Backend>,
+    pub config: Arc<ServeConfig>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<dyn Backend>, config: ServeConfig) -> Self {
+        AppState { engine, config: Arc::new(config), metrics: Arc::new(Metrics::default()) }
+    }
+}
+
+/// The router with every route, auth, request metrics and OpenAI-shaped 404/405s.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(routes::chat::chat_completions))
+        .route("/v1/completions", post(routes::completions::completions))
+        .route("/v1/models", get(routes::list_models))
+        .route("/v1/models/{id}", get(routes::get_model))
+        .route("/health", get(routes::health))
+        .route("/metrics", get(routes::metrics))
+        .fallback(|req: Request| async move { ApiError::UnknownRoute(req.uri().path().to_string()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state)
+}
+
+/// Compares without an early exit, so response time does not reveal how much of a key matched.
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// 401 on every route but `/health` when keys are configured and the request lacks a valid
+/// `Authorization: Bearer <key>`.
+async fn require_key(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if st.config.api_keys.is_empty() || req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    match given {
+        None => ApiError::Unauthorized("you did not provide an API key: send `Authorization: Bearer <key>`")
+            .into_response(),
+        Some(k) if st.config.api_keys.iter().any(|key| same_key(key.as_bytes(), k.as_bytes())) => {
+            next.run(req).await
+        }
+        Some(_) => ApiError::Unauthorized("incorrect API key provided").into_response(),
+    }
+}
+
+/// Counts each request by its route pattern (not the raw path, which would explode the label
+/// set) and status.
+async fn count_requests(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "other".into());
+    let resp = next.run(req).await;
+    st.metrics.count_request(&route, resp.status().as_u16());
+    resp
+}

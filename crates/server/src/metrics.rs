@@ -1,0 +1,166 @@
+//! [`Metrics`]: counters and histograms for `GET /metrics`, written in Prometheus' text
+//! exposition format (version 0.0.4) by hand: a dozen series do not need a metrics framework.
+//!
+//! Updated lock-free from the request tasks (atomics); only the labelled request counter takes a
+//! short mutex, once per HTTP request.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::backend::Stats;
+
+/// A cumulative histogram with fixed bucket bounds (seconds).
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// `counts[i]`: observations <= `bounds[i]` (not cumulative; summed when rendered).
+    counts: Vec<AtomicU64>,
+    overflow: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            overflow: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        match self.bounds.iter().position(|&b| s <= b) {
+            Some(i) => self.counts[i].fetch_add(1, Ordering::Relaxed),
+            None => self.overflow.fetch_add(1, Ordering::Relaxed),
+        };
+        self.sum_us.fetch_add(d.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>() + self.overflow.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cum = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cum += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cum}");
+        }
+        cum += self.overflow.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {cum}");
+    }
+}
+
+const TTFT_BOUNDS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const ITL_BOUNDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// Everything `/metrics` reports besides the engine's live [`Stats`].
+pub struct Metrics {
+    /// (route, status) -> count.
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    pub prompt_tokens: AtomicU64,
+    pub cached_tokens: AtomicU64,
+    pub generated_tokens: AtomicU64,
+    /// Time from submitting a sequence to its first token.
+    pub ttft: Histogram,
+    /// Time between consecutive tokens of one sequence.
+    pub itl: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Mutex::new(BTreeMap::new()),
+            prompt_tokens: AtomicU64::new(0),
+            cached_tokens: AtomicU64::new(0),
+            generated_tokens: AtomicU64::new(0),
+            ttft: Histogram::new(TTFT_BOUNDS),
+            itl: Histogram::new(ITL_BOUNDS),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn count_request(&self, route: &str, status: u16) {
+        let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((route.to_string(), status)).or_insert(0) += 1;
+    }
+
+    pub fn requests(&self, route: &str, status: u16) -> u64 {
+        let m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&(route.to_string(), status)).copied().unwrap_or(0)
+    }
+
+    /// The exposition text.
+    pub fn render(&self, s: &Stats) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP daehwa_requests_total HTTP requests by route and status.\n");
+        out.push_str("# TYPE daehwa_requests_total counter\n");
+        {
+            let m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            for ((route, status), n) in m.iter() {
+                let route = route.replace('\\', "\\\\").replace('"', "\\\"");
+                let _ = writeln!(out, "daehwa_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+            }
+        }
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        let gauge = |out: &mut String, name: &str, help: &str, v: usize| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        counter(&mut out, "daehwa_prompt_tokens_total", "Prompt tokens of finished sequences.", self.prompt_tokens.load(Ordering::Relaxed));
+        counter(&mut out, "daehwa_cached_prompt_tokens_total", "Prompt tokens served from the prefix cache.", self.cached_tokens.load(Ordering::Relaxed));
+        counter(&mut out, "daehwa_generated_tokens_total", "Generated tokens.", self.generated_tokens.load(Ordering::Relaxed));
+        gauge(&mut out, "daehwa_queue_depth", "Sequences waiting to start.", s.queue_depth);
+        gauge(&mut out, "daehwa_running_sequences", "Sequences being generated.", s.running);
+        gauge(&mut out, "daehwa_kv_blocks_total", "KV cache blocks in the pool.", s.kv_blocks_total);
+        gauge(&mut out, "daehwa_kv_blocks_used", "KV cache blocks held by running sequences.", s.kv_blocks_used);
+        gauge(&mut out, "daehwa_kv_blocks_cached", "Unreferenced KV blocks kept for prefix reuse.", s.kv_blocks_cached);
+        self.ttft.render(&mut out, "daehwa_time_to_first_token_seconds", "Time from submission to the first token.");
+        self.itl.render(&mut out, "daehwa_inter_token_latency_seconds", "Time between consecutive tokens of a sequence.");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauges_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.count_request("/v1/chat/completions", 200);
+        m.count_request("/v1/chat/completions", 200);
+        m.count_request("/v1/models", 401);
+        m.ttft.observe(Duration::from_millis(20));
+        m.ttft.observe(Duration::from_millis(70));
+        m.ttft.observe(Duration::from_secs(100));
+        let s = Stats { queue_depth: 3, running: 2, kv_blocks_total: 100, kv_blocks_used: 7, kv_blocks_cached: 5 };
+        let text = m.render(&s);
+        for line in [
+            "daehwa_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2",
+            "daehwa_requests_total{route=\"/v1/models\",status=\"401\"} 1",
+            "daehwa_queue_depth 3",
+            "daehwa_kv_blocks_used 7",
+            "daehwa_kv_blocks_cached 5",
+            "daehwa_time_to_first_token_seconds_bucket{le=\"0.01\"} 0",
+            "daehwa_time_to_first_token_seconds_bucket{le=\"0.025\"} 1",
+            "daehwa_time_to_first_token_seconds_bucket{le=\"0.1\"} 2",
+            "daehwa_time_to_first_token_seconds_bucket{le=\"60\"} 2",
+            "daehwa_time_to_first_token_seconds_bucket{le=\"+Inf\"} 3",
+            "daehwa_time_to_first_token_seconds_count 3",
+            "daehwa_time_to_first_token_seconds_sum 100.09",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+        }
+        assert_eq!(m.requests("/v1/chat/completions", 200), 2);
+    }
+}

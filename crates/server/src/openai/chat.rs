@@ -1,0 +1,130 @@
+//! `POST /v1/chat/completions`: request, response and stream chunk.
+
+use serde::{Deserialize, Serialize};
+
+use super::common::{ApiUsage, ChoiceLogprobs, StopParam, StreamOptions};
+
+/// The request body as sent. Every field a client may leave out is an `Option`; integers are
+/// `i64` and floats `f64` so an out-of-range value reaches validation (and a precise error)
+/// instead of failing deserialization.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ChatCompletionRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    pub messages: Vec<RawMessage>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    pub max_tokens: Option<i64>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<i64>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub n: Option<i64>,
+    #[serde(default)]
+    pub stop: Option<StopParam>,
+    #[serde(default)]
+    pub seed: Option<i64>,
+    #[serde(default)]
+    pub presence_penalty: Option<f64>,
+    #[serde(default)]
+    pub frequency_penalty: Option<f64>,
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    #[serde(default)]
+    pub top_logprobs: Option<i64>,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Extensions with llama.cpp server's names (not in OpenAI's API).
+    #[serde(default)]
+    pub top_k: Option<i64>,
+    #[serde(default)]
+    pub min_p: Option<f64>,
+    #[serde(default)]
+    pub repeat_penalty: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct RawMessage {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<MessageContent>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `content`: a string or an array of typed parts (only `text` parts are supported).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum MessageContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// The non-streaming response.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ChatCompletion {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<ChatChoice>,
+    pub usage: ApiUsage,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ChatChoice {
+    pub index: usize,
+    pub message: AssistantMessage,
+    pub finish_reason: String,
+    pub logprobs: Option<ChoiceLogprobs>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AssistantMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// One `data:` event of a stream.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ChatCompletionChunk {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<ChunkChoice>,
+    /// With `stream_options.include_usage`: `null` on every chunk but the last, which has empty
+    /// `choices` and the usage. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Option<ApiUsage>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ChunkChoice {
+    pub index: usize,
+    pub delta: Delta,
+    pub logprobs: Option<ChoiceLogprobs>,
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Delta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}

@@ -1,0 +1,48 @@
+//! The HTTP routes. Generation routes live in their own files; the small read-only ones here.
+
+pub mod chat;
+pub mod completions;
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+
+use crate::error::ApiError;
+use crate::openai::{Model, ModelList};
+use crate::AppState;
+
+fn model_entries(st: &AppState) -> Vec<Model> {
+    st.config
+        .model_names()
+        .into_iter()
+        .map(|id| Model { id: id.to_string(), object: "model".into(), created: st.config.created, owned_by: "daehwa".into() })
+        .collect()
+}
+
+/// `GET /v1/models`: the served model under its name, then its other names.
+pub async fn list_models(State(st): State<AppState>) -> Json<ModelList> {
+    Json(ModelList { object: "list".into(), data: model_entries(&st) })
+}
+
+/// `GET /v1/models/{id}`.
+pub async fn get_model(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Model>, ApiError> {
+    model_entries(&st).into_iter().find(|m| m.id == id).map(Json).ok_or(ApiError::ModelNotFound(id))
+}
+
+/// `GET /health`: liveness plus the scheduler's load (never needs a key).
+pub async fn health(State(st): State<AppState>) -> impl IntoResponse {
+    let s = st.engine.stats();
+    Json(serde_json::json!({
+        "status": "ok",
+        "model": st.config.model_id,
+        "queue_depth": s.queue_depth,
+        "running": s.running,
+    }))
+}
+
+/// `GET /metrics` in Prometheus' text format.
+pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+    let body = st.metrics.render(&st.engine.stats());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}

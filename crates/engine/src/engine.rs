@@ -7,9 +7,9 @@ use gguf::GgufFile;
 use kernels::pool::ThreadPool;
 
 use crate::model::{self, Model};
-use crate::text::template::{ChatMessage, ChatTemplate, TemplateError};
+use crate::text::template::{ChatMessage, ChatTemplate};
 use crate::text::tokenizer::Tokenizer;
-use crate::{Result, TokenId};
+use crate::{Error, Result, TokenId};
 
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
@@ -22,7 +22,9 @@ pub struct Engine {
     pub file: Arc<GgufFile>,
     pub model: Box<dyn Model>,
     pub tokenizer: Tokenizer,
-    pub template: Option<ChatTemplate>,
+    /// The model's chat template; `Err` holds why chat is unavailable (none in the file, or it
+    /// does not compile) while raw completion still works.
+    pub template: std::result::Result<ChatTemplate, String>,
     pub pool: ThreadPool,
 }
 
@@ -31,8 +33,12 @@ impl Engine {
         let file = Arc::new(GgufFile::open(path)?);
         let model = model::load(file.clone())?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
-        // A broken template must not stop raw completion: keep the error for chat requests.
-        let template = ChatTemplate::from_gguf(&file)?;
+        // A missing or broken template must not stop raw completion: keep the reason for chat.
+        let template = match ChatTemplate::from_gguf(&file) {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err("this model has no chat template (tokenizer.chat_template); use raw completion".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
         let threads = if cfg.threads == 0 { kernels::pool::default_threads() } else { cfg.threads };
         file.advise_will_need();
         Ok(Engine { file, model, tokenizer, template, pool: ThreadPool::new(threads) })
@@ -42,7 +48,7 @@ impl Engine {
     /// the result the way llama.cpp does for a templated prompt (special tokens parsed, BOS only
     /// where the vocabulary adds it).
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<TokenId>> {
-        let template = self.template.as_ref().ok_or(TemplateError::Missing)?;
+        let template = self.template.as_ref().map_err(|e| Error::NoChat(e.clone()))?;
         let text = template.render(messages, true)?;
         Ok(self.tokenizer.encode(&text, true, true))
     }

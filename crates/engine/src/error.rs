@@ -12,6 +12,8 @@ pub enum Error {
     Template(#[from] crate::text::template::TemplateError),
     #[error("unsupported architecture `{arch}` (supported: {supported})")]
     UnsupportedArchitecture { arch: String, supported: String },
+    #[error("chat is unavailable: {0}")]
+    NoChat(String),
     #[error("model: {0}")]
     Model(String),
     #[error("the prompt has {n_prompt} tokens but the context holds {n_ctx}")]

@@ -1,5 +1,3 @@
-// Gated until the engine modules are enabled (integrator removes this line).
-#![cfg(any())]
 //! Golden tests against llama.cpp on the real SmolLM2-135M-Instruct Q4_1
 //! (`../shared/golden/chat-smollm2-q4_1.jsonl`, see its README for how it was made).
 //!

@@ -12,16 +12,15 @@
 //! then `logits = rms_norm(x) * output_norm  Woutput` (Woutput = token_embd when `output.weight`
 //! is absent: tied embeddings).
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::attention::{attention_row, AttnParams};
+use kernels::attention::AttnParams;
 use kernels::matmul::matmul;
 use kernels::ops::{self, RopeCache, RopeMode};
 
 use super::weights::{load_optional_vector, load_vector, Weight};
-use super::{grow, Batch, ForwardCtx, HParams, Model, RopeStyle, SyncPtr};
+use super::{attend, grow, Batch, ForwardCtx, HParams, Model, RopeStyle};
 use crate::{Error, Result};
 
 struct Layer {
@@ -47,11 +46,6 @@ pub struct Llama {
     output: Weight,           // (n_vocab, n_embd), tied to tok_embd when absent
     layers: Vec<Layer>,
     rope: RopeCache,
-}
-
-thread_local! {
-    /// Per-thread attention scratch (scores), reused across calls.
-    static ATT_SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Llama {
@@ -169,20 +163,7 @@ impl Model for Llama {
                 ctx.kv.write(il, batch.seq[i], p, &k[i * kvd..(i + 1) * kvd], &v[i * kvd..(i + 1) * kvd]);
             }
             let att = grow(&mut ws.att, n * qd);
-            {
-                let kv = &*ctx.kv;
-                let q = &*q;
-                let att_ptr = SyncPtr(att.as_mut_ptr());
-                let task = |i: usize| {
-                    // SAFETY: task `i` writes only row `i` of `att` (n rows of qd), which outlives
-                    // `pool.run`; rows of different tasks are disjoint.
-                    let out_row = unsafe { std::slice::from_raw_parts_mut(att_ptr.0.add(i * qd), qd) };
-                    kv.with_chunks(il, batch.seq[i], 0, batch.pos[i] + 1, &mut |chunks| {
-                        ATT_SCRATCH.with(|s| attention_row(&q[i * qd..(i + 1) * qd], chunks, &attn, &mut s.borrow_mut(), out_row));
-                    });
-                };
-                pool.run(n, &task);
-            }
+            attend(pool, &*ctx.kv, il, batch, q, &attn, att);
             let proj = grow(&mut ws.proj, n * e);
             matmul(pool, &l.wo.matrix(f), att, n, proj, &mut ws.mm)?;
             ops::add_inplace(&mut ws.x[..n * e], proj);
@@ -196,7 +177,8 @@ impl Model for Llama {
             matmul(pool, &l.w_gate.matrix(f), h, n, gate, &mut ws.mm)?;
             let up = grow(&mut ws.up, n * ff);
             matmul(pool, &l.w_up.matrix(f), h, n, up, &mut ws.mm)?;
-            ops::swiglu_inplace(gate, up);
+            ops::silu_inplace(gate);
+            ops::mul_inplace(gate, up);
             let proj = grow(&mut ws.proj, n * e);
             matmul(pool, &l.w_down.matrix(f), gate, n, proj, &mut ws.mm)?;
             ops::add_inplace(&mut ws.x[..n * e], proj);

@@ -106,11 +106,32 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>> {
     }
 }
 
-/// Shares a raw output pointer with pool tasks that each write disjoint rows.
-#[derive(Clone, Copy)]
-pub(crate) struct SyncPtr(pub *mut f32);
-// SAFETY: only used to hand disjoint row ranges of one live buffer to pool tasks that all finish
-// before the buffer is touched again (`ThreadPool::run` returns after every task).
-unsafe impl Send for SyncPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SyncPtr {}
+/// Causal attention for every token of the batch: each run of consecutive tokens of one sequence
+/// attends over that sequence's cached rows `0..=pos`, (token, head) pairs spread over the pool.
+/// Row-independent, so a token's result does not depend on what else is in the batch.
+pub(crate) fn attend(
+    pool: &ThreadPool,
+    kv: &dyn KvStore,
+    il: usize,
+    batch: &Batch,
+    q: &[f32],
+    p: &kernels::attention::AttnParams,
+    out: &mut [f32],
+) {
+    let row = p.n_head * p.head_dim;
+    let mut a = 0;
+    while a < batch.len() {
+        let seq = batch.seq[a];
+        let mut b = a + 1;
+        while b < batch.len() && batch.seq[b] == seq && batch.pos[b] > batch.pos[b - 1] {
+            b += 1;
+        }
+        let end = batch.pos[a..b].iter().copied().max().map_or(0, |m| m + 1);
+        let pos = &batch.pos[a..b];
+        let (q_run, out_run) = (&q[a * row..b * row], &mut out[a * row..b * row]);
+        kv.with_chunks(il, seq, 0, end, &mut |chunks| {
+            kernels::attention::attention_rows_parallel(pool, q_run, b - a, chunks, &|t| 0..pos[t] + 1, p, out_run);
+        });
+        a = b;
+    }
+}

@@ -1,0 +1,309 @@
+//! The engine thread: one thread owns the model's KV cache, the scheduler and every running
+//! generation; callers talk to it through an [`EngineHandle`].
+//!
+//! ```text
+//!   submit(Request, sink) --bounded queue--> engine thread:  loop {
+//!                                              take new requests, drop cancelled ones
+//!                                              plan  = scheduler.step(kv)      (sched/)
+//!                                              one forward over all planned tokens
+//!                                              per sampled sequence: sample, logprobs,
+//!                                                stream-decode, stop strings -> sink
+//!                                            }
+//! ```
+//!
+//! Every step runs **one** forward pass over all running sequences (decode tokens and prefill
+//! chunks mixed in one flat batch), so the weights are read once per step. The forward pass is
+//! row-independent (activations are quantized per row, each output row and each token's
+//! attention is computed on its own, in an order that does not depend on the batch), so a
+//! request's tokens and log-probs do not depend on what runs beside it: seeded and greedy
+//! outputs are reproducible under load (tested in `tests/batch_invariance.rs`).
+//!
+//! No async runtime here: the server adapts [`EventSink`] to its own channels.
+
+mod seq;
+mod thread;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::kv::paged::{PagedBuffers, DEFAULT_BLOCK_SIZE};
+use crate::{Engine, FinishReason, GenParams, Result, TokenId, TokenOut};
+
+/// How the engine thread is sized.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// Positions one sequence may use (clamped to the model's training context).
+    pub n_ctx: usize,
+    /// Most sequences running at once.
+    pub max_seqs: usize,
+    /// KV cache size in bytes (`--kv-memory`); `None`: room for `max_seqs` full contexts.
+    pub kv_memory_bytes: Option<usize>,
+    /// Most requests waiting to start (beyond it `submit` says `QueueFull`).
+    pub queue_capacity: usize,
+    /// Most tokens in one forward pass (prefill is chunked to fit).
+    pub step_token_budget: usize,
+    /// Token positions per KV block.
+    pub block_size: usize,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig { n_ctx: 4096, max_seqs: 8, kv_memory_bytes: None, queue_capacity: 256, step_token_budget: 512, block_size: DEFAULT_BLOCK_SIZE }
+    }
+}
+
+/// A generation request: an already tokenized prompt.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub prompt: Vec<TokenId>,
+    pub params: GenParams,
+}
+
+/// Token counts of a finished request (OpenAI's `usage`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Prompt tokens whose K/V came from the prefix cache.
+    pub cached_tokens: usize,
+}
+
+/// What a request's sink receives: tokens, then exactly one `Done` or `Error`.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A generated token (also end-of-generation tokens, with empty text); `text` is complete
+    /// UTF-8 and never part of a stop string.
+    Token(TokenOut),
+    /// Generation ended; `tail` is text held back until now (a partial stop string that did
+    /// not complete, an incomplete UTF-8 sequence): print it after the last token.
+    Done { finish: FinishReason, usage: Usage, tail: String },
+    Error(String),
+}
+
+/// Where a request's events go.
+pub trait EventSink: Send + 'static {
+    /// Delivers `e`; false once the receiver is gone (the client disconnected): the runner then
+    /// cancels the sequence at the next step and frees its blocks.
+    fn send(&self, e: Event) -> bool;
+    /// Whether the receiver is gone already (checked every step, also while queued).
+    fn is_closed(&self) -> bool;
+}
+
+/// For the CLI and tests. A std channel cannot tell that its receiver is gone without sending,
+/// so a dropped receiver is noticed at the next event.
+impl EventSink for mpsc::Sender<Event> {
+    fn send(&self, e: Event) -> bool {
+        mpsc::Sender::send(self, e).is_ok()
+    }
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
+
+/// Why a request was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the request queue is full")]
+    QueueFull,
+    #[error("the prompt has {n_prompt} tokens but the context holds {n_ctx}")]
+    PromptTooLong { n_prompt: usize, n_ctx: usize },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the engine is stopped")]
+    Stopped,
+}
+
+/// A snapshot of the engine's load, for `/metrics` and logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Requests accepted but not yet running.
+    pub queue_depth: usize,
+    pub running: usize,
+    pub kv_blocks_total: usize,
+    /// Blocks referenced by live sequences.
+    pub kv_blocks_used: usize,
+    /// Unreferenced blocks holding reusable prefixes.
+    pub kv_blocks_cached: usize,
+    pub kv_block_size: usize,
+    pub kv_bytes: usize,
+    /// Prompt tokens of requests that started running (cached ones included).
+    pub prompt_tokens_total: u64,
+    /// Prompt tokens served from the prefix cache.
+    pub cached_tokens_total: u64,
+    pub generated_tokens_total: u64,
+    pub requests_finished: u64,
+    /// Times a running sequence was preempted (freed, recomputed later) for lack of KV blocks.
+    pub preemptions_total: u64,
+}
+
+/// Counters written by the engine thread, read by any handle.
+#[derive(Default)]
+struct SharedStats {
+    queue_depth: AtomicUsize,
+    running: AtomicUsize,
+    kv_blocks_used: AtomicUsize,
+    kv_blocks_cached: AtomicUsize,
+    prompt_tokens_total: AtomicU64,
+    cached_tokens_total: AtomicU64,
+    generated_tokens_total: AtomicU64,
+    requests_finished: AtomicU64,
+    preemptions_total: AtomicU64,
+}
+
+/// Messages to the engine thread.
+enum Msg {
+    Submit { req: Request, sink: Box<dyn EventSink> },
+    Shutdown { deadline: Instant },
+}
+
+/// The fixed sizes the thread was started with.
+#[derive(Clone, Copy, Debug)]
+struct Sizes {
+    n_ctx: usize,
+    n_blocks: usize,
+    block_size: usize,
+    kv_bytes: usize,
+    queue_capacity: usize,
+}
+
+struct Inner {
+    engine: Arc<Engine>,
+    tx: mpsc::Sender<Msg>,
+    stats: Arc<SharedStats>,
+    stopping: AtomicBool,
+    sizes: Sizes,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// A cheap, cloneable handle to the engine thread.
+#[derive(Clone)]
+pub struct EngineHandle {
+    inner: Arc<Inner>,
+}
+
+impl EngineHandle {
+    /// Sizes the paged KV cache, allocates it and spawns the engine thread.
+    pub fn start(engine: Arc<Engine>, cfg: RunnerConfig) -> Result<Self> {
+        let hp = engine.model.hparams();
+        let n_ctx = cfg.n_ctx.clamp(2, hp.n_ctx_train.max(2));
+        let max_seqs = cfg.max_seqs.max(1);
+        let block_size = cfg.block_size.max(1);
+        let n_blocks = match cfg.kv_memory_bytes {
+            Some(bytes) => PagedBuffers::blocks_for_bytes(bytes, hp.n_layer, hp.kv_dim(), block_size),
+            None => n_ctx.div_ceil(block_size) * max_seqs,
+        };
+        let buffers = PagedBuffers::new(hp.n_layer, hp.kv_dim(), block_size, n_blocks);
+        let sizes = Sizes { n_ctx, n_blocks, block_size, kv_bytes: buffers.bytes(), queue_capacity: cfg.queue_capacity.max(1) };
+        let (tx, rx) = mpsc::channel();
+        let stats = Arc::new(SharedStats::default());
+        let sched_cfg = crate::sched::SchedConfig { max_seqs, step_token_budget: cfg.step_token_budget.max(1) };
+        let worker = thread::Worker::new(engine.clone(), buffers, sched_cfg, n_ctx, rx, stats.clone());
+        let join = std::thread::Builder::new()
+            .name("daehwa-engine".into())
+            .spawn(move || worker.run())
+            .map_err(|e| crate::Error::Model(format!("cannot spawn the engine thread: {e}")))?;
+        let inner = Inner { engine, tx, stats, stopping: AtomicBool::new(false), sizes, thread: Mutex::new(Some(join)) };
+        Ok(EngineHandle { inner: Arc::new(inner) })
+    }
+
+    /// Queues a request; its events go to `sink`. Checks the request here, so the caller can
+    /// answer bad input (400/413/429) before streaming starts.
+    pub fn submit(&self, req: Request, sink: Box<dyn EventSink>) -> Result<(), SubmitError> {
+        let inner = &*self.inner;
+        if inner.stopping.load(Ordering::Acquire) {
+            return Err(SubmitError::Stopped);
+        }
+        self.validate(&req)?;
+        // Reserve a queue place (the engine thread gives it back when the request starts).
+        let depth = &inner.stats.queue_depth;
+        let mut cur = depth.load(Ordering::Relaxed);
+        loop {
+            if cur >= inner.sizes.queue_capacity {
+                return Err(SubmitError::QueueFull);
+            }
+            match depth.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if inner.tx.send(Msg::Submit { req, sink }).is_err() {
+            depth.fetch_sub(1, Ordering::AcqRel);
+            return Err(SubmitError::Stopped);
+        }
+        Ok(())
+    }
+
+    fn validate(&self, req: &Request) -> Result<(), SubmitError> {
+        let sizes = self.inner.sizes;
+        let n_prompt = req.prompt.len();
+        if n_prompt == 0 {
+            return Err(SubmitError::Invalid("the prompt is empty".into()));
+        }
+        if n_prompt >= sizes.n_ctx {
+            return Err(SubmitError::PromptTooLong { n_prompt, n_ctx: sizes.n_ctx });
+        }
+        let kv_tokens = sizes.n_blocks * sizes.block_size;
+        if n_prompt >= kv_tokens {
+            return Err(SubmitError::PromptTooLong { n_prompt, n_ctx: kv_tokens });
+        }
+        let n_vocab = self.inner.engine.model.hparams().n_vocab;
+        if let Some(&t) = req.prompt.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(SubmitError::Invalid(format!("token id {t} is outside the vocabulary ({n_vocab})")));
+        }
+        req.params.sampling.validate().map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        Ok(())
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Positions one sequence may use.
+    pub fn n_ctx(&self) -> usize {
+        self.inner.sizes.n_ctx
+    }
+
+    pub fn stats(&self) -> Stats {
+        let s = &*self.inner.stats;
+        let z = self.inner.sizes;
+        Stats {
+            queue_depth: s.queue_depth.load(Ordering::Acquire),
+            running: s.running.load(Ordering::Acquire),
+            kv_blocks_total: z.n_blocks,
+            kv_blocks_used: s.kv_blocks_used.load(Ordering::Acquire),
+            kv_blocks_cached: s.kv_blocks_cached.load(Ordering::Acquire),
+            kv_block_size: z.block_size,
+            kv_bytes: z.kv_bytes,
+            prompt_tokens_total: s.prompt_tokens_total.load(Ordering::Acquire),
+            cached_tokens_total: s.cached_tokens_total.load(Ordering::Acquire),
+            generated_tokens_total: s.generated_tokens_total.load(Ordering::Acquire),
+            requests_finished: s.requests_finished.load(Ordering::Acquire),
+            preemptions_total: s.preemptions_total.load(Ordering::Acquire),
+        }
+    }
+
+    /// Stops taking requests, lets running and queued ones finish for up to `drain`, then ends
+    /// the rest (`Done` with `Cancelled` for started ones, `Error` for queued ones) and waits for
+    /// the engine thread to exit. Later calls return at once.
+    pub fn shutdown(&self, drain: Duration) {
+        let inner = &*self.inner;
+        inner.stopping.store(true, Ordering::Release);
+        let _ = inner.tx.send(Msg::Shutdown { deadline: Instant::now() + drain });
+        let join = inner.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(join) = join {
+            let _ = join.join();
+        }
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle gone: stop the thread without draining.
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Shutdown { deadline: Instant::now() });
+        if let Some(join) = self.thread.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = join.join();
+        }
+    }
+}

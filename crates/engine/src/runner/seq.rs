@@ -1,0 +1,116 @@
+//! One request's generation state on the engine thread: sampler, streaming detokenizer, stop
+//! strings and counters. The per-token logic mirrors [`crate::Session::generate`] so that the
+//! CLI and the server finish requests the same way.
+
+use super::{Event, EventSink, Usage};
+use crate::sample::{logprobs, Sampler};
+use crate::text::stop::StopMatcher;
+use crate::text::stream::StreamDecoder;
+use crate::text::tokenizer::Tokenizer;
+use crate::{FinishReason, GenParams, TokenId, TokenOut};
+
+pub(super) struct LiveSeq {
+    sink: Box<dyn EventSink>,
+    params: GenParams,
+    sampler: Sampler,
+    decoder: StreamDecoder,
+    stops: StopMatcher,
+    pub n_prompt: usize,
+    pub n_generated: usize,
+    pub cached_tokens: usize,
+    /// Whether it has started running (it then no longer counts in the queue depth).
+    pub started: bool,
+    /// The receiver is gone: cancel at the next step.
+    pub closed: bool,
+}
+
+/// What happened after a token.
+pub(super) enum Next {
+    Continue,
+    Finished,
+}
+
+impl LiveSeq {
+    pub fn new(n_prompt: usize, params: GenParams, sink: Box<dyn EventSink>) -> Self {
+        LiveSeq {
+            sink,
+            sampler: Sampler::new(params.sampling.clone()),
+            decoder: StreamDecoder::new(false),
+            stops: StopMatcher::new(params.stop.clone()),
+            params,
+            n_prompt,
+            n_generated: 0,
+            cached_tokens: 0,
+            started: false,
+            closed: false,
+        }
+    }
+
+    pub fn max_tokens(&self) -> usize {
+        self.params.max_tokens
+    }
+
+    pub fn sink_closed(&mut self) -> bool {
+        if !self.closed && self.sink.is_closed() {
+            self.closed = true;
+        }
+        self.closed
+    }
+
+    fn send(&mut self, e: Event) {
+        if !self.sink.send(e) {
+            self.closed = true;
+        }
+    }
+
+    pub fn send_error(&mut self, msg: String) {
+        self.send(Event::Error(msg));
+    }
+
+    /// Samples from `logits` (the row after the sequence's last token), streams the token and
+    /// decides whether generation ends. `history` is prompt + generated so far; the sampled id
+    /// is returned through `out` when generation continues.
+    pub fn on_logits(&mut self, tok: &Tokenizer, logits: &[f32], history: &[TokenId], n_ctx: usize, lp_scratch: &mut Vec<f32>, out: &mut TokenId) -> Next {
+        let id = self.sampler.sample(logits, history);
+        let (logprob, top) = match self.params.top_logprobs {
+            Some(n) => {
+                let (lp, top) = logprobs(logits, id, n, lp_scratch);
+                (Some(lp), top)
+            }
+            None => (None, Vec::new()),
+        };
+        let eog = tok.is_eog(id) && !self.params.ignore_eos;
+        let (piece, hit) = if eog { (String::new(), false) } else { self.stops.push(&self.decoder.push(tok, id)) };
+        self.n_generated += 1;
+        self.send(Event::Token(TokenOut { id, text: piece, logprob, top }));
+        if eog || hit {
+            self.finish(FinishReason::Stop, hit);
+            return Next::Finished;
+        }
+        if self.closed {
+            return Next::Finished;
+        }
+        // The next token would sit at position n_prompt + n_generated - 1 + 1: like the session,
+        // stop while the context still has one free position.
+        if self.n_prompt + self.n_generated >= n_ctx || self.n_generated >= self.params.max_tokens {
+            self.finish(FinishReason::Length, false);
+            return Next::Finished;
+        }
+        *out = id;
+        Next::Continue
+    }
+
+    /// Sends `Done`, releasing held-back text unless a stop string ended the stream.
+    pub fn finish(&mut self, finish: FinishReason, stopped_by_string: bool) {
+        let mut tail = String::new();
+        if !stopped_by_string {
+            let (rest, hit) = self.stops.push(&self.decoder.finish());
+            tail.push_str(&rest);
+            if !hit {
+                tail.push_str(&self.stops.finish());
+            }
+        }
+        let usage = Usage { prompt_tokens: self.n_prompt, completion_tokens: self.n_generated, cached_tokens: self.cached_tokens };
+        self.send(Event::Done { finish, usage, tail });
+    }
+}

@@ -1,0 +1,259 @@
+//! The engine thread's loop: intake, schedule, one batched forward, sample, stream.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::seq::{LiveSeq, Next};
+use super::{Msg, SharedStats};
+use crate::kv::paged::{KvManager, PagedBuffers, PagedKv};
+use crate::model::{Batch, ForwardCtx, Workspace};
+use crate::sched::{Plan, SchedConfig, Scheduler, SeqId};
+use crate::{Engine, FinishReason, TokenId};
+
+pub(super) struct Worker {
+    engine: Arc<Engine>,
+    buffers: PagedBuffers,
+    kv: KvManager,
+    sched: Scheduler,
+    n_ctx: usize,
+    rx: Receiver<Msg>,
+    stats: Arc<SharedStats>,
+    live: HashMap<SeqId, LiveSeq>,
+    next_id: u64,
+    /// Set by a shutdown message: finish what runs until then.
+    deadline: Option<Instant>,
+    // Reused across steps: the decode loop allocates nothing once warm.
+    batch: Batch,
+    ws: Workspace,
+    logits: Vec<f32>,
+    lp_scratch: Vec<f32>,
+    finished: Vec<SeqId>,
+}
+
+impl Worker {
+    pub fn new(engine: Arc<Engine>, buffers: PagedBuffers, cfg: SchedConfig, n_ctx: usize, rx: Receiver<Msg>, stats: Arc<SharedStats>) -> Self {
+        let kv = KvManager::new(buffers.n_blocks(), buffers.block_size(), cfg.max_seqs);
+        Worker {
+            engine,
+            buffers,
+            kv,
+            sched: Scheduler::new(cfg),
+            n_ctx,
+            rx,
+            stats,
+            live: HashMap::new(),
+            next_id: 0,
+            deadline: None,
+            batch: Batch::default(),
+            ws: Workspace::default(),
+            logits: Vec::new(),
+            lp_scratch: Vec::new(),
+            finished: Vec::new(),
+        }
+    }
+
+    pub fn run(mut self) {
+        loop {
+            // Block only when there is nothing to do.
+            if self.sched.is_idle() {
+                self.publish();
+                if self.deadline.is_some() {
+                    break;
+                }
+                match self.rx.recv() {
+                    Ok(msg) => self.intake(msg),
+                    Err(_) => break,
+                }
+            }
+            loop {
+                match self.rx.try_recv() {
+                    Ok(msg) => self.intake(msg),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        // Every handle is gone: nobody can read the results.
+                        self.deadline.get_or_insert_with(Instant::now);
+                        break;
+                    }
+                }
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                self.end_all();
+                self.publish();
+                break;
+            }
+            self.drop_cancelled();
+            if !self.sched.is_idle() {
+                self.step();
+            }
+        }
+        // Requests that raced with the shutdown.
+        while let Ok(msg) = self.rx.try_recv() {
+            if let Msg::Submit { sink, .. } = msg {
+                self.stats.queue_depth.fetch_sub(1, Ordering::AcqRel);
+                let _ = sink.send(super::Event::Error("the engine is shutting down".into()));
+            }
+        }
+    }
+
+    fn intake(&mut self, msg: Msg) {
+        match msg {
+            Msg::Shutdown { deadline } => {
+                let d = self.deadline.map_or(deadline, |old| old.min(deadline));
+                self.deadline = Some(d);
+            }
+            Msg::Submit { req, sink } => {
+                let id = SeqId(self.next_id);
+                self.next_id += 1;
+                let mut seq = LiveSeq::new(req.prompt.len(), req.params, sink);
+                if seq.max_tokens() == 0 {
+                    self.stats.queue_depth.fetch_sub(1, Ordering::AcqRel);
+                    seq.finish(FinishReason::Length, false);
+                    self.stats.requests_finished.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                self.sched.add(id, req.prompt);
+                self.live.insert(id, seq);
+            }
+        }
+    }
+
+    /// Removes sequences whose receiver is gone, freeing their blocks.
+    fn drop_cancelled(&mut self) {
+        self.finished.clear();
+        for (&id, s) in self.live.iter_mut() {
+            if s.sink_closed() {
+                self.finished.push(id);
+            }
+        }
+        for i in 0..self.finished.len() {
+            let id = self.finished[i];
+            self.retire(id);
+        }
+    }
+
+    /// Forgets `id` everywhere (its blocks go back to the pool, full ones stay cached).
+    fn retire(&mut self, id: SeqId) {
+        self.sched.remove(&mut self.kv, id);
+        if let Some(s) = self.live.remove(&id) {
+            if !s.started {
+                self.stats.queue_depth.fetch_sub(1, Ordering::AcqRel);
+            }
+            self.stats.requests_finished.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends every live sequence (shutdown deadline reached).
+    fn end_all(&mut self) {
+        let ids: Vec<SeqId> = self.live.keys().copied().collect();
+        for id in ids {
+            if let Some(s) = self.live.get_mut(&id) {
+                if s.started {
+                    s.finish(FinishReason::Cancelled, false);
+                } else {
+                    s.send_error("the engine is shutting down".into());
+                }
+            }
+            self.retire(id);
+        }
+    }
+
+    fn step(&mut self) {
+        let plan = self.sched.step(&mut self.kv);
+        self.handle_admissions(&plan);
+        if !plan.items.is_empty() {
+            self.batch.clear();
+            for it in &plan.items {
+                let toks = self.sched.tokens(it.id).expect("invariant: planned sequences are live");
+                for (j, &t) in toks[it.start..it.start + it.len].iter().enumerate() {
+                    let last = it.sample && j + 1 == it.len;
+                    self.batch.push(t, it.start + j, it.slot, last);
+                }
+            }
+            let result = {
+                let mut store = PagedKv { buffers: &mut self.buffers, tables: &self.kv, n_ctx: self.n_ctx };
+                let mut ctx = ForwardCtx { pool: &self.engine.pool, kv: &mut store, ws: &mut self.ws };
+                self.engine.model.forward(&self.batch, &mut ctx, &mut self.logits)
+            };
+            match result {
+                Ok(()) => {
+                    self.sched.complete(&mut self.kv, &plan);
+                    self.sample(&plan);
+                }
+                Err(e) => {
+                    // Nothing was committed, so no block holds a half-written prefix.
+                    let msg = format!("forward pass failed: {e}");
+                    for it in &plan.items {
+                        if let Some(s) = self.live.get_mut(&it.id) {
+                            s.send_error(msg.clone());
+                        }
+                        self.retire(it.id);
+                    }
+                }
+            }
+        }
+        self.publish();
+    }
+
+    fn handle_admissions(&mut self, plan: &Plan) {
+        self.stats.preemptions_total.fetch_add(plan.preempted.len() as u64, Ordering::Relaxed);
+        for a in &plan.admitted {
+            if a.resumed {
+                continue;
+            }
+            if let Some(s) = self.live.get_mut(&a.id) {
+                s.started = true;
+                s.cached_tokens = a.cached_tokens;
+                self.stats.queue_depth.fetch_sub(1, Ordering::AcqRel);
+                self.stats.prompt_tokens_total.fetch_add(s.n_prompt as u64, Ordering::Relaxed);
+                self.stats.cached_tokens_total.fetch_add(a.cached_tokens as u64, Ordering::Relaxed);
+            }
+        }
+        for (id, msg) in &plan.rejected {
+            if let Some(s) = self.live.get_mut(id) {
+                s.send_error(msg.clone());
+            }
+            self.retire(*id);
+        }
+        for id in &plan.exhausted {
+            if let Some(s) = self.live.get_mut(id) {
+                s.finish(FinishReason::Length, false);
+            }
+            self.retire(*id);
+        }
+    }
+
+    /// Samples the next token of every sequence whose chunk ended at its last token; logits
+    /// rows come in batch order, one per such item.
+    fn sample(&mut self, plan: &Plan) {
+        let n_vocab = self.engine.model.hparams().n_vocab;
+        let tok = &self.engine.tokenizer;
+        self.finished.clear();
+        let mut row = 0;
+        for it in plan.items.iter().filter(|i| i.sample) {
+            let logits = &self.logits[row * n_vocab..(row + 1) * n_vocab];
+            row += 1;
+            let Some(s) = self.live.get_mut(&it.id) else { continue };
+            let history = self.sched.tokens(it.id).expect("invariant: planned sequences are live");
+            let mut next: TokenId = 0;
+            match s.on_logits(tok, logits, history, self.n_ctx, &mut self.lp_scratch, &mut next) {
+                Next::Continue => self.sched.push_token(it.id, next),
+                Next::Finished => self.finished.push(it.id),
+            }
+        }
+        self.stats.generated_tokens_total.fetch_add(row as u64, Ordering::Relaxed);
+        for i in 0..self.finished.len() {
+            let id = self.finished[i];
+            self.retire(id);
+        }
+    }
+
+    fn publish(&self) {
+        let s = self.kv.stats();
+        self.stats.running.store(self.sched.n_running(), Ordering::Release);
+        self.stats.kv_blocks_used.store(s.used, Ordering::Release);
+        self.stats.kv_blocks_cached.store(s.cached, Ordering::Release);
+    }
+}

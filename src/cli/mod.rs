@@ -1,15 +1,9 @@
 //! The command line: one clap struct per subcommand, each in its own file.
 
-// Enabled by the integrator once the engine lands (kept out so `daehwa pull/list/rm` build now).
-#[cfg(any())]
 mod bench;
-#[cfg(any())]
 mod chat;
-#[cfg(any())]
 mod run;
-#[cfg(any())]
 mod sampling;
-#[cfg(any())]
 mod tokenize;
 
 use std::path::PathBuf;
@@ -50,17 +44,13 @@ pub enum Command {
     /// Delete a pulled model
     Rm(RmArgs),
     /// Answer one prompt and exit, streaming the answer to stdout
-    #[cfg(any())]
-    Run(run::RunArgs),
+        Run(run::RunArgs),
     /// Chat interactively in the terminal (/system, /reset, /exit)
-    #[cfg(any())]
-    Chat(chat::ChatArgs),
+        Chat(chat::ChatArgs),
     /// Show how a text is split into tokens
-    #[cfg(any())]
-    Tokenize(tokenize::TokenizeArgs),
+        Tokenize(tokenize::TokenizeArgs),
     /// Measure prompt-processing and generation speed (tokens/s), like llama-bench
-    #[cfg(any())]
-    Bench(bench::BenchArgs),
+        Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -96,7 +86,6 @@ pub struct ModelArgs {
     pub threads: usize,
 }
 
-#[cfg(any())]
 impl ModelArgs {
     /// Resolves the model (pulling the default if needed) and loads it.
     pub fn load(&self, dir: &ModelsDir, ctx_hint: Option<usize>) -> anyhow::Result<engine::Engine> {
@@ -113,13 +102,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Pull(a) => models::pull(&a.model, &dir, a.quiet).map(|_| ()),
         Command::List(a) => models::list(&dir, a.json),
         Command::Rm(a) => models::remove(&a.name, &dir),
-        #[cfg(any())]
-        Command::Run(a) => run::run(a, &dir),
-        #[cfg(any())]
-        Command::Chat(a) => chat::chat(a, &dir),
-        #[cfg(any())]
-        Command::Tokenize(a) => tokenize::tokenize(a, &dir),
-        #[cfg(any())]
-        Command::Bench(a) => bench::bench(a, &dir),
+                Command::Run(a) => run::run(a, &dir),
+                Command::Chat(a) => chat::chat(a, &dir),
+                Command::Tokenize(a) => tokenize::tokenize(a, &dir),
+                Command::Bench(a) => bench::bench(a, &dir),
     }
 }

@@ -1,0 +1,223 @@
+//! `daehwa list`: what each pulled model is, read from its GGUF header.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::dir::ModelsDir;
+use super::human_size;
+
+/// One row of `daehwa list` (and one object of `--json`).
+#[derive(Debug, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    pub architecture: Option<String>,
+    /// llama.cpp's name for `general.file_type` (`Q4_1`, `Q4_K_M`), else the most common
+    /// type of the 2-D (weight) tensors.
+    pub quant: Option<String>,
+    pub context_length: Option<u64>,
+    /// Whether the file carries `tokenizer.chat_template`.
+    pub chat_template: bool,
+    /// Why the file could not be read, when it could not (it is still listed, so that it can
+    /// be seen and removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Reads the header of the pulled model `name`.
+pub fn info(dir: &ModelsDir, name: &str) -> ModelInfo {
+    let path = dir.model_path(name);
+    let size_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let mut info = ModelInfo {
+        name: name.to_string(),
+        path: path.clone(),
+        size_bytes,
+        architecture: None,
+        quant: None,
+        context_length: None,
+        chat_template: false,
+        error: None,
+    };
+    let f = match gguf::GgufFile::open(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            info.error = Some(e.to_string());
+            return info;
+        }
+    };
+    let arch = f.opt_str("general.architecture").ok().flatten().map(str::to_string);
+    info.context_length = arch
+        .as_ref()
+        .and_then(|a| f.opt_u64(&format!("{a}.context_length")).ok().flatten());
+    info.architecture = arch;
+    info.quant = f
+        .opt_u32("general.file_type")
+        .ok()
+        .flatten()
+        .and_then(ftype_name)
+        .map(str::to_string)
+        .or_else(|| dominant_type(&f));
+    info.chat_template = f.get("tokenizer.chat_template").is_some();
+    info
+}
+
+/// llama.cpp's `llama_ftype` names (`LLAMA_FTYPE_MOSTLY_*`).
+fn ftype_name(ftype: u32) -> Option<&'static str> {
+    Some(match ftype {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        19 => "IQ2_XXS",
+        20 => "IQ2_XS",
+        21 => "Q2_K_S",
+        22 => "IQ3_XS",
+        23 => "IQ3_XXS",
+        24 => "IQ1_S",
+        25 => "IQ4_NL",
+        26 => "IQ3_S",
+        27 => "IQ3_M",
+        28 => "IQ2_S",
+        29 => "IQ2_M",
+        30 => "IQ4_XS",
+        31 => "IQ1_M",
+        32 => "BF16",
+        36 => "TQ1_0",
+        37 => "TQ2_0",
+        _ => return None,
+    })
+}
+
+/// The most common type among the weight (2-D and up) tensors, upper-cased; ties go to the
+/// type holding more bytes.
+fn dominant_type(f: &gguf::GgufFile) -> Option<String> {
+    let mut count: HashMap<gguf::GgmlType, (usize, u64)> = HashMap::new();
+    for t in f.tensors().iter().filter(|t| t.dims.len() >= 2) {
+        let c = count.entry(t.ggml_type).or_default();
+        c.0 += 1;
+        c.1 += t.n_bytes;
+    }
+    count.into_iter().max_by_key(|(_, c)| *c).map(|(t, _)| t.name().to_uppercase())
+}
+
+/// Prints the pulled models as a table, or as a JSON array with `json`.
+pub fn list(dir: &ModelsDir, json: bool) -> anyhow::Result<()> {
+    let infos: Vec<ModelInfo> = dir.pulled()?.iter().map(|n| info(dir, n)).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&infos)?);
+        return Ok(());
+    }
+    if infos.is_empty() {
+        println!("no models in {} (try `daehwa pull {}`)", dir.root.display(), super::DEFAULT_MODEL);
+        return Ok(());
+    }
+    print!("{}", table(&infos));
+    Ok(())
+}
+
+fn table(infos: &[ModelInfo]) -> String {
+    let dash = || "-".to_string();
+    let mut rows = vec![["NAME", "SIZE", "ARCH", "QUANT", "CONTEXT", "CHAT", "PATH"].map(String::from)];
+    for i in infos {
+        let (arch, quant) = match &i.error {
+            Some(e) => (format!("invalid: {e}"), dash()),
+            None => (i.architecture.clone().unwrap_or_else(dash), i.quant.clone().unwrap_or_else(dash)),
+        };
+        rows.push([
+            i.name.clone(),
+            human_size(i.size_bytes),
+            arch,
+            quant,
+            i.context_length.map(|c| c.to_string()).unwrap_or_else(dash),
+            if i.chat_template { "yes" } else { "no" }.to_string(),
+            i.path.display().to_string(),
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let cells: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gguf::{GgmlType, GgufWriter, Value};
+
+    #[test]
+    fn info_reads_arch_quant_context_and_template() {
+        let root = crate::models::test_dir("list");
+        let dir = ModelsDir { root: root.clone() };
+        let mut w = GgufWriter::new();
+        w.add("general.architecture", Value::String("gemma3".into()))
+            .add("gemma3.context_length", Value::U32(32768))
+            .add("general.file_type", Value::U32(15));
+        w.add_tensor("w", &[256, 2], GgmlType::Q4_K, vec![0; 288]);
+        std::fs::write(dir.model_path("g"), w.to_bytes()).expect("write");
+        // No file_type: the weights' dominant type; a chat template.
+        let mut w = GgufWriter::new();
+        w.add("general.architecture", Value::String("llama".into()))
+            .add("tokenizer.chat_template", Value::String("{{ x }}".into()));
+        w.add_tensor("a", &[32, 2], GgmlType::Q8_0, vec![0; 68]);
+        w.add_tensor("b", &[32, 2], GgmlType::Q8_0, vec![0; 68]);
+        w.add_tensor("c", &[32, 2], GgmlType::F16, vec![0; 128]);
+        w.add_tensor("n1", &[32], GgmlType::F32, vec![0; 128]);
+        w.add_tensor("n2", &[32], GgmlType::F32, vec![0; 128]);
+        w.add_tensor("n3", &[32], GgmlType::F32, vec![0; 128]);
+        std::fs::write(dir.model_path("l"), w.to_bytes()).expect("write");
+        std::fs::write(dir.model_path("broken"), b"not gguf at all").expect("write");
+
+        let g = info(&dir, "g");
+        assert_eq!(g.architecture.as_deref(), Some("gemma3"));
+        assert_eq!(g.quant.as_deref(), Some("Q4_K_M"));
+        assert_eq!(g.context_length, Some(32768));
+        assert!(!g.chat_template && g.error.is_none());
+        let l = info(&dir, "l");
+        assert_eq!(l.quant.as_deref(), Some("Q8_0"));
+        assert_eq!(l.context_length, None);
+        assert!(l.chat_template);
+        let b = info(&dir, "broken");
+        assert!(b.error.as_deref().is_some_and(|e| e.contains("not a GGUF file")), "{b:?}");
+        assert_eq!(b.size_bytes, 15);
+
+        let t = table(&[g, l, b]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].starts_with("NAME") && lines[0].contains("QUANT"));
+        assert!(lines[1].contains("gemma3") && lines[1].contains("32768") && lines[1].contains(" no "));
+        assert!(lines[3].contains("invalid: not a GGUF file"));
+        std::fs::remove_dir_all(&root).expect("cleanup");
+    }
+
+    #[test]
+    fn ftype_names_follow_llama_cpp() {
+        assert_eq!(ftype_name(3), Some("Q4_1"));
+        assert_eq!(ftype_name(15), Some("Q4_K_M"));
+        assert_eq!(ftype_name(32), Some("BF16"));
+        assert_eq!(ftype_name(5), None, "Q4_2 was removed");
+    }
+}

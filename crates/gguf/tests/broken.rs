@@ -100,7 +100,7 @@ fn tensor_data_cut_off_is_truncated_and_names_the_tensor() {
     w.add_tensor("t", &[4], GgmlType::F32, vec![0; 16]);
     let b = w.to_bytes();
     let header_end = tensor_fields(&b, "t").offset + 8;
-    assert!(header_end % 32 != 0, "the test needs padding after the header");
+    assert!(!header_end.is_multiple_of(32), "the test needs padding after the header");
     let e = parse_err(b[..header_end].to_vec());
     assert!(matches!(e, Error::Truncated { .. }), "{e:?}");
     assert_names(&e, &["tensor data section"]);
@@ -170,7 +170,7 @@ fn tensor_outside_the_file_is_named() {
     // An offset so large that data_offset + offset overflows u64.
     let mut b = small_valid(3);
     let f = tensor_fields(&b, "token_embd.weight");
-    put_u64(&mut b, f.offset, u64::MAX & !31);
+    put_u64(&mut b, f.offset, !31u64);
     let e = parse_err(b);
     assert!(matches!(e, Error::Corrupt(_)), "{e:?}");
     assert_names(&e, &["token_embd.weight", "offset overflows"]);
@@ -292,7 +292,8 @@ fn duplicate_keys_and_tensor_names_are_named() {
 #[test]
 fn non_utf8_strings_are_named() {
     // Build with a marker, then replace its first byte with a byte that is never valid UTF-8.
-    let cases: [(&str, fn(&mut GgufWriter), &[&str]); 4] = [
+    type Case<'a> = (&'a str, fn(&mut GgufWriter), &'a [&'a str]);
+    let cases: [Case; 4] = [
         ("key", |w| { w.add("k@@BAD@@ey", Value::U8(0)); }, &["metadata key #0", "UTF-8"]),
         ("value", |w| { w.add("name", Value::String("v@@BAD@@al".into())); }, &["name at offset", "UTF-8"]),
         ("array element", |w| {

@@ -199,10 +199,11 @@ impl GgufFile {
             .ok_or_else(|| Error::Corrupt("data offset overflows".into()))?;
         let file_len = buf.len() as u64;
         if data_offset > file_len && n_tensors > 0 {
+            // The file ends inside the padding between the tensor infos and the data.
             return Err(Error::Truncated {
-                what: "tensor data section".into(),
-                offset: data_offset,
-                needed: 0,
+                what: format!("the padding before the tensor data section at {data_offset}"),
+                offset: r.pos() as u64,
+                needed: data_offset - r.pos() as u64,
                 len: file_len,
             });
         }

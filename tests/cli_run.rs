@@ -1,0 +1,128 @@
+//! `daehwa run`, `tokenize` and `bench` on the real default model.
+
+mod support;
+
+use serde_json::Value;
+use support::{daehwa, scratch, smollm2, stderr, stdout};
+
+fn golden_first() -> Value {
+    let dir = std::env::var("DAEHWA_GOLDEN_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden").to_string());
+    let text = std::fs::read_to_string(format!("{dir}/chat-smollm2-q4_1.jsonl")).expect("golden");
+    serde_json::from_str(text.lines().next().expect("line")).expect("json")
+}
+
+fn run_json(args: &[&str]) -> Value {
+    let d = scratch(&format!("run-{}", args.len()));
+    let model = smollm2();
+    let mut all = vec!["run", "-m", model.to_str().expect("utf8"), "--json"];
+    all.extend_from_slice(args);
+    let o = daehwa(&d, &all);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).expect("one JSON object")
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id")).collect()
+}
+
+#[test]
+fn greedy_run_matches_llama_cpp() {
+    let g = golden_first();
+    let out = run_json(&["--temp", "0", "-n", "8", "--top-logprobs", "3", "What is the capital of France?"]);
+    assert_eq!(ids(&out["prompt_tokens"]), ids(&g["prompt_token_ids"]));
+    assert_eq!(ids(&out["tokens"]), ids(&g["generated_token_ids"])[..8].to_vec());
+    let lps = out["logprobs"].as_array().expect("logprobs");
+    assert_eq!(lps.len(), 8);
+    for (lp, id) in lps.iter().zip(ids(&out["tokens"])) {
+        assert_eq!(lp["id"].as_u64(), Some(id));
+        let top = lp["top"].as_array().expect("top");
+        assert_eq!(top.len(), 3);
+        assert_eq!(top[0]["id"].as_u64(), Some(id), "greedy picks the most likely token");
+        assert!(lp["logprob"].as_f64().expect("lp") <= 0.0);
+    }
+    assert_eq!(out["finish_reason"], "length");
+    assert!(out["text"].as_str().expect("text").starts_with("L'Étoile"));
+}
+
+#[test]
+fn raw_prompt_parses_special_tokens_without_bos() {
+    let out = run_json(&["--raw", "--temp", "0", "-n", "4", "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"]);
+    let p = ids(&out["prompt_tokens"]);
+    assert_eq!(p[0], 1, "<|im_start|> is recognized, and no BOS is added (add_bos_token = false)");
+    assert!(p.contains(&2));
+}
+
+#[test]
+fn messages_file_and_system_prompt() {
+    let d = scratch("run-messages");
+    let f = d.join("m.json");
+    std::fs::write(
+        &f,
+        r#"[{"role":"user","content":"My name is Alice and I like cats."},{"role":"assistant","content":"Nice to meet you, Alice! Cats are wonderful companions."},{"role":"user","content":"What is my name and what animal do I like?"}]"#,
+    )
+    .expect("write");
+    let out = run_json(&["--temp", "0", "-n", "4", "--messages", f.to_str().expect("utf8")]);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden/chat-smollm2-q4_1.jsonl");
+    let text = std::fs::read_to_string(std::env::var("DAEHWA_GOLDEN_DIR").map(|d| format!("{d}/chat-smollm2-q4_1.jsonl")).unwrap_or(dir.into())).expect("golden");
+    let g: Value = text.lines().map(|l| serde_json::from_str::<Value>(l).expect("json")).find(|g| g["name"] == "multi_turn_3").expect("multi_turn_3");
+    assert_eq!(ids(&out["prompt_tokens"]), ids(&g["prompt_token_ids"]));
+    let sys = run_json(&["--temp", "0", "-n", "1", "--system", "You are a pirate.", "Hello"]);
+    let p = ids(&sys["prompt_tokens"]);
+    assert!(p.len() < ids(&g["prompt_token_ids"]).len() + 10 && p[0] == 1);
+}
+
+#[test]
+fn same_seed_same_answer_and_stop_strings() {
+    let a = run_json(&["--temp", "0.9", "--seed", "42", "-n", "24", "Tell me a story."]);
+    let b = run_json(&["--temp", "0.9", "--seed", "42", "-n", "24", "Tell me a story."]);
+    assert_eq!(a["tokens"], b["tokens"]);
+    let full = run_json(&["--temp", "0", "-n", "16", "What is the capital of France?"]);
+    let text = full["text"].as_str().expect("text");
+    let stop = ", la";
+    assert!(text.contains(stop), "{text}");
+    let cut = run_json(&["--temp", "0", "-n", "16", "--stop", stop, "What is the capital of France?"]);
+    assert_eq!(cut["text"].as_str().expect("text"), &text[..text.find(stop).expect("stop")]);
+    assert_eq!(cut["finish_reason"], "stop");
+}
+
+#[test]
+fn streamed_stdout_equals_json_text_korean() {
+    let d = scratch("run-korean");
+    let model = smollm2();
+    let m = model.to_str().expect("utf8");
+    let prompt = "안녕하세요! 오늘 기분이 어때요?";
+    let o = daehwa(&d, &["run", "-m", m, "--temp", "0", "-n", "24", prompt]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let streamed = stdout(&o);
+    let j = run_json(&["--temp", "0", "-n", "24", prompt]);
+    assert_eq!(streamed.trim_end_matches('\n'), j["text"].as_str().expect("text"));
+    assert!(!streamed.contains('\u{FFFD}'));
+}
+
+#[test]
+fn tokenize_json_matches_llama_cpp() {
+    let d = scratch("tokenize");
+    let model = smollm2();
+    let m = model.to_str().expect("utf8");
+    let o = daehwa(&d, &["tokenize", "-m", m, "--json", "<|im_start|>user\nHi<|im_end|>\n"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(ids(&v["ids"])[0], 1);
+    assert_eq!(v["pieces"][0], "<|im_start|>");
+    let o = daehwa(&d, &["tokenize", "-m", m, "--json", "--no-parse-special", "<|im_start|>"]);
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert!(ids(&v["ids"]).len() > 1, "special text is split as plain text");
+}
+
+#[test]
+fn bench_json_reports_rates() {
+    let d = scratch("bench");
+    let model = smollm2();
+    let o = daehwa(&d, &["bench", "-m", model.to_str().expect("utf8"), "-p", "16", "-n", "4", "-r", "1", "-t", "1", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert!(v["pp_tokens_per_s"].as_f64().expect("pp") > 0.0);
+    assert!(v["tg_tokens_per_s"].as_f64().expect("tg") > 0.0);
+    assert_eq!(v["threads"], 1);
+}

@@ -1,0 +1,147 @@
+//! Shared helpers for the binary's integration tests: running `daehwa`, locating the real
+//! model, and writing tiny llama-architecture GGUF files with random weights.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use gguf::{Array, GgmlType, GgufWriter, Value};
+
+pub fn daehwa(models_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_daehwa"))
+        .arg("--models-dir")
+        .arg(models_dir)
+        .args(args)
+        .output()
+        .expect("run daehwa")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The real SmolLM2 GGUF (see the house rules for the lookup order); fails if it is missing.
+pub fn smollm2() -> PathBuf {
+    if let Ok(p) = std::env::var("DAEHWA_SMOLLM2_GGUF") {
+        return p.into();
+    }
+    let dir = std::env::var_os("DAEHWA_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".local/share"));
+        data.join("daehwa/models")
+    });
+    let p = dir.join("smollm2.gguf");
+    assert!(p.exists(), "{} is missing: run `cargo run --release -- pull smollm2` first", p.display());
+    p
+}
+
+/// A scratch directory under the target dir, emptied first.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+pub struct Tiny<'a> {
+    pub arch: &'a str,
+    /// Type of `blk.0.ffn_up.weight` (to test unsupported quant types).
+    pub ffn_up_type: GgmlType,
+    pub chat_template: Option<&'a str>,
+    pub n_ctx: u32,
+}
+
+impl Default for Tiny<'_> {
+    fn default() -> Self {
+        Tiny { arch: "llama", ffn_up_type: GgmlType::F32, chat_template: None, n_ctx: 64 }
+    }
+}
+
+/// GPT-2's byte-to-unicode map, so a 256-token byte-level vocabulary covers every text.
+fn byte_tokens() -> Vec<String> {
+    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut cs = bs.clone();
+    let mut n = 0;
+    for b in 0..256u32 {
+        if !bs.contains(&b) {
+            bs.push(b);
+            cs.push(256 + n);
+            n += 1;
+        }
+    }
+    let mut pairs: Vec<(u32, u32)> = bs.into_iter().zip(cs).collect();
+    pairs.sort();
+    pairs.into_iter().map(|(_, c)| char::from_u32(c).expect("char").to_string()).collect()
+}
+
+/// Writes a tiny llama-style GGUF with random F32 weights and a byte-level BPE vocabulary.
+pub fn write_tiny(path: &Path, t: &Tiny) {
+    let (e, n_head, n_head_kv, ff, n_layer) = (32u64, 4u32, 2u32, 64u64, 2u32);
+    let hd = e / n_head as u64;
+    let mut tokens = byte_tokens();
+    tokens.push("<|im_start|>".into());
+    tokens.push("<|im_end|>".into());
+    let n_vocab = tokens.len() as u64;
+    let mut types = vec![1i32; 256];
+    types.extend([3, 3]);
+    let mut w = GgufWriter::new();
+    let a = t.arch;
+    w.add("general.architecture", Value::String(a.into()));
+    w.add("general.name", Value::String("tiny".into()));
+    w.add(&format!("{a}.block_count"), Value::U32(n_layer));
+    w.add(&format!("{a}.context_length"), Value::U32(t.n_ctx));
+    w.add(&format!("{a}.embedding_length"), Value::U32(e as u32));
+    w.add(&format!("{a}.feed_forward_length"), Value::U32(ff as u32));
+    w.add(&format!("{a}.attention.head_count"), Value::U32(n_head));
+    w.add(&format!("{a}.attention.head_count_kv"), Value::U32(n_head_kv));
+    w.add(&format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(1e-5));
+    w.add(&format!("{a}.rope.freq_base"), Value::F32(10000.0));
+    w.add("tokenizer.ggml.model", Value::String("gpt2".into()));
+    w.add("tokenizer.ggml.pre", Value::String("gpt-2".into()));
+    w.add("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)));
+    w.add("tokenizer.ggml.token_type", Value::Array(Array::I32(types)));
+    w.add("tokenizer.ggml.merges", Value::Array(Array::String(vec![])));
+    w.add("tokenizer.ggml.bos_token_id", Value::U32(256));
+    w.add("tokenizer.ggml.eos_token_id", Value::U32(257));
+    w.add("tokenizer.ggml.add_bos_token", Value::Bool(false));
+    if let Some(tpl) = t.chat_template {
+        w.add("tokenizer.chat_template", Value::String(tpl.into()));
+    }
+    let mut seed = 0x9E3779B97F4A7C15u64;
+    let mut rnd = |n: u64| -> Vec<u8> {
+        (0..n)
+            .flat_map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2).to_le_bytes()
+            })
+            .collect()
+    };
+    let ones = |n: u64| -> Vec<u8> { (0..n).flat_map(|_| 1f32.to_le_bytes()).collect() };
+    w.add_tensor("token_embd.weight", &[e, n_vocab], GgmlType::F32, rnd(e * n_vocab));
+    w.add_tensor("output_norm.weight", &[e], GgmlType::F32, ones(e));
+    let kvd = hd * n_head_kv as u64;
+    for il in 0..n_layer {
+        let n = |s: &str| format!("blk.{il}.{s}");
+        w.add_tensor(&n("attn_norm.weight"), &[e], GgmlType::F32, ones(e));
+        w.add_tensor(&n("attn_q.weight"), &[e, e], GgmlType::F32, rnd(e * e));
+        w.add_tensor(&n("attn_k.weight"), &[e, kvd], GgmlType::F32, rnd(e * kvd));
+        w.add_tensor(&n("attn_v.weight"), &[e, kvd], GgmlType::F32, rnd(e * kvd));
+        w.add_tensor(&n("attn_output.weight"), &[e, e], GgmlType::F32, rnd(e * e));
+        w.add_tensor(&n("ffn_norm.weight"), &[e], GgmlType::F32, ones(e));
+        w.add_tensor(&n("ffn_gate.weight"), &[e, ff], GgmlType::F32, rnd(e * ff));
+        if il == 0 && t.ffn_up_type != GgmlType::F32 {
+            let bytes = t.ffn_up_type.row_bytes(e * ff).expect("row bytes") as usize;
+            w.add_tensor(&n("ffn_up.weight"), &[e, ff], t.ffn_up_type, vec![0u8; bytes]);
+        } else {
+            w.add_tensor(&n("ffn_up.weight"), &[e, ff], GgmlType::F32, rnd(e * ff));
+        }
+        w.add_tensor(&n("ffn_down.weight"), &[ff, e], GgmlType::F32, rnd(ff * e));
+    }
+    std::fs::write(path, w.to_bytes()).expect("write tiny gguf");
+}

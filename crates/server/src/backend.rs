@@ -43,6 +43,8 @@ pub struct GenSpec {
     pub stop: Vec<String>,
     /// Report the chosen token's log-prob and this many alternatives.
     pub top_logprobs: Option<usize>,
+    /// Generate past end-of-generation tokens, up to `max_tokens` (benchmarks).
+    pub ignore_eos: bool,
 }
 
 /// One sequence to run.

@@ -18,6 +18,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod engine_backend;
 pub mod error;
 pub mod extract;
 pub mod generation;
@@ -39,9 +40,10 @@ use axum::Router;
 
 pub use backend::{Backend, ChoiceSink, Event, FinishReason, GenRequest, GenSpec, SamplingSpec, Stats, SubmitError, Usage};
 pub use config::ServeConfig;
+pub use engine_backend::EngineBackend;
 pub use error::ApiError;
 pub use metrics::Metrics;
-pub use serve::serve;
+pub use serve::{run, serve, shutdown_signal};
 
 /// What every handler shares.
 #[derive(Clone)]

@@ -48,3 +48,44 @@ pub async fn serve(
     let _ = tokio::task::spawn_blocking(move || engine.shutdown(Duration::ZERO)).await;
     result
 }
+
+/// Resolves when the process gets Ctrl-C (SIGINT) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// The whole server for a command-line caller with no async runtime of its own: builds a
+/// runtime, binds `addr`, calls `on_ready` with the bound address (port 0 picks a free one),
+/// serves until Ctrl-C or SIGTERM, drains for up to `drain`, and returns.
+pub fn run(
+    addr: &str,
+    state: AppState,
+    drain: Duration,
+    on_ready: impl FnOnce(std::net::SocketAddr),
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("daehwa-http").build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        on_ready(listener.local_addr()?);
+        serve(listener, state, shutdown_signal(), drain).await
+    })
+}

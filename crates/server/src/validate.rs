@@ -197,6 +197,7 @@ pub fn chat(req: ChatCompletionRequest, cfg: &ServeConfig) -> Result<Job, ApiErr
         max_tokens: max_tokens.unwrap_or(usize::MAX),
         stop: stops(req.stop)?,
         top_logprobs,
+        ignore_eos: req.ignore_eos.unwrap_or(false),
     };
     let input = JobInput::Chat(messages(req.messages)?);
     Ok(Job { model, input, params, n, stream, include_usage })
@@ -260,6 +261,7 @@ pub fn completion(req: CompletionRequest, cfg: &ServeConfig, n_vocab: usize) -> 
         max_tokens: int("max_tokens", req.max_tokens, 1, i64::MAX)?.unwrap_or(16),
         stop: stops(req.stop)?,
         top_logprobs: int("logprobs", req.logprobs, 0, MAX_TOP_LOGPROBS as i64)?,
+        ignore_eos: req.ignore_eos.unwrap_or(false),
     };
     Ok(Job { model, input: JobInput::Prompts(prompts), params, n, stream, include_usage })
 }

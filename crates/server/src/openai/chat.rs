@@ -47,6 +47,9 @@ pub struct ChatCompletionRequest {
     pub min_p: Option<f64>,
     #[serde(default)]
     pub repeat_penalty: Option<f64>,
+    /// Keep generating past end-of-generation tokens (benchmarks; llama.cpp's name).
+    #[serde(default)]
+    pub ignore_eos: Option<bool>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -1,0 +1,141 @@
+//! [`EngineBackend`]: the production [`Backend`], a thin adapter over the engine thread
+//! (`engine::runner::EngineHandle`). It converts the server's request and event types to the
+//! engine's and back; the engine's own defaults (llama.cpp's sampling defaults) apply to every
+//! field a request leaves out.
+
+use std::time::Duration;
+
+use engine::runner::{self, EngineHandle, EventSink};
+use engine::sample::SamplingParams;
+use engine::text::template::ChatMessage as EngineMessage;
+
+use crate::backend::{
+    Backend, ChatMessage, ChoiceSink, Event, FinishReason, GenRequest, GenSpec, Stats, SubmitError, TokenId,
+    TokenLogprob, TokenOut, Usage,
+};
+
+/// The engine thread as a [`Backend`].
+pub struct EngineBackend {
+    handle: EngineHandle,
+}
+
+impl EngineBackend {
+    pub fn new(handle: EngineHandle) -> Self {
+        EngineBackend { handle }
+    }
+
+    pub fn handle(&self) -> &EngineHandle {
+        &self.handle
+    }
+}
+
+fn gen_params(p: GenSpec) -> engine::GenParams {
+    let d = SamplingParams::default();
+    let s = p.sampling;
+    engine::GenParams {
+        sampling: SamplingParams {
+            temperature: s.temperature.unwrap_or(d.temperature),
+            top_k: s.top_k.unwrap_or(d.top_k),
+            top_p: s.top_p.unwrap_or(d.top_p),
+            min_p: s.min_p.unwrap_or(d.min_p),
+            repeat_penalty: s.repeat_penalty.unwrap_or(d.repeat_penalty),
+            presence_penalty: s.presence_penalty.unwrap_or(d.presence_penalty),
+            frequency_penalty: s.frequency_penalty.unwrap_or(d.frequency_penalty),
+            seed: s.seed.or(d.seed),
+            ..d
+        },
+        max_tokens: p.max_tokens,
+        stop: p.stop,
+        top_logprobs: p.top_logprobs,
+        ignore_eos: p.ignore_eos,
+    }
+}
+
+fn finish(f: engine::FinishReason) -> FinishReason {
+    match f {
+        engine::FinishReason::Stop => FinishReason::Stop,
+        engine::FinishReason::Length => FinishReason::Length,
+        engine::FinishReason::Cancelled => FinishReason::Cancelled,
+    }
+}
+
+fn event(e: runner::Event) -> Event {
+    match e {
+        runner::Event::Token(t) => Event::Token(TokenOut {
+            id: t.id,
+            text: t.text,
+            logprob: t.logprob,
+            top: t.top.into_iter().map(|a| TokenLogprob { id: a.id, logprob: a.logprob }).collect(),
+        }),
+        runner::Event::Done { finish: f, usage, tail } => Event::Done {
+            finish: finish(f),
+            usage: Usage {
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+                cached_tokens: usage.cached_tokens,
+            },
+            tail,
+        },
+        runner::Event::Error(e) => Event::Error(e),
+    }
+}
+
+/// Carries engine events into the server's channel; runs on the engine thread.
+struct Sink(ChoiceSink);
+
+impl EventSink for Sink {
+    fn send(&self, e: runner::Event) -> bool {
+        self.0.send(event(e))
+    }
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+impl Backend for EngineBackend {
+    fn n_ctx(&self) -> usize {
+        self.handle.n_ctx()
+    }
+
+    fn n_vocab(&self) -> usize {
+        self.handle.engine().model.hparams().n_vocab
+    }
+
+    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<TokenId>, String> {
+        let msgs: Vec<EngineMessage> = messages.iter().map(|m| EngineMessage::new(m.role.clone(), m.content.clone())).collect();
+        self.handle.engine().chat_prompt(&msgs).map_err(|e| e.to_string())
+    }
+
+    fn raw_prompt(&self, text: &str) -> Vec<TokenId> {
+        self.handle.engine().raw_prompt(text)
+    }
+
+    fn token_bytes(&self, id: TokenId) -> Vec<u8> {
+        self.handle.engine().tokenizer.token_to_piece(id, true)
+    }
+
+    fn submit(&self, req: GenRequest, sink: ChoiceSink) -> Result<(), SubmitError> {
+        let r = runner::Request { prompt: req.prompt, params: gen_params(req.params) };
+        self.handle.submit(r, Box::new(Sink(sink))).map_err(|e| match e {
+            runner::SubmitError::QueueFull => SubmitError::QueueFull,
+            runner::SubmitError::PromptTooLong { n_prompt, n_ctx } => SubmitError::PromptTooLong { n_prompt, n_ctx },
+            runner::SubmitError::Invalid(m) => SubmitError::Invalid(m),
+            runner::SubmitError::Stopped => SubmitError::Stopped,
+        })
+    }
+
+    fn stats(&self) -> Stats {
+        let s = self.handle.stats();
+        Stats {
+            queue_depth: s.queue_depth,
+            running: s.running,
+            kv_blocks_total: s.kv_blocks_total,
+            kv_blocks_used: s.kv_blocks_used,
+            kv_blocks_cached: s.kv_blocks_cached,
+        }
+    }
+
+    fn shutdown(&self, drain: Duration) {
+        self.handle.shutdown(drain);
+    }
+}

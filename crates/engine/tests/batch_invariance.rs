@@ -139,6 +139,13 @@ fn golden_prompts_alone_and_all_at_once_give_identical_ids_and_logprobs() {
             assert!(cached > 0, "identical prompts must hit the prefix cache");
         }
     }
+    // Stats are published after each step, a moment after the last event was sent.
+    let n_requests = prompts.len() as u64 * 5;
+    let t0 = std::time::Instant::now();
+    while handle.stats().requests_finished < n_requests {
+        assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", handle.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let st = handle.stats();
     assert_eq!((st.running, st.queue_depth, st.kv_blocks_used), (0, 0, 0), "{st:?}");
     handle.shutdown(Duration::from_secs(1));

@@ -235,7 +235,12 @@ impl Worker {
         for it in plan.items.iter().filter(|i| i.sample) {
             let logits = &self.logits[row * n_vocab..(row + 1) * n_vocab];
             row += 1;
-            let Some(s) = self.live.get_mut(&it.id) else { continue };
+            let Some(s) = self.live.get_mut(&it.id) else {
+                // Not expected (live and scheduled sequences are retired together), but a
+                // sequence with no pending token would otherwise stall the loop.
+                self.finished.push(it.id);
+                continue;
+            };
             let history = self.sched.tokens(it.id).expect("invariant: planned sequences are live");
             let mut next: TokenId = 0;
             match s.on_logits(tok, logits, history, self.n_ctx, &mut self.lp_scratch, &mut next) {

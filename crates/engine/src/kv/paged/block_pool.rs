@@ -393,7 +393,7 @@ mod tests {
             match x % 4 {
                 0 | 1 => {
                     if let Some(b) = p.allocate() {
-                        if x % 3 == 0 {
+                        if x.is_multiple_of(3) {
                             p.register(b, h(&[step % 13, 7]));
                         }
                         held.push(b);

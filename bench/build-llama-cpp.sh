@@ -13,6 +13,7 @@
 # Env:   DAEHWA_BENCH_CACHE   cache root (default ~/.cache/daehwa-bench)
 #        DAEHWA_LLAMA_SDIST   path to an already-downloaded llama_cpp_python-0.3.36.tar.gz
 #        DAEHWA_BUILD_JOBS    parallel compile jobs (default 2: the machine is shared)
+#        DAEHWA_LLAMA_AMX     1 to keep Intel AMX kernels (default: compiled out, see below)
 # The last line on stdout is always the directory holding the built binaries.
 set -euo pipefail
 
@@ -29,8 +30,27 @@ WANTED=(llama-bench llama-batched-bench llama-server llama-tokenize llama-cli)
 
 log() { echo "[build-llama-cpp] $*" >&2; }
 
+# GGML_NATIVE=ON compiles with -march=native, which on the project's Sapphire Rapids VMs turns on
+# ggml's AMX matmul; there it dies with SIGILL on `tilezero` (in tinygemm_kernel_amx<q8_1, q4_1>,
+# on the first prompt batch), although the kernel grants AMX permission. So AMX is compiled out
+# (GCC's explicit -mno-* flags win over -march=native whatever their order); AVX-512/VNNI stay.
+# daehwa's kernels use no AMX either, so this is also the like-for-like comparison.
+EXTRA_FLAGS=""
+if [[ "${DAEHWA_LLAMA_AMX:-0}" != "1" && "$(uname -m)" == "x86_64" ]]; then
+    EXTRA_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+fi
+
+# The sdist carries no git repository, so llama.cpp's build info would say "commit unknown";
+# we pass the commit explicitly. A build configured without it, or with other extra flags,
+# counts as not built (and is reconfigured; cmake then rebuilds what the change touches).
+configured() {
+    grep -qs "^LLAMA_BUILD_COMMIT:[A-Z]*=${LLAMA_COMMIT}\$" "$BUILD/CMakeCache.txt" &&
+        grep -qs "^DAEHWA_EXTRA_FLAGS:[A-Z]*=${EXTRA_FLAGS}\$" "$BUILD/CMakeCache.txt"
+}
+
 all_built() {
     local t
+    configured || return 1
     for t in "${WANTED[@]}"; do
         [[ -x "$BIN/$t" ]] || return 1
     done
@@ -104,12 +124,16 @@ if ! CMAKE="$(find_cmake)"; then
 fi
 log "cmake: $CMAKE ($("$CMAKE" --version | head -1))"
 
-# 4. Configure (once). LLAMA_CURL is deprecated (a no-op warning) at this version, so it
+# 4. Configure (once; cheap to redo). LLAMA_CURL is deprecated (a no-op warning) at this version, so it
 #    is not passed; the prebuilt web UI would be downloaded at build time, so it is off.
-if [[ ! -f "$BUILD/CMakeCache.txt" ]]; then
+if ! configured; then
     log "configuring"
     nice -n 15 "$CMAKE" -S "$SRC" -B "$BUILD" \
         -DCMAKE_BUILD_TYPE=Release \
+        -DLLAMA_BUILD_COMMIT="${LLAMA_COMMIT}" \
+        -DDAEHWA_EXTRA_FLAGS="${EXTRA_FLAGS}" \
+        -DCMAKE_C_FLAGS="${EXTRA_FLAGS}" \
+        -DCMAKE_CXX_FLAGS="${EXTRA_FLAGS}" \
         -DLLAMA_USE_PREBUILT_UI=OFF \
         -DLLAMA_BUILD_UI=OFF \
         -DLLAMA_OPENSSL=OFF \

@@ -1,0 +1,222 @@
+//! `daehwa serve`: the OpenAI-compatible HTTP server.
+//!
+//! One struct, [`ServeArgs`], defines every setting for the command line (clap, with a
+//! `DAEHWA_*` environment variable each) and for the config file (serde, TOML, keys are the long
+//! flag names in snake_case). Precedence: flag > environment > config file > built-in default.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::models::{self, ModelsDir};
+
+const DEFAULT_HOST: &str = "127.0.0.1";
+const DEFAULT_PORT: u16 = 8080;
+/// The default context per sequence, capped so the derived KV pool stays modest.
+const DEFAULT_MAX_CTX: usize = 4096;
+const DEFAULT_MAX_SEQS: usize = 8;
+const DEFAULT_QUEUE: usize = 256;
+const DEFAULT_DRAIN_SECS: u64 = 30;
+const DEFAULT_STEP_TOKENS: usize = 512;
+
+#[derive(clap::Args, Deserialize, Debug, Default, Clone)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeArgs {
+    /// A catalog name, a pulled model's name, or a path to a .gguf file [default: smollm2]
+    #[arg(short = 'm', long, env = "DAEHWA_MODEL")]
+    pub model: Option<String>,
+    /// Address to listen on; 0.0.0.0 exposes the server to the network [default: 127.0.0.1]
+    #[arg(long, env = "DAEHWA_HOST")]
+    pub host: Option<String>,
+    /// Port to listen on (0 = any free port) [default: 8080]
+    #[arg(long, env = "DAEHWA_PORT")]
+    pub port: Option<u16>,
+    /// Context length per sequence in tokens [default: the model's, at most 4096]
+    #[arg(short = 'c', long, env = "DAEHWA_CTX")]
+    pub ctx: Option<usize>,
+    /// Most sequences generated at once (more requests wait in the queue) [default: 8]
+    #[arg(long, env = "DAEHWA_MAX_SEQS")]
+    pub max_seqs: Option<usize>,
+    /// KV cache size, e.g. 512MiB or 2G [default: room for --max-seqs full contexts]
+    #[arg(long, env = "DAEHWA_KV_MEMORY")]
+    pub kv_memory: Option<String>,
+    /// Require `Authorization: Bearer KEY` on every route but /health (repeatable; the
+    /// environment variable takes a comma-separated list)
+    #[arg(long = "api-key", env = "DAEHWA_API_KEY", value_delimiter = ',', hide_env_values = true)]
+    pub api_key: Vec<String>,
+    /// Most requests waiting to start; beyond it clients get 429 [default: 256]
+    #[arg(long, env = "DAEHWA_QUEUE")]
+    pub queue: Option<usize>,
+    /// Most tokens in one forward pass (long prompts are prefilled in chunks) [default: 512]
+    #[arg(long, env = "DAEHWA_STEP_TOKENS")]
+    pub step_tokens: Option<usize>,
+    /// Worker threads for the model [default: one per core]
+    #[arg(short = 't', long, env = "DAEHWA_THREADS")]
+    pub threads: Option<usize>,
+    /// Seconds running requests may take to finish after SIGTERM or Ctrl-C [default: 30]
+    #[arg(long, env = "DAEHWA_DRAIN_TIMEOUT")]
+    pub drain_timeout: Option<u64>,
+    /// A TOML file with any of these settings (keys in snake_case: `port = 9000`,
+    /// `api_key = ["..."]`)
+    #[arg(long, env = "DAEHWA_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// Fills every setting the command line and environment left out from `file`.
+    fn or_file(self, file: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            model: self.model.or(file.model),
+            host: self.host.or(file.host),
+            port: self.port.or(file.port),
+            ctx: self.ctx.or(file.ctx),
+            max_seqs: self.max_seqs.or(file.max_seqs),
+            kv_memory: self.kv_memory.or(file.kv_memory),
+            api_key: if self.api_key.is_empty() { file.api_key } else { self.api_key },
+            queue: self.queue.or(file.queue),
+            step_tokens: self.step_tokens.or(file.step_tokens),
+            threads: self.threads.or(file.threads),
+            drain_timeout: self.drain_timeout.or(file.drain_timeout),
+            config: self.config,
+        }
+    }
+
+    /// Applies the config file named by `--config`, if any.
+    fn resolved(self) -> anyhow::Result<ServeArgs> {
+        match self.config.clone() {
+            None => Ok(self),
+            Some(path) => {
+                let file: ServeArgs = server::config::from_file(&path)?;
+                Ok(self.or_file(file))
+            }
+        }
+    }
+}
+
+/// Parses a memory size: plain bytes or a number with K/M/G/T (powers of 1024, with or
+/// without `i`/`B`: `512M`, `512MiB`, `1.5GB`).
+pub fn parse_size(s: &str) -> anyhow::Result<usize> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().with_context(|| format!("invalid size `{s}` (examples: 512MiB, 2G)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().trim_end_matches('b').trim_end_matches('i') {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        "t" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => bail!("invalid size unit in `{s}` (use K, M, G or T)"),
+    };
+    let bytes = n * mult;
+    if !bytes.is_finite() || bytes < 1.0 {
+        bail!("size `{s}` must be positive");
+    }
+    Ok(bytes as usize)
+}
+
+pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
+    let a = a.resolved()?;
+    let path = models::resolve_model(a.model.as_deref(), dir)?;
+    // The API name of the model: the pulled model's name (its file stem, e.g. `smollm2`).
+    let model_id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let engine_cfg = engine::EngineConfig { threads: a.threads.unwrap_or(0) };
+    let engine = engine::Engine::load(&path, &engine_cfg).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let hp = engine.model.hparams();
+    let n_ctx = a.ctx.unwrap_or_else(|| hp.n_ctx_train.min(DEFAULT_MAX_CTX));
+    if n_ctx < 2 {
+        bail!("--ctx must be at least 2");
+    }
+    let general_name = engine.file.opt_str("general.name").ok().flatten().map(str::to_string);
+    let kv_memory_bytes = a.kv_memory.as_deref().map(parse_size).transpose().context("--kv-memory")?;
+    let runner_cfg = engine::runner::RunnerConfig {
+        n_ctx,
+        max_seqs: a.max_seqs.unwrap_or(DEFAULT_MAX_SEQS).max(1),
+        kv_memory_bytes,
+        queue_capacity: a.queue.unwrap_or(DEFAULT_QUEUE).max(1),
+        step_token_budget: a.step_tokens.unwrap_or(DEFAULT_STEP_TOKENS).max(1),
+        ..engine::runner::RunnerConfig::default()
+    };
+    let max_seqs = runner_cfg.max_seqs;
+    let handle = engine::runner::EngineHandle::start(Arc::new(engine), runner_cfg)
+        .map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
+    let stats = handle.stats();
+
+    let mut cfg = server::ServeConfig::new(model_id.clone());
+    cfg.model_aliases = general_name.iter().cloned().collect();
+    cfg.api_keys = a.api_key.iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
+    cfg.created = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let n_keys = cfg.api_keys.len();
+    let state = server::AppState::new(Arc::new(server::EngineBackend::new(handle.clone())), cfg);
+
+    let host = a.host.unwrap_or_else(|| DEFAULT_HOST.to_string());
+    let port = a.port.unwrap_or(DEFAULT_PORT);
+    // IPv6 literals need brackets in a socket address.
+    let addr = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let drain = Duration::from_secs(a.drain_timeout.unwrap_or(DEFAULT_DRAIN_SECS));
+    let shown = general_name.map(|g| format!(" ({g})")).unwrap_or_default();
+    server::run(&addr, state, drain, |bound| {
+        eprintln!("daehwa: serving {model_id}{shown} from {}", path.display());
+        eprintln!(
+            "daehwa: KV cache {} in {} blocks of {} tokens ({} tokens in all); context {n_ctx} per sequence, up to {max_seqs} at once",
+            models::human_size(stats.kv_bytes as u64),
+            stats.kv_blocks_total,
+            stats.kv_block_size,
+            stats.kv_blocks_total * stats.kv_block_size,
+        );
+        if n_keys > 0 {
+            eprintln!("daehwa: API keys required ({n_keys} configured)");
+        }
+        let shown_host = if bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { bound.ip().to_string() };
+        let shown_host = if bound.is_ipv6() && !bound.ip().is_unspecified() { format!("[{shown_host}]") } else { shown_host };
+        // The first stdout line is the URL, for scripts and tests that start the server on port 0.
+        println!("http://{shown_host}:{}/v1", bound.port());
+    })
+    .with_context(|| format!("serving on {addr}"))?;
+    eprintln!("daehwa: stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024").expect("bytes"), 1024);
+        assert_eq!(parse_size("512M").expect("M"), 512 << 20);
+        assert_eq!(parse_size("512MiB").expect("MiB"), 512 << 20);
+        assert_eq!(parse_size("1.5GB").expect("GB"), 3 << 29);
+        assert_eq!(parse_size("2g").expect("g"), 2 << 30);
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = std::env::temp_dir().join(format!("daehwa-serve-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp");
+        let p = dir.join("serve.toml");
+        std::fs::write(&p, "port = 9000\nhost = \"0.0.0.0\"\napi_key = [\"k1\"]\nkv_memory = \"1G\"\n").expect("write");
+        let flags = ServeArgs { port: Some(7000), config: Some(p.clone()), ..ServeArgs::default() };
+        let r = flags.resolved().expect("resolved");
+        assert_eq!(r.port, Some(7000));
+        assert_eq!(r.host.as_deref(), Some("0.0.0.0"));
+        assert_eq!(r.api_key, vec!["k1".to_string()]);
+        assert_eq!(r.kv_memory.as_deref(), Some("1G"));
+        assert_eq!(r.ctx, None);
+        std::fs::write(&p, "prot = 1\n").expect("write");
+        let e = ServeArgs { config: Some(p), ..ServeArgs::default() }.resolved().expect_err("unknown key");
+        assert!(format!("{e:#}").contains("prot"), "{e:#}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use crate::engine::Engine;
 use crate::kv::{KvCache, KvStore};
 use crate::model::{Batch, ForwardCtx, Workspace};
-use crate::sample::{logprobs, Sampler, SamplingParams, TokenLogprob};
-use crate::text::stop::StopMatcher;
-use crate::text::stream::StreamDecoder;
+use crate::decode::Decoding;
+use crate::sample::{SamplingParams, TokenLogprob};
 use crate::{Error, Result, TokenId};
 
 /// Why generation ended (OpenAI's `finish_reason`).
@@ -180,35 +179,24 @@ impl<'e> Session<'e> {
         self.feed(&prompt[common..], true)?;
         let prefill_time = t0.elapsed();
 
-        let mut sampler = Sampler::new(params.sampling.clone());
+        let mut dec = Decoding::new(params.clone());
         let mut history: Vec<TokenId> = prompt.to_vec();
-        let mut decoder = StreamDecoder::new(false);
-        let mut stops = StopMatcher::new(params.stop.clone());
         let mut text = String::new();
         let mut tokens = Vec::new();
         let t1 = Instant::now();
-        let mut stopped_by_string = false;
+        let mut stopped = None;
         let finish = loop {
             if tokens.len() >= params.max_tokens {
                 break FinishReason::Length;
             }
-            let id = sampler.sample(&self.logits, &history);
-            let (logprob, top) = match params.top_logprobs {
-                Some(n) => {
-                    let (lp, top) = logprobs(&self.logits, id, n, &mut self.lp_scratch);
-                    (Some(lp), top)
-                }
-                None => (None, Vec::new()),
-            };
+            let (out, stop) = dec.step(tok, &self.logits, &history, &mut self.lp_scratch);
+            let id = out.id;
             history.push(id);
-            let eog = tok.is_eog(id) && !params.ignore_eos;
-            let (piece, hit) = if eog { (String::new(), false) } else { stops.push(&decoder.push(tok, id)) };
-            text.push_str(&piece);
-            let out = TokenOut { id, text: piece, logprob, top };
+            text.push_str(&out.text);
             let keep_going = on_token(&out);
             tokens.push(out);
-            if eog || hit {
-                stopped_by_string = hit;
+            if stop.is_some() {
+                stopped = stop;
                 break FinishReason::Stop;
             }
             if !keep_going {
@@ -219,16 +207,8 @@ impl<'e> Session<'e> {
             }
             self.feed(&[id], true)?;
         };
-        let mut tail = String::new();
-        if !stopped_by_string {
-            // Release what the decoders held back (partial UTF-8, a possible stop-string prefix).
-            let (rest, hit) = stops.push(&decoder.finish());
-            tail.push_str(&rest);
-            if !hit {
-                tail.push_str(&stops.finish());
-            }
-            text.push_str(&tail);
-        }
+        let tail = dec.tail(stopped);
+        text.push_str(&tail);
         Ok(Generation {
             text,
             tail,

@@ -3,18 +3,13 @@
 //! CLI and the server finish requests the same way.
 
 use super::{Event, EventSink, Usage};
-use crate::sample::{logprobs, Sampler};
-use crate::text::stop::StopMatcher;
-use crate::text::stream::StreamDecoder;
+use crate::decode::{Decoding, Stopped};
 use crate::text::tokenizer::Tokenizer;
-use crate::{FinishReason, GenParams, TokenId, TokenOut};
+use crate::{FinishReason, GenParams, TokenId};
 
 pub(super) struct LiveSeq {
     sink: Box<dyn EventSink>,
-    params: GenParams,
-    sampler: Sampler,
-    decoder: StreamDecoder,
-    stops: StopMatcher,
+    dec: Decoding,
     pub n_prompt: usize,
     pub n_generated: usize,
     pub cached_tokens: usize,
@@ -34,10 +29,7 @@ impl LiveSeq {
     pub fn new(n_prompt: usize, params: GenParams, sink: Box<dyn EventSink>) -> Self {
         LiveSeq {
             sink,
-            sampler: Sampler::new(params.sampling.clone()),
-            decoder: StreamDecoder::new(false),
-            stops: StopMatcher::new(params.stop.clone()),
-            params,
+            dec: Decoding::new(params),
             n_prompt,
             n_generated: 0,
             cached_tokens: 0,
@@ -47,7 +39,7 @@ impl LiveSeq {
     }
 
     pub fn max_tokens(&self) -> usize {
-        self.params.max_tokens
+        self.dec.params().max_tokens
     }
 
     pub fn sink_closed(&mut self) -> bool {
@@ -71,20 +63,12 @@ impl LiveSeq {
     /// decides whether generation ends. `history` is prompt + generated so far; the sampled id
     /// is returned through `out` when generation continues.
     pub fn on_logits(&mut self, tok: &Tokenizer, logits: &[f32], history: &[TokenId], n_ctx: usize, lp_scratch: &mut Vec<f32>, out: &mut TokenId) -> Next {
-        let id = self.sampler.sample(logits, history);
-        let (logprob, top) = match self.params.top_logprobs {
-            Some(n) => {
-                let (lp, top) = logprobs(logits, id, n, lp_scratch);
-                (Some(lp), top)
-            }
-            None => (None, Vec::new()),
-        };
-        let eog = tok.is_eog(id) && !self.params.ignore_eos;
-        let (piece, hit) = if eog { (String::new(), false) } else { self.stops.push(&self.decoder.push(tok, id)) };
+        let (token, stop) = self.dec.step(tok, logits, history, lp_scratch);
+        let id = token.id;
         self.n_generated += 1;
-        self.send(Event::Token(TokenOut { id, text: piece, logprob, top }));
-        if eog || hit {
-            self.finish(FinishReason::Stop, hit);
+        self.send(Event::Token(token));
+        if let Some(stop) = stop {
+            self.finish(FinishReason::Stop, Some(stop));
             return Next::Finished;
         }
         if self.closed {
@@ -92,8 +76,8 @@ impl LiveSeq {
         }
         // The next token would sit at position n_prompt + n_generated - 1 + 1: like the session,
         // stop while the context still has one free position.
-        if self.n_prompt + self.n_generated >= n_ctx || self.n_generated >= self.params.max_tokens {
-            self.finish(FinishReason::Length, false);
+        if self.n_prompt + self.n_generated >= n_ctx || self.n_generated >= self.dec.params().max_tokens {
+            self.finish(FinishReason::Length, None);
             return Next::Finished;
         }
         *out = id;
@@ -101,15 +85,8 @@ impl LiveSeq {
     }
 
     /// Sends `Done`, releasing held-back text unless a stop string ended the stream.
-    pub fn finish(&mut self, finish: FinishReason, stopped_by_string: bool) {
-        let mut tail = String::new();
-        if !stopped_by_string {
-            let (rest, hit) = self.stops.push(&self.decoder.finish());
-            tail.push_str(&rest);
-            if !hit {
-                tail.push_str(&self.stops.finish());
-            }
-        }
+    pub fn finish(&mut self, finish: FinishReason, stopped: Option<Stopped>) {
+        let tail = self.dec.tail(stopped);
         let usage = Usage { prompt_tokens: self.n_prompt, completion_tokens: self.n_generated, cached_tokens: self.cached_tokens };
         self.send(Event::Done { finish, usage, tail });
     }

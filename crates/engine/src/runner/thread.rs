@@ -110,7 +110,7 @@ impl Worker {
                 let mut seq = LiveSeq::new(req.prompt.len(), req.params, sink);
                 if seq.max_tokens() == 0 {
                     self.stats.queue_depth.fetch_sub(1, Ordering::AcqRel);
-                    seq.finish(FinishReason::Length, false);
+                    seq.finish(FinishReason::Length, None);
                     self.stats.requests_finished.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
@@ -151,7 +151,7 @@ impl Worker {
         for id in ids {
             if let Some(s) = self.live.get_mut(&id) {
                 if s.started {
-                    s.finish(FinishReason::Cancelled, false);
+                    s.finish(FinishReason::Cancelled, None);
                 } else {
                     s.send_error("the engine is shutting down".into());
                 }
@@ -219,7 +219,7 @@ impl Worker {
         }
         for id in &plan.exhausted {
             if let Some(s) = self.live.get_mut(id) {
-                s.finish(FinishReason::Length, false);
+                s.finish(FinishReason::Length, None);
             }
             self.retire(*id);
         }

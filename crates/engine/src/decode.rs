@@ -1,0 +1,71 @@
+//! The per-token half of generation, shared by [`crate::Session`] (the CLI) and the server's
+//! engine thread so both finish requests the same way: sample, log-probs, streaming
+//! detokenization (complete UTF-8 only) and stop strings (never leaked partly).
+
+use crate::sample::{logprobs, Sampler};
+use crate::text::stop::StopMatcher;
+use crate::text::stream::StreamDecoder;
+use crate::text::tokenizer::Tokenizer;
+use crate::{GenParams, TokenId, TokenOut};
+
+pub(crate) struct Decoding {
+    params: GenParams,
+    sampler: Sampler,
+    decoder: StreamDecoder,
+    stops: StopMatcher,
+}
+
+/// How a token ended generation, if it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stopped {
+    /// An end-of-generation token (not shown).
+    Eog,
+    /// A stop string (cut from the text).
+    StopString,
+}
+
+impl Decoding {
+    pub fn new(params: GenParams) -> Self {
+        Decoding {
+            sampler: Sampler::new(params.sampling.clone()),
+            decoder: StreamDecoder::new(false),
+            stops: StopMatcher::new(params.stop.clone()),
+            params,
+        }
+    }
+
+    pub fn params(&self) -> &GenParams {
+        &self.params
+    }
+
+    /// Picks the next token from `logits` (the row after the last token of `history`, which is
+    /// prompt + generated so far) and returns it with the text that became safe to show.
+    pub fn step(&mut self, tok: &Tokenizer, logits: &[f32], history: &[TokenId], lp_scratch: &mut Vec<f32>) -> (TokenOut, Option<Stopped>) {
+        let id = self.sampler.sample(logits, history);
+        let (logprob, top) = match self.params.top_logprobs {
+            Some(n) => {
+                let (lp, top) = logprobs(logits, id, n, lp_scratch);
+                (Some(lp), top)
+            }
+            None => (None, Vec::new()),
+        };
+        if tok.is_eog(id) && !self.params.ignore_eos {
+            return (TokenOut { id, text: String::new(), logprob, top }, Some(Stopped::Eog));
+        }
+        let (text, hit) = self.stops.push(&self.decoder.push(tok, id));
+        (TokenOut { id, text, logprob, top }, hit.then_some(Stopped::StopString))
+    }
+
+    /// Text held back until the end (an incomplete UTF-8 sequence, a possible stop-string
+    /// prefix); nothing after a stop string.
+    pub fn tail(&mut self, stopped: Option<Stopped>) -> String {
+        if stopped == Some(Stopped::StopString) {
+            return String::new();
+        }
+        let (mut tail, hit) = self.stops.push(&self.decoder.finish());
+        if !hit {
+            tail.push_str(&self.stops.finish());
+        }
+        tail
+    }
+}

@@ -11,8 +11,9 @@ use crate::{DEFAULT_ALIGNMENT, MAGIC};
 /// let mut w = GgufWriter::new();
 /// w.add("general.architecture", Value::String("llama".into()));
 /// w.add_tensor("x", &[4], GgmlType::F32, vec![0u8; 16]);
-/// let f = GgufFile::from_bytes(w.to_bytes()).unwrap();
-/// assert_eq!(f.get_str("general.architecture").unwrap(), "llama");
+/// let f = GgufFile::from_bytes(w.to_bytes())?;
+/// assert_eq!(f.get_str("general.architecture")?, "llama");
+/// # Ok::<(), gguf::Error>(())
 /// ```
 pub struct GgufWriter {
     version: u32,

@@ -1,0 +1,77 @@
+/** Shapes of the server's JSON API (see webui/README.md for the contract this UI assumes). */
+
+export interface User {
+  id: string;
+  username: string;
+  is_admin: boolean;
+}
+
+export interface AuthState {
+  needs_setup: boolean;
+  user: User | null;
+}
+
+export interface ModelInfo {
+  id: string;
+  name: string;
+  context_length: number;
+}
+
+export interface ConversationSummary {
+  id: string;
+  title: string;
+  updated_at: string;
+  model: string | null;
+}
+
+export interface ConversationSettings {
+  temperature?: number;
+}
+
+export type MessageRole = "system" | "user" | "assistant";
+export type MessageStatus = "streaming" | "complete" | "incomplete";
+
+export interface Message {
+  id: string;
+  parent_id: string | null;
+  role: MessageRole;
+  content: string;
+  status: MessageStatus;
+  created_at: string;
+  model?: string | null;
+}
+
+export interface Conversation {
+  id: string;
+  title: string;
+  system_prompt: string | null;
+  model: string | null;
+  settings: ConversationSettings | null;
+  messages: Message[];
+}
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  prefix: string;
+  created_at?: string;
+  last_used_at?: string | null;
+}
+
+export interface CreatedApiKey extends ApiKey {
+  /** The full secret: the server returns it exactly once. */
+  key: string;
+}
+
+export interface Usage {
+  prompt_tokens?: number;
+  completion_tokens?: number;
+  total_tokens?: number;
+}
+
+export interface ApiErrorBody {
+  message: string;
+  type?: string;
+  param?: string | null;
+  code?: string | null;
+}

@@ -1,0 +1,264 @@
+/** The settings page: language, theme, API keys, ChatGPT import, and (for admins) users. */
+import { useEffect, useState } from "preact/hooks";
+import { api } from "../lib/api";
+import { parseChatGptExport } from "../lib/chatgpt";
+import { chatHref } from "../lib/route";
+import type { ThemeChoice } from "../lib/theme";
+import type { ApiKey, CreatedApiKey, User } from "../lib/types";
+import { LANG_NAMES, LANGS, useI18n, type Lang } from "../i18n";
+import { copyText } from "./Markdown";
+
+interface Props {
+  user: User;
+  theme: ThemeChoice;
+  setTheme: (c: ThemeChoice) => void;
+  onOpenMenu: () => void;
+  onImported: () => void;
+}
+
+const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+export function SettingsPage({ user, theme, setTheme, onOpenMenu, onImported }: Props) {
+  const { t, lang, setLang } = useI18n();
+  return (
+    <div class="settings" data-testid="settings">
+      <header class="chat-head">
+        <button class="icon only-mobile" onClick={onOpenMenu} aria-label={t("sidebar.openMenu")}>
+          ☰
+        </button>
+        <h2 class="chat-title">{t("settings.title")}</h2>
+        <a class="button" href={chatHref(null)}>
+          {t("settings.back")}
+        </a>
+      </header>
+      <div class="settings-body">
+        <section>
+          <h3>{t("settings.account")}</h3>
+          <p>{t("settings.signedInAs", { username: user.username })}</p>
+          <div class="row wrap">
+            <label>
+              {t("settings.language")}
+              <select value={lang} onChange={(e) => setLang(e.currentTarget.value as Lang)} data-testid="language-select">
+                {LANGS.map((l) => (
+                  <option value={l}>{LANG_NAMES[l]}</option>
+                ))}
+              </select>
+            </label>
+            <label>
+              {t("settings.theme")}
+              <select value={theme} onChange={(e) => setTheme(e.currentTarget.value as ThemeChoice)} data-testid="theme-select">
+                <option value="system">{t("settings.themeSystem")}</option>
+                <option value="light">{t("settings.themeLight")}</option>
+                <option value="dark">{t("settings.themeDark")}</option>
+              </select>
+            </label>
+          </div>
+        </section>
+        <ApiKeys />
+        <Import onImported={onImported} />
+        {user.is_admin && <Users me={user} />}
+      </div>
+    </div>
+  );
+}
+
+function ApiKeys() {
+  const { t } = useI18n();
+  const [keys, setKeys] = useState<ApiKey[]>([]);
+  const [name, setName] = useState("");
+  const [created, setCreated] = useState<CreatedApiKey | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const load = () => api.keys().then(setKeys).catch((e) => setError(errorText(e)));
+  useEffect(() => void load(), []);
+
+  const create = async (e: Event) => {
+    e.preventDefault();
+    if (!name.trim()) return;
+    try {
+      setCreated(await api.createKey(name.trim()));
+      setName("");
+      setError(null);
+      await load();
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  const revoke = async (k: ApiKey) => {
+    if (!confirm(t("settings.revokeConfirm", { name: k.name }))) return;
+    try {
+      await api.deleteKey(k.id);
+      if (created?.id === k.id) setCreated(null);
+      await load();
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+
+  return (
+    <section data-testid="api-keys">
+      <h3>{t("settings.apiKeys")}</h3>
+      <p class="muted small">{t("settings.apiKeysIntro")}</p>
+      <form class="row" onSubmit={create}>
+        <input placeholder={t("settings.keyName")} aria-label={t("settings.keyName")} value={name} onInput={(e) => setName(e.currentTarget.value)} data-testid="key-name" />
+        <button class="primary" type="submit" disabled={!name.trim()} data-testid="create-key">
+          {t("settings.createKey")}
+        </button>
+      </form>
+      {created && (
+        <div class="notice" data-testid="created-key">
+          <p>{t("settings.keyCreated")}</p>
+          <div class="row">
+            <code class="secret">{created.key}</code>
+            <button onClick={() => void copyText(created.key)}>{t("chat.copy")}</button>
+            <button onClick={() => setCreated(null)}>{t("common.close")}</button>
+          </div>
+        </div>
+      )}
+      {error && <p class="error">{t("common.error", { message: error })}</p>}
+      {keys.length === 0 ? (
+        <p class="muted small">{t("settings.noKeys")}</p>
+      ) : (
+        <ul class="plain-list">
+          {keys.map((k) => (
+            <li class="row" data-testid="key-item">
+              <span class="grow">
+                {k.name} <code>{k.prefix}…</code>
+              </span>
+              <button onClick={() => void revoke(k)} data-testid="revoke-key">
+                {t("settings.revoke")}
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+    </section>
+  );
+}
+
+function Import({ onImported }: { onImported: () => void }) {
+  const { t } = useI18n();
+  const [parsed, setParsed] = useState<{ raw: unknown[]; conversations: number; messages: number } | null>(null);
+  const [message, setMessage] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  const choose = async (e: Event) => {
+    const file = (e.currentTarget as HTMLInputElement).files?.[0];
+    setParsed(null);
+    setMessage(null);
+    if (!file) return;
+    try {
+      const { raw, conversations } = parseChatGptExport(await file.text());
+      setParsed({ raw, conversations: conversations.length, messages: conversations.reduce((n, c) => n + c.messages.length, 0) });
+    } catch {
+      setMessage(t("settings.importInvalid"));
+    }
+  };
+  const submit = async () => {
+    if (!parsed || busy) return;
+    setBusy(true);
+    try {
+      const { imported } = await api.importChatGpt(parsed.raw);
+      setMessage(t("settings.importDone", { count: imported }));
+      setParsed(null);
+      onImported();
+    } catch (err) {
+      setMessage(t("common.error", { message: errorText(err) }));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section data-testid="import">
+      <h3>{t("settings.import")}</h3>
+      <p class="muted small">{t("settings.importIntro")}</p>
+      <label class="button">
+        {t("settings.importChoose")}
+        <input type="file" accept=".json,application/json" class="visually-hidden" onChange={choose} data-testid="import-file" />
+      </label>
+      {parsed && (
+        <div class="row">
+          <span>{t("settings.importPreview", { conversations: parsed.conversations, messages: parsed.messages })}</span>
+          <button class="primary" onClick={() => void submit()} disabled={busy} data-testid="import-submit">
+            {t("settings.importSubmit")}
+          </button>
+        </div>
+      )}
+      {message && <p data-testid="import-message">{message}</p>}
+    </section>
+  );
+}
+
+function Users({ me }: { me: User }) {
+  const { t } = useI18n();
+  const [users, setUsers] = useState<User[]>([]);
+  const [username, setUsername] = useState("");
+  const [password, setPassword] = useState("");
+  const [isAdmin, setIsAdmin] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const load = () => api.users().then(setUsers).catch((e) => setError(errorText(e)));
+  useEffect(() => void load(), []);
+
+  const add = async (e: Event) => {
+    e.preventDefault();
+    try {
+      await api.createUser(username.trim(), password, isAdmin);
+      setUsername("");
+      setPassword("");
+      setIsAdmin(false);
+      setError(null);
+      await load();
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  const remove = async (u: User) => {
+    if (!confirm(t("settings.removeUserConfirm", { username: u.username }))) return;
+    try {
+      await api.deleteUser(u.id);
+      await load();
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+
+  return (
+    <section data-testid="users">
+      <h3>{t("settings.users")}</h3>
+      <ul class="plain-list">
+        {users.map((u) => (
+          <li class="row" data-testid="user-item">
+            <span class="grow">
+              {u.username} {u.is_admin && <span class="badge">{t("settings.admin")}</span>} {u.id === me.id && t("settings.you")}
+            </span>
+            {u.id !== me.id && (
+              <button onClick={() => void remove(u)} data-testid="remove-user">
+                {t("settings.removeUser")}
+              </button>
+            )}
+          </li>
+        ))}
+      </ul>
+      <form class="row wrap" onSubmit={add}>
+        <input placeholder={t("auth.username")} aria-label={t("auth.username")} value={username} required onInput={(e) => setUsername(e.currentTarget.value)} data-testid="new-username" />
+        <input
+          type="password"
+          autoComplete="new-password"
+          placeholder={t("auth.password")}
+          aria-label={t("auth.password")}
+          value={password}
+          required
+          onInput={(e) => setPassword(e.currentTarget.value)}
+          data-testid="new-password"
+        />
+        <label class="inline">
+          <input type="checkbox" checked={isAdmin} onChange={(e) => setIsAdmin(e.currentTarget.checked)} /> {t("settings.admin")}
+        </label>
+        <button class="primary" type="submit" data-testid="add-user">
+          {t("settings.addUser")}
+        </button>
+      </form>
+      {error && <p class="error">{t("common.error", { message: error })}</p>}
+    </section>
+  );
+}

@@ -19,7 +19,7 @@ try {
 const refs = [...html.matchAll(/\b(?:src|href)="([^"]+)"/g)].map((m) => m[1]);
 if (refs.length === 0) fail("index.html references no assets");
 for (const ref of refs) {
-  if (!/^\/assets\/[\w.-]+-[\w-]{8,}\.(js|css)$/.test(ref)) fail(`index.html references a non-hashed or external asset: ${ref}`);
+  if (!/^\/assets\/[\w.-]+-[\w-]{8,}\.(js|css|svg)$/.test(ref)) fail(`index.html references a non-hashed or external asset: ${ref}`);
 }
 if (/<script(?![^>]*\bsrc=)[^>]*>/i.test(html)) fail("index.html has an inline script (breaks a strict CSP)");
 if (/https?:\/\//i.test(html)) fail("index.html contains an absolute URL");

@@ -14,6 +14,7 @@ import { consumeChatStream, type ChatStreamEvent } from "../lib/stream";
 import { buildTree, currentPath, selectMessage, selectSibling, siblings, type Selections } from "../lib/tree";
 import type { Conversation, Message, ModelInfo } from "../lib/types";
 import { useI18n } from "../i18n";
+import { IconMenu, IconSettings } from "./Icons";
 import { Composer } from "./Composer";
 import { ConversationPanel, type ConversationOptions } from "./ConversationPanel";
 import { MessageView } from "./MessageView";
@@ -269,7 +270,7 @@ export function Chat({ routeId, models, onOpenMenu, onListChanged }: Props) {
     <div class="chat" data-testid="chat">
       <header class="chat-head">
         <button class="icon only-mobile" onClick={onOpenMenu} aria-label={t("sidebar.openMenu")} data-testid="open-menu">
-          ☰
+          <IconMenu />
         </button>
         <h2 class="chat-title" data-testid="chat-title">
           {title}
@@ -282,7 +283,7 @@ export function Chat({ routeId, models, onOpenMenu, onListChanged }: Props) {
           aria-expanded={panelOpen}
           data-testid="conversation-settings"
         >
-          ⚙
+          <IconSettings />
         </button>
       </header>
       {panelOpen && (

@@ -6,6 +6,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ComposerKeys } from "../lib/composer";
 import { useI18n } from "../i18n";
+import { IconStop } from "./Icons";
 
 interface Props {
   streaming: boolean;
@@ -66,7 +67,7 @@ export function Composer({ streaming, onSend, onStop }: Props) {
       />
       {streaming ? (
         <button class="stop" onClick={onStop} data-testid="stop">
-          ■ {t("chat.stop")}
+          <IconStop /> {t("chat.stop")}
         </button>
       ) : (
         <button class="primary send" onClick={submit} disabled={!text.trim()} data-testid="send">

@@ -3,6 +3,7 @@ import { useMemo, useState } from "preact/hooks";
 import type { SiblingInfo } from "../lib/tree";
 import type { Message } from "../lib/types";
 import { useI18n } from "../i18n";
+import { IconCheck, IconCopy, IconEdit, IconLeft, IconRegenerate, IconRight } from "./Icons";
 import { copyText, Markdown } from "./Markdown";
 
 interface Props {
@@ -31,7 +32,7 @@ export function MessageView({ message, siblings, streaming, busy, onSwitch, onRe
       siblings.count > 1 ? (
         <span class="branch-nav" data-testid="branch-nav">
           <button class="icon" disabled={siblings.index <= 0} onClick={() => onSwitch(-1)} aria-label={t("chat.previous")} data-testid="branch-prev">
-            ‹
+            <IconLeft />
           </button>
           <span data-testid="branch-pos">{t("chat.branch", { index: siblings.index + 1, count: siblings.count })}</span>
           <button
@@ -41,7 +42,7 @@ export function MessageView({ message, siblings, streaming, busy, onSwitch, onRe
             aria-label={t("chat.next")}
             data-testid="branch-next"
           >
-            ›
+            <IconRight />
           </button>
         </span>
       ) : null,
@@ -94,7 +95,7 @@ export function MessageView({ message, siblings, streaming, busy, onSwitch, onRe
                 .catch(() => {})
             }
           >
-            {copied ? "✓" : "⧉"}
+            {copied ? <IconCheck /> : <IconCopy />}
           </button>
           {isUser && (
             <button
@@ -108,12 +109,12 @@ export function MessageView({ message, siblings, streaming, busy, onSwitch, onRe
               }}
               data-testid="edit"
             >
-              ✎
+              <IconEdit />
             </button>
           )}
           {!isUser && !streaming && (
             <button class="icon" title={t("chat.regenerate")} aria-label={t("chat.regenerate")} disabled={busy} onClick={onRegenerate} data-testid="regenerate">
-              ↻
+              <IconRegenerate />
             </button>
           )}
         </div>

@@ -6,6 +6,7 @@ import { chatHref } from "../lib/route";
 import type { ThemeChoice } from "../lib/theme";
 import type { ApiKey, CreatedApiKey, User } from "../lib/types";
 import { LANG_NAMES, LANGS, useI18n, type Lang } from "../i18n";
+import { IconMenu } from "./Icons";
 import { copyText } from "./Markdown";
 
 interface Props {
@@ -24,7 +25,7 @@ export function SettingsPage({ user, theme, setTheme, onOpenMenu, onImported }: 
     <div class="settings" data-testid="settings">
       <header class="chat-head">
         <button class="icon only-mobile" onClick={onOpenMenu} aria-label={t("sidebar.openMenu")}>
-          ☰
+          <IconMenu />
         </button>
         <h2 class="chat-title">{t("settings.title")}</h2>
         <a class="button" href={chatHref(null)}>

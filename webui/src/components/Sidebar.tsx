@@ -4,6 +4,7 @@ import { api } from "../lib/api";
 import { chatHref } from "../lib/route";
 import type { ConversationSummary, User } from "../lib/types";
 import { useI18n } from "../i18n";
+import { IconClose, IconEdit, IconTrash } from "./Icons";
 
 interface Props {
   user: User;
@@ -27,7 +28,7 @@ export function Sidebar(p: Props) {
           + {t("sidebar.newChat")}
         </button>
         <button class="icon only-mobile" onClick={p.onClose} aria-label={t("sidebar.closeMenu")}>
-          ×
+          <IconClose />
         </button>
       </div>
       <input
@@ -140,10 +141,10 @@ function ConversationItem({
           }}
           data-testid="rename"
         >
-          ✎
+          <IconEdit />
         </button>
         <button class="icon" title={t("sidebar.delete")} aria-label={t("sidebar.delete")} onClick={remove} data-testid="delete">
-          🗑
+          <IconTrash />
         </button>
       </span>
     </div>

@@ -121,7 +121,7 @@ impl Generation {
 
     fn add_usage(&mut self, index: usize, u: Usage) {
         self.usage.completion_tokens += u.completion_tokens;
-        if index % self.n_per_prompt == 0 {
+        if index.is_multiple_of(self.n_per_prompt) {
             self.usage.prompt_tokens += u.prompt_tokens;
             self.usage.prompt_tokens_details.cached_tokens += u.cached_tokens;
         }

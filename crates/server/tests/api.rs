@@ -204,7 +204,9 @@ async fn models_and_health() {
 #[tokio::test]
 async fn errors_have_openai_shape_and_status() {
     let (fake, app) = app();
-    let cases: Vec<(Request<Body>, u16, Option<&str>, Option<&str>)> = vec![
+    // (request, status, param, code)
+    type Case = (Request<Body>, u16, Option<&'static str>, Option<&'static str>);
+    let cases: Vec<Case> = vec![
         (post("/v1/chat/completions", "{not json"), 400, None, None),
         (post("/v1/chat/completions", r#"{"messages": "hi"}"#), 400, Some("messages"), None),
         (post("/v1/chat/completions", &chat_body(r#""temperature": 3"#)), 400, Some("temperature"), None),

@@ -187,6 +187,11 @@ fn gemma_path() -> Option<PathBuf> {
 #[test]
 fn gemma3_goldens_when_the_model_is_present() {
     let Some(path) = gemma_path() else {
+        // scripts/test pulls the model and sets DAEHWA_REQUIRE_GEMMA=1: there, absence is a failure.
+        assert!(
+            std::env::var("DAEHWA_REQUIRE_GEMMA").as_deref() != Ok("1"),
+            "gemma3-270m.gguf is missing (DAEHWA_REQUIRE_GEMMA=1): run `cargo run --release -- pull gemma3-270m`"
+        );
         eprintln!("NOTICE: gemma3-270m.gguf not found; skipping the Gemma 3 tokenizer goldens");
         return;
     };

@@ -45,6 +45,18 @@ pub struct HParams {
     pub rope_freq_scale: f32,
     pub n_rot: usize,
     pub rope_style: RopeStyle,
+    /// Sliding-window attention: a layer `il` with `swa_layers[il]` sees only the last
+    /// `sliding_window` positions (keys at `p0 > pos - sliding_window`, llama.cpp's
+    /// `LLAMA_SWA_TYPE_STANDARD`). `None` (and `swa_layers` empty) for full attention everywhere.
+    pub sliding_window: Option<usize>,
+    /// One flag per layer: does it use the sliding window? Empty when `sliding_window` is `None`.
+    pub swa_layers: Vec<bool>,
+    /// RoPE base of the sliding-window layers (`{arch}.rope.freq_base_swa`, llama.cpp's default
+    /// 10000); global layers use `rope_freq_base`.
+    pub rope_freq_base_swa: f32,
+    /// Final logit soft-capping `logits = cap * tanh(logits / cap)` (`{arch}.final_logit_softcapping`),
+    /// where the metadata sets it.
+    pub final_logit_softcap: Option<f32>,
 }
 
 impl HParams {
@@ -97,7 +109,62 @@ impl HParams {
             rope_freq_scale,
             n_rot,
             rope_style,
+            sliding_window: None,
+            swa_layers: Vec::new(),
+            rope_freq_base_swa: 10000.0,
+            final_logit_softcap: None,
         })
+    }
+
+    /// Reads the sliding-window keys the way llama.cpp's `load_swa_pattern` does:
+    /// `{arch}.attention.sliding_window` (absent or 0: no sliding window), then the layer pattern
+    /// `{arch}.attention.sliding_window_pattern`, either one flag per layer or a period `n`
+    /// (default `default_period`) in which the last layer of every `n` is global
+    /// (`il % n < n - 1` is local), and `{arch}.rope.freq_base_swa`.
+    pub fn read_sliding_window(&mut self, f: &GgufFile, default_period: u32) -> Result<()> {
+        let k = Keys { arch: &self.arch };
+        let window = f.opt_u32(&k.key("attention.sliding_window"))?.unwrap_or(0) as usize;
+        if window == 0 {
+            self.sliding_window = None;
+            self.swa_layers.clear();
+            return Ok(());
+        }
+        let pattern_key = k.key("attention.sliding_window_pattern");
+        let flags = match f.get(&pattern_key) {
+            Some(gguf::Value::Array(gguf::Array::Bool(flags))) => {
+                if flags.len() < self.n_layer {
+                    return Err(crate::Error::Model(format!(
+                        "{pattern_key} has {} flags for {} layers",
+                        flags.len(),
+                        self.n_layer
+                    )));
+                }
+                flags[..self.n_layer].to_vec()
+            }
+            _ => {
+                let n = f.opt_u32(&pattern_key)?.unwrap_or(default_period) as usize;
+                (0..self.n_layer).map(|il| n == 0 || il % n < n - 1).collect()
+            }
+        };
+        self.sliding_window = Some(window);
+        self.swa_layers = flags;
+        self.rope_freq_base_swa = f.opt_f32(&k.key("rope.freq_base_swa"))?.unwrap_or(10000.0);
+        Ok(())
+    }
+
+    /// Reads `{arch}.final_logit_softcapping` (0 or absent: none).
+    pub fn read_final_logit_softcap(&mut self, f: &GgufFile) -> Result<()> {
+        let key = Keys { arch: &self.arch }.key("final_logit_softcapping");
+        self.final_logit_softcap = f.opt_f32(&key)?.filter(|&c| c != 0.0);
+        Ok(())
+    }
+
+    /// The sliding window layer `il` attends within, `None` for a global layer.
+    pub fn window_of(&self, il: usize) -> Option<usize> {
+        match self.swa_layers.get(il) {
+            Some(true) => self.sliding_window,
+            _ => None,
+        }
     }
 
     /// Width of one K (or V) row: all KV heads of one position.

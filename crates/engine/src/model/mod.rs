@@ -3,6 +3,7 @@
 //!
 //! Models are stateless: the KV cache, the scheduler and the sampler live outside them.
 
+mod gemma3;
 mod hparams;
 mod llama;
 mod weights;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use gguf::GgufFile;
 use kernels::pool::ThreadPool;
 
+pub use gemma3::Gemma3;
 pub use hparams::{HParams, RopeStyle};
 pub use llama::Llama;
 
@@ -19,7 +21,7 @@ use crate::kv::KvStore;
 use crate::{Error, Result, TokenId};
 
 /// Architectures `load` accepts (`general.architecture`).
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3"];
 
 /// A flat batch, like llama.cpp's `llama_batch`: tokens of one or many sequences, each with its
 /// position, its sequence slot in the KV cache and whether its logits are wanted.
@@ -102,6 +104,7 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>> {
     let arch = file.get_str("general.architecture")?.to_string();
     match arch.as_str() {
         "llama" => Ok(Box::new(Llama::load(file)?)),
+        "gemma3" => Ok(Box::new(Gemma3::load(file)?)),
         _ => Err(Error::UnsupportedArchitecture { arch, supported: SUPPORTED_ARCHITECTURES.join(", ") }),
     }
 }
@@ -118,6 +121,32 @@ pub(crate) fn attend(
     p: &kernels::attention::AttnParams,
     out: &mut [f32],
 ) {
+    attend_window(pool, kv, il, batch, q, p, None, out)
+}
+
+/// First position a query at `pos` sees: `0` for full attention; with a sliding window of `w`,
+/// the keys at `p0 > pos - w` (llama.cpp masks `pos - p0 >= w`), i.e. the last `w` positions.
+pub(crate) fn visible_start(pos: usize, window: Option<usize>) -> usize {
+    match window {
+        Some(w) => (pos + 1).saturating_sub(w),
+        None => 0,
+    }
+}
+
+/// [`attend`] with an optional sliding window: a token at `pos` sees only the cached rows
+/// `visible_start(pos, window)..=pos`. Rows before a run's first visible position are not even
+/// fetched from the cache, so a paged store may have dropped them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attend_window(
+    pool: &ThreadPool,
+    kv: &dyn KvStore,
+    il: usize,
+    batch: &Batch,
+    q: &[f32],
+    p: &kernels::attention::AttnParams,
+    window: Option<usize>,
+    out: &mut [f32],
+) {
     let row = p.n_head * p.head_dim;
     let mut a = 0;
     while a < batch.len() {
@@ -127,10 +156,13 @@ pub(crate) fn attend(
             b += 1;
         }
         let end = batch.pos[a..b].iter().copied().max().map_or(0, |m| m + 1);
+        // Positions increase within a run, so its first token sees the earliest row.
+        let start = visible_start(batch.pos[a], window);
         let pos = &batch.pos[a..b];
         let (q_run, out_run) = (&q[a * row..b * row], &mut out[a * row..b * row]);
-        kv.with_chunks(il, seq, 0, end, &mut |chunks| {
-            kernels::attention::attention_rows_parallel(pool, q_run, b - a, chunks, &|t| 0..pos[t] + 1, p, out_run);
+        kv.with_chunks(il, seq, start, end, &mut |chunks| {
+            let visible = |t: usize| visible_start(pos[t], window) - start..pos[t] + 1 - start;
+            kernels::attention::attention_rows_parallel(pool, q_run, b - a, chunks, &visible, p, out_run);
         });
         a = b;
     }

@@ -1,0 +1,256 @@
+//! The Gemma 3 architecture (Gemma-3-270M / 1B / 4B / 12B / 27B text models), as llama.cpp's
+//! `llama_model_gemma3` graph computes it.
+//!
+//! ```text
+//!   x = token_embd[t] * sqrt(n_embd)
+//!   per layer il:
+//!     h = rms_norm(x) * attn_norm
+//!     q, k, v = h Wq, h Wk, h Wv
+//!     q, k = rms_norm(q per head) * attn_q_norm, rms_norm(k per head) * attn_k_norm   (QK-norm)
+//!     q, k = rope_neox(q, k, pos, base_il)      base_il = freq_base_swa (10000) on local layers,
+//!                                               rope.freq_base (1e6) on global ones
+//!     q *= attention_scale                      1/sqrt(key_length); 27B: 1/sqrt(n_embd/n_head)
+//!     a = attention(q, K, V) Wo                 local layers see the last `sliding_window`
+//!                                               positions only; global layers everything
+//!     x += rms_norm(a) * post_attention_norm
+//!     h = rms_norm(x) * ffn_norm
+//!     x += rms_norm((gelu(h Wgate) * (h Wup)) Wdown) * post_ffw_norm
+//!   logits = rms_norm(x) * output_norm  Woutput      (Woutput = token_embd: tied)
+//!   logits = cap * tanh(logits / cap)                only where final_logit_softcapping is set
+//! ```
+//!
+//! The norm weights are used as stored: the GGUF converter already added Gemma's `1 +` to them.
+//! Which layers are local follows `attention.sliding_window_pattern` or llama.cpp's default
+//! period of 6 (five local layers, then one global).
+
+use std::sync::Arc;
+
+use gguf::GgufFile;
+use kernels::attention::AttnParams;
+use kernels::matmul::matmul;
+use kernels::ops::{self, RopeCache, RopeMode};
+
+use super::weights::{load_vector, Weight};
+use super::{attend_window, grow, Batch, ForwardCtx, HParams, Model, RopeStyle};
+use crate::{Error, Result};
+
+/// llama.cpp's default sliding-window period for gemma3 (`load_swa_pattern(ml, 6)`).
+const SWA_PERIOD: u32 = 6;
+
+/// RoPE tables are precomputed up to this many positions; later positions are computed on the
+/// fly with the same arithmetic (two tables of 32k positions would cost 64 MiB for the 270M).
+const ROPE_TABLE_POSITIONS: usize = 8192;
+
+struct Layer {
+    attn_norm: Vec<f32>,      // (n_embd)
+    wq: Weight,               // (n_head * head_dim, n_embd)
+    wk: Weight,               // (n_head_kv * head_dim, n_embd)
+    wv: Weight,               // (n_head_kv * head_dim, n_embd)
+    q_norm: Vec<f32>,         // (head_dim)
+    k_norm: Vec<f32>,         // (head_dim)
+    wo: Weight,               // (n_embd, n_head * head_dim)
+    attn_post_norm: Vec<f32>, // (n_embd)
+    ffn_norm: Vec<f32>,       // (n_embd)
+    w_gate: Weight,           // (n_ff, n_embd)
+    w_up: Weight,             // (n_ff, n_embd)
+    w_down: Weight,           // (n_embd, n_ff)
+    ffn_post_norm: Vec<f32>,  // (n_embd)
+}
+
+/// A loaded Gemma 3 model.
+pub struct Gemma3 {
+    file: Arc<GgufFile>,
+    hp: HParams,
+    tok_embd: Weight, // (n_vocab, n_embd)
+    output_norm: Vec<f32>,
+    output: Weight, // tied to tok_embd when `output.weight` is absent
+    layers: Vec<Layer>,
+    /// RoPE of the global layers (`rope.freq_base`) and of the sliding-window ones.
+    rope_global: RopeCache,
+    rope_local: RopeCache,
+    /// Multiplies Q before attention (llama.cpp's `f_attention_scale`).
+    attn_scale: f32,
+}
+
+impl Gemma3 {
+    /// Loads a `gemma3` file, checking every tensor's shape.
+    pub fn load(file: Arc<GgufFile>) -> Result<Self> {
+        let f = &*file;
+        let mut hp = HParams::read(f, "gemma3", RopeStyle::Neox)?;
+        hp.read_sliding_window(f, SWA_PERIOD)?;
+        hp.read_final_logit_softcap(f)?;
+        if let Some(vl) = f.opt_u32("gemma3.attention.value_length")? {
+            if vl as usize != hp.head_dim {
+                return Err(Error::Model(format!(
+                    "gemma3: value_length {vl} differs from key_length {} (not supported)",
+                    hp.head_dim
+                )));
+            }
+        }
+        let (e, qd, kvd, ff, hd) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff, hp.head_dim);
+        let tok_embd = Weight::load(f, "token_embd.weight", e, hp.n_vocab)?;
+        let output = match f.tensor("output.weight") {
+            Some(_) => Weight::load(f, "output.weight", e, hp.n_vocab)?,
+            None => tok_embd.clone(),
+        };
+        let mut layers = Vec::with_capacity(hp.n_layer);
+        for il in 0..hp.n_layer {
+            let n = |s: &str| format!("blk.{il}.{s}");
+            layers.push(Layer {
+                attn_norm: load_vector(f, &n("attn_norm.weight"), e)?,
+                wq: Weight::load(f, &n("attn_q.weight"), e, qd)?,
+                wk: Weight::load(f, &n("attn_k.weight"), e, kvd)?,
+                wv: Weight::load(f, &n("attn_v.weight"), e, kvd)?,
+                q_norm: load_vector(f, &n("attn_q_norm.weight"), hd)?,
+                k_norm: load_vector(f, &n("attn_k_norm.weight"), hd)?,
+                wo: Weight::load(f, &n("attn_output.weight"), qd, e)?,
+                attn_post_norm: load_vector(f, &n("post_attention_norm.weight"), e)?,
+                ffn_norm: load_vector(f, &n("ffn_norm.weight"), e)?,
+                w_gate: Weight::load(f, &n("ffn_gate.weight"), e, ff)?,
+                w_up: Weight::load(f, &n("ffn_up.weight"), e, ff)?,
+                w_down: Weight::load(f, &n("ffn_down.weight"), ff, e)?,
+                ffn_post_norm: load_vector(f, &n("post_ffw_norm.weight"), e)?,
+            });
+        }
+        let output_norm = load_vector(f, "output_norm.weight", e)?;
+        let max_pos = hp.n_ctx_train.clamp(1, ROPE_TABLE_POSITIONS);
+        let rope_global = RopeCache::new(hd, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, max_pos);
+        // llama.cpp's `rope_freq_scale_train_swa` is 1: linear scaling applies to global layers only.
+        let rope_local = RopeCache::new(hd, hp.n_rot, hp.rope_freq_base_swa, 1.0, max_pos);
+        // gemma_pytorch's query_pre_attn_scalar: n_embd / n_head for the 27B (62 layers), the
+        // head size otherwise (llama.cpp keys it on the layer count too).
+        let attn_scale = if hp.n_layer == 62 {
+            1.0 / ((hp.n_embd / hp.n_head) as f32).sqrt()
+        } else {
+            1.0 / (hd as f32).sqrt()
+        };
+        Ok(Gemma3 { file, hp, tok_embd, output_norm, output, layers, rope_global, rope_local, attn_scale })
+    }
+
+    /// The sliding window of layer `il`, `None` for a global layer.
+    pub fn window_of(&self, il: usize) -> Option<usize> {
+        self.hp.window_of(il)
+    }
+}
+
+/// RMS-normalizes each `w.len()`-wide row of `rows` in place (per-head QK-norm, post-norms).
+fn norm_rows(rows: &mut [f32], w: &[f32], eps: f32) {
+    for row in rows.chunks_exact_mut(w.len()) {
+        ops::rms_norm_inplace(row, w, eps);
+    }
+}
+
+impl Model for Gemma3 {
+    fn hparams(&self) -> &HParams {
+        &self.hp
+    }
+
+    fn weight_bytes(&self) -> usize {
+        let f = &*self.file;
+        let per_layer: usize = self
+            .layers
+            .iter()
+            .map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|w| w.bytes(f).len()).sum::<usize>())
+            .sum();
+        per_layer + self.output.bytes(f).len()
+    }
+
+    fn forward(&self, batch: &Batch, ctx: &mut ForwardCtx<'_>, out: &mut Vec<f32>) -> Result<()> {
+        let hp = &self.hp;
+        let f = &*self.file;
+        let n = batch.len();
+        let (e, qd, kvd, ff) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff);
+        if n == 0 {
+            out.clear();
+            return Ok(());
+        }
+        for (i, (&t, &p)) in batch.tokens.iter().zip(&batch.pos).enumerate() {
+            if t as usize >= hp.n_vocab {
+                return Err(Error::Model(format!("token id {t} is outside the vocabulary ({})", hp.n_vocab)));
+            }
+            if p >= ctx.kv.n_ctx() || batch.seq[i] >= ctx.kv.n_seq() {
+                return Err(Error::Model(format!("position {p} / sequence {} is outside the KV cache", batch.seq[i])));
+            }
+        }
+        let pool = ctx.pool;
+        let ws = &mut *ctx.ws;
+
+        // Token embeddings, scaled by sqrt(n_embd) (f32, as ggml_scale does).
+        let x = grow(&mut ws.x, n * e);
+        for (i, &t) in batch.tokens.iter().enumerate() {
+            kernels::quant::dequantize_row(self.tok_embd.ty, self.tok_embd.row_bytes(f, t as usize), &mut x[i * e..(i + 1) * e])?;
+        }
+        ops::scale_inplace(x, (e as f32).sqrt());
+
+        // Q is scaled before attention (as llama.cpp does), so the kernel's own scale is 1.
+        let attn = AttnParams { n_head: hp.n_head, n_head_kv: hp.n_head_kv, head_dim: hp.head_dim, scale: 1.0, softcap: None };
+
+        for (il, l) in self.layers.iter().enumerate() {
+            let window = hp.window_of(il);
+            let rope = if window.is_some() { &self.rope_local } else { &self.rope_global };
+
+            // Attention block.
+            let h = grow(&mut ws.h, n * e);
+            for i in 0..n {
+                ops::rms_norm(&ws.x[i * e..(i + 1) * e], &l.attn_norm, hp.rms_eps, &mut h[i * e..(i + 1) * e]);
+            }
+            let q = grow(&mut ws.q, n * qd);
+            matmul(pool, &l.wq.matrix(f), h, n, q, &mut ws.mm)?;
+            let k = grow(&mut ws.k, n * kvd);
+            matmul(pool, &l.wk.matrix(f), h, n, k, &mut ws.mm)?;
+            let v = grow(&mut ws.v, n * kvd);
+            matmul(pool, &l.wv.matrix(f), h, n, v, &mut ws.mm)?;
+            norm_rows(q, &l.q_norm, hp.rms_eps);
+            norm_rows(k, &l.k_norm, hp.rms_eps);
+            for i in 0..n {
+                let p = batch.pos[i];
+                rope.apply(&mut q[i * qd..(i + 1) * qd], hp.n_head, p, RopeMode::Neox);
+                rope.apply(&mut k[i * kvd..(i + 1) * kvd], hp.n_head_kv, p, RopeMode::Neox);
+                ctx.kv.write(il, batch.seq[i], p, &k[i * kvd..(i + 1) * kvd], &v[i * kvd..(i + 1) * kvd]);
+            }
+            ops::scale_inplace(q, self.attn_scale);
+            let att = grow(&mut ws.att, n * qd);
+            attend_window(pool, &*ctx.kv, il, batch, q, &attn, window, att);
+            let proj = grow(&mut ws.proj, n * e);
+            matmul(pool, &l.wo.matrix(f), att, n, proj, &mut ws.mm)?;
+            norm_rows(proj, &l.attn_post_norm, hp.rms_eps);
+            ops::add_inplace(&mut ws.x[..n * e], proj);
+
+            // Feed-forward block (GeGLU).
+            let h = grow(&mut ws.h, n * e);
+            for i in 0..n {
+                ops::rms_norm(&ws.x[i * e..(i + 1) * e], &l.ffn_norm, hp.rms_eps, &mut h[i * e..(i + 1) * e]);
+            }
+            let gate = grow(&mut ws.gate, n * ff);
+            matmul(pool, &l.w_gate.matrix(f), h, n, gate, &mut ws.mm)?;
+            let up = grow(&mut ws.up, n * ff);
+            matmul(pool, &l.w_up.matrix(f), h, n, up, &mut ws.mm)?;
+            // gelu(gate) * up in place: the same values as ggml's fused `ggml_vec_geglu_f32`.
+            ops::gelu_inplace(gate);
+            ops::mul_inplace(gate, up);
+            let proj = grow(&mut ws.proj, n * e);
+            matmul(pool, &l.w_down.matrix(f), gate, n, proj, &mut ws.mm)?;
+            norm_rows(proj, &l.ffn_post_norm, hp.rms_eps);
+            ops::add_inplace(&mut ws.x[..n * e], proj);
+        }
+
+        // Final norm and logits for the rows that want them.
+        ws.rows.clear();
+        ws.rows.extend((0..n).filter(|&i| batch.logits[i]));
+        let m = ws.rows.len();
+        let h = grow(&mut ws.h, m * e);
+        for (j, &i) in ws.rows.iter().enumerate() {
+            ops::rms_norm(&ws.x[i * e..(i + 1) * e], &self.output_norm, hp.rms_eps, &mut h[j * e..(j + 1) * e]);
+        }
+        if out.len() != m * hp.n_vocab {
+            out.resize(m * hp.n_vocab, 0.0);
+        }
+        if m > 0 {
+            matmul(pool, &self.output.matrix(f), h, m, out, &mut ws.mm)?;
+            if let Some(cap) = hp.final_logit_softcap {
+                ops::tanh_softcap(out, cap);
+            }
+        }
+        Ok(())
+    }
+}

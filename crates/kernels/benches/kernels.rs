@@ -113,6 +113,16 @@ fn main() {
                 let gflops = 2.0 * (m.n_rows * m.n_cols * n_tokens) as f64 / s / 1e9;
                 let gbs = m.data.len() as f64 / s / 1e9;
                 println!("matmul {name:40} tokens {n_tokens:3} threads {threads}: {:9.1} us  {gflops:6.1} GFLOP/s  {gbs:5.1} GB/s weights", s * 1e6);
+                if let Some(p) = kernels::packed::PackedMatrix::pack(m) {
+                    let mp = m.with_packed(&p).expect("packed");
+                    let s = time(budget, || {
+                        matmul(&pool, &mp, &x, n_tokens, &mut out, &mut scratch).expect("matmul");
+                        black_box(&out);
+                    });
+                    let gflops = 2.0 * (m.n_rows * m.n_cols * n_tokens) as f64 / s / 1e9;
+                    let gbs = m.data.len() as f64 / s / 1e9;
+                    println!("packed {name:40} tokens {n_tokens:3} threads {threads}: {:9.1} us  {gflops:6.1} GFLOP/s  {gbs:5.1} GB/s weights", s * 1e6);
+                }
             }
         }
         if threads == n_default && threads == 1 {

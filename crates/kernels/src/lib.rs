@@ -10,3 +10,4 @@ pub mod ops;
 mod disjoint;
 pub mod matmul;
 pub mod attention;
+pub mod packed;

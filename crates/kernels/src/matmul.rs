@@ -36,6 +36,7 @@ use std::sync::Mutex;
 use gguf::{GgmlType, GgufFile, TensorInfo};
 
 use crate::disjoint::DisjointMut;
+use crate::packed::{matmul_packed, PackedMatrix};
 use crate::pool::ThreadPool;
 use crate::quant;
 use crate::{Error, Result};
@@ -51,14 +52,26 @@ pub struct QMatrix<'a> {
     pub n_rows: usize,
     /// Input features (the contiguous dimension, GGUF `dims[0]`).
     pub n_cols: usize,
+    /// The same matrix repacked at load ([`PackedMatrix::pack`]); [`matmul`] then runs the
+    /// packed kernels, which give bit-for-bit the same results faster.
+    pub packed: Option<&'a PackedMatrix>,
 }
 
 impl<'a> QMatrix<'a> {
     /// Checks that `data` holds exactly `n_rows` rows of `n_cols` elements of `ty`.
     pub fn new(ty: GgmlType, data: &'a [u8], n_rows: usize, n_cols: usize) -> Result<Self> {
-        let m = QMatrix { ty, data, n_rows, n_cols };
+        let m = QMatrix { ty, data, n_rows, n_cols, packed: None };
         m.check()?;
         Ok(m)
+    }
+
+    /// Attaches the packed form of this same matrix (checked to have its type and shape).
+    pub fn with_packed(mut self, p: &'a PackedMatrix) -> Result<Self> {
+        if (p.ty(), p.n_rows(), p.n_cols()) != (self.ty, self.n_rows, self.n_cols) {
+            return Err(Error::Shape(format!("{p:?} attached to a {} x {} {} matrix", self.n_rows, self.n_cols, self.ty.name())));
+        }
+        self.packed = Some(p);
+        Ok(self)
     }
 
     /// A 2-D (or higher, flattened to rows) tensor of a GGUF file: `dims[0]` is `n_cols`, the
@@ -112,6 +125,7 @@ impl<'a> QMatrix<'a> {
 #[derive(Default)]
 pub struct MatmulScratch {
     xq: Vec<u8>,
+    pub(crate) packed: crate::packed::PackedScratch,
 }
 
 impl MatmulScratch {
@@ -159,6 +173,9 @@ pub fn matmul(
     }
     if n_tokens == 0 || n_rows == 0 {
         return Ok(());
+    }
+    if let Some(p) = w.packed {
+        return matmul_packed(pool, p, x, n_tokens, out, scratch);
     }
     let kernel = quant::kernel(w.ty)?;
     let vdt = kernel.vec_dot_type;

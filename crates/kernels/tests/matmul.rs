@@ -266,7 +266,7 @@ fn shape_mismatches_are_errors() {
     let mut out = vec![0f32; 8];
     assert!(matches!(matmul(&pool, &m, &[0.0; 63], 2, &mut out, &mut s), Err(Error::Shape(_))));
     assert!(matches!(matmul(&pool, &m, &[0.0; 64], 2, &mut out[..7], &mut s), Err(Error::Shape(_))));
-    let bad = QMatrix { ty: GgmlType::F32, data: &data, n_rows: 5, n_cols: 32 };
+    let bad = QMatrix { ty: GgmlType::F32, data: &data, n_rows: 5, n_cols: 32, packed: None };
     assert!(matches!(matmul(&pool, &bad, &[0.0; 64], 2, &mut [0.0; 10], &mut s), Err(Error::Shape(_))));
     assert!(matmul(&pool, &m, &[0.0; 64], 2, &mut out, &mut s).is_ok());
     let q8k = vec![0u8; quant::row_bytes(GgmlType::Q8_K, 256).expect("q8_K row")];

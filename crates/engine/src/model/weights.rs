@@ -1,8 +1,11 @@
 //! Weight handles: byte ranges of the mapped GGUF checked once at load, turned into kernel views
 //! at use. Keeping ranges (not slices) lets a model own its `Arc<GgufFile>` without self-references.
 
+use std::sync::{Arc, OnceLock};
+
 use gguf::{GgmlType, GgufFile};
 use kernels::matmul::QMatrix;
+use kernels::packed::PackedMatrix;
 
 use crate::{Error, Result};
 
@@ -14,6 +17,9 @@ pub struct Weight {
     len: usize,
     pub n_rows: usize,
     pub n_cols: usize,
+    /// The matrix repacked for the fast kernels, made on first use (so an embedding table that
+    /// is only looked up is never packed) and shared by clones (a tied output matrix).
+    packed: Arc<OnceLock<Option<PackedMatrix>>>,
 }
 
 impl Weight {
@@ -34,15 +40,18 @@ impl Weight {
                 kernels::quant::supported_types().iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
             ))
         })?;
-        Ok(Weight { ty: t.ggml_type, offset: t.offset as usize, len: t.n_bytes as usize, n_rows, n_cols })
+        Ok(Weight { ty: t.ggml_type, offset: t.offset as usize, len: t.n_bytes as usize, n_rows, n_cols, packed: Arc::default() })
     }
 
     pub fn bytes<'a>(&self, f: &'a GgufFile) -> &'a [u8] {
         &f.bytes()[self.offset..self.offset + self.len]
     }
 
-    pub fn matrix<'a>(&self, f: &'a GgufFile) -> QMatrix<'a> {
-        QMatrix { ty: self.ty, data: self.bytes(f), n_rows: self.n_rows, n_cols: self.n_cols }
+    /// The kernel view, with the packed form attached when this type and CPU have one
+    /// (packing happens here on the first call; results are bit-for-bit the same either way).
+    pub fn matrix<'a>(&'a self, f: &'a GgufFile) -> QMatrix<'a> {
+        let m = QMatrix { ty: self.ty, data: self.bytes(f), n_rows: self.n_rows, n_cols: self.n_cols, packed: None };
+        QMatrix { packed: self.packed.get_or_init(|| PackedMatrix::pack(&m)).as_ref(), ..m }
     }
 
     /// Bytes of row `r` (an embedding lookup).

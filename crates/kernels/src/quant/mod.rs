@@ -159,7 +159,7 @@ static AVX512VNNI: &[QuantKernel] = kernel_table!("avx512vnni";
 
 /// How far up the ISA ladder this process may go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Level {
+pub(crate) enum Level {
     Scalar,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx2,
@@ -182,7 +182,7 @@ fn detected_level() -> Level {
 }
 
 /// The level `kernel` uses: detected once, capped by `DAEHWA_KERNELS` (`scalar` or `avx2`).
-fn chosen_level() -> Level {
+pub(crate) fn chosen_level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
     *LEVEL.get_or_init(|| {
         let detected = detected_level();
@@ -194,15 +194,17 @@ fn chosen_level() -> Level {
     })
 }
 
-fn tables(max: Level) -> Vec<&'static [QuantKernel]> {
-    let mut t: Vec<&'static [QuantKernel]> = vec![SCALAR];
+/// The kernel tables up to `max`, lowest first (a fixed array: `kernel` runs per matmul call
+/// and must not allocate).
+fn tables(max: Level) -> [Option<&'static [QuantKernel]>; 3] {
+    let mut t: [Option<&'static [QuantKernel]>; 3] = [Some(SCALAR), None, None];
     #[cfg(target_arch = "x86_64")]
     {
         if max >= Level::Avx2 {
-            t.push(AVX2);
+            t[1] = Some(AVX2);
         }
         if max >= Level::Avx512Vnni {
-            t.push(AVX512VNNI);
+            t[2] = Some(AVX512VNNI);
         }
     }
     let _ = max;
@@ -222,6 +224,7 @@ pub fn kernel(ty: GgmlType) -> Result<&'static QuantKernel> {
     tables(chosen_level())
         .into_iter()
         .rev()
+        .flatten()
         .find_map(|t| find(t, ty))
         .ok_or_else(|| unsupported_weight(ty))
 }
@@ -235,6 +238,7 @@ pub fn kernel_scalar(ty: GgmlType) -> Result<&'static QuantKernel> {
 pub fn kernel_variants(ty: GgmlType) -> Vec<&'static QuantKernel> {
     tables(detected_level())
         .into_iter()
+        .flatten()
         .filter_map(|t| find(t, ty))
         .collect()
 }

@@ -1,0 +1,430 @@
+//! Weights repacked at load into 4-row interleaved layouts, and the matmul that runs on them.
+//!
+//! A GGUF row keeps each 32-element block's scale next to its quants (`[d][m][qs:16]`, 20 bytes
+//! for q4_1). The AVX-512 VNNI kernels here want the same block of four neighbouring rows in one
+//! 64-byte register, so [`PackedMatrix::pack`] rewrites the matrix once, at load, into
+//!
+//! ```text
+//! q4_1, per group of 4 rows g, per block b:
+//!   qs[g][b] = 64 bytes: row 4g's 16 nibble bytes, then rows 4g+1, 4g+2, 4g+3
+//!   dm[g][b] = 16 bytes: d of the 4 rows (f16), then m of the 4 rows (f16)
+//! q8_0, per group g, per block b:
+//!   qs[g][b] = 128 bytes: the 4 rows' 32 quants, each stored as q ^ 0x80 (= q + 128, unsigned)
+//!   dm[g][b] = 8 bytes: d of the 4 rows (f16)
+//! ```
+//!
+//! (the same bytes as the GGUF rows: packing reorders, it does not grow the model), in a 64-byte
+//! aligned buffer with a transparent-huge-page hint. One weight load then feeds four rows, and
+//! each activation block is loaded once per four rows instead of once per row.
+//!
+//! **Exactness.** Every (row, token) result is bit-for-bit what the row-at-a-time `vec_dot`
+//! kernels (`quant::kernel`) return: each block's integer dot is exact whatever instruction
+//! computes it, and the float work is the same per 8-lane partial sum: `fma(d_w * d_x,
+//! float(isum), acc)` with even and odd blocks in two accumulators, the same horizontal sum order,
+//! then `+ sum(m * s)` block by block. So packing changes speed, never logits, and a token's
+//! result does not depend on how many tokens share the call (batch invariance).
+//!
+//! Only types and CPUs with a packed kernel are packed ([`PackedMatrix::pack`] returns `None`
+//! otherwise, and callers keep using [`crate::matmul::matmul`] on the GGUF bytes).
+
+#[cfg(target_arch = "x86_64")]
+mod q4_1;
+#[cfg(target_arch = "x86_64")]
+mod q8_0;
+
+use gguf::GgmlType;
+
+use crate::disjoint::DisjointMut;
+use crate::matmul::{MatmulScratch, QMatrix};
+use crate::pool::ThreadPool;
+use crate::quant::blocks::{as_blocks, BlockQ4_1, BlockQ8_0, BlockQ8_1, QK};
+use crate::quant::{self, Level};
+use crate::{Error, Result};
+
+/// Rows interleaved per group.
+pub(crate) const ROWS: usize = 4;
+/// Tokens per kernel call (accumulators live in registers: 4 or 2 per token and row group).
+const TOKENS: usize = 4;
+/// Tokens per tile: their activations stay in L1/L2 while a chunk sweeps its row groups.
+const TOKEN_TILE: usize = 16;
+/// Minimum multiply-adds per task; smaller work is not worth waking threads for.
+const MIN_WORK_PER_TASK: usize = 1 << 15;
+/// Chunks per thread, so a thread slowed by another process does not hold up the others.
+const CHUNKS_PER_THREAD: usize = 4;
+
+/// A zero-initialised byte buffer aligned to 64 bytes (AVX-512 loads of a 64-byte group never
+/// split a cache line), or to 2 MiB when it spans huge pages.
+struct AlignedBytes {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+    layout: std::alloc::Layout,
+}
+
+// SAFETY: the buffer is plain owned bytes (like a Vec<u8>); shared access is read-only.
+unsafe impl Send for AlignedBytes {}
+// SAFETY: as above.
+unsafe impl Sync for AlignedBytes {}
+
+const HUGE_PAGE: usize = 2 << 20;
+
+impl AlignedBytes {
+    fn zeroed(len: usize) -> Self {
+        let align = if len >= HUGE_PAGE { HUGE_PAGE } else { 64 };
+        let layout = std::alloc::Layout::from_size_align(len.max(1).next_multiple_of(align), align).expect("valid layout");
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(ptr) = std::ptr::NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
+        let b = AlignedBytes { ptr, len, layout };
+        b.advise_huge_pages();
+        b
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` owns `layout.size() >= len` zero-initialised bytes for our lifetime.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, borrowed mutably through `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Asks for transparent huge pages before the buffer is first written (pages are then
+    /// faulted in as 2 MiB pages): a decode step streams every weight once, and huge pages cut
+    /// its TLB misses. Only a hint; ignored where unsupported.
+    fn advise_huge_pages(&self) {
+        #[cfg(target_os = "linux")]
+        if self.layout.align() == HUGE_PAGE {
+            const MADV_HUGEPAGE: i32 = 14;
+            extern "C" {
+                fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+            }
+            // SAFETY: the range is exactly this live allocation (2 MiB aligned, whole pages);
+            // MADV_HUGEPAGE changes neither contents nor permissions. A failed hint is ignored.
+            let _ = unsafe { madvise(self.ptr.as_ptr().cast(), self.layout.size(), MADV_HUGEPAGE) };
+        }
+    }
+}
+
+impl Drop for AlignedBytes {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `zeroed` with exactly this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+/// A weight matrix repacked for the AVX-512 VNNI kernels (see the module docs).
+pub struct PackedMatrix {
+    ty: GgmlType,
+    n_rows: usize,
+    n_cols: usize,
+    /// Quants: `[group][block][qs_bytes]`.
+    qs: AlignedBytes,
+    /// Scales (and minimums): `[group][block][dm_bytes]`.
+    dm: AlignedBytes,
+}
+
+impl std::fmt::Debug for PackedMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedMatrix({} x {} {})", self.n_rows, self.n_cols, self.ty.name())
+    }
+}
+
+/// Bytes per (group, block) of quants and of scales for a packed type.
+fn group_block_bytes(ty: GgmlType) -> Option<(usize, usize)> {
+    match ty {
+        GgmlType::Q4_1 => Some((ROWS * QK / 2, ROWS * 4)),
+        GgmlType::Q8_0 => Some((ROWS * QK, ROWS * 2)),
+        _ => None,
+    }
+}
+
+/// Whether this process runs the packed kernels (AVX-512 VNNI detected and not capped by
+/// `DAEHWA_KERNELS`).
+pub fn available() -> bool {
+    cfg!(target_arch = "x86_64") && quant::chosen_level() >= Level::Avx512Vnni
+}
+
+impl PackedMatrix {
+    /// Repacks `m` when its type has a packed kernel and the CPU runs it; `None` otherwise.
+    pub fn pack(m: &QMatrix) -> Option<Self> {
+        if !available() {
+            return None;
+        }
+        Self::pack_unchecked(m)
+    }
+
+    fn pack_unchecked(m: &QMatrix) -> Option<Self> {
+        let (qsb, dmb) = group_block_bytes(m.ty)?;
+        let rb = m.row_bytes().ok()?;
+        if m.data.len() != rb * m.n_rows || !m.n_cols.is_multiple_of(QK) {
+            return None;
+        }
+        let nb = m.n_cols / QK;
+        let n_groups = m.n_rows.div_ceil(ROWS);
+        let mut qs = AlignedBytes::zeroed(n_groups * nb * qsb);
+        let mut dm = AlignedBytes::zeroed(n_groups * nb * dmb);
+        {
+            let (qs, dm) = (qs.as_mut_slice(), dm.as_mut_slice());
+            for r in 0..m.n_rows {
+                let (g, k) = (r / ROWS, r % ROWS);
+                let row = &m.data[r * rb..(r + 1) * rb];
+                for b in 0..nb {
+                    let q = &mut qs[(g * nb + b) * qsb..][..qsb];
+                    let s = &mut dm[(g * nb + b) * dmb..][..dmb];
+                    match m.ty {
+                        GgmlType::Q4_1 => {
+                            let blk: &[BlockQ4_1] = as_blocks(row).expect("whole blocks");
+                            q[k * 16..(k + 1) * 16].copy_from_slice(&blk[b].qs);
+                            s[k * 2..k * 2 + 2].copy_from_slice(&blk[b].d);
+                            s[8 + k * 2..8 + k * 2 + 2].copy_from_slice(&blk[b].m);
+                        }
+                        GgmlType::Q8_0 => {
+                            let blk: &[BlockQ8_0] = as_blocks(row).expect("whole blocks");
+                            for (d, &v) in q[k * 32..(k + 1) * 32].iter_mut().zip(&blk[b].qs) {
+                                *d = (v as u8) ^ 0x80;
+                            }
+                            s[k * 2..k * 2 + 2].copy_from_slice(&blk[b].d);
+                        }
+                        _ => unreachable!("group_block_bytes admits only q4_1 and q8_0"),
+                    }
+                }
+            }
+        }
+        Some(PackedMatrix { ty: m.ty, n_rows: m.n_rows, n_cols: m.n_cols, qs, dm })
+    }
+
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+    pub fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+    pub fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+    /// Bytes of weights a matmul streams (for bandwidth figures).
+    pub fn bytes(&self) -> usize {
+        self.qs.len + self.dm.len
+    }
+}
+
+/// One token's activations in the form the packed kernels read: the quants of every block
+/// contiguous, the block scales (and `s = d * sum`) decoded to f32, and for q8_0 the per-lane
+/// correction `-128 * (sum of 4 quants)` that undoes the weights' `+128`.
+#[derive(Clone, Copy)]
+pub(crate) struct ActRow<'a> {
+    pub qs: &'a [u8],
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+    pub corr: &'a [i32],
+}
+
+/// Activation buffers of the packed path (inside [`MatmulScratch`]).
+#[derive(Default)]
+pub(crate) struct PackedScratch {
+    q8: Vec<u8>,
+    qs: Vec<u8>,
+    d: Vec<f32>,
+    s: Vec<f32>,
+    corr: Vec<i32>,
+}
+
+fn grow<T: Copy + Default>(v: &mut Vec<T>, n: usize) {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+}
+
+/// Quantizes `n_tokens` rows of `x` (exactly as the row-at-a-time path does, through
+/// `quantize_row_fast`) and splits each block into the [`ActRow`] arrays.
+fn prepare_activations(pool: &ThreadPool, ty: GgmlType, x: &[f32], n_tokens: usize, n_cols: usize, sc: &mut PackedScratch) -> Result<()> {
+    let vdt = quant::vec_dot_type(ty)?;
+    let nb = n_cols / QK;
+    let xrb = quant::row_bytes(vdt, n_cols)?;
+    grow(&mut sc.q8, xrb * n_tokens);
+    grow(&mut sc.qs, nb * QK * n_tokens);
+    grow(&mut sc.d, nb * n_tokens);
+    grow(&mut sc.s, nb * n_tokens);
+    grow(&mut sc.corr, nb * 8 * n_tokens);
+    let first_error = std::sync::Mutex::new(None);
+    let (q8, qs, d, s, corr) = (
+        DisjointMut::new(&mut sc.q8[..]),
+        DisjointMut::new(&mut sc.qs[..]),
+        DisjointMut::new(&mut sc.d[..]),
+        DisjointMut::new(&mut sc.s[..]),
+        DisjointMut::new(&mut sc.corr[..]),
+    );
+    const TOKENS_PER_TASK: usize = 8;
+    let n_tasks = n_tokens.div_ceil(TOKENS_PER_TASK);
+    let task = |i: usize| {
+        for t in i * TOKENS_PER_TASK..((i + 1) * TOKENS_PER_TASK).min(n_tokens) {
+            // SAFETY: token t's ranges of every buffer belong to this task alone.
+            let (q8, qs, d, s, corr) = unsafe {
+                (q8.slice(t * xrb, xrb), qs.slice(t * nb * QK, nb * QK), d.slice(t * nb, nb), s.slice(t * nb, nb), corr.slice(t * nb * 8, nb * 8))
+            };
+            if let Err(e) = quant::quantize_row_fast(vdt, &x[t * n_cols..(t + 1) * n_cols], q8) {
+                first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                return;
+            }
+            split_blocks(vdt, q8, qs, d, s, corr);
+        }
+    };
+    if n_tasks == 1 || pool.n_threads() == 1 {
+        (0..n_tasks).for_each(task);
+    } else {
+        pool.run(n_tasks, &task);
+    }
+    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn split_blocks(vdt: GgmlType, q8: &[u8], qs: &mut [u8], d: &mut [f32], s: &mut [f32], corr: &mut [i32]) {
+    use crate::quant::blocks::f16_le;
+    let out = qs.chunks_exact_mut(QK).zip(d.iter_mut()).zip(s.iter_mut()).zip(corr.chunks_exact_mut(8));
+    match vdt {
+        GgmlType::Q8_1 => {
+            let blocks: &[BlockQ8_1] = as_blocks(q8).expect("whole blocks");
+            for (b, (((q, d), s), c)) in blocks.iter().zip(out) {
+                for (o, &v) in q.iter_mut().zip(&b.qs) {
+                    *o = v as u8;
+                }
+                *d = f16_le(b.d);
+                *s = f16_le(b.s);
+                c.iter_mut().for_each(|c| *c = 0);
+            }
+        }
+        _ => {
+            let blocks: &[BlockQ8_0] = as_blocks(q8).expect("whole blocks");
+            for (b, (((q, d), s), c)) in blocks.iter().zip(out) {
+                for (o, &v) in q.iter_mut().zip(&b.qs) {
+                    *o = v as u8;
+                }
+                *d = f16_le(b.d);
+                *s = 0.0;
+                for (l, c) in c.iter_mut().enumerate() {
+                    *c = -128 * b.qs[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum::<i32>();
+                }
+            }
+        }
+    }
+}
+
+/// `out[t * n_rows + r] = dot(row r, x[t])` for `t in 0..n_tokens`, bit-for-bit what
+/// [`crate::matmul::matmul`] computes on the unpacked matrix.
+///
+/// Errors: [`Error::Shape`] if `x` is not `n_tokens * n_cols` values or `out` not
+/// `n_tokens * n_rows`.
+pub fn matmul_packed(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], n_tokens: usize, out: &mut [f32], scratch: &mut MatmulScratch) -> Result<()> {
+    matmul_packed_many(pool, &mut [(w, out)], x, n_tokens, scratch)
+}
+
+/// Several matrices applied to the same activations (q, k and v; gate and up): the activations
+/// are quantized once and all the matrices' row groups share one parallel run, so the threads
+/// meet once instead of once per matrix. Each `(w, out)` gets `out = x w^T` as in
+/// [`matmul_packed`]; all matrices must have the same type and `n_cols`.
+pub fn matmul_packed_many(pool: &ThreadPool, jobs: &mut [(&PackedMatrix, &mut [f32])], x: &[f32], n_tokens: usize, scratch: &mut MatmulScratch) -> Result<()> {
+    let Some((first, _)) = jobs.first() else { return Ok(()) };
+    let (ty, n_cols) = (first.ty, first.n_cols);
+    for (w, out) in jobs.iter() {
+        if w.ty != ty || w.n_cols != n_cols {
+            return Err(Error::Shape(format!("matmul_packed_many: {w:?} next to a {} x {} matrix", n_cols, ty.name())));
+        }
+        if out.len() != n_tokens * w.n_rows {
+            return Err(Error::Shape(format!("matmul_packed: out has {} values, expected {n_tokens} tokens x {}", out.len(), w.n_rows)));
+        }
+    }
+    if x.len() != n_tokens * n_cols {
+        return Err(Error::Shape(format!("matmul_packed: x has {} values, expected {n_tokens} tokens x {n_cols}", x.len())));
+    }
+    if n_tokens == 0 {
+        return Ok(());
+    }
+    let sc = &mut scratch.packed;
+    prepare_activations(pool, ty, x, n_tokens, n_cols, sc)?;
+    let nb = n_cols / QK;
+    let acts = |t: usize| ActRow {
+        qs: &sc.qs[t * nb * QK..(t + 1) * nb * QK],
+        d: &sc.d[t * nb..(t + 1) * nb],
+        s: &sc.s[t * nb..(t + 1) * nb],
+        corr: &sc.corr[t * nb * 8..(t + 1) * nb * 8],
+    };
+
+    // Split every matrix's row groups into chunks; one pool run claims them all.
+    let total_groups: usize = jobs.iter().map(|(w, _)| w.n_rows.div_ceil(ROWS)).sum();
+    let work = n_tokens * total_groups * ROWS * n_cols;
+    let max_tasks = (work / MIN_WORK_PER_TASK).max(1);
+    let n_chunks = (pool.n_threads() * CHUNKS_PER_THREAD).min(max_tasks).min(total_groups).max(1);
+    let groups_per_chunk = total_groups.div_ceil(n_chunks);
+    let mut chunk_starts = [0usize; 8];
+    let n_jobs = jobs.len();
+    if n_jobs > chunk_starts.len() {
+        return Err(Error::Shape(format!("matmul_packed_many: {n_jobs} matrices, at most {}", chunk_starts.len())));
+    }
+    // Per job: its first chunk index; chunks never straddle two matrices.
+    let mut n_total_chunks = 0;
+    for (j, (w, _)) in jobs.iter().enumerate() {
+        chunk_starts[j] = n_total_chunks;
+        n_total_chunks += w.n_rows.div_ceil(ROWS).div_ceil(groups_per_chunk);
+    }
+    let mats: [Option<&PackedMatrix>; 8] = std::array::from_fn(|j| jobs.get(j).map(|(w, _)| *w));
+    let mut outs: [Option<DisjointMut<'_, f32>>; 8] = Default::default();
+    for (slot, (_, out)) in outs.iter_mut().zip(jobs.iter_mut()) {
+        *slot = Some(DisjointMut::new(&mut **out));
+    }
+    let run_chunk = |c: usize| {
+        let j = (0..n_jobs).rev().find(|&j| chunk_starts[j] <= c).expect("chunk 0 belongs to job 0");
+        let w = mats[j].expect("job exists");
+        let out = outs[j].as_ref().expect("job exists");
+        let n_groups = w.n_rows.div_ceil(ROWS);
+        let g0 = (c - chunk_starts[j]) * groups_per_chunk;
+        let g1 = (g0 + groups_per_chunk).min(n_groups);
+        run_groups(w, g0..g1, n_tokens, &acts, out);
+    };
+    if n_total_chunks == 1 || pool.n_threads() == 1 {
+        (0..n_total_chunks).for_each(run_chunk);
+    } else {
+        pool.run(n_total_chunks, &run_chunk);
+    }
+    Ok(())
+}
+
+/// Row groups `groups` of `w` for every token, tokens tiled so a group's weights are reused
+/// from L1 across the tile.
+fn run_groups<'a>(w: &PackedMatrix, groups: std::ops::Range<usize>, n_tokens: usize, acts: &(dyn Fn(usize) -> ActRow<'a> + Sync), out: &DisjointMut<'_, f32>) {
+    let nb = w.n_cols / QK;
+    let (qsb, dmb) = group_block_bytes(w.ty).expect("packed type");
+    let (qs, dm) = (w.qs.as_slice(), w.dm.as_slice());
+    for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
+        let t1 = (t0 + TOKEN_TILE).min(n_tokens);
+        for g in groups.clone() {
+            let wq = &qs[g * nb * qsb..(g + 1) * nb * qsb];
+            let wd = &dm[g * nb * dmb..(g + 1) * nb * dmb];
+            let mut t = t0;
+            while t < t1 {
+                let n = (t1 - t).min(TOKENS);
+                let mut res = [[0f32; ROWS]; TOKENS];
+                let a: [ActRow<'a>; TOKENS] = std::array::from_fn(|i| acts(t + i.min(n - 1)));
+                match w.ty {
+                    #[cfg(target_arch = "x86_64")]
+                    GgmlType::Q4_1 => q4_1::tile(wq, wd, nb, &a[..n], &mut res[..n]),
+                    #[cfg(target_arch = "x86_64")]
+                    GgmlType::Q8_0 => q8_0::tile(wq, wd, nb, &a[..n], &mut res[..n]),
+                    _ => unreachable!("only packed types reach run_groups (x86_64 only)"),
+                }
+                let r0 = g * ROWS;
+                let rows = (w.n_rows - r0).min(ROWS);
+                for (i, r) in res[..n].iter().enumerate() {
+                    // SAFETY: this chunk alone owns row group g, i.e. rows r0..r0+rows, for
+                    // every token; nothing reads `out` until the run returns.
+                    let o = unsafe { out.slice((t + i) * w.n_rows + r0, rows) };
+                    o.copy_from_slice(&r[..rows]);
+                }
+                t += n;
+            }
+        }
+    }
+}
+

@@ -1,0 +1,212 @@
+//! The repacked (4-row interleaved, AVX-512 VNNI) matmul must return bit-for-bit what the
+//! row-at-a-time `vec_dot` kernels return, for every token count and row count (padding rows,
+//! odd block counts), alone and several matrices per call; and stay within the scalar
+//! reference's error budget. On the real SmolLM2 matrices too.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::path::PathBuf;
+
+use gguf::{GgmlType, GgufFile};
+use kernels::matmul::{matmul, MatmulScratch, QMatrix};
+use kernels::packed::{self, matmul_packed, matmul_packed_many, PackedMatrix};
+use kernels::pool::ThreadPool;
+use kernels::quant;
+
+struct Rng(u64);
+impl Rng {
+    fn f32(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let bits = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
+        bits as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f32()).collect()
+    }
+}
+
+fn quantize_matrix(ty: GgmlType, w: &[f32], n_cols: usize) -> Vec<u8> {
+    let rb = quant::row_bytes(ty, n_cols).expect("row bytes");
+    let mut data = vec![0u8; w.len() / n_cols * rb];
+    for (src, dst) in w.chunks_exact(n_cols).zip(data.chunks_exact_mut(rb)) {
+        quant::quantize_row(ty, src, dst).expect("quantize");
+    }
+    data
+}
+
+/// `vec_dot` of every (token, row) with the kernel `quant::kernel` picks, on activations
+/// quantized exactly as matmul quantizes them.
+fn reference(m: &QMatrix, x: &[f32], n_tokens: usize, scalar: bool) -> Vec<f32> {
+    let k = if scalar { quant::kernel_scalar(m.ty) } else { quant::kernel(m.ty) }.expect("kernel");
+    let xrb = quant::row_bytes(k.vec_dot_type, m.n_cols).expect("row bytes");
+    let mut out = vec![0f32; n_tokens * m.n_rows];
+    let mut xq = vec![0u8; xrb];
+    for t in 0..n_tokens {
+        quant::quantize_row_fast(k.vec_dot_type, &x[t * m.n_cols..(t + 1) * m.n_cols], &mut xq).expect("quantize");
+        for r in 0..m.n_rows {
+            out[t * m.n_rows + r] = (k.vec_dot)(m.n_cols, m.row(r).expect("row"), &xq);
+        }
+    }
+    out
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
+fn require_packed() -> bool {
+    if !packed::available() {
+        eprintln!("this CPU has no AVX-512 VNNI (or DAEHWA_KERNELS caps it): the packed path is not used here");
+        return false;
+    }
+    assert_eq!(quant::kernel(GgmlType::Q4_1).expect("kernel").isa, "avx512vnni");
+    true
+}
+
+#[test]
+fn packed_equals_vec_dot_bit_for_bit() {
+    if !require_packed() {
+        return;
+    }
+    let mut rng = Rng(0x1234_5678);
+    let pools = [ThreadPool::new(1), ThreadPool::new(3)];
+    for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+        for &(n_rows, n_cols) in &[(4, 32), (13, 96), (64, 576), (37, 1536), (5, 64)] {
+            let w = rng.vec(n_rows * n_cols);
+            let data = quantize_matrix(ty, &w, n_cols);
+            let m = QMatrix::new(ty, &data, n_rows, n_cols).expect("matrix");
+            let p = PackedMatrix::pack(&m).expect("packable");
+            assert_eq!((p.ty(), p.n_rows(), p.n_cols()), (ty, n_rows, n_cols));
+            for n_tokens in [1, 2, 3, 4, 5, 7, 16, 17, 33] {
+                let x = rng.vec(n_tokens * n_cols);
+                let want = reference(&m, &x, n_tokens, false);
+                for pool in &pools {
+                    let mut out = vec![f32::NAN; n_tokens * n_rows];
+                    matmul_packed(pool, &p, &x, n_tokens, &mut out, &mut MatmulScratch::default()).expect("matmul");
+                    assert_eq!(bits(&out), bits(&want), "{ty} {n_rows}x{n_cols}, {n_tokens} tokens, {} threads", pool.n_threads());
+                    let mut plain = vec![0f32; n_tokens * n_rows];
+                    matmul(pool, &m, &x, n_tokens, &mut plain, &mut MatmulScratch::default()).expect("matmul");
+                    assert_eq!(bits(&out), bits(&plain), "packed vs unpacked matmul, {ty}");
+                }
+                // Within the scalar reference's budget (a different float order, same integers).
+                let scalar = reference(&m, &x, n_tokens, true);
+                for (a, b) in want.iter().zip(&scalar) {
+                    assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{ty}: {a} vs scalar {b}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_token_does_not_depend_on_its_batch() {
+    if !require_packed() {
+        return;
+    }
+    let mut rng = Rng(99);
+    let (n_rows, n_cols) = (40, 192);
+    let w = rng.vec(n_rows * n_cols);
+    let data = quantize_matrix(GgmlType::Q4_1, &w, n_cols);
+    let m = QMatrix::new(GgmlType::Q4_1, &data, n_rows, n_cols).expect("matrix");
+    let p = PackedMatrix::pack(&m).expect("packable");
+    let pool = ThreadPool::new(2);
+    let x = rng.vec(21 * n_cols);
+    let mut all = vec![0f32; 21 * n_rows];
+    matmul_packed(&pool, &p, &x, 21, &mut all, &mut MatmulScratch::default()).expect("matmul");
+    for t in 0..21 {
+        let mut one = vec![0f32; n_rows];
+        matmul_packed(&pool, &p, &x[t * n_cols..(t + 1) * n_cols], 1, &mut one, &mut MatmulScratch::default()).expect("matmul");
+        assert_eq!(bits(&one), bits(&all[t * n_rows..(t + 1) * n_rows]), "token {t}");
+    }
+}
+
+#[test]
+fn many_matrices_in_one_call_equal_separate_calls() {
+    if !require_packed() {
+        return;
+    }
+    let mut rng = Rng(7);
+    let n_cols = 128;
+    let shapes = [64, 21, 21];
+    let datas: Vec<Vec<u8>> = shapes.iter().map(|&r| quantize_matrix(GgmlType::Q4_1, &rng.vec(r * n_cols), n_cols)).collect();
+    let packs: Vec<PackedMatrix> = datas
+        .iter()
+        .zip(shapes)
+        .map(|(d, r)| PackedMatrix::pack(&QMatrix::new(GgmlType::Q4_1, d, r, n_cols).expect("matrix")).expect("packable"))
+        .collect();
+    let pool = ThreadPool::new(2);
+    let mut scratch = MatmulScratch::default();
+    for n_tokens in [1, 6] {
+        let x = rng.vec(n_tokens * n_cols);
+        let mut outs: Vec<Vec<f32>> = shapes.iter().map(|&r| vec![0f32; n_tokens * r]).collect();
+        {
+            let mut jobs: Vec<(&PackedMatrix, &mut [f32])> = packs.iter().zip(outs.iter_mut()).map(|(p, o)| (p, &mut o[..])).collect();
+            matmul_packed_many(&pool, &mut jobs, &x, n_tokens, &mut scratch).expect("many");
+        }
+        for (p, o) in packs.iter().zip(&outs) {
+            let mut one = vec![0f32; o.len()];
+            matmul_packed(&pool, p, &x, n_tokens, &mut one, &mut scratch).expect("one");
+            assert_eq!(bits(o), bits(&one));
+        }
+    }
+    // Mismatched inputs are errors, not panics.
+    let q8 = quantize_matrix(GgmlType::Q8_0, &rng.vec(8 * n_cols), n_cols);
+    let p8 = PackedMatrix::pack(&QMatrix::new(GgmlType::Q8_0, &q8, 8, n_cols).expect("matrix")).expect("packable");
+    let (mut a, mut b) = (vec![0f32; 64], vec![0f32; 8]);
+    let x = rng.vec(n_cols);
+    assert!(matmul_packed_many(&pool, &mut [(&packs[0], &mut a[..]), (&p8, &mut b[..])], &x, 1, &mut scratch).is_err());
+    assert!(matmul_packed(&pool, &packs[0], &x[..n_cols - 1], 1, &mut a, &mut scratch).is_err());
+}
+
+#[test]
+fn unsupported_types_are_not_packed() {
+    let data = quantize_matrix(GgmlType::Q5_0, &Rng(3).vec(4 * 64), 64);
+    let m = QMatrix::new(GgmlType::Q5_0, &data, 4, 64).expect("matrix");
+    assert!(PackedMatrix::pack(&m).is_none());
+}
+
+fn smollm2_path() -> PathBuf {
+    if let Ok(p) = std::env::var("DAEHWA_SMOLLM2_GGUF") {
+        return PathBuf::from(p);
+    }
+    let mut candidates = Vec::new();
+    if let Ok(d) = std::env::var("DAEHWA_MODELS_DIR") {
+        candidates.push(PathBuf::from(d).join("smollm2.gguf"));
+    }
+    if let Ok(d) = std::env::var("XDG_DATA_HOME") {
+        candidates.push(PathBuf::from(d).join("daehwa/models/smollm2.gguf"));
+    }
+    if let Ok(h) = std::env::var("HOME") {
+        candidates.push(PathBuf::from(h).join(".local/share/daehwa/models/smollm2.gguf"));
+    }
+    candidates.into_iter().find(|p| p.exists()).unwrap_or_else(|| {
+        panic!("SmolLM2 model not found (set DAEHWA_SMOLLM2_GGUF); run `cargo run --release -- pull smollm2`")
+    })
+}
+
+#[test]
+fn real_smollm2_matrices_bit_for_bit() {
+    let f = GgufFile::open(smollm2_path()).expect("open smollm2");
+    if !require_packed() {
+        return;
+    }
+    let pool = ThreadPool::new(2);
+    let mut rng = Rng(5);
+    for name in ["blk.0.ffn_gate.weight", "blk.3.ffn_down.weight", "blk.7.attn_k.weight", "token_embd.weight"] {
+        let info = f.tensor(name).expect("tensor");
+        let full = QMatrix::from_tensor(&f, info).expect("matrix");
+        // The 49152-row embedding: its first 1000 rows are enough.
+        let n_rows = full.n_rows.min(1000);
+        let rb = full.row_bytes().expect("row bytes");
+        let m = QMatrix::new(full.ty, &full.data[..n_rows * rb], n_rows, full.n_cols).expect("matrix");
+        let p = PackedMatrix::pack(&m).expect("q4_1 and q8_0 pack");
+        for n_tokens in [1, 5] {
+            let x = rng.vec(n_tokens * m.n_cols);
+            let mut out = vec![0f32; n_tokens * n_rows];
+            matmul_packed(&pool, &p, &x, n_tokens, &mut out, &mut MatmulScratch::default()).expect("matmul");
+            assert_eq!(bits(&out), bits(&reference(&m, &x, n_tokens, false)), "{name}");
+        }
+    }
+}

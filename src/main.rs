@@ -9,6 +9,14 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Logs go to stderr; `DAEHWA_LOG=debug` (tracing's env-filter syntax) shows more.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DAEHWA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,server=info,daehwa=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let args = cli::Cli::parse();
     match cli::dispatch(args) {
         Ok(()) => ExitCode::SUCCESS,

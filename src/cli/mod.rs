@@ -4,6 +4,7 @@ mod bench;
 mod chat;
 mod run;
 mod sampling;
+mod serve;
 mod tokenize;
 
 use std::path::PathBuf;
@@ -33,7 +34,8 @@ const EXAMPLES: &str = "Examples:
   daehwa pull gemma3-270m              fetch another model
   daehwa list                          models on this machine
   daehwa tokenize \"안녕하세요\"            token ids and pieces
-  daehwa bench -p 512 -n 128 -t 2      prompt and generation speed";
+  daehwa bench -p 512 -n 128 -t 2      prompt and generation speed
+  daehwa serve --port 8080             OpenAI-compatible API at http://127.0.0.1:8080/v1";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -44,13 +46,15 @@ pub enum Command {
     /// Delete a pulled model
     Rm(RmArgs),
     /// Answer one prompt and exit, streaming the answer to stdout
-        Run(run::RunArgs),
+    Run(run::RunArgs),
     /// Chat interactively in the terminal (/system, /reset, /exit)
-        Chat(chat::ChatArgs),
+    Chat(chat::ChatArgs),
     /// Show how a text is split into tokens
-        Tokenize(tokenize::TokenizeArgs),
+    Tokenize(tokenize::TokenizeArgs),
     /// Measure prompt-processing and generation speed (tokens/s), like llama-bench
-        Bench(bench::BenchArgs),
+    Bench(bench::BenchArgs),
+    /// Serve the OpenAI-compatible HTTP API on 127.0.0.1:8080
+    Serve(serve::ServeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -102,9 +106,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Pull(a) => models::pull(&a.model, &dir, a.quiet).map(|_| ()),
         Command::List(a) => models::list(&dir, a.json),
         Command::Rm(a) => models::remove(&a.name, &dir),
-                Command::Run(a) => run::run(a, &dir),
-                Command::Chat(a) => chat::chat(a, &dir),
-                Command::Tokenize(a) => tokenize::tokenize(a, &dir),
-                Command::Bench(a) => bench::bench(a, &dir),
+        Command::Run(a) => run::run(a, &dir),
+        Command::Chat(a) => chat::chat(a, &dir),
+        Command::Tokenize(a) => tokenize::tokenize(a, &dir),
+        Command::Bench(a) => bench::bench(a, &dir),
+        Command::Serve(a) => serve::serve(a, &dir),
     }
 }

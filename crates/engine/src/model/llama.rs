@@ -1,16 +1,23 @@
-//! The llama architecture: SmolLM2, Llama 2/3, Mistral, TinyLlama.
+//! The llama-like decoder: llama itself (SmolLM2, Llama 2/3, Mistral, TinyLlama) and the families
+//! that differ from it only by a few options ([`Variant`]): Qwen 2/3 (`qwen.rs`), EXAONE 3/4
+//! (`exaone.rs`). One forward pass serves them all, so a fix or an optimisation lands everywhere.
 //!
-//! Per layer (llama.cpp `llm_build_llama`):
+//! Per layer (llama.cpp `llm_build_llama`; the options in brackets):
 //! ```text
-//!   h = rms_norm(x) * attn_norm
-//!   q, k, v = h Wq, h Wk, h Wv           (+ biases where present)
-//!   q, k = rope(q, pos), rope(k, pos)    (adjacent pairs: the converter permuted Wq/Wk)
-//!   x += attention(q, K[..=pos], V[..=pos]) Wo     (grouped-query: n_head / n_head_kv per KV head)
-//!   h = rms_norm(x) * ffn_norm
-//!   x += (silu(h Wgate) * (h Wup)) Wdown
+//!   h = rms_norm(x) * attn_norm                      [pre-norm; EXAONE 4: h = x]
+//!   q, k, v = h Wq, h Wk, h Wv                       (+ biases where present: Qwen 2)
+//!   q, k = rms_norm(q, k per head) * q/k_norm        [QK-norm: Qwen 3, EXAONE 4]
+//!   q, k = rope(q, pos), rope(k, pos)                (adjacent pairs for llama, whose converter
+//!                                                     permuted Wq/Wk; halves for the others;
+//!                                                     divided by rope_freqs where present)
+//!   a = attention(q, K[..=pos], V[..=pos]) Wo        (grouped-query: n_head / n_head_kv per KV head)
+//!   x += a                                           [post-norm: x += rms_norm(a) * post_attention_norm]
+//!   h = rms_norm(x) * ffn_norm                       [pre-norm; EXAONE 4: h = x]
+//!   f = (silu(h Wgate) * (h Wup)) Wdown
+//!   x += f                                           [post-norm: x += rms_norm(f) * post_ffw_norm]
 //! ```
-//! then `logits = rms_norm(x) * output_norm  Woutput` (Woutput = token_embd when `output.weight`
-//! is absent: tied embeddings).
+//! then `logits = rms_norm(x) * output_norm  Woutput (+ output.bias: Qwen 2)`, where Woutput =
+//! token_embd when `output.weight` is absent (tied embeddings).
 
 use std::sync::Arc;
 
@@ -23,65 +30,155 @@ use super::weights::{load_optional_vector, load_vector, Weight};
 use super::{attend, grow, Batch, ForwardCtx, HParams, Model, RopeStyle};
 use crate::{Error, Result};
 
+/// Where a layer's RMS norms sit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NormPlacement {
+    /// Before attention and before the FFN (`attn_norm`, `ffn_norm`): llama and most families.
+    Pre,
+    /// After attention and after the FFN, on the branch before the residual add
+    /// (`post_attention_norm`, `post_ffw_norm`): EXAONE 4.
+    Post,
+}
+
+/// What distinguishes one llama-like family from another, as llama.cpp's graph for it does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Variant {
+    /// `general.architecture`, also the prefix of its metadata keys.
+    pub arch: &'static str,
+    pub rope: RopeStyle,
+    pub norms: NormPlacement,
+    /// Per-head RMS norm of Q and K before RoPE (`attn_q_norm`, `attn_k_norm`), required.
+    pub qk_norm: bool,
+    /// The graph adds `output.bias` to the logits when the file has one (Qwen 2).
+    pub output_bias: bool,
+    /// The graph divides RoPE frequencies by `rope_freqs.weight` when the file has one (Llama 3.1
+    /// and EXAONE rope scaling, precomputed by the converter).
+    pub rope_freqs: bool,
+}
+
+/// Plain llama.
+pub(crate) const LLAMA: Variant = Variant {
+    arch: "llama",
+    rope: RopeStyle::Normal,
+    norms: NormPlacement::Pre,
+    qk_norm: false,
+    output_bias: false,
+    rope_freqs: true,
+};
+
 struct Layer {
-    attn_norm: Vec<f32>, // (n_embd)
-    wq: Weight,          // (n_head * head_dim, n_embd)
-    wk: Weight,          // (n_head_kv * head_dim, n_embd)
-    wv: Weight,          // (n_head_kv * head_dim, n_embd)
+    attn_norm: Option<Vec<f32>>, // (n_embd), pre-norm only
+    wq: Weight,                  // (n_head * head_dim, n_embd)
+    wk: Weight,                  // (n_head_kv * head_dim, n_embd)
+    wv: Weight,                  // (n_head_kv * head_dim, n_embd)
     bq: Option<Vec<f32>>,
     bk: Option<Vec<f32>>,
     bv: Option<Vec<f32>>,
-    wo: Weight,          // (n_embd, n_head * head_dim)
-    ffn_norm: Vec<f32>,  // (n_embd)
-    w_gate: Weight,      // (n_ff, n_embd)
-    w_up: Weight,        // (n_ff, n_embd)
-    w_down: Weight,      // (n_embd, n_ff)
+    q_norm: Option<Vec<f32>>, // (head_dim), QK-norm only
+    k_norm: Option<Vec<f32>>, // (head_dim)
+    wo: Weight,               // (n_embd, n_head * head_dim)
+    attn_post_norm: Option<Vec<f32>>, // (n_embd), post-norm only
+    ffn_norm: Option<Vec<f32>>,       // (n_embd), pre-norm only
+    w_gate: Weight,                   // (n_ff, n_embd)
+    w_up: Weight,                     // (n_ff, n_embd)
+    w_down: Weight,                   // (n_embd, n_ff)
+    ffn_post_norm: Option<Vec<f32>>,  // (n_embd), post-norm only
 }
 
+/// A loaded llama-like model; `variant` says which family.
 pub struct Llama {
+    variant: Variant,
     file: Arc<GgufFile>,
     hp: HParams,
-    tok_embd: Weight,         // (n_vocab, n_embd)
-    output_norm: Vec<f32>,    // (n_embd)
-    output: Weight,           // (n_vocab, n_embd), tied to tok_embd when absent
+    tok_embd: Weight,            // (n_vocab, n_embd)
+    output_norm: Vec<f32>,       // (n_embd)
+    output: Weight,              // (n_vocab, n_embd), tied to tok_embd when absent
+    output_b: Option<Vec<f32>>,  // (n_vocab)
     layers: Vec<Layer>,
     rope: RopeCache,
 }
 
 impl Llama {
+    /// Loads a `llama` file.
     pub fn load(file: Arc<GgufFile>) -> Result<Self> {
+        Self::load_variant(file, LLAMA)
+    }
+
+    /// Loads a file of the llama-like family `v`, checking every tensor's shape.
+    pub(crate) fn load_variant(file: Arc<GgufFile>, v: Variant) -> Result<Self> {
         let f = &*file;
-        let hp = HParams::read(f, "llama", RopeStyle::Normal)?;
-        let (e, qd, kvd, ff) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff);
+        let arch = v.arch;
+        let hp = HParams::read(f, arch, v.rope)?;
+        let (e, qd, kvd, ff, hd) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff, hp.head_dim);
         let tok_embd = Weight::load(f, "token_embd.weight", e, hp.n_vocab)?;
         let output = match f.tensor("output.weight") {
             Some(_) => Weight::load(f, "output.weight", e, hp.n_vocab)?,
             None => tok_embd.clone(),
         };
+        let output_b = if v.output_bias { load_optional_vector(f, "output.bias", hp.n_vocab)? } else { None };
+        let pre = v.norms == NormPlacement::Pre;
+        let post = v.norms == NormPlacement::Post;
         let mut layers = Vec::with_capacity(hp.n_layer);
         for il in 0..hp.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}");
+            if f.tensor(&n("attn_qkv.weight")).is_some() {
+                return Err(Error::Model(format!("{arch}: fused attn_qkv tensors are not supported (separate attn_q/k/v expected)")));
+            }
+            let norm = |on: bool, name: &str, len: usize| if on { load_vector(f, &n(name), len).map(Some) } else { Ok(None) };
             layers.push(Layer {
-                attn_norm: load_vector(f, &n("attn_norm.weight"), e)?,
+                attn_norm: norm(pre, "attn_norm.weight", e)?,
                 wq: Weight::load(f, &n("attn_q.weight"), e, qd)?,
                 wk: Weight::load(f, &n("attn_k.weight"), e, kvd)?,
                 wv: Weight::load(f, &n("attn_v.weight"), e, kvd)?,
                 bq: load_optional_vector(f, &n("attn_q.bias"), qd)?,
                 bk: load_optional_vector(f, &n("attn_k.bias"), kvd)?,
                 bv: load_optional_vector(f, &n("attn_v.bias"), kvd)?,
+                q_norm: norm(v.qk_norm, "attn_q_norm.weight", hd)?,
+                k_norm: norm(v.qk_norm, "attn_k_norm.weight", hd)?,
                 wo: Weight::load(f, &n("attn_output.weight"), qd, e)?,
-                ffn_norm: load_vector(f, &n("ffn_norm.weight"), e)?,
+                attn_post_norm: norm(post, "post_attention_norm.weight", e)?,
+                ffn_norm: norm(pre, "ffn_norm.weight", e)?,
                 w_gate: Weight::load(f, &n("ffn_gate.weight"), e, ff)?,
                 w_up: Weight::load(f, &n("ffn_up.weight"), e, ff)?,
                 w_down: Weight::load(f, &n("ffn_down.weight"), ff, e)?,
+                ffn_post_norm: norm(post, "post_ffw_norm.weight", e)?,
             });
         }
-        if f.tensor("rope_freqs.weight").is_some() {
-            return Err(Error::Model("llama: per-dimension rope frequency factors (Llama 3.1 rope scaling) are not supported yet".into()));
-        }
         let output_norm = load_vector(f, "output_norm.weight", e)?;
-        let rope = RopeCache::new(hp.head_dim, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, hp.n_ctx_train.max(1));
-        Ok(Llama { file, hp, tok_embd, output_norm, output, layers, rope })
+        let max_pos = hp.n_ctx_train.max(1);
+        let rope = match f.tensor("rope_freqs.weight") {
+            Some(_) if v.rope_freqs => {
+                let factors = load_vector(f, "rope_freqs.weight", hp.n_rot / 2)?;
+                RopeCache::with_freq_factors(hd, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, max_pos, &factors)
+            }
+            _ => RopeCache::new(hd, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, max_pos),
+        };
+        Ok(Llama { variant: v, file, hp, tok_embd, output_norm, output, output_b, layers, rope })
+    }
+
+    /// The family this model was loaded as.
+    pub fn arch(&self) -> &'static str {
+        self.variant.arch
+    }
+}
+
+/// RMS-normalizes each `width`-wide row of `rows` in place with weight `w` (a per-head norm when
+/// `width` is the head size).
+fn norm_rows(rows: &mut [f32], w: &[f32], eps: f32) {
+    for row in rows.chunks_exact_mut(w.len()) {
+        ops::rms_norm_inplace(row, w, eps);
+    }
+}
+
+/// `h = rms_norm(x) * w` row by row, or a plain copy of `x` when the layer has no pre-norm.
+fn pre_norm(x: &[f32], w: Option<&Vec<f32>>, eps: f32, e: usize, h: &mut [f32]) {
+    match w {
+        Some(w) => {
+            for (xr, hr) in x.chunks_exact(e).zip(h.chunks_exact_mut(e)) {
+                ops::rms_norm(xr, w, eps, hr);
+            }
+        }
+        None => h.copy_from_slice(x),
     }
 }
 
@@ -140,9 +237,7 @@ impl Model for Llama {
         for (il, l) in self.layers.iter().enumerate() {
             // Attention block.
             let h = grow(&mut ws.h, n * e);
-            for i in 0..n {
-                ops::rms_norm(&ws.x[i * e..(i + 1) * e], &l.attn_norm, hp.rms_eps, &mut h[i * e..(i + 1) * e]);
-            }
+            pre_norm(&ws.x[..n * e], l.attn_norm.as_ref(), hp.rms_eps, e, h);
             let q = grow(&mut ws.q, n * qd);
             matmul(pool, &l.wq.matrix(f), h, n, q, &mut ws.mm)?;
             let k = grow(&mut ws.k, n * kvd);
@@ -156,6 +251,10 @@ impl Model for Llama {
                     }
                 }
             }
+            if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
+                norm_rows(q, qn, hp.rms_eps);
+                norm_rows(k, kn, hp.rms_eps);
+            }
             for i in 0..n {
                 let p = batch.pos[i];
                 self.rope.apply(&mut q[i * qd..(i + 1) * qd], hp.n_head, p, mode);
@@ -166,13 +265,14 @@ impl Model for Llama {
             attend(pool, &*ctx.kv, il, batch, q, &attn, att);
             let proj = grow(&mut ws.proj, n * e);
             matmul(pool, &l.wo.matrix(f), att, n, proj, &mut ws.mm)?;
+            if let Some(w) = &l.attn_post_norm {
+                norm_rows(proj, w, hp.rms_eps);
+            }
             ops::add_inplace(&mut ws.x[..n * e], proj);
 
             // Feed-forward block.
             let h = grow(&mut ws.h, n * e);
-            for i in 0..n {
-                ops::rms_norm(&ws.x[i * e..(i + 1) * e], &l.ffn_norm, hp.rms_eps, &mut h[i * e..(i + 1) * e]);
-            }
+            pre_norm(&ws.x[..n * e], l.ffn_norm.as_ref(), hp.rms_eps, e, h);
             let gate = grow(&mut ws.gate, n * ff);
             matmul(pool, &l.w_gate.matrix(f), h, n, gate, &mut ws.mm)?;
             let up = grow(&mut ws.up, n * ff);
@@ -181,6 +281,9 @@ impl Model for Llama {
             ops::mul_inplace(gate, up);
             let proj = grow(&mut ws.proj, n * e);
             matmul(pool, &l.w_down.matrix(f), gate, n, proj, &mut ws.mm)?;
+            if let Some(w) = &l.ffn_post_norm {
+                norm_rows(proj, w, hp.rms_eps);
+            }
             ops::add_inplace(&mut ws.x[..n * e], proj);
         }
 
@@ -197,6 +300,11 @@ impl Model for Llama {
         }
         if m > 0 {
             matmul(pool, &self.output.matrix(f), h, m, out, &mut ws.mm)?;
+            if let Some(b) = &self.output_b {
+                for row in out.chunks_exact_mut(hp.n_vocab) {
+                    ops::add_inplace(row, b);
+                }
+            }
         }
         Ok(())
     }

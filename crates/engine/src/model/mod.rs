@@ -3,9 +3,11 @@
 //!
 //! Models are stateless: the KV cache, the scheduler and the sampler live outside them.
 
+mod exaone;
 mod gemma3;
 mod hparams;
 mod llama;
+mod qwen;
 mod weights;
 
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use crate::kv::KvStore;
 use crate::{Error, Result, TokenId};
 
 /// Architectures `load` accepts (`general.architecture`).
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "exaone", "exaone4", "gemma3"];
 
 /// A flat batch, like llama.cpp's `llama_batch`: tokens of one or many sequences, each with its
 /// position, its sequence slot in the KV cache and whether its logits are wanted.
@@ -104,6 +106,10 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>> {
     let arch = file.get_str("general.architecture")?.to_string();
     match arch.as_str() {
         "llama" => Ok(Box::new(Llama::load(file)?)),
+        "qwen2" => Ok(Box::new(qwen::load_qwen2(file)?)),
+        "qwen3" => Ok(Box::new(qwen::load_qwen3(file)?)),
+        "exaone" => Ok(Box::new(exaone::load_exaone(file)?)),
+        "exaone4" => Ok(Box::new(exaone::load_exaone4(file)?)),
         "gemma3" => Ok(Box::new(Gemma3::load(file)?)),
         _ => Err(Error::UnsupportedArchitecture { arch, supported: SUPPORTED_ARCHITECTURES.join(", ") }),
     }

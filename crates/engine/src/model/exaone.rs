@@ -1,0 +1,59 @@
+//! EXAONE (LG AI Research's Korean-English models): llama-like decoders (see `llama.rs`) with RoPE
+//! over split halves. Their Hugging Face tensor names (`transformer.h.N.attn.attention.q_proj`, ...)
+//! are mapped to the standard GGUF names by llama.cpp's converter, so only the graph differs.
+//!
+//! - **EXAONE 3.0 / 3.5** (`exaone`, llama.cpp `llm_build_exaone`): the llama block, plus the
+//!   per-dimension RoPE frequency factors `rope_freqs.weight` where the converter wrote them (its
+//!   Llama-3-style rope scaling).
+//! - **EXAONE 4.0** (`exaone4`, llama.cpp `llm_build_exaone4`): no norm before attention or the FFN;
+//!   instead RMS norms on each branch's output before the residual add (`post_attention_norm`,
+//!   `post_ffw_norm`), and QK-norm. llama.cpp gives the 64-layer 32B model sliding-window layers
+//!   (every fourth layer global, RoPE only on the windowed ones); that variant is refused here until
+//!   the KV cache has sliding windows. The 1.2B model (30 layers) has none.
+//!
+//! Verified against llama.cpp on random-weight files by
+//! `crates/engine/tests/families_vs_llama_cpp.rs`.
+
+use std::sync::Arc;
+
+use gguf::GgufFile;
+
+use super::llama::{Llama, NormPlacement, Variant};
+use super::RopeStyle;
+use crate::{Error, Result};
+
+/// EXAONE 3.x.
+pub(crate) const EXAONE: Variant = Variant {
+    arch: "exaone",
+    rope: RopeStyle::Neox,
+    norms: NormPlacement::Pre,
+    qk_norm: false,
+    output_bias: false,
+    rope_freqs: true,
+};
+
+/// EXAONE 4.0 without sliding windows.
+pub(crate) const EXAONE4: Variant = Variant {
+    arch: "exaone4",
+    rope: RopeStyle::Neox,
+    norms: NormPlacement::Post,
+    qk_norm: true,
+    output_bias: false,
+    rope_freqs: true,
+};
+
+/// Loads an `exaone` (3.x) file.
+pub fn load_exaone(file: Arc<GgufFile>) -> Result<Llama> {
+    Llama::load_variant(file, EXAONE)
+}
+
+/// Loads an `exaone4` file; refuses the sliding-window layout llama.cpp uses for 64 layers.
+pub fn load_exaone4(file: Arc<GgufFile>) -> Result<Llama> {
+    let n_layer = file.get_u32("exaone4.block_count")?;
+    if n_layer == 64 {
+        return Err(Error::Model(
+            "exaone4: the 64-layer (32B) model interleaves sliding-window layers, which daehwa does not support yet".into(),
+        ));
+    }
+    Llama::load_variant(file, EXAONE4)
+}

@@ -1,0 +1,252 @@
+//! Qwen 2, Qwen 3, EXAONE 3 and EXAONE 4 (and llama as the control) against llama.cpp on tiny
+//! random-weight GGUFs (issue 6, part 3).
+//!
+//! No real weights of these families are at hand, so `scripts/tiny_models.py` writes files with each
+//! architecture's tensors and metadata, seeded random weights and a small byte-level BPE vocabulary
+//! under the family's `tokenizer.ggml.pre`. The same files go through daehwa and through llama.cpp
+//! (llama-cpp-python 0.3.36 = llama.cpp 0c1e570, via `tests/llama_cpp_logits.py`):
+//!
+//! - **Logits**: for a batch of prompts (English, Korean, code, digits, chat markup; 9 to ~200
+//!   tokens, some fed to daehwa in several chunks), the logits at every position must match llama.cpp's
+//!   within [`REL_TOL`] times the prompt's largest |logit|. Both sides store K/V in f16 and accumulate attention
+//!   with f16 V (llama.cpp with flash attention), so differences come from rounding order only.
+//! - **Tokenization**: daehwa's ids equal llama.cpp's for a list of strings under every combination of
+//!   add-special and parse-special.
+//!
+//! Needs python3 with `gguf==0.19.0` and `llama-cpp-python==0.3.36` (built with AMX off; `.ci/run`
+//! installs both). A missing package FAILS the test with the install command, never skips it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use engine::{Engine, EngineConfig, Session};
+use serde_json::{json, Value};
+
+/// Largest |daehwa - llama.cpp| allowed on any logit of a prompt, as a fraction of that prompt's
+/// largest |logit| (llama.cpp's): 5e-3, i.e. 0.02 to 0.15 on these files, whose logits reach 4 to 30.
+///
+/// Why: what remains between two correct implementations is rounding. Both keep K and V in f16
+/// and accumulate attention with an f16 V (daehwa copies ggml's flash-attention arithmetic), but
+/// sum in other orders, and that error grows with the number of attended positions: at 9-10 tokens
+/// the worst difference is ~1e-5 to 1e-3 (4e-3 on the F16 file, where llama.cpp also rounds the
+/// activations entering every matmul to f16), at ~200 tokens ~2e-3 of the logit scale, the same
+/// fraction for every family including the llama control (which passes the SmolLM2 goldens), so
+/// nothing here is family-specific. For comparison llama.cpp's own two attention paths (flash
+/// attention on/off) differ by up to 1e-3 of the scale on these files. Real mistakes are far above
+/// the bound: removing in turn the Q bias or the output bias (Qwen 2), QK-norm (Qwen 3, EXAONE 4),
+/// the post-attention norm (EXAONE 4), the RoPE frequency factors (EXAONE) or using adjacent-pair
+/// RoPE (Qwen 3, EXAONE) moved logits by 0.57 to 16 on the first 10-token prompt, 0.1 to 1.2 of the scale.
+const REL_TOL: f32 = 5e-3;
+
+const PROMPTS: &[&str] = &[
+    "Hello world 안녕",
+    "The quick brown fox jumps over the lazy dog. In 2024 the model scored 87.5 points.",
+    "안녕하세요. 저는 대화형 인공지능입니다. 오늘 날씨가 정말 좋네요! 서울은 대한민국의 수도입니다.",
+    "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n",
+    "<|im_start|>user\n한국어로 대답해 주세요: 3.14159 * 42 = ?<|im_end|>\n<|im_start|>assistant\n",
+    "[|user|]What's the weather in Seoul? 서울 날씨는 어때요?[|endofturn|]\n[|assistant|]",
+];
+
+/// Strings whose tokenization is compared (each with the four flag combinations).
+const TOKENIZE: &[&str] = &[
+    "",
+    " ",
+    "Hello world",
+    "  leading spaces and trailing   ",
+    "I'M here, don't you'll we've THEY'RE",
+    "안녕하세요, 세계! 한국어 문장을 잘 처리하는 모델",
+    "대화 2024년 12월 31일 오후 11:59",
+    "1234567890 3.14159 1,234,567 0x1F",
+    "fn main() { let x: Vec<u32> = (0..10).collect(); }\n\tprintln!(\"{:?}\", x);",
+    "line one\nline two\r\n\n\n  indented\ttab",
+    "emoji 🙂🚀 and accents café naïve",
+    "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nhi<|im_end|>",
+    "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>",
+    "[BOS][|system|]시스템[|endofturn|][|user|]안녕[|endofturn|]<|endoftext|>",
+];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+fn python() -> String {
+    std::env::var("DAEHWA_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// The tiny models, written once per test run into a fresh temporary directory.
+fn models_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("daehwa-tiny-families-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let script = repo_root().join("scripts/tiny_models.py");
+        let out = Command::new(python()).arg(&script).arg(&dir).output().expect("run python3");
+        assert!(
+            out.status.success(),
+            "{} failed ({}): {}\nIt needs the gguf package: python3 -m pip install gguf==0.19.0",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+/// Runs `tests/llama_cpp_logits.py` on `model`: llama.cpp's ids and logits for [`PROMPTS`] and its
+/// tokenization of [`TOKENIZE`].
+fn llama_cpp(model: &Path) -> Value {
+    let helper = repo_root().join("tests/llama_cpp_logits.py");
+    let req = json!({
+        "model": model, "n_ctx": 512, "flash_attn": true, "threads": 2,
+        "prompts": prompts(), "tokenize": TOKENIZE,
+    });
+    let mut child = Command::new(python())
+        .arg(&helper)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    child.stdin.take().expect("stdin").write_all(req.to_string().as_bytes()).expect("write request");
+    let out = child.wait_with_output().expect("helper output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(3) {
+        panic!(
+            "llama-cpp-python is not installed ({}). Install it as .ci/run does:\n  \
+             CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON \
+             -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_CURL=OFF\" \
+             python3 -m pip install llama-cpp-python==0.3.36",
+            err.trim()
+        );
+    }
+    assert!(out.status.success(), "{} failed on {} ({}): {err}", helper.display(), model.display(), out.status);
+    serde_json::from_slice(&out.stdout).expect("helper JSON")
+}
+
+/// [`PROMPTS`] plus one long prompt (all of them joined, ~200 tokens) so attention spans many positions.
+fn prompts() -> Vec<String> {
+    let mut p: Vec<String> = PROMPTS.iter().map(|s| s.to_string()).collect();
+    p.push(PROMPTS.join(" "));
+    p
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().expect("ids").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+}
+
+/// Compares one family; returns the worst |diff| / max |logit| over all prompts.
+fn check_family(family: &str) -> f32 {
+    let path = models_dir().join(format!("{family}.gguf"));
+    let want = llama_cpp(&path);
+    let e = Engine::load(&path, &EngineConfig { threads: 2 }).unwrap_or_else(|err| panic!("load {family}: {err}"));
+
+    // Tokenization, every flag combination.
+    let mut tok_fail = Vec::new();
+    for t in want["tokenize"].as_array().expect("tokenize") {
+        let text = t["text"].as_str().expect("text");
+        let (add, parse) = (t["add_special"].as_bool().expect("flag"), t["parse_special"].as_bool().expect("flag"));
+        let got = e.tokenizer.encode(text, add, parse);
+        if got != ids(&t["ids"]) {
+            tok_fail.push(format!("{text:?} add_special={add} parse_special={parse}: daehwa {got:?} llama.cpp {:?}", ids(&t["ids"])));
+        }
+    }
+    assert!(tok_fail.is_empty(), "{family}: tokenization differs from llama.cpp:\n{}", tok_fail.join("\n"));
+
+    // Logits at every position of every prompt, on llama.cpp's ids.
+    let mut worst = 0f32;
+    let mut scale = 0f32;
+    let mut n_pos = 0;
+    for (pi, p) in want["prompts"].as_array().expect("prompts").iter().enumerate() {
+        let prompt = ids(&p["ids"]);
+        assert_eq!(e.raw_prompt(p["text"].as_str().expect("text")), prompt, "{family}: prompt {pi} ids");
+        let mut s = Session::new(&e, 512);
+        // Odd prompts are fed in chunks of 5 tokens: the cache must give the same answer as one batch.
+        if pi % 2 == 1 {
+            s.n_batch = 5;
+        }
+        let rows = s.score(&prompt).unwrap_or_else(|err| panic!("{family}: score: {err}"));
+        let theirs = p["logits"].as_array().expect("logits");
+        assert_eq!(rows.len(), theirs.len(), "{family}: prompt {pi}: positions");
+        let mut prompt_worst = (0f32, 0usize);
+        let mut prompt_scale = 0f32;
+        for (pos, (ours, theirs)) in rows.iter().zip(theirs).enumerate() {
+            let theirs = theirs.as_array().expect("row");
+            assert_eq!(ours.len(), theirs.len(), "{family}: n_vocab");
+            for (a, b) in ours.iter().zip(theirs) {
+                let b = b.as_f64().expect("logit") as f32;
+                prompt_scale = prompt_scale.max(b.abs());
+                let d = (a - b).abs();
+                if d > prompt_worst.0 || d.is_nan() {
+                    prompt_worst = (d, pos);
+                }
+            }
+        }
+        n_pos += rows.len();
+        let tol = REL_TOL * prompt_scale;
+        println!(
+            "{family}: prompt {pi} ({} tokens): max |diff| {:.2e} at position {} = {:.2e} of max |logit| {prompt_scale:.2} (tolerance {tol:.3})",
+            prompt.len(),
+            prompt_worst.0,
+            prompt_worst.1,
+            prompt_worst.0 / prompt_scale
+        );
+        worst = worst.max(prompt_worst.0 / prompt_scale);
+        scale = scale.max(prompt_scale);
+        assert!(
+            prompt_worst.0 <= tol,
+            "{family}: prompt {pi}: logits differ from llama.cpp by {} at position {} (tolerance {tol} = {REL_TOL} x {prompt_scale})",
+            prompt_worst.0,
+            prompt_worst.1
+        );
+    }
+    println!("{family}: {n_pos} positions, max |logit| {scale:.2}, worst |diff| / max |logit| {worst:.2e} (tolerance {REL_TOL})");
+    assert!(scale > 1.0, "{family}: logits are suspiciously flat (max {scale}): the comparison would prove nothing");
+    worst
+}
+
+#[test]
+fn llama_control_matches_llama_cpp() {
+    check_family("llama");
+}
+
+#[test]
+fn qwen2_matches_llama_cpp() {
+    check_family("qwen2");
+}
+
+#[test]
+fn qwen3_matches_llama_cpp() {
+    check_family("qwen3");
+}
+
+#[test]
+fn exaone_matches_llama_cpp() {
+    check_family("exaone");
+}
+
+#[test]
+fn exaone4_matches_llama_cpp() {
+    check_family("exaone4");
+}
+
+/// The files really are the families they claim (a test of the test: a file that loaded as plain
+/// llama would make the comparison above meaningless).
+#[test]
+fn tiny_files_carry_each_family_specifics() {
+    let want: HashMap<&str, &[&str]> = HashMap::from([
+        ("qwen2", &["blk.0.attn_q.bias", "blk.0.attn_k.bias", "blk.0.attn_v.bias", "output.bias"][..]),
+        ("qwen3", &["blk.0.attn_q_norm.weight", "blk.0.attn_k_norm.weight"][..]),
+        ("exaone", &["rope_freqs.weight"][..]),
+        ("exaone4", &["blk.0.post_attention_norm.weight", "blk.0.post_ffw_norm.weight", "blk.0.attn_q_norm.weight"][..]),
+    ]);
+    for (family, tensors) in want {
+        let f = gguf::GgufFile::open(models_dir().join(format!("{family}.gguf"))).expect("open");
+        assert_eq!(f.get_str("general.architecture").expect("arch"), family);
+        for t in tensors {
+            assert!(f.tensor(t).is_some(), "{family}: {t} missing");
+        }
+    }
+}

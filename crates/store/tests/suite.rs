@@ -20,6 +20,7 @@ backend_tests!(
     search_titles_and_text,
     other_users_rows_are_invisible,
     reconnect_keeps_data_and_recovers_streams,
+    concurrent_streams_all_commit,
 );
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
@@ -473,5 +474,48 @@ async fn reconnect_keeps_data_and_recovers_streams(db: &TestDb) {
     assert_eq!((m.status, m.content.as_str()), (MessageStatus::Incomplete, "half an ans"));
     assert_eq!(store.message(alice.id, q.id).await.unwrap().content, "q");
     assert!(store.check_integrity().await.unwrap().is_empty());
+    store.close().await;
+}
+
+/// Several answers streaming at once (as under a busy server) each keep every append: no
+/// "database is locked" on SQLite, no lost update on either backend.
+async fn concurrent_streams_all_commit(db: &TestDb) {
+    let store = db.connect().await;
+    let alice = user(&store, "alice").await;
+    let c = store.create_conversation(alice.id, &conv("busy")).await.unwrap();
+    let q = store
+        .add_message(alice.id, &NewMessage::complete(c.id, None, Role::User, "q"))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let a = store
+                .add_message(alice.id, &NewMessage::streaming_answer(c.id, q.id, "m"))
+                .await
+                .expect("start stream");
+            for j in 0..40 {
+                store.append_to_message(alice.id, a.id, &format!("{t}:{j} ")).await.expect("append");
+            }
+            let done = MessageFinish {
+                status: MessageStatus::Complete,
+                content: None,
+                prompt_tokens: None,
+                completion_tokens: Some(40),
+            };
+            store.finish_message(alice.id, a.id, &done).await.expect("finish");
+            (t, a.id)
+        }));
+    }
+    for task in tasks {
+        let (t, id) = task.await.expect("stream task");
+        let m = store.message(alice.id, id).await.unwrap();
+        let want: String = (0..40).map(|j| format!("{t}:{j} ")).collect();
+        assert_eq!((m.status, m.content), (MessageStatus::Complete, want));
+    }
+    let all = store.messages(alice.id, c.id).await.unwrap();
+    assert_eq!(all.len(), 9);
+    assert_eq!(tree::siblings(&all, all[1].id).len(), 8, "eight regenerations of one answer");
     store.close().await;
 }

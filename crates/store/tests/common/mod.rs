@@ -72,12 +72,14 @@ impl TestDb {
             _ => match ping(DEFAULT_POSTGRES_URL).await {
                 Ok(()) => DEFAULT_POSTGRES_URL.to_string(),
                 Err(e) => {
-                    eprintln!(
-                        "NOTICE: PostgreSQL test {name} SKIPPED: DAEHWA_TEST_POSTGRES_URL is unset \
-                         and {DEFAULT_POSTGRES_URL} is unreachable ({e}); .ci/run installs and \
-                         starts a server"
+                    // Straight to the stderr handle: libtest hides `eprintln!` output of
+                    // passing tests, and a skip must be visible.
+                    let notice = format!(
+                        "NOTICE: PostgreSQL test {name} SKIPPED: DAEHWA_TEST_POSTGRES_URL is \
+                         unset and {DEFAULT_POSTGRES_URL} is unreachable ({e}); .ci/run installs \
+                         and starts a server\n"
                     );
-                    println!("NOTICE: PostgreSQL test {name} SKIPPED (no server)");
+                    let _ = std::io::Write::write_all(&mut std::io::stderr(), notice.as_bytes());
                     return None;
                 }
             },

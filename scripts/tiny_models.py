@@ -17,17 +17,17 @@ Requires the `gguf` Python package (pip install gguf==0.19.0, the version vendor
 """
 
 import json
+import os
 import re
 import sys
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
 try:
     import gguf
-except ImportError:  # pragma: no cover - a clear message beats a traceback
-    sys.exit("scripts/tiny_models.py needs the `gguf` package: python3 -m pip install gguf==0.19.0")
+    import numpy as np
+except ImportError as err:  # a clear message beats a traceback
+    sys.exit(f"scripts/tiny_models.py needs the `gguf` package ({err}): python3 -m pip install gguf==0.19.0")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +191,9 @@ def write_family(name, out_dir):
         return (scale * rng.standard_normal(n)).astype(np.float32)
 
     path = Path(out_dir) / f"{name}.gguf"
-    w = gguf.GGUFWriter(str(path), arch)
+    # Written under a temporary name and renamed, so a concurrent run never reads half a file.
+    tmp = path.with_suffix(f".gguf.{os.getpid()}.tmp")
+    w = gguf.GGUFWriter(str(tmp), arch)
     w.add_name(f"tiny-{name}")
     w.add_uint32(f"{arch}.context_length", 512)
     w.add_uint32(f"{arch}.embedding_length", e)
@@ -256,6 +258,7 @@ def write_family(name, out_dir):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    os.replace(tmp, path)
     return {"family": name, "arch": arch, "path": str(path), "n_vocab": n_vocab, "pre": cfg["pre"]}
 
 

@@ -76,11 +76,12 @@ fn python() -> String {
     std::env::var("DAEHWA_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-/// The tiny models, written once per test run into a fresh temporary directory.
+/// The tiny models, written once per test run under cargo's scratch directory for tests (the script
+/// is deterministic and renames each finished file into place, so reruns and concurrent runs agree).
 fn models_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("daehwa-tiny-families-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tiny-families");
         std::fs::create_dir_all(&dir).expect("temp dir");
         let script = repo_root().join("scripts/tiny_models.py");
         let out = Command::new(python()).arg(&script).arg(&dir).output().expect("run python3");

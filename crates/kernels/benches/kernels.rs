@@ -1,9 +1,17 @@
-//! Throughput of the hot kernels on SmolLM2-135M's shapes (the real weights when the model is
-//! present, random Q4_1 matrices otherwise): matmul for decode (1 token) and prefill (64 tokens)
-//! on 1 thread and on `default_threads()`, attention over a 512-row KV cache, and the f32 ops.
+//! Per-kernel micro-benchmarks, so a regression shows here before it reaches `bench/compare`:
 //!
-//! `cargo bench -p kernels` (a plain timing harness: no dependencies, medians of repeated runs).
-//! Set `DAEHWA_BENCH_QUICK=1` for a smoke run.
+//! - every weight type's `vec_dot` (each ISA variant this CPU runs) and its matmul for decode
+//!   (1 token) and prefill (64 tokens), unpacked and packed (4-row interleaved, AVX-512 VNNI)
+//!   where the type has a packed kernel, on a random 1536 x 768 matrix;
+//! - the real SmolLM2 matrices (ffn_gate, attn_q, the 49152-row tied output) when the model is
+//!   present;
+//! - attention (one decode row and a 64-token prefill over 512 cached rows), RMSNorm, SwiGLU,
+//!   RoPE and softmax at SmolLM2's sizes.
+//!
+//! `cargo bench -p kernels [-- FILTER]` (a plain harness: no dependencies). Single-thread figures
+//! are medians of the thread's CPU time, so other processes on a shared machine inflate them
+//! less than wall time (which the multi-thread figures must use). `DAEHWA_BENCH_QUICK=1` for a
+//! smoke run.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -11,24 +19,66 @@ use std::time::{Duration, Instant};
 
 use gguf::{GgmlType, GgufFile};
 use half::f16;
-use kernels::attention::{attention_row, AttnParams, KvChunk};
+use kernels::attention::{attention_row, attention_rows_parallel, AttnParams, KvChunk};
 use kernels::matmul::{matmul, MatmulScratch, QMatrix};
 use kernels::ops::{self, RopeCache, RopeMode};
+use kernels::packed::PackedMatrix;
 use kernels::pool::{default_threads, ThreadPool};
 use kernels::quant;
 
-/// Median seconds per call of `f`, over about `budget` of wall time.
-fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
-    f(); // warm caches and scratch
-    let mut samples = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < budget || samples.len() < 5 {
-        let t = Instant::now();
-        f();
-        samples.push(t.elapsed().as_secs_f64());
+/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in seconds.
+#[cfg(target_os = "linux")]
+fn thread_cpu_seconds() -> f64 {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
     }
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+    extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec (two 64-bit fields on 64-bit Linux).
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    ts.sec as f64 + ts.nsec as f64 * 1e-9
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_seconds() -> f64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+struct Bench {
+    budget: Duration,
+    filter: Option<String>,
+}
+
+impl Bench {
+    fn wanted(&self, name: &str) -> bool {
+        self.filter.as_deref().is_none_or(|f| name.contains(f))
+    }
+
+    /// Median seconds per call of `f` over about `budget` of wall time: thread CPU time when
+    /// `cpu` (single-threaded work), wall time otherwise.
+    fn time(&self, cpu: bool, mut f: impl FnMut()) -> f64 {
+        f(); // warm caches and scratch
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < self.budget || samples.len() < 5 {
+            let (w, c) = (Instant::now(), thread_cpu_seconds());
+            f();
+            samples.push(if cpu { thread_cpu_seconds() - c } else { w.elapsed().as_secs_f64() });
+        }
+        samples.sort_by(f64::total_cmp);
+        samples[samples.len() / 2]
+    }
+
+    fn report(&self, name: &str, s: f64, extra: &str) {
+        println!("{name:62} {:>11.2} us  {extra}", s * 1e6);
+    }
 }
 
 fn model_path() -> Option<PathBuf> {
@@ -44,132 +94,176 @@ fn random_f32(n: usize, seed: u32) -> Vec<f32> {
     (0..n).map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) as f32 / u32::MAX as f32) - 0.5).collect()
 }
 
-fn random_q4_1(n_rows: usize, n_cols: usize) -> Vec<u8> {
-    let rb = quant::row_bytes(GgmlType::Q4_1, n_cols).expect("row bytes");
+fn random_matrix(ty: GgmlType, n_rows: usize, n_cols: usize) -> Vec<u8> {
+    let rb = quant::row_bytes(ty, n_cols).expect("row bytes");
     let w = random_f32(n_rows * n_cols, 7);
     let mut data = vec![0u8; n_rows * rb];
     for (src, dst) in w.chunks_exact(n_cols).zip(data.chunks_exact_mut(rb)) {
-        quant::quantize_row(GgmlType::Q4_1, src, dst).expect("quantize");
+        quant::quantize_row(ty, src, dst).expect("quantize");
     }
     data
 }
 
-fn main() {
-    let quick = std::env::var_os("DAEHWA_BENCH_QUICK").is_some();
-    let budget = Duration::from_millis(if quick { 50 } else { 400 });
-    let file = model_path().and_then(|p| GgufFile::open(p).ok());
-    let synthetic: Vec<(String, Vec<u8>, usize, usize)> = [("ffn_gate", 1536, 576), ("attn_q", 576, 576), ("output", 49152, 576)]
-        .iter()
-        .map(|&(n, r, c)| (format!("{n} (random q4_1)"), random_q4_1(r, c), r, c))
-        .collect();
-    let mut mats: Vec<(String, QMatrix)> = Vec::new();
-    match &file {
-        Some(f) => {
-            for name in ["blk.0.ffn_gate.weight", "blk.0.attn_q.weight", "token_embd.weight"] {
-                if let Some(info) = f.tensor(name) {
-                    let m = QMatrix::from_tensor(f, info).expect("matrix");
-                    mats.push((format!("{name} ({})", info.ggml_type.name()), m));
-                }
-            }
+/// Every variant of `m`'s dot product over all its rows, one thread.
+fn bench_vec_dot(b: &Bench, name: &str, m: &QMatrix) {
+    for k in quant::kernel_variants(m.ty) {
+        let label = format!("vec_dot {name} [{}] x {} rows", k.isa, m.n_rows);
+        if !b.wanted(&label) {
+            continue;
         }
-        None => {
-            eprintln!("model not found: benchmarking random Q4_1 matrices");
-            for (name, data, r, c) in &synthetic {
-                mats.push((name.clone(), QMatrix::new(GgmlType::Q4_1, data, *r, *c).expect("matrix")));
-            }
-        }
-    }
-
-    // The bare dot-product kernel over the first matrix, single-threaded: the floor for matmul.
-    if let Some((name, m)) = mats.first() {
-        let k = quant::kernel(m.ty).expect("kernel");
         let xrb = quant::row_bytes(k.vec_dot_type, m.n_cols).expect("row bytes");
         let mut xq = vec![0u8; xrb];
         quant::quantize_row_fast(k.vec_dot_type, &random_f32(m.n_cols, 3), &mut xq).expect("quantize");
         let rb = m.row_bytes().expect("row bytes");
-        let s = time(budget, || {
+        let s = b.time(true, || {
             let mut acc = 0f32;
             for row in m.data.chunks_exact(rb) {
                 acc += (k.vec_dot)(m.n_cols, row, &xq);
             }
             black_box(acc);
         });
-        println!("vec_dot ({}) over {name}: {:9.1} us for {} rows", k.isa, s * 1e6, m.n_rows);
+        b.report(&label, s, &format!("{:6.2} ns/row", s * 1e9 / m.n_rows as f64));
     }
+}
 
-    let n_default = default_threads();
-    println!("default_threads = {n_default}");
-    for threads in [1, n_default] {
-        let pool = ThreadPool::new(threads);
-        let mut scratch = MatmulScratch::default();
-        for (name, m) in &mats {
-            for n_tokens in [1, 64] {
-                let x = random_f32(n_tokens * m.n_cols, 3);
-                let mut out = vec![0f32; n_tokens * m.n_rows];
-                let s = time(budget, || {
-                    matmul(&pool, m, &x, n_tokens, &mut out, &mut scratch).expect("matmul");
+/// matmul of `m` for 1 and 64 tokens on each pool, unpacked and (where available) packed.
+fn bench_matmul(b: &Bench, name: &str, m: &QMatrix, pools: &[ThreadPool]) {
+    let packed = PackedMatrix::pack(m);
+    let mut variants = vec![("", *m)];
+    if let Some(p) = &packed {
+        variants.push((" packed", m.with_packed(p).expect("same shape")));
+    }
+    let mut scratch = MatmulScratch::default();
+    for pool in pools {
+        for n_tokens in [1, 64] {
+            let x = random_f32(n_tokens * m.n_cols, 3);
+            let mut out = vec![0f32; n_tokens * m.n_rows];
+            for (tag, mm) in &variants {
+                let label = format!("matmul{tag} {name} t{n_tokens} threads {}", pool.n_threads());
+                if !b.wanted(&label) {
+                    continue;
+                }
+                let s = b.time(pool.n_threads() == 1, || {
+                    matmul(pool, mm, &x, n_tokens, &mut out, &mut scratch).expect("matmul");
                     black_box(&out);
                 });
                 let gflops = 2.0 * (m.n_rows * m.n_cols * n_tokens) as f64 / s / 1e9;
                 let gbs = m.data.len() as f64 / s / 1e9;
-                println!("matmul {name:40} tokens {n_tokens:3} threads {threads}: {:9.1} us  {gflops:6.1} GFLOP/s  {gbs:5.1} GB/s weights", s * 1e6);
-                if let Some(p) = kernels::packed::PackedMatrix::pack(m) {
-                    let mp = m.with_packed(&p).expect("packed");
-                    let s = time(budget, || {
-                        matmul(&pool, &mp, &x, n_tokens, &mut out, &mut scratch).expect("matmul");
-                        black_box(&out);
-                    });
-                    let gflops = 2.0 * (m.n_rows * m.n_cols * n_tokens) as f64 / s / 1e9;
-                    let gbs = m.data.len() as f64 / s / 1e9;
-                    println!("packed {name:40} tokens {n_tokens:3} threads {threads}: {:9.1} us  {gflops:6.1} GFLOP/s  {gbs:5.1} GB/s weights", s * 1e6);
+                b.report(&label, s, &format!("{gflops:7.1} GFLOP/s {gbs:6.1} GB/s of weights"));
+            }
+        }
+    }
+}
+
+fn main() {
+    let quick = std::env::var_os("DAEHWA_BENCH_QUICK").is_some();
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let b = Bench { budget: Duration::from_millis(if quick { 30 } else { 300 }), filter };
+    let n_default = default_threads();
+    let mut pools = vec![ThreadPool::new(1)];
+    if n_default > 1 {
+        pools.push(ThreadPool::new(n_default));
+    }
+    println!("kernels: {} (default_threads = {n_default}); single-thread times are thread CPU time", quant::kernel(GgmlType::Q4_1).map_or("?", |k| k.isa));
+
+    // Every weight type on one synthetic shape (768 = 3 k-quant super-blocks = 24 blocks).
+    let (n_rows, n_cols) = (1536, 768);
+    let types = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ];
+    for ty in types {
+        let data = random_matrix(ty, n_rows, n_cols);
+        let m = QMatrix::new(ty, &data, n_rows, n_cols).expect("matrix");
+        let name = format!("{} {n_rows}x{n_cols}", ty.name());
+        bench_vec_dot(&b, &name, &m);
+        bench_matmul(&b, &name, &m, &pools);
+    }
+
+    // The real SmolLM2 matrices.
+    match model_path().and_then(|p| GgufFile::open(p).ok()) {
+        Some(f) => {
+            for name in ["blk.0.ffn_gate.weight", "blk.0.attn_q.weight", "token_embd.weight"] {
+                if let Some(info) = f.tensor(name) {
+                    let m = QMatrix::from_tensor(&f, info).expect("matrix");
+                    let label = format!("smollm2 {name} ({})", info.ggml_type.name());
+                    bench_matmul(&b, &label, &m, &pools);
                 }
             }
         }
-        if threads == n_default && threads == 1 {
-            break;
-        }
+        None => eprintln!("SmolLM2 not found: skipping the real-matrix benchmarks (`daehwa pull smollm2`)"),
     }
 
-    // Attention: SmolLM2 shape, one decode query over 512 cached rows.
+    // Attention at SmolLM2's shape over 512 cached rows: one decode row, then a 64-token
+    // prefill chunk (causal, the last 64 positions) spread over the pool.
     let p = AttnParams { n_head: 9, n_head_kv: 3, head_dim: 64, scale: 0.125, softcap: None };
     let n_kv = 512;
     let kv: Vec<f16> = random_f32(n_kv * 3 * 64, 5).into_iter().map(f16::from_f32).collect();
     let chunks = [KvChunk { k: &kv, v: &kv, n_rows: n_kv }];
-    let q = random_f32(9 * 64, 9);
-    let mut out = vec![0f32; 9 * 64];
+    let q = random_f32(64 * 9 * 64, 9);
+    let mut out = vec![0f32; 64 * 9 * 64];
     let mut scratch = Vec::new();
-    let s = time(budget, || {
-        attention_row(&q, &chunks, &p, &mut scratch, &mut out);
-        black_box(&out);
-    });
-    println!("attention_row 9x64 heads, 3 kv heads, {n_kv} rows: {:9.1} us", s * 1e6);
+    if b.wanted("attention_row") {
+        let s = b.time(true, || {
+            attention_row(&q[..576], &chunks, &p, &mut scratch, &mut out[..576]);
+            black_box(&out);
+        });
+        b.report(&format!("attention_row 9 heads x 64, 3 kv heads, {n_kv} rows"), s, "");
+    }
+    for pool in &pools {
+        let label = format!("attention_rows_parallel 64 tokens, {n_kv} rows, threads {}", pool.n_threads());
+        if b.wanted(&label) {
+            let s = b.time(pool.n_threads() == 1, || {
+                attention_rows_parallel(pool, &q, 64, &chunks, &|t| 0..n_kv - 63 + t, &p, &mut out);
+                black_box(&out);
+            });
+            b.report(&label, s, "");
+        }
+    }
 
     let x = random_f32(1536, 1);
     let up = random_f32(1536, 2);
     let w = random_f32(576, 4);
     let mut y = vec![0f32; 1536];
-    let s = time(budget, || {
-        ops::swiglu(&x, &up, &mut y);
-        black_box(&y);
-    });
-    println!("swiglu 1536: {:9.3} us", s * 1e6);
-    let mut y576 = vec![0f32; 576];
-    let s = time(budget, || {
-        ops::rms_norm(&x[..576], &w, 1e-5, &mut y576);
-        black_box(&y576);
-    });
-    println!("rms_norm 576: {:9.3} us", s * 1e6);
-    let cache = RopeCache::new(64, 64, 100000.0, 1.0, 2048);
-    let mut qr = random_f32(576, 8);
-    let s = time(budget, || {
-        cache.apply(&mut qr, 9, 1000, RopeMode::Normal);
-        black_box(&qr);
-    });
-    println!("rope (cached) 9x64: {:9.3} us", s * 1e6);
-    let mut logits = random_f32(49152, 6);
-    let s = time(budget, || {
-        ops::softmax_inplace(&mut logits);
-        black_box(&logits);
-    });
-    println!("softmax 49152: {:9.1} us", s * 1e6);
+    if b.wanted("rms_norm") {
+        let mut y576 = vec![0f32; 576];
+        let s = b.time(true, || {
+            ops::rms_norm(&x[..576], &w, 1e-5, &mut y576);
+            black_box(&y576);
+        });
+        b.report("rms_norm 576", s, "");
+    }
+    if b.wanted("swiglu") {
+        let s = b.time(true, || {
+            ops::swiglu(&x, &up, &mut y);
+            black_box(&y);
+        });
+        b.report("swiglu 1536", s, "");
+    }
+    if b.wanted("rope") {
+        let cache = RopeCache::new(64, 64, 100000.0, 1.0, 2048);
+        let mut qr = random_f32(576, 8);
+        let s = b.time(true, || {
+            cache.apply(&mut qr, 9, 1000, RopeMode::Normal);
+            black_box(&qr);
+        });
+        b.report("rope (cached) 9 heads x 64", s, "");
+    }
+    if b.wanted("softmax") {
+        let mut logits = random_f32(49152, 6);
+        let s = b.time(true, || {
+            ops::softmax_inplace(&mut logits);
+            black_box(&logits);
+        });
+        b.report("softmax 49152", s, "");
+    }
 }

@@ -215,6 +215,30 @@ pub fn matmul(
     Ok(())
 }
 
+/// Several matrices applied to the same activations (q, k and v; gate and up): each
+/// `(w, out)` gets `out = x w^T` exactly as [`matmul`] computes it. When all of them are packed
+/// with one type the activations are quantized once and a single parallel run covers all their
+/// rows (the threads meet once, not once per matrix); otherwise they run one by one.
+pub fn matmul_many(pool: &ThreadPool, jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], n_tokens: usize, scratch: &mut MatmulScratch) -> Result<()> {
+    const MAX: usize = 8;
+    let same_packed = jobs.len() <= MAX
+        && jobs.iter().all(|(w, _)| w.packed.is_some_and(|p| p.ty() == jobs[0].0.ty && p.n_cols() == jobs[0].0.n_cols));
+    if !same_packed || jobs.len() < 2 {
+        for (w, out) in jobs.iter_mut() {
+            matmul(pool, w, x, n_tokens, out, scratch)?;
+        }
+        return Ok(());
+    }
+    let mut mats: [Option<&PackedMatrix>; MAX] = [None; MAX];
+    let mut outs: [Option<&mut [f32]>; MAX] = Default::default();
+    for ((m, o), (w, out)) in mats.iter_mut().zip(outs.iter_mut()).zip(jobs.iter_mut()) {
+        w.check()?;
+        *m = w.packed;
+        *o = Some(&mut **out);
+    }
+    crate::packed::run_many(pool, mats, outs, x, n_tokens, scratch)
+}
+
 /// The bytes of an f32 slice (what an f32 `vec_dot` reads: native little-endian f32s).
 fn f32_bytes(x: &[f32]) -> &[u8] {
     // SAFETY: f32 has no padding and every byte is initialized; u8 has alignment 1; the length

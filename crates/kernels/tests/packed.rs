@@ -210,3 +210,41 @@ fn real_smollm2_matrices_bit_for_bit() {
         }
     }
 }
+
+#[test]
+fn matmul_many_equals_matmul_packed_or_not() {
+    let mut rng = Rng(11);
+    let n_cols = 96;
+    let pool = ThreadPool::new(2);
+    let mut scratch = MatmulScratch::default();
+    let d1 = quantize_matrix(GgmlType::Q4_1, &rng.vec(12 * n_cols), n_cols);
+    let d2 = quantize_matrix(GgmlType::Q4_1, &rng.vec(5 * n_cols), n_cols);
+    let d3 = quantize_matrix(GgmlType::Q5_0, &rng.vec(8 * n_cols), n_cols);
+    let m1 = QMatrix::new(GgmlType::Q4_1, &d1, 12, n_cols).expect("matrix");
+    let m2 = QMatrix::new(GgmlType::Q4_1, &d2, 5, n_cols).expect("matrix");
+    let m3 = QMatrix::new(GgmlType::Q5_0, &d3, 8, n_cols).expect("matrix");
+    let (p1, p2) = (PackedMatrix::pack(&m1), PackedMatrix::pack(&m2));
+    let m1p = p1.as_ref().map_or(m1, |p| m1.with_packed(p).expect("same shape"));
+    let m2p = p2.as_ref().map_or(m2, |p| m2.with_packed(p).expect("same shape"));
+    for n_tokens in [1, 9] {
+        let x = rng.vec(n_tokens * n_cols);
+        // All packed (one run), then a mix that falls back to one call each.
+        for mats in [vec![&m1p, &m2p], vec![&m1p, &m3, &m2]] {
+            let mut outs: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; n_tokens * m.n_rows]).collect();
+            {
+                let mut jobs: Vec<(&QMatrix, &mut [f32])> = mats.iter().copied().zip(outs.iter_mut()).map(|(m, o)| (m, &mut o[..])).collect();
+                kernels::matmul::matmul_many(&pool, &mut jobs, &x, n_tokens, &mut scratch).expect("many");
+            }
+            for (m, o) in mats.iter().zip(&outs) {
+                let mut one = vec![0f32; o.len()];
+                matmul(&pool, m, &x, n_tokens, &mut one, &mut scratch).expect("one");
+                assert_eq!(bits(o), bits(&one));
+                assert_eq!(bits(o), bits(&reference(m, &x, n_tokens, false)));
+            }
+        }
+    }
+    // A packed matrix attached to a matrix of another shape is refused.
+    if let Some(p) = &p1 {
+        assert!(m2.with_packed(p).is_err());
+    }
+}

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use gguf::GgufFile;
 use kernels::attention::AttnParams;
-use kernels::matmul::matmul;
+use kernels::matmul::{matmul, matmul_many};
 use kernels::ops::{self, RopeCache, RopeMode};
 
 use super::weights::{load_optional_vector, load_vector, Weight};
@@ -238,12 +238,10 @@ impl Model for Llama {
             // Attention block.
             let h = grow(&mut ws.h, n * e);
             pre_norm(&ws.x[..n * e], l.attn_norm.as_ref(), hp.rms_eps, e, h);
-            let q = grow(&mut ws.q, n * qd);
-            matmul(pool, &l.wq.matrix(f), h, n, q, &mut ws.mm)?;
-            let k = grow(&mut ws.k, n * kvd);
-            matmul(pool, &l.wk.matrix(f), h, n, k, &mut ws.mm)?;
-            let v = grow(&mut ws.v, n * kvd);
-            matmul(pool, &l.wv.matrix(f), h, n, v, &mut ws.mm)?;
+            let (q, k, v) = (grow(&mut ws.q, n * qd), grow(&mut ws.k, n * kvd), grow(&mut ws.v, n * kvd));
+            // One call: the activations are quantized once and the threads meet once.
+            let (wq, wk, wv) = (l.wq.matrix(f), l.wk.matrix(f), l.wv.matrix(f));
+            matmul_many(pool, &mut [(&wq, &mut *q), (&wk, &mut *k), (&wv, &mut *v)], h, n, &mut ws.mm)?;
             for (buf, bias, w) in [(&mut *q, &l.bq, qd), (&mut *k, &l.bk, kvd), (&mut *v, &l.bv, kvd)] {
                 if let Some(b) = bias {
                     for row in buf.chunks_exact_mut(w) {
@@ -273,10 +271,9 @@ impl Model for Llama {
             // Feed-forward block.
             let h = grow(&mut ws.h, n * e);
             pre_norm(&ws.x[..n * e], l.ffn_norm.as_ref(), hp.rms_eps, e, h);
-            let gate = grow(&mut ws.gate, n * ff);
-            matmul(pool, &l.w_gate.matrix(f), h, n, gate, &mut ws.mm)?;
-            let up = grow(&mut ws.up, n * ff);
-            matmul(pool, &l.w_up.matrix(f), h, n, up, &mut ws.mm)?;
+            let (gate, up) = (grow(&mut ws.gate, n * ff), grow(&mut ws.up, n * ff));
+            let (wg, wu) = (l.w_gate.matrix(f), l.w_up.matrix(f));
+            matmul_many(pool, &mut [(&wg, &mut *gate), (&wu, &mut *up)], h, n, &mut ws.mm)?;
             ops::silu_inplace(gate);
             ops::mul_inplace(gate, up);
             let proj = grow(&mut ws.proj, n * e);

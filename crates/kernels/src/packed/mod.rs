@@ -326,9 +326,35 @@ pub fn matmul_packed(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], n_tokens: u
 /// meet once instead of once per matrix. Each `(w, out)` gets `out = x w^T` as in
 /// [`matmul_packed`]; all matrices must have the same type and `n_cols`.
 pub fn matmul_packed_many(pool: &ThreadPool, jobs: &mut [(&PackedMatrix, &mut [f32])], x: &[f32], n_tokens: usize, scratch: &mut MatmulScratch) -> Result<()> {
-    let Some((first, _)) = jobs.first() else { return Ok(()) };
+    if jobs.len() > MAX_JOBS {
+        return Err(Error::Shape(format!("matmul_packed_many: {} matrices, at most {MAX_JOBS}", jobs.len())));
+    }
+    let mut mats: [Option<&PackedMatrix>; MAX_JOBS] = [None; MAX_JOBS];
+    let mut outs: [Option<&mut [f32]>; MAX_JOBS] = Default::default();
+    for ((m, o), (w, out)) in mats.iter_mut().zip(outs.iter_mut()).zip(jobs.iter_mut()) {
+        *m = Some(*w);
+        *o = Some(&mut **out);
+    }
+    run_many(pool, mats, outs, x, n_tokens, scratch)
+}
+
+/// Most matrices one [`matmul_packed_many`] call takes (kept in fixed arrays: no allocation).
+pub const MAX_JOBS: usize = 8;
+
+/// The body of [`matmul_packed_many`]: the leading `Some` entries are the jobs.
+pub(crate) fn run_many(
+    pool: &ThreadPool,
+    mats: [Option<&PackedMatrix>; MAX_JOBS],
+    mut outs: [Option<&mut [f32]>; MAX_JOBS],
+    x: &[f32],
+    n_tokens: usize,
+    scratch: &mut MatmulScratch,
+) -> Result<()> {
+    let n_jobs = mats.iter().take_while(|m| m.is_some()).count();
+    let Some(first) = mats[0] else { return Ok(()) };
     let (ty, n_cols) = (first.ty, first.n_cols);
-    for (w, out) in jobs.iter() {
+    for (w, out) in mats.iter().zip(outs.iter()).take(n_jobs) {
+        let (Some(w), Some(out)) = (w, out) else { return Err(Error::Shape("matmul_packed_many: a matrix without its output".into())) };
         if w.ty != ty || w.n_cols != n_cols {
             return Err(Error::Shape(format!("matmul_packed_many: {w:?} next to a {} x {} matrix", n_cols, ty.name())));
         }
@@ -352,35 +378,30 @@ pub fn matmul_packed_many(pool: &ThreadPool, jobs: &mut [(&PackedMatrix, &mut [f
         corr: &sc.corr[t * nb * 8..(t + 1) * nb * 8],
     };
 
-    // Split every matrix's row groups into chunks; one pool run claims them all.
-    let total_groups: usize = jobs.iter().map(|(w, _)| w.n_rows.div_ceil(ROWS)).sum();
+    // Split every matrix's row groups into chunks (never straddling two matrices); one pool
+    // run claims them all.
+    let groups = |w: &PackedMatrix| w.n_rows.div_ceil(ROWS);
+    let total_groups: usize = mats.iter().flatten().map(|w| groups(w)).sum();
     let work = n_tokens * total_groups * ROWS * n_cols;
     let max_tasks = (work / MIN_WORK_PER_TASK).max(1);
     let n_chunks = (pool.n_threads() * CHUNKS_PER_THREAD).min(max_tasks).min(total_groups).max(1);
     let groups_per_chunk = total_groups.div_ceil(n_chunks);
-    let mut chunk_starts = [0usize; 8];
-    let n_jobs = jobs.len();
-    if n_jobs > chunk_starts.len() {
-        return Err(Error::Shape(format!("matmul_packed_many: {n_jobs} matrices, at most {}", chunk_starts.len())));
-    }
-    // Per job: its first chunk index; chunks never straddle two matrices.
+    let mut chunk_starts = [0usize; MAX_JOBS];
     let mut n_total_chunks = 0;
-    for (j, (w, _)) in jobs.iter().enumerate() {
-        chunk_starts[j] = n_total_chunks;
-        n_total_chunks += w.n_rows.div_ceil(ROWS).div_ceil(groups_per_chunk);
+    for (start, w) in chunk_starts.iter_mut().zip(mats.iter().flatten()) {
+        *start = n_total_chunks;
+        n_total_chunks += groups(w).div_ceil(groups_per_chunk);
     }
-    let mats: [Option<&PackedMatrix>; 8] = std::array::from_fn(|j| jobs.get(j).map(|(w, _)| *w));
-    let mut outs: [Option<DisjointMut<'_, f32>>; 8] = Default::default();
-    for (slot, (_, out)) in outs.iter_mut().zip(jobs.iter_mut()) {
-        *slot = Some(DisjointMut::new(&mut **out));
+    let mut disjoint: [Option<DisjointMut<'_, f32>>; MAX_JOBS] = Default::default();
+    for (d, o) in disjoint.iter_mut().zip(outs.iter_mut()) {
+        *d = o.take().map(DisjointMut::new);
     }
     let run_chunk = |c: usize| {
         let j = (0..n_jobs).rev().find(|&j| chunk_starts[j] <= c).expect("chunk 0 belongs to job 0");
         let w = mats[j].expect("job exists");
-        let out = outs[j].as_ref().expect("job exists");
-        let n_groups = w.n_rows.div_ceil(ROWS);
+        let out = disjoint[j].as_ref().expect("job exists");
         let g0 = (c - chunk_starts[j]) * groups_per_chunk;
-        let g1 = (g0 + groups_per_chunk).min(n_groups);
+        let g1 = (g0 + groups_per_chunk).min(groups(w));
         run_groups(w, g0..g1, n_tokens, &acts, out);
     };
     if n_total_chunks == 1 || pool.n_threads() == 1 {

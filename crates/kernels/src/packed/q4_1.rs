@@ -32,8 +32,7 @@ pub(super) fn tile(wq: &[u8], wd: &[u8], nb: usize, a: &[ActRow], res: &mut [[f3
 }
 
 /// One block of every token into one parity's (lo, hi) accumulators.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline(always)]
 unsafe fn block<const T: usize>(
     wq: *const u8,
     wd: *const u8,

@@ -31,8 +31,7 @@ pub(super) fn tile(wq: &[u8], wd: &[u8], nb: usize, a: &[ActRow], res: &mut [[f3
 }
 
 /// One block of every token into one parity's (rows 0-1, rows 2-3) accumulators.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline(always)]
 unsafe fn block<const T: usize>(wq: *const u8, wd: *const u8, b: usize, a: &[ActRow], acc: &mut [[__m512; 2]; T]) {
     let idx01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     let idx23 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);

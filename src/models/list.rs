@@ -21,6 +21,10 @@ pub struct ModelInfo {
     pub context_length: Option<u64>,
     /// Whether the file carries `tokenizer.chat_template`.
     pub chat_template: bool,
+    /// The chat format chat would use: `file` (the file's template), `builtin:gemma` /
+    /// `builtin:chatml` (no template in the file, a built-in format fits its metadata), or
+    /// `None` (no chat; raw completion only).
+    pub chat_format: Option<String>,
     /// Why the file could not be read, when it could not (it is still listed, so that it can
     /// be seen and removed).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,6 +43,7 @@ pub fn info(dir: &ModelsDir, name: &str) -> ModelInfo {
         quant: None,
         context_length: None,
         chat_template: false,
+        chat_format: None,
         error: None,
     };
     let f = match gguf::GgufFile::open(&path) {
@@ -61,6 +66,11 @@ pub fn info(dir: &ModelsDir, name: &str) -> ModelInfo {
         .map(str::to_string)
         .or_else(|| dominant_type(&f));
     info.chat_template = f.get("tokenizer.chat_template").is_some();
+    info.chat_format = if info.chat_template {
+        Some("file".to_string())
+    } else {
+        engine::text::template::builtin::BuiltinFormat::detect(&f).map(|b| b.label())
+    };
     info
 }
 
@@ -144,7 +154,11 @@ fn table(infos: &[ModelInfo]) -> String {
             arch,
             quant,
             i.context_length.map(|c| c.to_string()).unwrap_or_else(dash),
-            if i.chat_template { "yes" } else { "no" }.to_string(),
+            match (i.chat_template, &i.chat_format) {
+                (true, _) => "yes".to_string(),
+                (false, Some(label)) => label.clone(),
+                (false, None) => "no".to_string(),
+            },
             i.path.display().to_string(),
         ]);
     }
@@ -190,16 +204,27 @@ mod tests {
         w.add_tensor("n3", &[32], GgmlType::F32, vec![0; 128]);
         std::fs::write(dir.model_path("l"), w.to_bytes()).expect("write");
         std::fs::write(dir.model_path("broken"), b"not gguf at all").expect("write");
+        // No template and a vocabulary no built-in format fits: no chat.
+        let mut w = GgufWriter::new();
+        w.add("general.architecture", Value::String("llama".into()))
+            .add("tokenizer.ggml.tokens", Value::Array(gguf::Array::String(vec!["<s>".into(), "a".into()])));
+        std::fs::write(dir.model_path("plain"), w.to_bytes()).expect("write");
+        let p = info(&dir, "plain");
+        assert_eq!((p.chat_template, p.chat_format.as_deref()), (false, None));
+        assert!(table(&[p]).lines().nth(1).is_some_and(|l| l.contains(" no ")));
+        std::fs::remove_file(dir.model_path("plain")).expect("rm");
 
         let g = info(&dir, "g");
         assert_eq!(g.architecture.as_deref(), Some("gemma3"));
         assert_eq!(g.quant.as_deref(), Some("Q4_K_M"));
         assert_eq!(g.context_length, Some(32768));
         assert!(!g.chat_template && g.error.is_none());
+        assert_eq!(g.chat_format.as_deref(), Some("builtin:gemma"), "a gemma3 file without a template");
         let l = info(&dir, "l");
         assert_eq!(l.quant.as_deref(), Some("Q8_0"));
         assert_eq!(l.context_length, None);
         assert!(l.chat_template);
+        assert_eq!(l.chat_format.as_deref(), Some("file"));
         let b = info(&dir, "broken");
         assert!(b.error.as_deref().is_some_and(|e| e.contains("not a GGUF file")), "{b:?}");
         assert_eq!(b.size_bytes, 15);
@@ -208,7 +233,8 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4);
         assert!(lines[0].starts_with("NAME") && lines[0].contains("QUANT"));
-        assert!(lines[1].contains("gemma3") && lines[1].contains("32768") && lines[1].contains(" no "));
+        assert!(lines[1].contains("gemma3") && lines[1].contains("32768") && lines[1].contains(" builtin:gemma "));
+        assert!(lines[2].contains(" yes "));
         assert!(lines[3].contains("invalid: not a GGUF file"));
         std::fs::remove_dir_all(&root).expect("cleanup");
     }

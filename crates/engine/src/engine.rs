@@ -7,6 +7,7 @@ use gguf::GgufFile;
 use kernels::pool::ThreadPool;
 
 use crate::model::{self, Model};
+use crate::text::template::builtin::{BuiltinFormat, ChatFormat};
 use crate::text::template::{ChatMessage, ChatTemplate};
 use crate::text::tokenizer::Tokenizer;
 use crate::{Error, Result, TokenId};
@@ -25,6 +26,9 @@ pub struct Engine {
     /// The model's chat template; `Err` holds why chat is unavailable (none in the file, or it
     /// does not compile) while raw completion still works.
     pub template: std::result::Result<ChatTemplate, String>,
+    /// The built-in chat format in use when the file has no template of its own (`None` when the
+    /// file's template is used, or when there is no chat format at all).
+    pub builtin_chat: Option<BuiltinFormat>,
     pub pool: ThreadPool,
 }
 
@@ -34,14 +38,21 @@ impl Engine {
         let model = model::load(file.clone())?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         // A missing or broken template must not stop raw completion: keep the reason for chat.
-        let template = match ChatTemplate::from_gguf(&file) {
-            Ok(Some(t)) => Ok(t),
-            Ok(None) => Err("this model has no chat template (tokenizer.chat_template); use raw completion".to_string()),
-            Err(e) => Err(e.to_string()),
+        // Without a template in the file, a built-in format chosen from the metadata applies.
+        let (template, builtin_chat) = match ChatFormat::from_gguf(&file) {
+            Ok(Some(ChatFormat::File(t))) => (Ok(t), None),
+            Ok(Some(ChatFormat::Builtin(b, t))) => (Ok(t), Some(b)),
+            Ok(None) => (
+                Err("this model has no chat template (tokenizer.chat_template) and no built-in chat format fits it \
+                     (gemma, chatml); use raw completion"
+                    .to_string()),
+                None,
+            ),
+            Err(e) => (Err(e.to_string()), None),
         };
         let threads = if cfg.threads == 0 { kernels::pool::default_threads() } else { cfg.threads };
         file.advise_will_need();
-        Ok(Engine { file, model, tokenizer, template, pool: ThreadPool::new(threads) })
+        Ok(Engine { file, model, tokenizer, template, builtin_chat, pool: ThreadPool::new(threads) })
     }
 
     /// Renders `messages` with the model's chat template (generation prompt added) and tokenizes

@@ -169,3 +169,38 @@ fn long_prompt_through_the_sliding_window_matches_llama_cpp() {
     check_teacher_forced(&e, &g);
     check_greedy(&e, &g);
 }
+
+/// Gemma-3-270M is a base model without `tokenizer.chat_template`: chat uses the built-in Gemma
+/// format, which must render and tokenize as llama.cpp's built-in `gemma` format does
+/// (`tests/data/gemma3-chat.json`, see its `how`), and generate llama.cpp's greedy answer (or part
+/// from it only at a near-tie; the server's top-5 are per generated position).
+#[test]
+fn chat_uses_the_builtin_gemma_format_like_llama_cpp() {
+    let e = engine();
+    assert_eq!(e.builtin_chat, Some(engine::text::template::builtin::BuiltinFormat::Gemma));
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gemma3-chat.json")).expect("chat golden");
+    let g: Value = serde_json::from_str(&text).expect("json");
+    for case in g["cases"].as_array().expect("cases") {
+        let name = case["name"].as_str().expect("name");
+        let msgs: Vec<engine::text::template::ChatMessage> = serde_json::from_value(case["messages"].clone()).expect("messages");
+        let template = e.template.as_ref().expect("a built-in template");
+        assert_eq!(template.render(&msgs, true).expect("render"), case["templated"].as_str().expect("templated"), "{name}");
+        let prompt = e.chat_prompt(&msgs).expect("chat prompt");
+        assert_eq!(prompt, ids(&case["ids"]), "{name}");
+
+        let want = ids(&case["gen"]);
+        let mut s = Session::new(&e, 2048);
+        let params = GenParams { sampling: SamplingParams::greedy(), max_tokens: want.len(), ignore_eos: true, ..GenParams::default() };
+        let got: Vec<u32> = s.generate(&prompt, &params, |_| true).expect("generate").tokens.iter().map(|t| t.id).collect();
+        match got.iter().zip(&want).position(|(a, b)| a != b) {
+            None => println!("{name}: all {} greedy chat ids equal llama.cpp's", want.len()),
+            Some(i) => {
+                let alts = case["top5"][i].as_array().expect("top5");
+                let best = alts[0]["logprob"].as_f64().expect("lp");
+                let gap = alts.iter().find(|a| a["id"].as_u64() == Some(got[i] as u64)).map(|a| best - a["logprob"].as_f64().expect("lp"));
+                println!("{name}: chat parts from llama.cpp at position {i}: ours {} vs {} (gap {gap:?})", got[i], want[i]);
+                assert!(gap.is_some_and(|g| g <= 0.5), "{name}: position {i}: {} vs {}, not a near-tie (gap {gap:?})", got[i], want[i]);
+            }
+        }
+    }
+}

@@ -20,6 +20,7 @@
 //! # Ok::<(), engine::text::template::TemplateError>(())
 //! ```
 
+pub mod builtin;
 mod compat;
 mod json;
 mod time;

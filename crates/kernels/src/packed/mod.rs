@@ -32,6 +32,8 @@ mod q4_1;
 #[cfg(target_arch = "x86_64")]
 mod q8_0;
 
+use std::ops::Range;
+
 use gguf::GgmlType;
 
 use crate::disjoint::DisjointMut;
@@ -47,6 +49,9 @@ pub(crate) const ROWS: usize = 4;
 const TOKENS: usize = 4;
 /// Tokens per tile: their activations stay in L1/L2 while a chunk sweeps its row groups.
 const TOKEN_TILE: usize = 16;
+/// Row groups per kernel call in prefill: their weights (about 1.5 KiB each for q4_1 at
+/// 576 columns) stay in L1 across the tile's 4-token calls.
+const GROUP_BATCH: usize = 4;
 /// Minimum multiply-adds per task; smaller work is not worth waking threads for.
 const MIN_WORK_PER_TASK: usize = 1 << 15;
 /// Chunks per thread, so a thread slowed by another process does not hold up the others.
@@ -412,40 +417,82 @@ pub(crate) fn run_many(
     Ok(())
 }
 
-/// Row groups `groups` of `w` for every token, tokens tiled so a group's weights are reused
-/// from L1 across the tile.
-fn run_groups<'a>(w: &PackedMatrix, groups: std::ops::Range<usize>, n_tokens: usize, acts: &(dyn Fn(usize) -> ActRow<'a> + Sync), out: &DisjointMut<'_, f32>) {
+/// Row groups `groups` of `w` for every token. Tokens go in tiles of [`TOKEN_TILE`] whose
+/// activations stay in L1/L2, and within a tile [`GROUP_BATCH`] groups at a time so their
+/// weights are reused from L1 by every 4-token kernel call of the tile.
+fn run_groups<'a>(w: &PackedMatrix, groups: Range<usize>, n_tokens: usize, acts: &(dyn Fn(usize) -> ActRow<'a> + Sync), out: &DisjointMut<'_, f32>) {
     let nb = w.n_cols / QK;
     let (qsb, dmb) = group_block_bytes(w.ty).expect("packed type");
     let (qs, dm) = (w.qs.as_slice(), w.dm.as_slice());
+    assert!(groups.end * nb * qsb <= qs.len() && groups.end * nb * dmb <= dm.len(), "row groups {groups:?} of {w:?}");
+    // Only the last group of a matrix can have fewer than 4 real rows.
+    let n_full = w.n_rows / ROWS;
+    let full = groups.start.min(n_full)..groups.end.min(n_full);
+    let partial = (groups.end > n_full && w.n_rows % ROWS != 0).then_some(n_full);
+    let batch = if n_tokens <= TOKENS { full.len().max(1) } else { GROUP_BATCH };
     for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
         let t1 = (t0 + TOKEN_TILE).min(n_tokens);
-        for g in groups.clone() {
-            let wq = &qs[g * nb * qsb..(g + 1) * nb * qsb];
-            let wd = &dm[g * nb * dmb..(g + 1) * nb * dmb];
+        let tile: [ActRow<'a>; TOKEN_TILE] = std::array::from_fn(|i| acts((t0 + i).min(t1 - 1)));
+        for a in &tile {
+            assert!(a.qs.len() >= nb * QK && a.d.len() >= nb && a.s.len() >= nb && a.corr.len() >= nb * 8, "activation row too short");
+        }
+        let mut g0 = full.start;
+        while g0 < full.end {
+            let g1 = (g0 + batch).min(full.end);
             let mut t = t0;
             while t < t1 {
                 let n = (t1 - t).min(TOKENS);
-                let mut res = [[0f32; ROWS]; TOKENS];
-                let a: [ActRow<'a>; TOKENS] = std::array::from_fn(|i| acts(t + i.min(n - 1)));
-                match w.ty {
-                    #[cfg(target_arch = "x86_64")]
-                    GgmlType::Q4_1 => q4_1::tile(wq, wd, nb, &a[..n], &mut res[..n]),
-                    #[cfg(target_arch = "x86_64")]
-                    GgmlType::Q8_0 => q8_0::tile(wq, wd, nb, &a[..n], &mut res[..n]),
-                    _ => unreachable!("only packed types reach run_groups (x86_64 only)"),
-                }
-                let r0 = g * ROWS;
-                let rows = (w.n_rows - r0).min(ROWS);
-                for (i, r) in res[..n].iter().enumerate() {
-                    // SAFETY: this chunk alone owns row group g, i.e. rows r0..r0+rows, for
-                    // every token; nothing reads `out` until the run returns.
-                    let o = unsafe { out.slice((t + i) * w.n_rows + r0, rows) };
-                    o.copy_from_slice(&r[..rows]);
-                }
+                let outs: [*mut f32; TOKENS] = std::array::from_fn(|i| {
+                    if i >= n {
+                        return std::ptr::null_mut(); // not passed to the kernel
+                    }
+                    // SAFETY: this chunk alone owns row groups g0..g1 (rows 4*g0..4*g1) for every
+                    // token; nothing reads `out` until the run returns.
+                    unsafe { out.slice((t + i) * w.n_rows + g0 * ROWS, (g1 - g0) * ROWS) }.as_mut_ptr()
+                });
+                // SAFETY: features by `available()` (a precondition of every PackedMatrix);
+                // the weight range was checked above, the activations per tile, and each
+                // output pointer covers (g1 - g0) * 4 floats this chunk owns.
+                unsafe { run_kernel(w.ty, qs.as_ptr().add(g0 * nb * qsb), dm.as_ptr().add(g0 * nb * dmb), nb, g1 - g0, &tile[t - t0..], n, outs) };
                 t += n;
             }
+            g0 = g1;
         }
+        if let Some(g) = partial {
+            let rows = w.n_rows - g * ROWS;
+            for t in t0..t1 {
+                let mut res = [0f32; ROWS];
+                // SAFETY: as above, into a local buffer of one group.
+                unsafe { run_kernel(w.ty, qs.as_ptr().add(g * nb * qsb), dm.as_ptr().add(g * nb * dmb), nb, 1, &tile[t - t0..], 1, [res.as_mut_ptr(); TOKENS]) };
+                // SAFETY: this chunk owns the partial group's rows for every token.
+                unsafe { out.slice(t * w.n_rows + g * ROWS, rows) }.copy_from_slice(&res[..rows]);
+            }
+        }
+    }
+}
+
+/// Calls the type's kernel for `n` (1..=4) tokens (`a[..n]`, `outs[..n]`).
+///
+/// # Safety
+/// As the kernels' `groups` functions.
+#[allow(unused_variables)]
+unsafe fn run_kernel(ty: GgmlType, wq: *const u8, wd: *const u8, nb: usize, n_groups: usize, a: &[ActRow], n: usize, outs: [*mut f32; TOKENS]) {
+    macro_rules! call {
+        ($m:ident) => {
+            match n {
+                1 => $m::groups::<1>(wq, wd, nb, n_groups, &[a[0]], [outs[0]]),
+                2 => $m::groups::<2>(wq, wd, nb, n_groups, &[a[0], a[1]], [outs[0], outs[1]]),
+                3 => $m::groups::<3>(wq, wd, nb, n_groups, &[a[0], a[1], a[2]], [outs[0], outs[1], outs[2]]),
+                _ => $m::groups::<4>(wq, wd, nb, n_groups, &[a[0], a[1], a[2], a[3]], outs),
+            }
+        };
+    }
+    match ty {
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::Q4_1 => call!(q4_1),
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::Q8_0 => call!(q8_0),
+        _ => unreachable!("only packed types reach run_kernel (x86_64 only)"),
     }
 }
 

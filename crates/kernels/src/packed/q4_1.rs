@@ -11,22 +11,19 @@ use std::arch::x86_64::*;
 
 use super::{ActRow, ROWS};
 
-/// `res[t][k] = dot(row k of the group, token t)` for `t < a.len() <= 4`.
-/// `wq` is the group's `nb * 64` quant bytes (64-byte aligned), `wd` its `nb * 16` scale bytes.
-pub(super) fn tile(wq: &[u8], wd: &[u8], nb: usize, a: &[ActRow], res: &mut [[f32; ROWS]]) {
-    assert!(wq.len() >= nb * 64 && wd.len() >= nb * 16 && a.len() == res.len());
-    for t in a {
-        assert!(t.qs.len() >= nb * 32 && t.d.len() >= nb && t.s.len() >= nb, "activation row too short");
-    }
-    // SAFETY: `packed::available()` (AVX-512 F/BW/VL/VNNI + AVX2/FMA/F16C) is a precondition of
-    // every PackedMatrix; the lengths were checked above.
-    unsafe {
-        match a.len() {
-            1 => kernel::<1>(wq, wd, nb, a, res),
-            2 => kernel::<2>(wq, wd, nb, a, res),
-            3 => kernel::<3>(wq, wd, nb, a, res),
-            4 => kernel::<4>(wq, wd, nb, a, res),
-            n => unreachable!("tile of {n} tokens"),
+/// `out[t][4 * g + k] = dot(row k of group g, token t)` for `g < n_groups`, `t < T`.
+///
+/// # Safety
+/// The CPU has the features of [`super::available`]; `wq`/`wd` hold `n_groups * nb` blocks of
+/// quants (64 bytes each) and scales (16 bytes each); every `a[t]` holds `nb` blocks; every
+/// `out[t]` is valid for writing `4 * n_groups` floats that nothing else accesses meanwhile.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn groups<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, n_groups: usize, a: &[ActRow; T], out: [*mut f32; T]) {
+    for g in 0..n_groups {
+        let mut res = [_mm_setzero_ps(); T];
+        kernel::<T>(wq.add(g * nb * 64), wd.add(g * nb * 16), nb, a, &mut res);
+        for t in 0..T {
+            _mm_storeu_ps(out[t].add(g * ROWS), res[t]);
         }
     }
 }
@@ -37,7 +34,7 @@ unsafe fn block<const T: usize>(
     wq: *const u8,
     wd: *const u8,
     b: usize,
-    a: &[ActRow],
+    a: &[ActRow; T],
     acc: &mut [[__m512; 2]; T],
     summ: &mut [__m128; T],
 ) {
@@ -65,9 +62,8 @@ unsafe fn block<const T: usize>(
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn kernel<const T: usize>(wq: &[u8], wd: &[u8], nb: usize, a: &[ActRow], res: &mut [[f32; ROWS]]) {
-    let (wq, wd) = (wq.as_ptr(), wd.as_ptr());
+#[inline(always)]
+unsafe fn kernel<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T], res: &mut [__m128; T]) {
     let mut even = [[_mm512_setzero_ps(); 2]; T];
     let mut odd = [[_mm512_setzero_ps(); 2]; T];
     let mut summ = [_mm_setzero_ps(); T];
@@ -90,7 +86,6 @@ unsafe fn kernel<const T: usize>(wq: &[u8], wd: &[u8], nb: usize, a: &[ActRow], 
         let u = _mm512_add_ps(r, _mm512_permute_ps::<0b01_00_11_10>(r));
         let v = _mm512_add_ps(u, _mm512_movehdup_ps(u));
         let h = _mm512_castps512_ps128(_mm512_permutexvar_ps(pick, v));
-        let out = _mm_add_ps(h, summ[t]);
-        _mm_storeu_ps(res.get_unchecked_mut(t).as_mut_ptr(), out);
+        res[t] = _mm_add_ps(h, summ[t]);
     }
 }

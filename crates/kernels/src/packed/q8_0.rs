@@ -10,29 +10,26 @@ use std::arch::x86_64::*;
 
 use super::{ActRow, ROWS};
 
-/// `res[t][k] = dot(row k of the group, token t)` for `t < a.len() <= 4`.
-/// `wq` is the group's `nb * 128` quant bytes, `wd` its `nb * 8` scale bytes.
-pub(super) fn tile(wq: &[u8], wd: &[u8], nb: usize, a: &[ActRow], res: &mut [[f32; ROWS]]) {
-    assert!(wq.len() >= nb * 128 && wd.len() >= nb * 8 && a.len() == res.len());
-    for t in a {
-        assert!(t.qs.len() >= nb * 32 && t.d.len() >= nb && t.corr.len() >= nb * 8, "activation row too short");
-    }
-    // SAFETY: `packed::available()` (AVX-512 F/BW/VL/VNNI + AVX2/FMA/F16C) is a precondition of
-    // every PackedMatrix; the lengths were checked above.
-    unsafe {
-        match a.len() {
-            1 => kernel::<1>(wq, wd, nb, a, res),
-            2 => kernel::<2>(wq, wd, nb, a, res),
-            3 => kernel::<3>(wq, wd, nb, a, res),
-            4 => kernel::<4>(wq, wd, nb, a, res),
-            n => unreachable!("tile of {n} tokens"),
+/// `out[t][4 * g + k] = dot(row k of group g, token t)` for `g < n_groups`, `t < T`.
+///
+/// # Safety
+/// The CPU has the features of [`super::available`]; `wq`/`wd` hold `n_groups * nb` blocks of
+/// quants (128 bytes each) and scales (8 bytes each); every `a[t]` holds `nb` blocks; every
+/// `out[t]` is valid for writing `4 * n_groups` floats that nothing else accesses meanwhile.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn groups<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, n_groups: usize, a: &[ActRow; T], out: [*mut f32; T]) {
+    for g in 0..n_groups {
+        let mut res = [_mm_setzero_ps(); T];
+        kernel::<T>(wq.add(g * nb * 128), wd.add(g * nb * 8), nb, a, &mut res);
+        for t in 0..T {
+            _mm_storeu_ps(out[t].add(g * ROWS), res[t]);
         }
     }
 }
 
 /// One block of every token into one parity's (rows 0-1, rows 2-3) accumulators.
 #[inline(always)]
-unsafe fn block<const T: usize>(wq: *const u8, wd: *const u8, b: usize, a: &[ActRow], acc: &mut [[__m512; 2]; T]) {
+unsafe fn block<const T: usize>(wq: *const u8, wd: *const u8, b: usize, a: &[ActRow; T], acc: &mut [[__m512; 2]; T]) {
     let idx01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     let idx23 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
     // SAFETY (all loads): `tile` checked that the group holds `nb > b` blocks and every
@@ -55,17 +52,15 @@ unsafe fn block<const T: usize>(wq: *const u8, wd: *const u8, b: usize, a: &[Act
 }
 
 /// ggml's hsum_float_8 on both 8-lane halves of `z`: the results land in lanes 0 and 8.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn hsum_halves(z: __m512) -> __m512 {
+#[inline(always)]
+unsafe fn hsum_halves(z: __m512) -> __m512 {
     let r = _mm512_add_ps(_mm512_shuffle_f32x4::<0b10_11_00_01>(z, z), z);
     let u = _mm512_add_ps(r, _mm512_permute_ps::<0b01_00_11_10>(r));
     _mm512_add_ps(u, _mm512_movehdup_ps(u))
 }
 
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn kernel<const T: usize>(wq: &[u8], wd: &[u8], nb: usize, a: &[ActRow], res: &mut [[f32; ROWS]]) {
-    let (wq, wd) = (wq.as_ptr(), wd.as_ptr());
+#[inline(always)]
+unsafe fn kernel<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T], res: &mut [__m128; T]) {
     let mut even = [[_mm512_setzero_ps(); 2]; T];
     let mut odd = [[_mm512_setzero_ps(); 2]; T];
     let mut b = 0;
@@ -81,7 +76,6 @@ unsafe fn kernel<const T: usize>(wq: &[u8], wd: &[u8], nb: usize, a: &[ActRow], 
     for t in 0..T {
         let h01 = hsum_halves(_mm512_add_ps(even[t][0], odd[t][0]));
         let h23 = hsum_halves(_mm512_add_ps(even[t][1], odd[t][1]));
-        let h = _mm512_castps512_ps128(_mm512_permutex2var_ps(h01, pick, h23));
-        _mm_storeu_ps(res.get_unchecked_mut(t).as_mut_ptr(), h);
+        res[t] = _mm512_castps512_ps128(_mm512_permutex2var_ps(h01, pick, h23));
     }
 }

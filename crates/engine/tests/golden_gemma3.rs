@@ -204,3 +204,52 @@ fn chat_uses_the_builtin_gemma_format_like_llama_cpp() {
         }
     }
 }
+
+/// The paged KV cache and the engine thread run the sliding window exactly as the contiguous
+/// `Session` does: the 979-token prompt (prefilled in 200-token steps, so chunk edges fall at
+/// odd places around the window's edge and beside another sequence's decode) gives the same
+/// ids and bit-identical log-probs.
+#[test]
+fn runner_on_paged_kv_equals_session_past_the_window() {
+    use engine::runner::{EngineHandle, Event, Request, RunnerConfig};
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    let e = Arc::new(engine());
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gemma3-long-window.json"))
+        .expect("long golden");
+    let long: Value = serde_json::from_str(&text).expect("json");
+    let prompts = [ids(&long["prompt_token_ids_add_special_true"]), ids(&golden(GOLDEN)[0]["prompt_token_ids_add_special_true"])];
+    let params = GenParams { sampling: SamplingParams::greedy(), max_tokens: 8, top_logprobs: Some(3), ignore_eos: true, ..GenParams::default() };
+    let reference: Vec<Vec<(u32, u32)>> = prompts
+        .iter()
+        .map(|p| {
+            let mut s = Session::new(&e, 2048);
+            let g = s.generate(p, &params, |_| true).expect("generate");
+            g.tokens.iter().map(|t| (t.id, t.logprob.expect("lp").to_bits())).collect()
+        })
+        .collect();
+
+    let cfg = RunnerConfig { n_ctx: 2048, max_seqs: 4, step_token_budget: 200, ..RunnerConfig::default() };
+    let handle = EngineHandle::start(e.clone(), cfg).expect("start");
+    let rxs: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let (tx, rx) = mpsc::channel();
+            handle.submit(Request { prompt: p.clone(), params: params.clone() }, Box::new(tx)).expect("submit");
+            rx
+        })
+        .collect();
+    for (i, (rx, want)) in rxs.iter().zip(&reference).enumerate() {
+        let mut got = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(600)).expect("an event") {
+                Event::Token(t) => got.push((t.id, t.logprob.expect("lp").to_bits())),
+                Event::Done { .. } => break,
+                Event::Error(err) => panic!("request {i} failed: {err}"),
+            }
+        }
+        assert_eq!(&got, want, "request {i}: runner on the paged cache differs from the session");
+    }
+    handle.shutdown(Duration::from_secs(1));
+}

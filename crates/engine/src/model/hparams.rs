@@ -69,7 +69,7 @@ impl HParams {
             return Err(crate::Error::Model(format!("{arch}: head_count and embedding_length must be positive")));
         }
         let n_head_kv = f.opt_u32(&k.key("attention.head_count_kv"))?.map_or(n_head, |v| v as usize);
-        if n_head_kv == 0 || n_head % n_head_kv != 0 {
+        if n_head_kv == 0 || !n_head.is_multiple_of(n_head_kv) {
             return Err(crate::Error::Model(format!(
                 "{arch}: head_count {n_head} is not a multiple of head_count_kv {n_head_kv}"
             )));

@@ -77,9 +77,20 @@ fn broken_chat_template_fails_chat_but_raw_completion_works() {
 fn model_without_template_is_a_clear_chat_error() {
     let d = scratch("err-notemplate");
     let f = d.join("plain.gguf");
-    write_tiny(&f, &Tiny::default());
+    write_tiny(&f, &Tiny { chatml_tokens: false, ..Tiny::default() });
     let o = daehwa(&d, &["run", "-m", f.to_str().expect("utf8"), "hi"]);
     assert_fails(&o, &["no chat template"]);
+}
+
+#[test]
+fn model_without_template_but_chatml_tokens_chats_with_the_builtin_format() {
+    let d = scratch("ok-chatml");
+    let f = d.join("chatml.gguf");
+    write_tiny(&f, &Tiny::default());
+    let o = daehwa(&d, &["run", "--json", "--temp", "0", "-n", "2", "-m", f.to_str().expect("utf8"), "hi"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&support::stdout(&o)).expect("json");
+    assert_eq!(v["prompt_tokens"][0], 256, "the prompt starts with <|im_start|>");
 }
 
 #[test]

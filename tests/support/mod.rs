@@ -53,11 +53,14 @@ pub struct Tiny<'a> {
     pub ffn_up_type: GgmlType,
     pub chat_template: Option<&'a str>,
     pub n_ctx: u32,
+    /// Name the two special tokens `<|im_start|>`/`<|im_end|>` (so the built-in ChatML format
+    /// applies when there is no template) rather than `<s>`/`</s>`.
+    pub chatml_tokens: bool,
 }
 
 impl Default for Tiny<'_> {
     fn default() -> Self {
-        Tiny { arch: "llama", ffn_up_type: GgmlType::F32, chat_template: None, n_ctx: 64 }
+        Tiny { arch: "llama", ffn_up_type: GgmlType::F32, chat_template: None, n_ctx: 64, chatml_tokens: true }
     }
 }
 
@@ -83,8 +86,9 @@ pub fn write_tiny(path: &Path, t: &Tiny) {
     let (e, n_head, n_head_kv, ff, n_layer) = (32u64, 4u32, 2u32, 64u64, 2u32);
     let hd = e / n_head as u64;
     let mut tokens = byte_tokens();
-    tokens.push("<|im_start|>".into());
-    tokens.push("<|im_end|>".into());
+    let (bos, eos) = if t.chatml_tokens { ("<|im_start|>", "<|im_end|>") } else { ("<s>", "</s>") };
+    tokens.push(bos.into());
+    tokens.push(eos.into());
     let n_vocab = tokens.len() as u64;
     let mut types = vec![1i32; 256];
     types.extend([3, 3]);

@@ -26,6 +26,9 @@ use std::ops::Range;
 
 use half::f16;
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 use crate::disjoint::DisjointMut;
 use crate::pool::ThreadPool;
 
@@ -79,15 +82,46 @@ impl AttnParams {
 /// On inconsistent shapes (`q`/`out` not `n_head * head_dim`, a chunk shorter than its
 /// `n_rows`, `n_head` not a multiple of `n_head_kv`).
 pub fn attention_row(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &mut Vec<f32>, out: &mut [f32]) {
-    attention_row_with(q, chunks, p, scratch, out, simd::available())
+    attention_row_with(q, chunks, p, scratch, out, Path::best())
 }
 
 /// [`attention_row`] on the scalar reference kernels (for tests and debugging).
 pub fn attention_row_scalar(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &mut Vec<f32>, out: &mut [f32]) {
-    attention_row_with(q, chunks, p, scratch, out, false)
+    attention_row_with(q, chunks, p, scratch, out, Path::Scalar)
 }
 
-fn attention_row_with(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &mut Vec<f32>, out: &mut [f32], simd: bool) {
+/// [`attention_row`] on the AVX2 kernels even where AVX-512 is available (for tests: the
+/// AVX-512 form must match it bit for bit). Falls back to scalar without AVX2.
+pub fn attention_row_avx2(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &mut Vec<f32>, out: &mut [f32]) {
+    let path = if simd::available() { Path::Avx2 } else { Path::Scalar };
+    attention_row_with(q, chunks, p, scratch, out, path)
+}
+
+/// Which kernels a head runs on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Scalar,
+    /// AVX2 + FMA + F16C, accumulator in memory.
+    Avx2,
+    /// AVX-512 with query and accumulator in registers (head sizes that are multiples of 16).
+    Avx512,
+}
+
+impl Path {
+    fn best() -> Path {
+        #[cfg(target_arch = "x86_64")]
+        if avx512::available() && simd::available() {
+            return Path::Avx512;
+        }
+        if simd::available() {
+            Path::Avx2
+        } else {
+            Path::Scalar
+        }
+    }
+}
+
+fn attention_row_with(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &mut Vec<f32>, out: &mut [f32], path: Path) {
     let hd = p.head_dim;
     assert_eq!(q.len(), p.n_head * hd, "attention_row: q length");
     assert_eq!(out.len(), p.n_head * hd, "attention_row: out length");
@@ -98,7 +132,7 @@ fn attention_row_with(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &m
     let (qh, acc) = scratch.split_at_mut(hd);
     let n_kv: usize = chunks.iter().map(|c| c.n_rows).sum();
     for (h, (qrow, orow)) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)).enumerate() {
-        head(qrow, h, chunks, 0..n_kv, p, qh, &mut acc[..hd], orow, simd);
+        head(qrow, h, chunks, 0..n_kv, p, qh, &mut acc[..hd], orow, path);
     }
 }
 
@@ -132,7 +166,7 @@ pub fn attention_rows_parallel(
     let n_tasks = (pool.n_threads() * 4).min(n_pairs);
     let per_task = n_pairs.div_ceil(n_tasks);
     let n_tasks = n_pairs.div_ceil(per_task);
-    let simd = simd::available();
+    let path = Path::best();
     let out = DisjointMut::new(out);
     pool.run(n_tasks, &|task| {
         // Per-task state on the stack for common head sizes: no allocation per call.
@@ -152,7 +186,7 @@ pub fn attention_rows_parallel(
             let off = t * row + h * hd;
             // SAFETY: pair (t, h) is handled by exactly one task and owns this head's slice.
             let orow = unsafe { out.slice(off, hd) };
-            head(&q[off..off + hd], h, chunks, range, p, qh, acc, orow, simd);
+            head(&q[off..off + hd], h, chunks, range, p, qh, acc, orow, path);
         }
     });
 }
@@ -168,20 +202,38 @@ fn head(
     qh: &mut [f32],
     acc: &mut [f32],
     out: &mut [f32],
-    simd: bool,
+    path: Path,
 ) {
     let hd = p.head_dim;
     let kvh = h / (p.n_head / p.n_head_kv);
     let stride = p.row_len();
+    let (scale, cap) = match p.softcap {
+        Some(c) if c != 0.0 => (p.scale / c, c),
+        _ => (p.scale, 0.0),
+    };
+    #[cfg(target_arch = "x86_64")]
+    if path == Path::Avx512 && hd.is_multiple_of(16) && qrow.len() == hd && out.len() == hd {
+        // SAFETY: `Path::Avx512` means `avx512::available()`; `check` verified every chunk holds
+        // `n_rows * stride` values and `kvh * hd + hd <= stride` since kvh < n_head_kv; q and
+        // out are `hd` long (checked just above).
+        let done = unsafe {
+            match hd / 16 {
+                4 => avx512::head::<4>(qrow, chunks, range.clone(), stride, kvh, scale, cap, out),
+                8 => avx512::head::<8>(qrow, chunks, range.clone(), stride, kvh, scale, cap, out),
+                16 => avx512::head::<16>(qrow, chunks, range.clone(), stride, kvh, scale, cap, out),
+                _ => false,
+            }
+        };
+        if done {
+            return;
+        }
+    }
+    let simd = path != Path::Scalar;
     // Q rounded to f16, as ggml's flash attention converts it to K's vec_dot type.
     for (d, &v) in qh.iter_mut().zip(qrow) {
         *d = f16::from_f32(v).to_f32();
     }
     acc.iter_mut().for_each(|a| *a = 0.0);
-    let (scale, cap) = match p.softcap {
-        Some(c) if c != 0.0 => (p.scale / c, c),
-        _ => (p.scale, 0.0),
-    };
     let mut m = f32::NEG_INFINITY;
     let mut sum = 0f32;
     let mut base = 0;

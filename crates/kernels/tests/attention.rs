@@ -2,7 +2,7 @@
 //! chunks, soft-capping, the parallel prefill form, and scalar against SIMD kernels.
 
 use half::f16;
-use kernels::attention::{attention_row, attention_row_scalar, attention_rows_parallel, AttnParams, KvChunk};
+use kernels::attention::{attention_row, attention_row_avx2, attention_row_scalar, attention_rows_parallel, AttnParams, KvChunk};
 use kernels::pool::ThreadPool;
 
 struct Rng(u64);
@@ -152,6 +152,27 @@ fn simd_matches_scalar_kernels() {
         attention_row_scalar(&q, &chunks, &p, &mut Vec::new(), &mut reference);
         for (i, (&a, &b)) in fast.iter().zip(&reference).enumerate() {
             assert!((a - b).abs() <= 1e-5, "[{i}]: simd {a}, scalar {b}");
+        }
+    }
+}
+
+/// The AVX-512 form (register-resident query and accumulator) must be bit-for-bit the AVX2 form,
+/// which the golden tests were calibrated on: every head size that takes it (64, 128, 256), one
+/// that does not (80 is not a multiple of 16... it is: 5 x 16, but has no kernel), softcap,
+/// many chunks, large scores that move the running maximum often.
+#[test]
+fn avx512_matches_avx2_bit_for_bit() {
+    let mut rng = Rng(26);
+    for p in [params(9, 3, 64, None), params(4, 1, 128, None), params(4, 2, 256, Some(50.0)), params(2, 1, 80, None), params(6, 2, 64, Some(20.0))] {
+        for (n_kv, sizes, qscale) in [(1usize, vec![1usize], 1.0f32), (77, vec![32, 32, 13], 2.0), (300, vec![16; 18].into_iter().chain([12]).collect(), 8.0)] {
+            let cache = Cache::new(&mut rng, n_kv, &p);
+            let chunks = cache.chunks(&sizes);
+            let q = rng.vec(p.n_head * p.head_dim, qscale);
+            let (mut fast, mut avx2) = (vec![0f32; q.len()], vec![0f32; q.len()]);
+            attention_row(&q, &chunks, &p, &mut Vec::new(), &mut fast);
+            attention_row_avx2(&q, &chunks, &p, &mut Vec::new(), &mut avx2);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&avx2), "head_dim {} n_kv {n_kv}", p.head_dim);
         }
     }
 }

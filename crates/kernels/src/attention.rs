@@ -388,8 +388,8 @@ mod simd {
                 _mm256_storeu_ps(ap.add(i), round8(_mm256_mul_ps(_mm256_loadu_ps(ap.add(i)), vs)));
                 i += 8;
             }
-            for j in i..n {
-                acc[j] = f16::from_f32(acc[j] * s).to_f32();
+            for a in &mut acc[i..n] {
+                *a = f16::from_f32(*a * s).to_f32();
             }
         }
     }

@@ -428,7 +428,7 @@ fn run_groups<'a>(w: &PackedMatrix, groups: Range<usize>, n_tokens: usize, acts:
     // Only the last group of a matrix can have fewer than 4 real rows.
     let n_full = w.n_rows / ROWS;
     let full = groups.start.min(n_full)..groups.end.min(n_full);
-    let partial = (groups.end > n_full && w.n_rows % ROWS != 0).then_some(n_full);
+    let partial = (groups.end > n_full && !w.n_rows.is_multiple_of(ROWS)).then_some(n_full);
     let batch = if n_tokens <= TOKENS { full.len().max(1) } else { GROUP_BATCH };
     for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
         let t1 = (t0 + TOKEN_TILE).min(n_tokens);
@@ -475,7 +475,7 @@ fn run_groups<'a>(w: &PackedMatrix, groups: Range<usize>, n_tokens: usize, acts:
 ///
 /// # Safety
 /// As the kernels' `groups` functions.
-#[allow(unused_variables)]
+#[allow(unused_variables, clippy::too_many_arguments)]
 unsafe fn run_kernel(ty: GgmlType, wq: *const u8, wd: *const u8, nb: usize, n_groups: usize, a: &[ActRow], n: usize, outs: [*mut f32; TOKENS]) {
     macro_rules! call {
         ($m:ident) => {

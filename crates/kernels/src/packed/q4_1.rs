@@ -30,6 +30,7 @@ pub(super) unsafe fn groups<const T: usize>(wq: *const u8, wd: *const u8, nb: us
 
 /// One block of every token into one parity's (lo, hi) accumulators.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 unsafe fn block<const T: usize>(
     wq: *const u8,
     wd: *const u8,
@@ -63,6 +64,7 @@ unsafe fn block<const T: usize>(
 }
 
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 unsafe fn kernel<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T], res: &mut [__m128; T]) {
     let mut even = [[_mm512_setzero_ps(); 2]; T];
     let mut odd = [[_mm512_setzero_ps(); 2]; T];

@@ -29,6 +29,7 @@ pub(super) unsafe fn groups<const T: usize>(wq: *const u8, wd: *const u8, nb: us
 
 /// One block of every token into one parity's (rows 0-1, rows 2-3) accumulators.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 unsafe fn block<const T: usize>(wq: *const u8, wd: *const u8, b: usize, a: &[ActRow; T], acc: &mut [[__m512; 2]; T]) {
     let idx01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     let idx23 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
@@ -60,6 +61,7 @@ unsafe fn hsum_halves(z: __m512) -> __m512 {
 }
 
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 unsafe fn kernel<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T], res: &mut [__m128; T]) {
     let mut even = [[_mm512_setzero_ps(); 2]; T];
     let mut odd = [[_mm512_setzero_ps(); 2]; T];

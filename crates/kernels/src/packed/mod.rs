@@ -49,6 +49,8 @@ pub(crate) const ROWS: usize = 4;
 const TOKENS: usize = 4;
 /// Tokens per tile: their activations stay in L1/L2 while a chunk sweeps its row groups.
 const TOKEN_TILE: usize = 16;
+/// How far ahead (bytes of quants) the kernels prefetch the weight stream.
+pub(crate) const PREFETCH: usize = 1024;
 /// Row groups per kernel call in prefill: their weights (about 1.5 KiB each for q4_1 at
 /// 576 columns) stay in L1 across the tile's 4-token calls.
 const GROUP_BATCH: usize = 4;

@@ -78,11 +78,17 @@ impl AlignedBytes {
     fn zeroed(len: usize) -> Self {
         let align = if len >= HUGE_PAGE { HUGE_PAGE } else { 64 };
         let layout = std::alloc::Layout::from_size_align(len.max(1).next_multiple_of(align), align).expect("valid layout");
+        // Huge-page buffers are advised before their first write (`alloc_zeroed` with this
+        // alignment would memset, faulting 4 KiB pages in before the hint), then zeroed.
         // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let raw = unsafe { if align == HUGE_PAGE { std::alloc::alloc(layout) } else { std::alloc::alloc_zeroed(layout) } };
         let Some(ptr) = std::ptr::NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
         let b = AlignedBytes { ptr, len, layout };
-        b.advise_huge_pages();
+        if align == HUGE_PAGE {
+            b.advise_huge_pages();
+            // SAFETY: `ptr` owns `layout.size()` writable bytes.
+            unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, layout.size()) };
+        }
         b
     }
 
@@ -97,7 +103,7 @@ impl AlignedBytes {
     }
 
     /// Asks for transparent huge pages before the buffer is first written (pages are then
-    /// faulted in as 2 MiB pages): a decode step streams every weight once, and huge pages cut
+    /// faulted in as 2 MiB pages where the kernel has them free): a decode step streams every weight once, and huge pages cut
     /// its TLB misses. Only a hint; ignored where unsupported.
     fn advise_huge_pages(&self) {
         #[cfg(target_os = "linux")]

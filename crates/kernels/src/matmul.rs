@@ -25,10 +25,11 @@
 //! use kernels::pool::ThreadPool;
 //! // W = [[1, 2], [3, 4], [5, 6]] (3 outputs, 2 inputs), stored as f32 bytes.
 //! let w: Vec<u8> = [1f32, 2., 3., 4., 5., 6.].iter().flat_map(|v| v.to_le_bytes()).collect();
-//! let w = QMatrix::new(GgmlType::F32, &w, 3, 2).unwrap();
+//! let w = QMatrix::new(GgmlType::F32, &w, 3, 2)?;
 //! let mut out = [0f32; 3];
-//! matmul(&ThreadPool::new(2), &w, &[1.0, -1.0], 1, &mut out, &mut MatmulScratch::default()).unwrap();
+//! matmul(&ThreadPool::new(2), &w, &[1.0, -1.0], 1, &mut out, &mut MatmulScratch::default())?;
 //! assert_eq!(out, [-1.0, -1.0, -1.0]);
+//! # Ok::<(), kernels::Error>(())
 //! ```
 
 use std::sync::Mutex;

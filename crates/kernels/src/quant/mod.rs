@@ -17,14 +17,15 @@
 //! let n = 64;
 //! let w: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
 //! let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
-//! let k = quant::kernel(GgmlType::Q4_1).unwrap();
-//! let mut wq = vec![0u8; quant::row_bytes(GgmlType::Q4_1, n).unwrap()];
-//! quant::quantize_row(GgmlType::Q4_1, &w, &mut wq).unwrap();
-//! let mut xq = vec![0u8; quant::row_bytes(k.vec_dot_type, n).unwrap()];
-//! quant::quantize_row_fast(k.vec_dot_type, &x, &mut xq).unwrap();
+//! let k = quant::kernel(GgmlType::Q4_1)?;
+//! let mut wq = vec![0u8; quant::row_bytes(GgmlType::Q4_1, n)?];
+//! quant::quantize_row(GgmlType::Q4_1, &w, &mut wq)?;
+//! let mut xq = vec![0u8; quant::row_bytes(k.vec_dot_type, n)?];
+//! quant::quantize_row_fast(k.vec_dot_type, &x, &mut xq)?;
 //! let dot = (k.vec_dot)(n, &wq, &xq);
 //! let exact: f32 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
 //! assert!((dot - exact).abs() < 0.02 * n as f32);
+//! # Ok::<(), kernels::Error>(())
 //! ```
 
 pub mod blocks;

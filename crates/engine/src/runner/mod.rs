@@ -28,7 +28,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::kv::paged::{PagedBuffers, DEFAULT_BLOCK_SIZE};
+use crate::kv::paged::{GroupSpec, KvLayout, PagedBuffers, Sizing, DEFAULT_BLOCK_SIZE};
 use crate::{Engine, FinishReason, GenParams, Result, TokenId, TokenOut};
 
 /// How the engine thread is sized.
@@ -38,7 +38,9 @@ pub struct RunnerConfig {
     pub n_ctx: usize,
     /// Most sequences running at once.
     pub max_seqs: usize,
-    /// KV cache size in bytes (`--kv-memory`); `None`: room for `max_seqs` full contexts.
+    /// KV cache size in bytes (`--kv-memory`); `None`: room for `max_seqs` full contexts. With
+    /// sliding-window layers (Gemma 3) the bytes are split between the full-attention layers'
+    /// blocks and the window layers' (see [`Sizing::blocks_per_group`]).
     pub kv_memory_bytes: Option<usize>,
     /// Most requests waiting to start (beyond it `submit` says `QueueFull`).
     pub queue_capacity: usize,
@@ -116,17 +118,33 @@ pub enum SubmitError {
 }
 
 /// A snapshot of the engine's load, for `/metrics` and logs.
+///
+/// The KV cache keeps one block pool per layer group (see [`crate::kv::paged::KvLayout`]): the
+/// full-attention layers' and, for models with sliding-window layers (Gemma 3), the window
+/// layers'. `kv_blocks_*` are sums over the groups; `kv_window_blocks_*` are the window
+/// layers' part of them (0 for models without), so the full-attention part is the difference.
+/// A block holds `kv_block_size` positions of the layers of its group.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     /// Requests accepted but not yet running.
     pub queue_depth: usize,
     pub running: usize,
+    /// Blocks in all groups.
     pub kv_blocks_total: usize,
-    /// Blocks referenced by live sequences.
+    /// Blocks referenced by live sequences (all groups).
     pub kv_blocks_used: usize,
-    /// Unreferenced blocks holding reusable prefixes.
+    /// Unreferenced blocks holding reusable prefixes (all groups).
     pub kv_blocks_cached: usize,
+    /// The sliding-window layers' part of `kv_blocks_total`.
+    pub kv_window_blocks_total: usize,
+    /// The sliding-window layers' part of `kv_blocks_used`.
+    pub kv_window_blocks_used: usize,
+    /// The sliding-window layers' part of `kv_blocks_cached`.
+    pub kv_window_blocks_cached: usize,
     pub kv_block_size: usize,
+    /// Positions the cache holds for all layers of all sequences together (the full-attention
+    /// group's blocks times the block size; without such layers, the window group's).
+    pub kv_tokens: usize,
     pub kv_bytes: usize,
     /// Prompt tokens of requests that started running (cached ones included).
     pub prompt_tokens_total: u64,
@@ -145,6 +163,8 @@ struct SharedStats {
     running: AtomicUsize,
     kv_blocks_used: AtomicUsize,
     kv_blocks_cached: AtomicUsize,
+    kv_window_blocks_used: AtomicUsize,
+    kv_window_blocks_cached: AtomicUsize,
     prompt_tokens_total: AtomicU64,
     cached_tokens_total: AtomicU64,
     generated_tokens_total: AtomicU64,
@@ -163,7 +183,10 @@ enum Msg {
 struct Sizes {
     n_ctx: usize,
     n_blocks: usize,
+    n_window_blocks: usize,
     block_size: usize,
+    /// Longest prompt the cache can hold (see [`Stats::kv_tokens`]).
+    kv_tokens: usize,
     kv_bytes: usize,
     queue_capacity: usize,
 }
@@ -190,16 +213,27 @@ impl EngineHandle {
         let n_ctx = cfg.n_ctx.clamp(2, hp.n_ctx_train.max(2));
         let max_seqs = cfg.max_seqs.max(1);
         let block_size = cfg.block_size.max(1);
-        let n_blocks = match cfg.kv_memory_bytes {
-            Some(bytes) => PagedBuffers::blocks_for_bytes(bytes, hp.n_layer, hp.kv_dim(), block_size),
-            None => n_ctx.div_ceil(block_size) * max_seqs,
+        let step_token_budget = cfg.step_token_budget.max(1);
+        let layout = KvLayout::for_model(hp, n_ctx);
+        let sizing = Sizing { n_ctx, max_seqs, step_token_budget: step_token_budget.max(max_seqs), block_size, kv_dim: hp.kv_dim() };
+        let n_blocks = sizing.blocks_per_group(&layout, cfg.kv_memory_bytes);
+        let groups: Vec<GroupSpec> = n_blocks.iter().enumerate().map(|(g, &n)| GroupSpec { window: layout.window(g), n_blocks: n }).collect();
+        let n_window_blocks = groups.iter().filter(|g| g.window.is_some()).map(|g| g.n_blocks).sum();
+        let kv_tokens = groups.iter().filter(|g| g.window.is_none()).map(|g| g.n_blocks).min().unwrap_or(n_window_blocks) * block_size;
+        let buffers = PagedBuffers::with_layout(layout, hp.kv_dim(), block_size, &n_blocks);
+        let sizes = Sizes {
+            n_ctx,
+            n_blocks: buffers.n_blocks(),
+            n_window_blocks,
+            block_size,
+            kv_tokens,
+            kv_bytes: buffers.bytes(),
+            queue_capacity: cfg.queue_capacity.max(1),
         };
-        let buffers = PagedBuffers::new(hp.n_layer, hp.kv_dim(), block_size, n_blocks);
-        let sizes = Sizes { n_ctx, n_blocks, block_size, kv_bytes: buffers.bytes(), queue_capacity: cfg.queue_capacity.max(1) };
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(SharedStats::default());
-        let sched_cfg = crate::sched::SchedConfig { max_seqs, step_token_budget: cfg.step_token_budget.max(1) };
-        let worker = thread::Worker::new(engine.clone(), buffers, sched_cfg, n_ctx, rx, stats.clone());
+        let sched_cfg = crate::sched::SchedConfig { max_seqs, step_token_budget };
+        let worker = thread::Worker::new(engine.clone(), buffers, &groups, sched_cfg, n_ctx, rx, stats.clone());
         let join = std::thread::Builder::new()
             .name("daehwa-engine".into())
             .spawn(move || worker.run())
@@ -244,9 +278,8 @@ impl EngineHandle {
         if n_prompt >= sizes.n_ctx {
             return Err(SubmitError::PromptTooLong { n_prompt, n_ctx: sizes.n_ctx });
         }
-        let kv_tokens = sizes.n_blocks * sizes.block_size;
-        if n_prompt >= kv_tokens {
-            return Err(SubmitError::PromptTooLong { n_prompt, n_ctx: kv_tokens });
+        if n_prompt >= sizes.kv_tokens {
+            return Err(SubmitError::PromptTooLong { n_prompt, n_ctx: sizes.kv_tokens });
         }
         let n_vocab = self.inner.engine.model.hparams().n_vocab;
         if let Some(&t) = req.prompt.iter().find(|&&t| t as usize >= n_vocab) {
@@ -274,7 +307,11 @@ impl EngineHandle {
             kv_blocks_total: z.n_blocks,
             kv_blocks_used: s.kv_blocks_used.load(Ordering::Acquire),
             kv_blocks_cached: s.kv_blocks_cached.load(Ordering::Acquire),
+            kv_window_blocks_total: z.n_window_blocks,
+            kv_window_blocks_used: s.kv_window_blocks_used.load(Ordering::Acquire),
+            kv_window_blocks_cached: s.kv_window_blocks_cached.load(Ordering::Acquire),
             kv_block_size: z.block_size,
+            kv_tokens: z.kv_tokens,
             kv_bytes: z.kv_bytes,
             prompt_tokens_total: s.prompt_tokens_total.load(Ordering::Acquire),
             cached_tokens_total: s.cached_tokens_total.load(Ordering::Acquire),

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::seq::{LiveSeq, Next};
 use super::{Msg, SharedStats};
-use crate::kv::paged::{KvManager, PagedBuffers, PagedKv};
+use crate::kv::paged::{GroupSpec, KvManager, PagedBuffers, PagedKv};
 use crate::model::{Batch, ForwardCtx, Workspace};
 use crate::sched::{Plan, SchedConfig, Scheduler, SeqId};
 use crate::{Engine, FinishReason, TokenId};
@@ -34,8 +34,17 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub fn new(engine: Arc<Engine>, buffers: PagedBuffers, cfg: SchedConfig, n_ctx: usize, rx: Receiver<Msg>, stats: Arc<SharedStats>) -> Self {
-        let kv = KvManager::new(buffers.n_blocks(), buffers.block_size(), cfg.max_seqs);
+    /// `groups` are the block pools of `buffers`' layout, in its group order.
+    pub fn new(
+        engine: Arc<Engine>,
+        buffers: PagedBuffers,
+        groups: &[GroupSpec],
+        cfg: SchedConfig,
+        n_ctx: usize,
+        rx: Receiver<Msg>,
+        stats: Arc<SharedStats>,
+    ) -> Self {
+        let kv = KvManager::with_groups(groups, buffers.block_size(), cfg.max_seqs);
         Worker {
             engine,
             buffers,
@@ -260,5 +269,15 @@ impl Worker {
         self.stats.running.store(self.sched.n_running(), Ordering::Release);
         self.stats.kv_blocks_used.store(s.used, Ordering::Release);
         self.stats.kv_blocks_cached.store(s.cached, Ordering::Release);
+        let (mut used, mut cached) = (0, 0);
+        for g in 0..self.kv.n_groups() {
+            let gs = self.kv.group_stats(g);
+            if gs.window.is_some() {
+                used += gs.pool.used;
+                cached += gs.pool.cached;
+            }
+        }
+        self.stats.kv_window_blocks_used.store(used, Ordering::Release);
+        self.stats.kv_window_blocks_cached.store(cached, Ordering::Release);
     }
 }

@@ -10,21 +10,26 @@
 //!   one budget's worth of compute.
 //! - **Admission** in arrival order (strict FIFO: a large prompt at the head is not overtaken,
 //!   so it cannot starve), up to `max_seqs` running, when the [`KvManager`] can hold the whole
-//!   prompt (minus its cached prefix) plus one block of growth per running sequence.
-//! - **Preemption by recomputation**: when a running sequence needs a new block and none is
-//!   left, the newest running sequence is freed and put back at the head of the queue with all
+//!   prompt (minus its cached prefix) plus one block of growth per running sequence, in every
+//!   layer group. Sliding-window groups (Gemma 3's local layers) are held to what the next
+//!   chunk needs: they get blocks step by step and release those no query can see any more, so
+//!   a long sequence holds a bounded number of them.
+//! - **Preemption by recomputation**: when a running sequence needs a new block (in any group)
+//!   and none is left, the newest running sequence is freed and put back at the head of the queue with all
 //!   its tokens (prompt + generated so far); its full blocks stay in the prefix cache, so
 //!   resuming usually recomputes only its last partial block.
-//! - **No deadlock**: a prompt larger than the whole cache is rejected; a sequence that cannot
-//!   grow even when running alone is finished (the cache is its context limit); otherwise the
-//!   oldest running sequence always progresses.
+//! - **No deadlock**: a prompt larger than the whole cache (or whose steps need more window
+//!   blocks than the window group has) is rejected; a sequence that cannot grow even when
+//!   running alone is finished (the cache is its context limit); otherwise the oldest running
+//!   sequence always progresses.
 //!
 //! One step, as the runner drives it:
 //!
 //! ```text
 //!   plan = sched.step(&mut kv)          // admit / preempt / reserve blocks, pick tokens
 //!   forward(batch built from plan.items) // tokens[start..start+len] of each item's sequence
-//!   sched.complete(&mut kv, &plan)       // K/V computed: commit (fills the prefix cache)
+//!   sched.complete(&mut kv, &plan)       // K/V computed: commit (fills the prefix cache,
+//!                                        // releases window blocks out of every query's sight)
 //!   for items with `sample`: sched.push_token(id, t)  or  sched.remove(&mut kv, id)
 //! ```
 
@@ -167,47 +172,25 @@ impl Scheduler {
     /// reserved in `kv` when this returns.
     pub fn step(&mut self, kv: &mut KvManager) -> Plan {
         let mut plan = Plan::default();
-        self.reserve_running(kv, &mut plan);
-
-        let mut budget = self.cfg.step_token_budget;
-        // Decodes first, so streams keep their pace; then prompt chunks, oldest first.
-        for decode in [true, false] {
-            for s in &self.running {
-                let need = s.tokens.len() - s.n_computed;
-                if (need == 1) != decode || budget == 0 || need == 0 {
-                    continue;
-                }
-                let len = need.min(budget);
-                budget -= len;
-                let slot = s.slot.expect("invariant: running sequences have a slot");
-                plan.items.push(PlanItem { id: s.id, slot, start: s.n_computed, len, sample: len == need });
-            }
-        }
+        let mut budget = self.plan_running(kv, &mut plan);
 
         // Admission. Not in a step that had to preempt: memory is short, and re-admitting what
         // was just preempted would only thrash.
         while budget > 0 && plan.preempted.is_empty() && self.running.len() < self.cfg.max_seqs {
             let Some(front) = self.waiting.front() else { break };
-            if kv.blocks_for(front.tokens.len()) > kv.n_blocks() {
+            if let Err(too_large) = kv.fits_alone(front.tokens.len(), self.cfg.step_token_budget) {
                 let s = self.waiting.pop_front().expect("invariant: front exists");
                 if s.tokens.len() > s.n_prompt {
                     plan.exhausted.push(s.id);
                 } else {
-                    let msg = format!(
-                        "the prompt has {} tokens but the KV cache holds {} ({} blocks of {})",
-                        s.n_prompt,
-                        kv.n_blocks() * kv.block_size(),
-                        kv.n_blocks(),
-                        kv.block_size()
-                    );
-                    plan.rejected.push((s.id, msg));
+                    plan.rejected.push((s.id, too_large.to_string()));
                 }
                 continue;
             }
             // One block of growth for each running sequence, so admitting does not force an
             // immediate preemption.
             let headroom = self.running.len();
-            match kv.admit(&front.tokens, headroom) {
+            match kv.admit_chunked(&front.tokens, budget, headroom) {
                 Ok(a) => {
                     let mut s = self.waiting.pop_front().expect("invariant: front exists");
                     s.slot = Some(a.slot);
@@ -227,31 +210,50 @@ impl Scheduler {
         plan
     }
 
-    /// Makes sure every running sequence has blocks for all its tokens, preempting the newest
-    /// ones when the pool runs dry.
-    fn reserve_running(&mut self, kv: &mut KvManager, plan: &mut Plan) {
-        let mut i = 0;
-        while i < self.running.len() {
-            let (slot, n) = (self.running[i].slot.expect("invariant: running sequences have a slot"), self.running[i].tokens.len());
-            if kv.reserve(slot, n) {
-                i += 1;
-                continue;
+    /// Plans the running sequences' tokens (decodes first, so streams keep their pace; then
+    /// prompt chunks, oldest first) and reserves their blocks, oldest first, preempting the
+    /// newest when a pool runs dry (and planning again without it). Returns the budget left.
+    fn plan_running(&mut self, kv: &mut KvManager, plan: &mut Plan) -> usize {
+        'plan: loop {
+            plan.items.clear();
+            let mut budget = self.cfg.step_token_budget;
+            for decode in [true, false] {
+                for s in &self.running {
+                    let need = s.tokens.len() - s.n_computed;
+                    if (need == 1) != decode || budget == 0 || need == 0 {
+                        continue;
+                    }
+                    let len = need.min(budget);
+                    budget -= len;
+                    let slot = s.slot.expect("invariant: running sequences have a slot");
+                    plan.items.push(PlanItem { id: s.id, slot, start: s.n_computed, len, sample: len == need });
+                }
             }
-            let newest = self.running.len() - 1;
-            if newest == 0 {
-                // Alone and still no room: the cache cannot hold this sequence any longer.
-                let s = self.running.pop().expect("invariant: one running");
-                kv.free(slot);
-                plan.exhausted.push(s.id);
-                break;
+            // Full-attention groups hold every token of a sequence; sliding-window groups get
+            // the blocks of this step's chunk (see `KvManager::reserve_step`).
+            for i in 0..self.running.len() {
+                let s = &self.running[i];
+                let slot = s.slot.expect("invariant: running sequences have a slot");
+                let step_end = plan.items.iter().find(|it| it.id == s.id).map_or(s.n_computed, |it| it.start + it.len);
+                if kv.reserve_step(slot, s.tokens.len(), step_end) {
+                    continue;
+                }
+                if self.running.len() == 1 {
+                    // Alone and still no room: the cache cannot hold this sequence any longer.
+                    let s = self.running.pop().expect("invariant: one running");
+                    kv.free(slot);
+                    plan.exhausted.push(s.id);
+                } else {
+                    let mut s = self.running.pop().expect("invariant: newest exists");
+                    kv.free(s.slot.take().expect("invariant: running sequences have a slot"));
+                    s.n_computed = 0;
+                    plan.preempted.push(s.id);
+                    let at = self.waiting.partition_point(|w| w.arrival < s.arrival);
+                    self.waiting.insert(at, s);
+                }
+                continue 'plan;
             }
-            let mut s = self.running.pop().expect("invariant: newest exists");
-            kv.free(s.slot.take().expect("invariant: running sequences have a slot"));
-            s.n_computed = 0;
-            plan.preempted.push(s.id);
-            let at = self.waiting.partition_point(|w| w.arrival < s.arrival);
-            self.waiting.insert(at, s);
-            // Retry `i` (unless it was the one preempted, then the loop ends).
+            return budget;
         }
     }
 

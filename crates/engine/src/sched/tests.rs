@@ -19,39 +19,46 @@ fn next_token(history: &[TokenId]) -> TokenId {
     history.iter().fold(17u32, |h, &t| h.wrapping_mul(31).wrapping_add(t)) % 5000
 }
 
-/// Stands in for the K/V data: `cells[block][row]` is the token whose K/V that row holds.
+/// Stands in for the K/V data: `cells[group][block][row]` is the token whose K/V that row holds.
 struct FakeStore {
-    cells: Vec<Vec<Option<TokenId>>>,
+    cells: Vec<Vec<Vec<Option<TokenId>>>>,
 }
 
 impl FakeStore {
     fn new(kv: &KvManager) -> Self {
-        FakeStore { cells: vec![vec![None; kv.block_size()]; kv.n_blocks()] }
+        FakeStore { cells: (0..kv.n_groups()).map(|g| vec![vec![None; kv.block_size()]; kv.pool(g).n_blocks()]).collect() }
     }
 
-    /// Runs `plan` like a forward pass: writes each item's tokens through the block table, then
-    /// checks that every sampled sequence sees exactly its tokens, and returns the samples.
+    /// Runs `plan` like a forward pass: writes each item's tokens through its block tables, then
+    /// checks that every query of every item would see exactly its sequence's tokens where its
+    /// layers look (everything for full attention, the last `w` positions for a window `w`),
+    /// and returns the samples.
     fn forward(&mut self, s: &Scheduler, kv: &KvManager, plan: &Plan) -> Vec<(SeqId, TokenId)> {
         let bs = kv.block_size();
         for it in &plan.items {
             let toks = s.tokens(it.id).expect("planned sequence is live");
-            let table = kv.table(it.slot);
-            for p in it.start..it.start + it.len {
-                let b = table[p / bs];
-                assert_eq!(kv.pool().refcount(b), 1, "{:?} writes position {p} into shared block {b:?}", it.id);
-                self.cells[b.index()][p % bs] = Some(toks[p]);
+            for g in 0..kv.n_groups() {
+                let table = kv.table(g, it.slot);
+                for p in it.start..it.start + it.len {
+                    let b = table[p / bs].unwrap_or_else(|| panic!("{:?} writes position {p} into a released block", it.id));
+                    assert_eq!(kv.pool(g).refcount(b), 1, "{:?} writes position {p} into shared block {b:?}", it.id);
+                    self.cells[g][b.index()][p % bs] = Some(toks[p]);
+                }
             }
         }
-        let mut out = Vec::new();
-        for it in plan.items.iter().filter(|i| i.sample) {
+        for it in &plan.items {
             let toks = s.tokens(it.id).expect("planned sequence is live");
-            let table = kv.table(it.slot);
-            let seen: Vec<Option<TokenId>> = (0..toks.len()).map(|p| self.cells[table[p / bs].index()][p % bs]).collect();
-            let want: Vec<Option<TokenId>> = toks.iter().map(|&t| Some(t)).collect();
-            assert_eq!(seen, want, "{:?} would attend to a wrong history", it.id);
-            out.push((it.id, next_token(toks)));
+            let end = it.start + it.len;
+            for g in 0..kv.n_groups() {
+                // The chunk's first query sees the earliest positions.
+                let first = kv.window(g).map_or(0, |w| (it.start + 1).saturating_sub(w));
+                let table = kv.table(g, it.slot);
+                let seen: Vec<Option<TokenId>> = (first..end).map(|p| table[p / bs].and_then(|b| self.cells[g][b.index()][p % bs])).collect();
+                let want: Vec<Option<TokenId>> = toks[first..end].iter().map(|&t| Some(t)).collect();
+                assert_eq!(seen, want, "{:?} would attend to a wrong history in group {g}", it.id);
+            }
         }
-        out
+        plan.items.iter().filter(|i| i.sample).map(|it| (it.id, next_token(s.tokens(it.id).expect("live")))).collect()
     }
 }
 
@@ -65,12 +72,15 @@ struct Sim {
     generated: HashMap<SeqId, Vec<TokenId>>,
     plans: Vec<Plan>,
     cached: HashMap<SeqId, usize>,
+    /// Per group, the most blocks in use after any step's reservations.
+    most_used: Vec<usize>,
 }
 
 impl Sim {
     fn new(s: Scheduler, kv: KvManager) -> Self {
         let store = FakeStore::new(&kv);
-        Sim { s, kv, store, max_new: HashMap::new(), generated: HashMap::new(), plans: Vec::new(), cached: HashMap::new() }
+        let most_used = vec![0; kv.n_groups()];
+        Sim { s, kv, store, max_new: HashMap::new(), generated: HashMap::new(), plans: Vec::new(), cached: HashMap::new(), most_used }
     }
 
     fn add(&mut self, id: u64, prompt: Vec<TokenId>, max_new: usize) {
@@ -80,6 +90,9 @@ impl Sim {
 
     fn step(&mut self) {
         let plan = self.s.step(&mut self.kv);
+        for g in 0..self.kv.n_groups() {
+            self.most_used[g] = self.most_used[g].max(self.kv.group_stats(g).pool.used);
+        }
         assert!(plan.n_tokens() <= self.s.config().step_token_budget);
         for a in &plan.admitted {
             if !a.resumed {
@@ -308,4 +321,142 @@ fn many_sequences_under_memory_pressure_all_finish_with_their_solo_output() {
     assert!(sim.plans.iter().any(|p| !p.preempted.is_empty()), "the test should exercise preemption");
     assert!(sim.cached.values().any(|&c| c > 0), "the test should exercise prefix hits");
     assert!(sim.plans.iter().all(|p| p.items.len() <= 6));
+}
+
+// ---- a model with sliding-window layers: a full-attention group (0) and a window group (1) ----
+
+const W: usize = 8;
+const BS: usize = 4;
+
+fn hybrid(n_full: usize, n_window: usize, n_slots: usize) -> KvManager {
+    use crate::kv::paged::GroupSpec;
+    KvManager::with_groups(&[GroupSpec { window: None, n_blocks: n_full }, GroupSpec { window: Some(W), n_blocks: n_window }], BS, n_slots)
+}
+
+#[test]
+fn a_long_sequence_holds_a_bounded_number_of_window_blocks_while_it_grows() {
+    use crate::kv::paged::window_footprint;
+    // A 100-token prompt in chunks of 16, then 300 generated tokens: 400 positions.
+    let mut sim = Sim::new(sched(1, 16), hybrid(128, 64, 1));
+    sim.add(1, prompt(100, 1), 300);
+    let mut window_used = Vec::new();
+    while !sim.s.is_idle() {
+        sim.step();
+        window_used.push(sim.kv.group_stats(1).pool.used);
+    }
+    assert_eq!(sim.generated[&SeqId(1)], solo(&prompt(100, 1), 300));
+    // Prefill steps hold the window plus a 16-token chunk: at most 7 blocks for 7 + 16
+    // positions, 6 here since the chunks start on block boundaries; decode steps the window
+    // plus one.
+    assert_eq!(window_footprint(W, 400, 16, BS), 7);
+    assert_eq!(sim.most_used[1], 6);
+    let decode_most = window_used[10..window_used.len() - 1].iter().max().copied().expect("steps");
+    assert_eq!(decode_most, window_footprint(W, 400, 1, BS), "{window_used:?}");
+    // The full-attention group held every position.
+    assert_eq!(sim.most_used[0], 100);
+    assert!(sim.plans.iter().all(|p| p.preempted.is_empty() && p.exhausted.is_empty()));
+}
+
+#[test]
+fn preemption_when_the_window_group_runs_dry() {
+    // Plenty of full-attention blocks, but 5 window blocks: two sequences past position 8 need
+    // 3 each (7 older positions + 1), so the newer is preempted for the older and resumes
+    // later.
+    let mut sim = Sim::new(sched(4, 64), hybrid(256, 5, 4));
+    for id in 1..=4 {
+        sim.add(id, prompt(6, id as u32), 40);
+    }
+    sim.run(2000);
+    for id in 1..=4 {
+        assert_eq!(sim.generated[&SeqId(id)], solo(&prompt(6, id as u32), 40), "seq {id}");
+    }
+    let preempted: Vec<SeqId> = sim.plans.iter().flat_map(|p| p.preempted.iter().copied()).collect();
+    assert!(!preempted.is_empty(), "the window group is too small for all four");
+    assert!(!preempted.contains(&SeqId(1)), "the oldest always progresses");
+    assert!(sim.most_used[1] <= 5);
+    assert!(sim.plans.iter().all(|p| p.exhausted.is_empty() && p.rejected.is_empty()));
+    assert!(sim.most_used[0] > 5, "the full-attention group was never the limit");
+}
+
+#[test]
+fn preemption_when_the_full_group_runs_dry_with_two_groups() {
+    let mut sim = Sim::new(sched(4, 64), hybrid(12, 64, 4));
+    for id in 1..=3 {
+        sim.add(id, prompt(7, id as u32), 13);
+    }
+    sim.run(2000);
+    for id in 1..=3 {
+        assert_eq!(sim.generated[&SeqId(id)], solo(&prompt(7, id as u32), 13), "seq {id}");
+    }
+    assert!(sim.plans.iter().any(|p| !p.preempted.is_empty()));
+}
+
+#[test]
+fn a_prefix_hit_is_limited_by_window_blocks_evicted_under_pressure() {
+    let turn1 = prompt(30, 1);
+    let run_turns = |n_window: usize| {
+        let mut sim = Sim::new(sched(2, 64), hybrid(64, n_window, 2));
+        sim.add(1, turn1.clone(), 6);
+        sim.run(100);
+        let mut turn2 = turn1.clone();
+        turn2.extend(&sim.generated[&SeqId(1)]);
+        turn2.extend([4000, 4001, 4002]);
+        // Between the turns, an unrelated request passes through the window group.
+        sim.add(2, prompt(40, 2), 2);
+        sim.run(100);
+        sim.add(3, turn2.clone(), 4);
+        sim.run(100);
+        assert_eq!(sim.generated[&SeqId(3)], solo(&turn2, 4));
+        sim.cached[&SeqId(3)]
+    };
+    // 30 + 6 generated (the last one never fed) = 35 computed: 8 full blocks reusable when
+    // the window group kept blocks 6 and 7 (what the query at 32 needs).
+    assert_eq!(run_turns(40), 32);
+    // A window group of 12 blocks: request 2's 40-token prompt (10 blocks at once, 64-token
+    // steps) evicts every window block of turn 1 (the full-attention group still has all of
+    // them): no prefix is usable.
+    assert_eq!(run_turns(12), 0);
+}
+
+#[test]
+fn a_prompt_whose_steps_need_more_window_blocks_than_exist_is_rejected() {
+    // 3 window blocks of 4 with w = 8: a 40-token prompt in 32-token steps needs 10.
+    let mut sim = Sim::new(sched(2, 32), hybrid(64, 3, 2));
+    sim.add(1, prompt(40, 1), 3);
+    sim.add(2, prompt(8, 2), 30);
+    sim.step();
+    let p = &sim.plans[0];
+    assert_eq!(p.rejected.len(), 1);
+    assert!(p.rejected[0].1.contains("sliding-window"), "{}", p.rejected[0].1);
+    sim.run(200);
+    // An 8-token prompt fits, and decoding needs at most 3 window blocks (7 older positions + 1).
+    assert_eq!(sim.generated[&SeqId(2)], solo(&prompt(8, 2), 30));
+}
+
+#[test]
+fn many_sequences_with_a_sliding_window_all_finish_with_their_solo_output() {
+    // The memory-pressure mix above on a two-group cache: both groups run short at times.
+    let mut sim = Sim::new(sched(6, 32), hybrid(40, 30, 6));
+    let system = prompt(20, 99);
+    let mut prompts = HashMap::new();
+    let mut x: u64 = 777;
+    for id in 0..30u64 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let own = prompt(1 + (x >> 33) as usize % 40, id as u32 + 1);
+        let p: Vec<TokenId> = if id % 3 == 0 { own } else { system.iter().chain(&own).copied().collect() };
+        let max_new = 1 + (x >> 20) as usize % 40;
+        prompts.insert(SeqId(id), (p.clone(), max_new));
+        sim.add(id, p, max_new);
+        if id % 4 == 3 {
+            sim.step();
+        }
+    }
+    sim.run(4000);
+    for (id, (p, n)) in &prompts {
+        assert_eq!(&sim.generated[id], &solo(p, *n), "{id:?}");
+    }
+    assert!(sim.plans.iter().any(|p| !p.preempted.is_empty()), "the test should exercise preemption");
+    assert!(sim.cached.values().any(|&c| c > 0), "the test should exercise prefix hits");
+    assert!(sim.most_used[1] <= 30);
+    assert_eq!(sim.kv.stats().used, 0);
 }

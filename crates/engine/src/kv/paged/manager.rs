@@ -1,7 +1,8 @@
-//! [`KvManager`]: per-sequence block tables over a [`BlockPool`], with prefix reuse.
+//! [`KvManager`]: per-sequence block tables over one [`BlockPool`] per layer group, with prefix
+//! reuse.
 //!
-//! Each running sequence has a slot (its `seq` index in [`crate::kv::KvStore`]) and a block
-//! table mapping its logical blocks to physical ones:
+//! Each running sequence has a slot (its `seq` index in [`crate::kv::KvStore`]) and, in every
+//! group (see [`super::layout`]), a block table mapping its logical blocks to physical ones:
 //!
 //! ```text
 //!   positions   0..16      16..32     32..48     48..
@@ -11,9 +12,18 @@
 //!
 //! Only full blocks whose K/V have been computed are shared (registered in the pool's prefix
 //! cache by [`KvManager::commit`]); the partial last block of a sequence is always its own, so
-//! writes never touch a shared block. Pure bookkeeping: no tensors here.
+//! writes never touch a shared block. Sliding-window groups release the blocks no future query
+//! can see as the sequence advances (see [`super::group`]). Pure bookkeeping: no tensors here.
+//!
+//! Prefix reuse with several groups (vLLM's hybrid coordinator): every group keys its cached
+//! blocks by the same hash chain, and a cached prefix of `k` blocks is usable only if every
+//! group has the blocks the next query needs: a full-attention group all `k`, a window group
+//! the last `ceil((w - 1) / block_size)` before the prefix's end. The longest `k` all groups
+//! agree on is used (possibly 0).
 
 use super::block_pool::{BlockHash, BlockId, BlockPool, PoolStats};
+use super::group::BlockGroup;
+use super::layout::{window_footprint, GroupSpec, GroupStats};
 use crate::TokenId;
 
 /// Why a sequence could not be admitted.
@@ -25,46 +35,88 @@ pub enum AdmitError {
     NoBlocks { need: usize, available: usize },
 }
 
+/// Why a sequence can never run, even alone in the cache.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TooLarge {
+    #[error("the prompt has {n_tokens} tokens but the KV cache holds {capacity} ({n_blocks} blocks of {block_size})")]
+    Context { n_tokens: usize, capacity: usize, n_blocks: usize, block_size: usize },
+    #[error(
+        "the prompt has {n_tokens} tokens, and a step of it needs {need} KV blocks of the sliding-window layers \
+         but the cache has {n_blocks}"
+    )]
+    Window { n_tokens: usize, need: usize, n_blocks: usize },
+}
+
 /// A sequence placed in the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Admitted {
     pub slot: usize,
-    /// Leading tokens whose K/V were found in the prefix cache (a multiple of the block size).
+    /// Leading tokens whose K/V were found in the prefix cache, in every group (a multiple of
+    /// the block size).
     pub cached_tokens: usize,
 }
 
 #[derive(Debug, Default)]
 struct SeqKv {
-    blocks: Vec<BlockId>,
     /// Tokens whose K/V are computed, in order.
     tokens: Vec<TokenId>,
     /// Prefix hash of each full computed block (`tokens.len() / block_size` of them).
     hashes: Vec<BlockHash>,
 }
 
-/// Block tables of up to `n_slots` sequences over one pool.
+/// Table entries a group keeps for a sequence of `n_tokens` positions whose current step ends at
+/// `step_end`: full attention holds the whole sequence, a window only what this step writes.
+fn entries(window: Option<usize>, block_size: usize, n_tokens: usize, step_end: usize) -> usize {
+    match window {
+        None => n_tokens.div_ceil(block_size),
+        Some(_) => step_end.div_ceil(block_size),
+    }
+}
+
+/// Block tables of up to `n_slots` sequences over one pool per layer group.
 #[derive(Debug)]
 pub struct KvManager {
-    pool: BlockPool,
+    block_size: usize,
+    groups: Vec<BlockGroup>,
+    /// Indices of the sliding-window groups (empty for a plain model: no per-step work).
+    window_groups: Vec<usize>,
     slots: Vec<Option<SeqKv>>,
     /// Free slot indices, used as a stack (lowest first).
     free_slots: Vec<usize>,
 }
 
 impl KvManager {
+    /// One full-attention group of `n_blocks` blocks (a model without sliding windows).
     pub fn new(n_blocks: usize, block_size: usize, n_slots: usize) -> Self {
+        KvManager::with_groups(&[GroupSpec { window: None, n_blocks }], block_size, n_slots)
+    }
+
+    /// One pool per group, in the order of the layout's groups.
+    pub fn with_groups(groups: &[GroupSpec], block_size: usize, n_slots: usize) -> Self {
+        assert!(!groups.is_empty(), "a KV cache needs at least one group");
+        assert!(groups.iter().all(|g| g.window != Some(0)), "a sliding window must be positive");
         KvManager {
-            pool: BlockPool::new(n_blocks, block_size),
+            block_size,
+            groups: groups.iter().map(|&g| BlockGroup::new(g, block_size, n_slots)).collect(),
+            window_groups: (0..groups.len()).filter(|&g| groups[g].window.is_some()).collect(),
             slots: (0..n_slots).map(|_| None).collect(),
             free_slots: (0..n_slots).rev().collect(),
         }
     }
 
     pub fn block_size(&self) -> usize {
-        self.pool.block_size()
+        self.block_size
     }
+    pub fn n_groups(&self) -> usize {
+        self.groups.len()
+    }
+    /// The sliding window of `group`'s layers (`None`: full attention).
+    pub fn window(&self, group: usize) -> Option<usize> {
+        self.groups[group].window()
+    }
+    /// Blocks in all groups together.
     pub fn n_blocks(&self) -> usize {
-        self.pool.n_blocks()
+        self.groups.iter().map(|g| g.pool().n_blocks()).sum()
     }
     pub fn n_slots(&self) -> usize {
         self.slots.len()
@@ -72,116 +124,184 @@ impl KvManager {
     pub fn n_free_slots(&self) -> usize {
         self.free_slots.len()
     }
-    /// Blocks that allocations can still take (free or evictable).
-    pub fn n_available(&self) -> usize {
-        self.pool.n_available()
-    }
+    /// Counts summed over the groups.
     pub fn stats(&self) -> PoolStats {
-        self.pool.stats()
+        self.groups.iter().map(|g| g.stats()).fold(PoolStats::default(), |a, s| PoolStats {
+            total: a.total + s.total,
+            used: a.used + s.used,
+            cached: a.cached + s.cached,
+            free: a.free + s.free,
+        })
     }
-    pub fn pool(&self) -> &BlockPool {
-        &self.pool
+    pub fn group_stats(&self, group: usize) -> GroupStats {
+        GroupStats { window: self.window(group), pool: self.groups[group].stats() }
+    }
+    pub fn pool(&self, group: usize) -> &BlockPool {
+        self.groups[group].pool()
     }
     /// Blocks needed to hold `n_tokens` positions.
     pub fn blocks_for(&self, n_tokens: usize) -> usize {
-        n_tokens.div_ceil(self.block_size())
+        n_tokens.div_ceil(self.block_size)
+    }
+    /// Positions a sequence can reach in the full-attention groups (`None` without any: a
+    /// sliding-window-only model runs in bounded memory).
+    pub fn token_capacity(&self) -> Option<usize> {
+        self.groups.iter().filter(|g| g.window().is_none()).map(|g| g.pool().n_blocks() * self.block_size).min()
     }
 
-    /// The block table of `slot` (empty for an unused slot).
-    pub fn table(&self, slot: usize) -> &[BlockId] {
-        self.slots.get(slot).and_then(|s| s.as_ref()).map_or(&[], |s| &s.blocks)
+    /// The block table of `slot` in `group` (empty for an unused slot); `None` entries are
+    /// blocks a sliding-window group released.
+    pub fn table(&self, group: usize, slot: usize) -> &[Option<BlockId>] {
+        self.groups[group].table(slot)
     }
-    /// Positions `slot` has blocks for.
-    pub fn capacity(&self, slot: usize) -> usize {
-        self.table(slot).len() * self.block_size()
+    /// Blocks `slot` holds in `group`.
+    pub fn n_live_blocks(&self, group: usize, slot: usize) -> usize {
+        self.groups[group].n_live(slot)
     }
     /// Tokens of `slot` whose K/V are committed.
     pub fn committed(&self, slot: usize) -> &[TokenId] {
         self.slots.get(slot).and_then(|s| s.as_ref()).map_or(&[], |s| &s.tokens)
     }
 
-    /// Walks the prefix cache along `tokens`: the blocks holding its leading full blocks. At
-    /// most `(len - 1) / block_size` blocks match, so the last token is always computed again
-    /// (its logits are needed) and it never lands in a shared block.
-    fn matching_prefix(&self, tokens: &[TokenId]) -> (Vec<BlockId>, Vec<BlockHash>) {
-        let bs = self.block_size();
+    /// Whether a sequence of `n_tokens` positions, run in steps of at most `chunk` tokens,
+    /// fits in the cache when it runs alone.
+    pub fn fits_alone(&self, n_tokens: usize, chunk: usize) -> Result<(), TooLarge> {
+        for g in &self.groups {
+            let n_blocks = g.pool().n_blocks();
+            match g.window() {
+                None if self.blocks_for(n_tokens) > n_blocks => {
+                    let block_size = self.block_size;
+                    return Err(TooLarge::Context { n_tokens, capacity: n_blocks * block_size, n_blocks, block_size });
+                }
+                Some(w) => {
+                    let need = window_footprint(w, n_tokens, chunk, self.block_size);
+                    if need > n_blocks {
+                        return Err(TooLarge::Window { n_tokens, need, n_blocks });
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The longest cached prefix of `tokens` usable in every group: its block count and the
+    /// hashes of its blocks. At most `(len - 1) / block_size` blocks match, so the last token is
+    /// always computed again (its logits are needed) and it never lands in a shared block.
+    fn prefix_hit(&self, tokens: &[TokenId]) -> (usize, Vec<BlockHash>) {
+        let bs = self.block_size;
         let max_blocks = tokens.len().saturating_sub(1) / bs;
-        let (mut ids, mut hashes) = (Vec::new(), Vec::new());
+        let mut hashes = Vec::new();
         let mut prev = None;
         for chunk in tokens.chunks_exact(bs).take(max_blocks) {
             let h = BlockHash::chain(prev, chunk);
-            match self.pool.lookup(h) {
-                Some(id) => {
-                    ids.push(id);
-                    hashes.push(h);
-                    prev = Some(h);
-                }
-                None => break,
+            // Full-attention groups need every block: their first miss ends the walk.
+            if !self.groups.iter().filter(|g| g.window().is_none()).all(|g| g.pool().lookup(h).is_some()) {
+                break;
+            }
+            hashes.push(h);
+            prev = Some(h);
+        }
+        // Window groups each shorten `k` to their own longest hit within it, until all agree.
+        let mut k = hashes.len();
+        loop {
+            let before = k;
+            for &g in &self.window_groups {
+                k = self.groups[g].longest_hit(&hashes, k);
+            }
+            if k == before {
+                break;
             }
         }
-        (ids, hashes)
+        hashes.truncate(k);
+        (k, hashes)
     }
 
     /// Tokens of `tokens` that a fresh admission would find in the prefix cache.
     pub fn cached_prefix_len(&self, tokens: &[TokenId]) -> usize {
-        self.matching_prefix(tokens).0.len() * self.block_size()
+        self.prefix_hit(tokens).0 * self.block_size
     }
 
     /// Places a sequence whose (not yet computed) tokens are `tokens`: reuses the cached blocks
     /// of its prefix and allocates blocks for the rest, all or nothing. `headroom` blocks must
-    /// stay available afterwards (for the growth of sequences already running).
+    /// stay available afterwards in every group (for the growth of sequences already running).
     pub fn admit(&mut self, tokens: &[TokenId], headroom: usize) -> Result<Admitted, AdmitError> {
+        self.admit_chunked(tokens, tokens.len(), headroom)
+    }
+
+    /// [`admit`](Self::admit) for a sequence whose first step runs at most `first_chunk`
+    /// tokens after its cached prefix: sliding-window groups allocate blocks for that step
+    /// only ([`reserve_step`](Self::reserve_step) adds the rest step by step), full-attention
+    /// groups for the whole of `tokens`.
+    pub fn admit_chunked(&mut self, tokens: &[TokenId], first_chunk: usize, headroom: usize) -> Result<Admitted, AdmitError> {
         if self.free_slots.is_empty() {
             return Err(AdmitError::NoSlot);
         }
-        let (hits, hashes) = self.matching_prefix(tokens);
-        let need_new = self.blocks_for(tokens.len()).max(1) - hits.len();
-        // Hits sitting in the LRU list stop being evictable once acquired.
-        let hits_evictable = hits.iter().filter(|&&b| self.pool.is_evictable(b)).count();
-        let available = self.pool.n_available() - hits_evictable;
-        if need_new + headroom > available {
-            return Err(AdmitError::NoBlocks { need: need_new + headroom, available });
+        let (k, hashes) = self.prefix_hit(tokens);
+        let cached_tokens = k * self.block_size;
+        let chunk_end = cached_tokens + (tokens.len() - cached_tokens).min(first_chunk.max(1));
+        let bs = self.block_size;
+        for g in &self.groups {
+            let need_new = entries(g.window(), bs, tokens.len(), chunk_end).max(1) - k;
+            // Hits sitting in the LRU list stop being evictable once acquired.
+            let available = g.n_available() - g.hits_evictable(&hashes, k);
+            if need_new + headroom > available {
+                return Err(AdmitError::NoBlocks { need: need_new + headroom, available });
+            }
         }
-        let mut blocks = Vec::with_capacity(hits.len() + need_new);
-        for &b in &hits {
-            self.pool.acquire(b);
-            blocks.push(b);
-        }
-        for _ in 0..need_new {
-            blocks.push(self.pool.allocate().expect("invariant: availability checked above"));
-        }
-        let cached_tokens = hits.len() * self.block_size();
         let slot = self.free_slots.pop().expect("invariant: checked non-empty");
-        self.slots[slot] = Some(SeqKv { blocks, tokens: tokens[..cached_tokens].to_vec(), hashes });
+        for g in &mut self.groups {
+            let n = entries(g.window(), bs, tokens.len(), chunk_end).max(1);
+            g.admit(slot, &hashes, k, n);
+        }
+        self.slots[slot] = Some(SeqKv { tokens: tokens[..cached_tokens].to_vec(), hashes });
         Ok(Admitted { slot, cached_tokens })
     }
 
-    /// Makes `slot` hold at least `n_tokens` positions, allocating blocks as needed (one per
-    /// `block_size` decode steps). Returns false, changing nothing, when the pool is exhausted.
+    /// Makes `slot` hold at least `n_tokens` positions in every group, allocating blocks as
+    /// needed (one per `block_size` decode steps). Returns false, changing nothing, when a
+    /// pool is exhausted.
     pub fn reserve(&mut self, slot: usize, n_tokens: usize) -> bool {
-        let need = self.blocks_for(n_tokens).saturating_sub(self.table(slot).len());
-        if need > self.pool.n_available() {
+        self.reserve_step(slot, n_tokens, n_tokens)
+    }
+
+    /// Before a step of `slot` that writes positions up to `step_end`: full-attention groups
+    /// get blocks for `n_tokens` positions (the whole sequence so far), sliding-window groups
+    /// for `step_end` (their blocks for later chunks come at those steps, after older ones have
+    /// been released). All or nothing: false, changing nothing, when a pool is exhausted.
+    pub fn reserve_step(&mut self, slot: usize, n_tokens: usize, step_end: usize) -> bool {
+        assert!(self.slots.get(slot).is_some_and(|s| s.is_some()), "reserve on an unused slot");
+        let bs = self.block_size;
+        if self.groups.iter().any(|g| g.need(slot, entries(g.window(), bs, n_tokens, step_end)) > g.n_available()) {
             return false;
         }
-        let seq = self.slots[slot].as_mut().expect("reserve on an unused slot");
-        for _ in 0..need {
-            seq.blocks.push(self.pool.allocate().expect("invariant: availability checked above"));
+        for g in &mut self.groups {
+            g.grow(slot, entries(g.window(), bs, n_tokens, step_end));
         }
         true
     }
 
-    /// Records that the K/V of `tokens` (the next positions of `slot`) are now computed, and
-    /// registers every block this fills in the prefix cache.
+    /// Records that the K/V of `tokens` (the next positions of `slot`) are now computed,
+    /// registers every block this fills in the prefix cache, and releases the sliding-window
+    /// blocks no later query can see.
     pub fn commit(&mut self, slot: usize, tokens: &[TokenId]) {
-        let bs = self.block_size();
+        let bs = self.block_size;
         let seq = self.slots[slot].as_mut().expect("commit on an unused slot");
-        assert!(seq.tokens.len() + tokens.len() <= seq.blocks.len() * bs, "commit beyond the reserved blocks");
         seq.tokens.extend_from_slice(tokens);
+        for g in &self.groups {
+            assert!(seq.tokens.len() <= g.table(slot).len() * bs, "commit beyond the reserved blocks");
+        }
         while (seq.hashes.len() + 1) * bs <= seq.tokens.len() {
             let i = seq.hashes.len();
             let h = BlockHash::chain(seq.hashes.last().copied(), &seq.tokens[i * bs..(i + 1) * bs]);
-            self.pool.register(seq.blocks[i], h);
+            for g in &mut self.groups {
+                g.register(slot, i, h);
+            }
             seq.hashes.push(h);
+        }
+        let n = seq.tokens.len();
+        for &g in &self.window_groups {
+            self.groups[g].release_unseen(slot, n);
         }
     }
 
@@ -190,151 +310,22 @@ impl KvManager {
     /// before the prefix blocks (vLLM does the same): a later turn of the conversation needs
     /// the prefix most.
     pub fn free(&mut self, slot: usize) {
-        let Some(seq) = self.slots.get_mut(slot).and_then(|s| s.take()) else { return };
-        for &b in seq.blocks.iter().rev() {
-            self.pool.release(b);
+        if self.slots.get_mut(slot).and_then(|s| s.take()).is_none() {
+            return;
+        }
+        for g in &mut self.groups {
+            g.free(slot);
         }
         self.free_slots.push(slot);
     }
 
     /// Forgets every unreferenced cached prefix.
     pub fn clear_cache(&mut self) {
-        self.pool.clear_cache();
+        for g in &mut self.groups {
+            g.clear_cache();
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn toks(n: usize, seed: u32) -> Vec<TokenId> {
-        (0..n as u32).map(|i| i * 7 + seed).collect()
-    }
-
-    #[test]
-    fn admit_allocates_the_prompt_and_commit_registers_full_blocks() {
-        let mut m = KvManager::new(8, 4, 2);
-        let p = toks(10, 0);
-        let a = m.admit(&p, 0).expect("fits");
-        assert_eq!(a, Admitted { slot: 0, cached_tokens: 0 });
-        assert_eq!(m.table(0).len(), 3);
-        assert_eq!(m.capacity(0), 12);
-        m.commit(0, &p[..6]);
-        assert_eq!(m.stats().used, 3);
-        // One full block so far: freeing keeps it cached, the two others go back free.
-        m.free(0);
-        assert_eq!(m.stats(), PoolStats { total: 8, used: 0, cached: 1, free: 7 });
-        assert_eq!(m.n_free_slots(), 2);
-    }
-
-    #[test]
-    fn a_follow_up_prompt_reuses_the_cached_prefix() {
-        let mut m = KvManager::new(16, 4, 2);
-        let turn1 = toks(11, 3);
-        let a = m.admit(&turn1, 0).expect("fits");
-        m.commit(a.slot, &turn1);
-        let t1_table = m.table(a.slot).to_vec();
-        // The generated tokens are committed too, as decode feeds them.
-        assert!(m.reserve(a.slot, 14));
-        m.commit(a.slot, &[100, 101, 102]);
-        m.free(a.slot);
-        let mut turn2 = turn1.clone();
-        turn2.extend([100, 101, 102, 200, 201, 202, 203]);
-        assert_eq!(m.cached_prefix_len(&turn2), 12);
-        let b = m.admit(&turn2, 0).expect("fits");
-        assert_eq!(b.cached_tokens, 12);
-        assert_eq!(&m.table(b.slot)[..2], &t1_table[..2]);
-        assert_eq!(m.committed(b.slot), &turn2[..12]);
-        assert_eq!(m.table(b.slot).len(), 5);
-    }
-
-    #[test]
-    fn the_last_prompt_token_is_never_served_from_the_cache() {
-        let mut m = KvManager::new(8, 4, 2);
-        let p = toks(8, 1);
-        let a = m.admit(&p, 0).expect("fits");
-        m.commit(a.slot, &p);
-        m.free(a.slot);
-        assert_eq!(m.stats().cached, 2);
-        // Exactly the same 8 tokens: only the first block may be reused.
-        let b = m.admit(&p, 0).expect("fits");
-        assert_eq!(b.cached_tokens, 4);
-        assert_eq!(m.stats().cached, 1, "the second cached block is still in the LRU");
-    }
-
-    #[test]
-    fn concurrent_sequences_share_prefix_blocks_by_reference() {
-        let mut m = KvManager::new(8, 4, 3);
-        let sys = toks(8, 5);
-        let a = m.admit(&sys, 0).expect("fits");
-        m.commit(a.slot, &sys);
-        let mut q1 = sys.clone();
-        q1.extend([1, 2, 3]);
-        let mut q2 = sys.clone();
-        q2.extend([4, 5, 6, 7, 8]);
-        let b = m.admit(&q1, 0).expect("fits");
-        let c = m.admit(&q2, 0).expect("fits");
-        assert_eq!((b.cached_tokens, c.cached_tokens), (8, 8));
-        let shared = m.table(a.slot)[0];
-        assert_eq!(m.pool().refcount(shared), 3);
-        assert_eq!(m.table(b.slot)[..2], m.table(c.slot)[..2]);
-        m.free(a.slot);
-        m.free(b.slot);
-        assert_eq!(m.pool().refcount(shared), 1);
-        m.free(c.slot);
-        assert_eq!(m.stats().used, 0);
-    }
-
-    #[test]
-    fn admission_is_all_or_nothing_and_respects_headroom() {
-        let mut m = KvManager::new(4, 4, 4);
-        let a = m.admit(&toks(9, 0), 0).expect("3 blocks fit");
-        assert_eq!(m.admit(&toks(5, 9), 0), Err(AdmitError::NoBlocks { need: 2, available: 1 }));
-        assert_eq!(m.stats().used, 3, "a failed admission holds nothing");
-        assert_eq!(m.admit(&toks(3, 9), 1), Err(AdmitError::NoBlocks { need: 2, available: 1 }));
-        let b = m.admit(&toks(3, 9), 0).expect("1 block fits");
-        assert!(!m.reserve(a.slot, 13), "pool exhausted");
-        assert_eq!(m.table(a.slot).len(), 3, "a failed reserve changes nothing");
-        m.free(b.slot);
-        assert!(m.reserve(a.slot, 13));
-    }
-
-    #[test]
-    fn prefix_hits_in_the_lru_do_not_count_as_available() {
-        let mut m = KvManager::new(3, 2, 2);
-        let p = toks(5, 0);
-        let a = m.admit(&p, 0).expect("fits");
-        m.commit(a.slot, &p[..4]);
-        m.free(a.slot);
-        // 2 cached + 1 free. The same prompt reuses both cached blocks and needs 1 more: fits.
-        let b = m.admit(&p, 0).expect("fits");
-        assert_eq!(b.cached_tokens, 4);
-        m.free(b.slot);
-        // A prompt sharing the 2 cached blocks and needing 2 more does not fit in 3.
-        let mut long = p[..4].to_vec();
-        long.extend([50, 51, 52]);
-        assert_eq!(m.admit(&long, 0), Err(AdmitError::NoBlocks { need: 2, available: 1 }));
-    }
-
-    #[test]
-    fn slots_run_out_before_blocks() {
-        let mut m = KvManager::new(16, 4, 1);
-        m.admit(&toks(2, 0), 0).expect("fits");
-        assert_eq!(m.admit(&toks(2, 1), 0), Err(AdmitError::NoSlot));
-    }
-
-    #[test]
-    fn freed_prefix_outlives_its_tail_under_pressure() {
-        let mut m = KvManager::new(3, 2, 2);
-        let p = toks(6, 0);
-        let a = m.admit(&p, 0).expect("fits");
-        m.commit(a.slot, &p);
-        m.free(a.slot);
-        // Allocating one block evicts the tail block (released first), not the first one.
-        let b = m.admit(&[99], 0).expect("fits");
-        let mut longer = p.clone();
-        longer.push(1);
-        assert_eq!(m.cached_prefix_len(&longer), 4, "blocks 0 and 1 survive, block 2 was evicted");
-        m.free(b.slot);
-    }
-}
+mod tests;

@@ -1,32 +1,41 @@
 //! The paged K/V data: [`PagedBuffers`] holds the physical blocks, and [`PagedKv`] (the buffers
 //! plus the [`KvManager`]'s block tables) is the [`KvStore`] the model runs on.
 //!
-//! Layout, per layer, for K and for V (f16):
+//! One buffer per layer group (see [`super::layout`]), each sized for its own layer count and
+//! block count; per layer of the group, for K and for V (f16):
 //!
 //! ```text
-//!   k[layer][block][block_size][kv_dim]
+//!   k[group][layer in group][block][block_size][kv_dim]
 //! ```
 //!
-//! A sequence's position `p` lives in block `table[p / block_size]`, row `p % block_size`; the
-//! attention kernel reads one [`KvChunk`] per block, in position order. Its online softmax walks
-//! the rows one by one, so results do not depend on where the chunk boundaries fall: a paged
-//! sequence computes exactly what it would in the contiguous cache.
+//! A sequence's position `p` of layer `il` lives in block `table[group(il)][p / block_size]`,
+//! row `p % block_size`; the attention kernel reads one [`KvChunk`] per block, in position order.
+//! Its online softmax walks the rows one by one, so results do not depend on where the chunk
+//! boundaries fall: a paged sequence computes exactly what it would in the contiguous cache.
+//! A sliding-window layer never asks for positions older than its window, so the released
+//! blocks (holes) of its group are never read.
 
 use std::cell::RefCell;
 
 use half::f16;
 
+use super::layout::KvLayout;
 use super::manager::KvManager;
 use crate::kv::{KvChunk, KvStore};
 
-/// Physical K/V blocks for every layer.
-pub struct PagedBuffers {
-    n_layer: usize,
-    kv_dim: usize,
-    block_size: usize,
+/// The blocks of one group.
+struct GroupBuffers {
     n_blocks: usize,
     k: Vec<f16>,
     v: Vec<f16>,
+}
+
+/// Physical K/V blocks for every layer.
+pub struct PagedBuffers {
+    layout: KvLayout,
+    kv_dim: usize,
+    block_size: usize,
+    groups: Vec<GroupBuffers>,
 }
 
 /// A zeroed f16 buffer; `vec![0u16; n]` comes from the zeroing allocator (calloc), so pages are
@@ -41,40 +50,64 @@ fn zeroed_f16(n: usize) -> Vec<f16> {
 }
 
 impl PagedBuffers {
+    /// One group of `n_blocks` blocks holding all `n_layer` layers (no sliding windows).
     pub fn new(n_layer: usize, kv_dim: usize, block_size: usize, n_blocks: usize) -> Self {
-        let n = n_layer * n_blocks * block_size * kv_dim;
-        PagedBuffers { n_layer, kv_dim, block_size, n_blocks, k: zeroed_f16(n), v: zeroed_f16(n) }
+        PagedBuffers::with_layout(KvLayout::uniform(n_layer), kv_dim, block_size, &[n_blocks])
     }
 
-    /// Bytes of K plus V for one block across all layers.
+    /// `n_blocks[g]` blocks for each group `g` of `layout`.
+    pub fn with_layout(layout: KvLayout, kv_dim: usize, block_size: usize, n_blocks: &[usize]) -> Self {
+        assert_eq!(n_blocks.len(), layout.n_groups(), "one block count per group");
+        let groups = n_blocks
+            .iter()
+            .enumerate()
+            .map(|(g, &nb)| {
+                let n = layout.n_layers_in(g) * nb * block_size * kv_dim;
+                GroupBuffers { n_blocks: nb, k: zeroed_f16(n), v: zeroed_f16(n) }
+            })
+            .collect();
+        PagedBuffers { layout, kv_dim, block_size, groups }
+    }
+
+    /// Bytes of K plus V for one block across `n_layer` layers.
     pub fn bytes_per_block(n_layer: usize, kv_dim: usize, block_size: usize) -> usize {
         2 * n_layer * block_size * kv_dim * std::mem::size_of::<f16>()
     }
 
-    /// How many blocks fit in `bytes` (at least one).
+    /// How many blocks of `n_layer` layers fit in `bytes` (at least one).
     pub fn blocks_for_bytes(bytes: usize, n_layer: usize, kv_dim: usize, block_size: usize) -> usize {
         (bytes / Self::bytes_per_block(n_layer, kv_dim, block_size).max(1)).max(1)
     }
 
+    pub fn layout(&self) -> &KvLayout {
+        &self.layout
+    }
+    /// Blocks in all groups together.
     pub fn n_blocks(&self) -> usize {
-        self.n_blocks
+        self.groups.iter().map(|g| g.n_blocks).sum()
+    }
+    /// Blocks of `group`.
+    pub fn n_blocks_in(&self, group: usize) -> usize {
+        self.groups[group].n_blocks
     }
     pub fn block_size(&self) -> usize {
         self.block_size
     }
     pub fn n_layer(&self) -> usize {
-        self.n_layer
+        self.layout.n_layer()
     }
     pub fn kv_dim(&self) -> usize {
         self.kv_dim
     }
     pub fn bytes(&self) -> usize {
-        (self.k.len() + self.v.len()) * std::mem::size_of::<f16>()
+        self.groups.iter().map(|g| (g.k.len() + g.v.len()) * std::mem::size_of::<f16>()).sum()
     }
 
-    /// Offset of row `row` of block `block` at layer `il`.
-    fn offset(&self, il: usize, block: usize, row: usize) -> usize {
-        ((il * self.n_blocks + block) * self.block_size + row) * self.kv_dim
+    /// The group of layer `il` and the offset of row `row` of block `block` in its buffers.
+    fn locate(&self, il: usize, block: usize, row: usize) -> (usize, usize) {
+        let (g, li) = self.layout.layer(il);
+        let at = ((li * self.groups[g].n_blocks + block) * self.block_size + row) * self.kv_dim;
+        (g, at)
     }
 }
 
@@ -123,18 +156,23 @@ impl KvStore for PagedKv<'_> {
 
     fn write(&mut self, il: usize, seq: usize, pos: usize, k: &[f32], v: &[f32]) {
         let b = &mut *self.buffers;
-        let block = *self
+        debug_assert_eq!(b.layout.n_groups(), self.tables.n_groups(), "buffers and tables of different layouts");
+        let g = b.layout.layer(il).0;
+        let block = self
             .tables
-            .table(seq)
+            .table(g, seq)
             .get(pos / b.block_size)
+            .copied()
+            .flatten()
             .expect("invariant: the scheduler reserves blocks for every position it schedules");
-        debug_assert_eq!(self.tables.pool().refcount(block), 1, "write into a shared block");
-        let at = b.offset(il, block.index(), pos % b.block_size);
+        debug_assert_eq!(self.tables.pool(g).refcount(block), 1, "write into a shared block");
+        let (g, at) = b.locate(il, block.index(), pos % b.block_size);
         let kv_dim = b.kv_dim;
-        for (d, s) in b.k[at..at + kv_dim].iter_mut().zip(k) {
+        let buf = &mut b.groups[g];
+        for (d, s) in buf.k[at..at + kv_dim].iter_mut().zip(k) {
             *d = f16::from_f32(*s);
         }
-        for (d, s) in b.v[at..at + kv_dim].iter_mut().zip(v) {
+        for (d, s) in buf.v[at..at + kv_dim].iter_mut().zip(v) {
             *d = f16::from_f32(*s);
         }
     }
@@ -142,16 +180,19 @@ impl KvStore for PagedKv<'_> {
     fn with_chunks(&self, il: usize, seq: usize, start: usize, end: usize, f: &mut dyn FnMut(&[KvChunk<'_>])) {
         let b = &*self.buffers;
         let bs = b.block_size;
-        let table = self.tables.table(seq);
+        let g = b.layout.layer(il).0;
+        let table = self.tables.table(g, seq);
         assert!(end <= table.len() * bs, "reading positions {start}..{end} of slot {seq} beyond its {} blocks", table.len());
+        let buf = &b.groups[g];
         with_chunk_scratch(|chunks| {
             let mut pos = start;
             while pos < end {
                 let (bi, row) = (pos / bs, pos % bs);
                 let n_rows = (bs - row).min(end - pos);
-                let lo = b.offset(il, table[bi].index(), row);
+                let block = table[bi].unwrap_or_else(|| panic!("reading position {pos} of slot {seq}, released as outside layer {il}'s window"));
+                let (_, lo) = b.locate(il, block.index(), row);
                 let hi = lo + n_rows * b.kv_dim;
-                chunks.push(KvChunk { k: &b.k[lo..hi], v: &b.v[lo..hi], n_rows });
+                chunks.push(KvChunk { k: &buf.k[lo..hi], v: &buf.v[lo..hi], n_rows });
                 pos += n_rows;
             }
             f(chunks);
@@ -214,5 +255,60 @@ mod tests {
         assert_eq!(PagedBuffers::bytes_per_block(30, 192, 16), 368_640);
         assert_eq!(PagedBuffers::blocks_for_bytes(64 << 20, 30, 192, 16), 182);
         assert_eq!(PagedBuffers::blocks_for_bytes(1, 30, 192, 16), 1);
+    }
+
+    #[test]
+    fn layers_of_two_groups_live_in_their_own_buffers() {
+        use crate::kv::paged::GroupSpec;
+        // Layers 0 and 2 windowed (w = 3), layer 1 global; blocks of 2.
+        let (kv_dim, bs, w) = (2, 2, 3);
+        let layout = KvLayout::from_windows(&[Some(w), None, Some(w)]);
+        let mut m = KvManager::with_groups(&[GroupSpec { window: None, n_blocks: 8 }, GroupSpec { window: Some(w), n_blocks: 3 }], bs, 1);
+        let mut buf = PagedBuffers::with_layout(layout, kv_dim, bs, &[8, 3]);
+        assert_eq!(buf.bytes(), (8 + 3 * 2) * bs * kv_dim * 2 * 2, "8 blocks of 1 layer, 3 of 2");
+        assert_eq!((buf.n_blocks(), buf.n_blocks_in(0), buf.n_blocks_in(1)), (11, 8, 3));
+        let row = |il: usize, pos: usize| -> Vec<f32> { (0..kv_dim).map(|d| (il * 100 + pos * 3 + d) as f32).collect() };
+        let toks: Vec<u32> = (0..12).collect();
+        let a = m.admit_chunked(&toks, 1, 0).expect("fits");
+        // One token per step, like decoding: the window group never holds more than 3 blocks.
+        for pos in 0..12 {
+            assert!(m.reserve_step(a.slot, pos + 1, pos + 1));
+            let mut kv = PagedKv { buffers: &mut buf, tables: &m, n_ctx: 64 };
+            for il in 0..3 {
+                let r = row(il, pos);
+                kv.write(il, a.slot, pos, &r, &r);
+            }
+            for il in 0..3 {
+                let start = if il == 1 { 0 } else { (pos + 1).saturating_sub(w) };
+                let mut seen = Vec::new();
+                kv.with_chunks(il, a.slot, start, pos + 1, &mut |chunks| {
+                    for c in chunks {
+                        seen.extend(c.k.iter().map(|x| x.to_f32()));
+                    }
+                });
+                let want: Vec<f32> = (start..=pos).flat_map(|p| row(il, p)).collect();
+                assert_eq!(seen, want, "layer {il} at position {pos}");
+            }
+            m.commit(a.slot, &toks[pos..pos + 1]);
+        }
+        assert_eq!(m.n_live_blocks(0, a.slot), 6);
+        // The next query (at 12) sees 10..=12: only block 5 (10..12) is left of the window group.
+        assert_eq!(m.n_live_blocks(1, a.slot), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside layer 0's window")]
+    fn reading_a_released_window_block_is_an_invariant_failure() {
+        use crate::kv::paged::GroupSpec;
+        let layout = KvLayout::from_windows(&[Some(2), None]);
+        let mut m = KvManager::with_groups(&[GroupSpec { window: None, n_blocks: 4 }, GroupSpec { window: Some(2), n_blocks: 4 }], 2, 1);
+        let mut buf = PagedBuffers::with_layout(layout, 1, 2, &[4, 4]);
+        let a = m.admit(&[1, 2, 3, 4, 5], 0).expect("fits");
+        m.commit(a.slot, &[1, 2, 3, 4, 5]);
+        assert_eq!(m.table(1, a.slot)[0], None);
+        let kv = PagedKv { buffers: &mut buf, tables: &m, n_ctx: 8 };
+        // The global layer reads everything; the window layer may not read position 0.
+        kv.with_chunks(1, a.slot, 0, 5, &mut |_| {});
+        kv.with_chunks(0, a.slot, 0, 5, &mut |_| {});
     }
 }

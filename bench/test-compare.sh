@@ -27,7 +27,7 @@ trap 'rm -rf "$tmp"' EXIT
 # 1. A full run: two thread counts, three pairs, fake daehwa resolved by name via `list --json`.
 export FAKE_DAEHWA_MODEL="$model" FAKE_DAEHWA_STATE="$tmp/state"
 if DAEHWA_BIN="$HERE/testdata/fake-daehwa" "$HERE/compare" --model smollm2 --threads 1,2 --pairs 3 \
-        -p 64 -n 16 --json "$tmp/out.json" >"$tmp/stdout" 2>"$tmp/stderr"; then
+        -p 64 -n 16 --batch 0 --json "$tmp/out.json" >"$tmp/stdout" 2>"$tmp/stderr"; then
     ok "compare ran with the fake daehwa and the real llama-bench"
 else
     fail "compare exited non-zero:"; tail -20 "$tmp/stderr"
@@ -98,6 +98,25 @@ elif grep -q "does not exist" "$tmp/stderr4"; then
 else
     fail "unexpected error text:"; tail -5 "$tmp/stderr4"
 fi
+
+# 5. The batched test: fake daehwa's batched figure (1000 + call index) vs the real llama-batched-bench.
+rm -f "$tmp/state"
+if DAEHWA_BIN="$HERE/testdata/fake-daehwa" "$HERE/compare" --model "$model" --threads 1 --pairs 2 -p 16 -n 4 \
+        --batch 4 --batch-prompt 16 --batch-gen 8 --no-membw --json "$tmp/out5.json" >"$tmp/stdout5" 2>"$tmp/stderr5" \
+    && python3 - "$tmp/out5.json" "$tmp/stdout5" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1])); table = open(sys.argv[2]).read()
+rows = {r["test"]: r for r in doc["rows"]}
+r = rows["tg8 x4 seqs"]
+# Calls: pair 1 single (k=0), batched (k=1); pair 2 single (k=2), batched (k=3).
+assert r["daehwa_runs"] == [1001.0, 1003.0], r
+assert len(r["llama_cpp_runs"]) == 2 and all(x > 0 for x in r["llama_cpp_runs"]), r
+assert abs(r["ratio"] - 1002.0 / r["llama_cpp_median_ts"]) < 1e-9, r
+assert "| tg8 x4 seqs |" in table, table
+assert doc["batch"] == 4 and doc["batch_prompt"] == 16 and doc["batch_gen"] == 8
+PY
+then ok "the batched row pairs daehwa bench --batch with llama-batched-bench"
+else fail "batched run:"; tail -5 "$tmp/stderr5"; fi
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -126,3 +126,25 @@ fn bench_json_reports_rates() {
     assert!(v["tg_tokens_per_s"].as_f64().expect("tg") > 0.0);
     assert_eq!(v["threads"], 1);
 }
+
+#[test]
+fn bench_batched_mode_reports_aggregate_rates() {
+    let d = scratch("bench-batched");
+    let model = smollm2();
+    let m = model.to_str().expect("utf8");
+    let args = ["bench", "-m", m, "-p", "0", "-n", "0", "-B", "3", "--batch-prompt", "8", "--batch-gen", "4", "-r", "2", "-t", "1", "--json"];
+    let o = daehwa(&d, &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["batch"], 3);
+    assert_eq!(v["batched_tg_runs"].as_array().expect("runs").len(), 2, "{v}");
+    assert!(v["batched_tg_tokens_per_s"].as_f64().expect("btg") > 0.0);
+    assert!(v["batched_pp_tokens_per_s"].as_f64().expect("bpp") > 0.0);
+    // The single-sequence tests were skipped (-p 0 -n 0).
+    assert_eq!(v["pp_runs"].as_array().expect("pp").len(), 0);
+    assert_eq!(v["tg_runs"].as_array().expect("tg").len(), 0);
+    // A batched test that cannot fit the model's context is a clear error.
+    let o = daehwa(&d, &["bench", "-m", m, "-p", "0", "-n", "0", "-B", "2", "--batch-prompt", "9000000", "-t", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("exceed the model's context"), "{}", stderr(&o));
+}

@@ -1,6 +1,12 @@
 //! `daehwa bench`: prompt-processing and generation speed, measured like llama-bench
 //! (pp: one batch of P prompt tokens into an empty cache; tg: N tokens decoded one at a time
 //! from an empty cache; each the mean of R runs after one warm-up).
+//!
+//! `--batch B` adds the batched test of llama.cpp's `llama-batched-bench` (its default pattern,
+//! not `-pps`): B sequences each get a `--batch-prompt` token prompt (prefilled together in
+//! steps of at most 512 tokens), then all B decode `--batch-gen` tokens together, one token per sequence
+//! per forward pass, every one with logits. Reported: B x n / decode time (llama's `S_TG`) and
+//! B x prompt / prefill time (`S_PP`).
 
 use std::time::Instant;
 
@@ -23,16 +29,36 @@ pub struct BenchArgs {
     /// Repetitions averaged per test
     #[arg(short = 'r', long, default_value_t = 3)]
     pub reps: usize,
+    /// Sequences decoding together in the batched test (0 = skip it)
+    #[arg(short = 'B', long, default_value_t = 0)]
+    pub batch: usize,
+    /// Prompt tokens per sequence before the batched decode (llama-batched-bench's -npp)
+    #[arg(long, default_value_t = 128)]
+    pub batch_prompt: usize,
+    /// Tokens each sequence decodes in the batched test (llama-batched-bench's -ntg)
+    #[arg(long, default_value_t = 128)]
+    pub batch_gen: usize,
     /// Print {"pp_tokens_per_s", "tg_tokens_per_s", "threads", ...}
     #[arg(long)]
     pub json: bool,
 }
+
+/// Largest number of tokens in one prefill forward of the batched test (like the server's step
+/// budget and llama's ubatch).
+const BATCH_STEP_TOKENS: usize = 512;
 
 pub fn bench(a: BenchArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     let engine = a.model.load(dir, None)?;
     let hp = engine.model.hparams().clone();
     let n_ctx = (a.n_prompt.max(a.n_gen) + 1).max(16);
     anyhow::ensure!(n_ctx <= hp.n_ctx_train, "-p/-n exceed the model's context ({})", hp.n_ctx_train);
+    let batch_ctx = a.batch_prompt + a.batch_gen + 1;
+    anyhow::ensure!(
+        a.batch == 0 || batch_ctx <= hp.n_ctx_train,
+        "--batch-prompt + --batch-gen exceed the model's context ({})",
+        hp.n_ctx_train
+    );
+    anyhow::ensure!(a.batch == 0 || a.batch_gen > 0, "--batch needs --batch-gen > 0");
     let mut kv = KvCache::new(hp.n_layer, n_ctx, hp.kv_dim(), 1);
     let mut ws = Workspace::default();
     let mut batch = Batch::default();
@@ -76,6 +102,49 @@ pub fn bench(a: BenchArgs, dir: &ModelsDir) -> anyhow::Result<()> {
             }
         }
     }
+    let (mut bpp, mut btg) = (Vec::new(), Vec::new());
+    if a.batch > 0 {
+        drop(kv);
+        let nb = a.batch;
+        let mut kv = KvCache::new(hp.n_layer, batch_ctx, hp.kv_dim(), nb);
+        for r in 0..=reps {
+            for seq in 0..nb {
+                kv.truncate(seq, 0);
+            }
+            // Prefill: every sequence's prompt, packed into forwards of at most BATCH_STEP_TOKENS.
+            let t = Instant::now();
+            batch.clear();
+            for seq in 0..nb {
+                for i in 0..a.batch_prompt {
+                    batch.push(next_token(), i, seq, i + 1 == a.batch_prompt);
+                    if batch.len() == BATCH_STEP_TOKENS {
+                        engine.model.forward(&batch, &mut ForwardCtx { pool: &engine.pool, kv: &mut kv, ws: &mut ws }, &mut logits)?;
+                        batch.clear();
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                engine.model.forward(&batch, &mut ForwardCtx { pool: &engine.pool, kv: &mut kv, ws: &mut ws }, &mut logits)?;
+            }
+            let t_pp = t.elapsed().as_secs_f64();
+            // Decode: one token per sequence per step, all with logits.
+            let t = Instant::now();
+            for i in 0..a.batch_gen {
+                batch.clear();
+                for seq in 0..nb {
+                    batch.push(next_token(), a.batch_prompt + i, seq, true);
+                }
+                engine.model.forward(&batch, &mut ForwardCtx { pool: &engine.pool, kv: &mut kv, ws: &mut ws }, &mut logits)?;
+            }
+            let t_tg = t.elapsed().as_secs_f64();
+            if r > 0 {
+                if a.batch_prompt > 0 {
+                    bpp.push((nb * a.batch_prompt) as f64 / t_pp);
+                }
+                btg.push((nb * a.batch_gen) as f64 / t_tg);
+            }
+        }
+    }
     let mean = |v: &[f64]| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
     let threads = engine.pool.n_threads();
     let weight_gb = engine.model.weight_bytes() as f64 / 1e9;
@@ -88,6 +157,9 @@ pub fn bench(a: BenchArgs, dir: &ModelsDir) -> anyhow::Result<()> {
                 "pp_runs": pp, "tg_runs": tg,
                 "weight_bytes_per_token": engine.model.weight_bytes(),
                 "tg_weight_gb_per_s": mean(&tg) * weight_gb,
+                "batch": a.batch, "batch_prompt": a.batch_prompt, "batch_gen": a.batch_gen,
+                "batched_pp_tokens_per_s": mean(&bpp), "batched_tg_tokens_per_s": mean(&btg),
+                "batched_pp_runs": bpp, "batched_tg_runs": btg,
             })
         );
     } else {
@@ -100,6 +172,12 @@ pub fn bench(a: BenchArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         if a.n_gen > 0 {
             println!("| {name} | {threads} | tg{} | {:.2} |", a.n_gen, mean(&tg));
             println!("(generation reads {:.1} MB of weights per token: {:.2} GB/s)", weight_gb * 1e3, mean(&tg) * weight_gb);
+        }
+        if a.batch > 0 {
+            if a.batch_prompt > 0 {
+                println!("| {name} | {threads} | pp{} x{} | {:.2} |", a.batch_prompt, a.batch, mean(&bpp));
+            }
+            println!("| {name} | {threads} | tg{} x{} | {:.2} |", a.batch_gen, a.batch, mean(&btg));
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! daehwa's OpenAI-compatible HTTP API (axum): `/v1/chat/completions`, `/v1/completions`,
 //! `/v1/models`, `/health` and `/metrics`, over any [`Backend`] (the engine runner in production,
-//! a scripted backend in tests).
+//! a scripted backend in tests). With a conversation store ([`AppState::with_accounts`]) it is
+//! also the chat product: accounts, the `/api` routes and the embedded web UI ([`web`]).
 //!
 //! ```text
 //!  client ── HTTP ──> auth ─> ApiJson (400 on bad JSON) ─> validate (400 naming the param)
@@ -28,6 +29,11 @@ pub mod routes;
 mod serve;
 pub mod sse;
 pub mod validate;
+pub mod web;
+
+/// The conversation store the accounts live in (re-exported so the binary needs no direct
+/// dependency on it: `store` is used only through the server).
+pub use store;
 
 use std::sync::Arc;
 
@@ -51,23 +57,36 @@ pub struct AppState {
     pub engine: Arc<dyn Backend>,
     pub config: Arc<ServeConfig>,
     pub metrics: Arc<Metrics>,
+    /// Accounts and conversations; `None` serves the bare `/v1` API.
+    pub accounts: Option<web::Accounts>,
 }
 
 impl AppState {
     pub fn new(engine: Arc<dyn Backend>, config: ServeConfig) -> Self {
-        AppState { engine, config: Arc::new(config), metrics: Arc::new(Metrics::default()) }
+        AppState { engine, config: Arc::new(config), metrics: Arc::new(Metrics::default()), accounts: None }
+    }
+
+    /// Adds the chat product over `accounts.store`: the `/api` routes, the web UI at `/`, and
+    /// personal API keys on `/v1`.
+    pub fn with_accounts(mut self, accounts: web::Accounts) -> Self {
+        self.accounts = Some(accounts);
+        self
     }
 }
 
 /// The router with every route, auth, request metrics and OpenAI-shaped 404/405s.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/completions", post(routes::completions::completions))
         .route("/v1/models", get(routes::list_models))
         .route("/v1/models/{id}", get(routes::get_model))
         .route("/health", get(routes::health))
-        .route("/metrics", get(routes::metrics))
+        .route("/metrics", get(routes::metrics));
+    if let Some(accounts) = &state.accounts {
+        router = router.merge(web::router(&state, accounts));
+    }
+    router
         .fallback(|req: Request| async move { ApiError::UnknownRoute(req.uri().path().to_string()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.body_limit))
@@ -81,26 +100,53 @@ fn same_key(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// 401 on every route but `/health` when keys are configured and the request lacks a valid
-/// `Authorization: Bearer <key>`.
-async fn require_key(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    if st.config.api_keys.is_empty() || req.uri().path() == "/health" {
-        return next.run(req).await;
-    }
-    let given = req
-        .headers()
+/// The `Authorization: Bearer` value of a request.
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    match given {
-        None => ApiError::Unauthorized("you did not provide an API key: send `Authorization: Bearer <key>`")
-            .into_response(),
-        Some(k) if st.config.api_keys.iter().any(|key| same_key(key.as_bytes(), k.as_bytes())) => {
-            next.run(req).await
-        }
-        Some(_) => ApiError::Unauthorized("incorrect API key provided").into_response(),
+        .map(str::trim)
+}
+
+/// 401 on every route but `/health` (and the web UI's and `/api`'s own, which use sessions)
+/// when authentication is on and the request lacks a valid `Authorization: Bearer <key>`.
+///
+/// Authentication is on when `--api-key`s are configured or the store has an account; a key is
+/// one of those or an unrevoked personal key. A fresh local install (neither) stays open.
+async fn require_key(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path == "/health" || (st.accounts.is_some() && web::is_own_auth_path(path)) {
+        return next.run(req).await;
     }
+    let given = bearer(&req);
+    if let Some(k) = given {
+        if st.config.api_keys.iter().any(|key| same_key(key.as_bytes(), k.as_bytes())) {
+            return next.run(req).await;
+        }
+    }
+    let required = match (&st.accounts, st.config.api_keys.is_empty()) {
+        (_, false) => true,
+        (None, true) => false,
+        (Some(a), true) => match a.store.count_users().await {
+            Ok(n) => n > 0,
+            Err(e) => return ApiError::Internal(format!("counting accounts: {e}")).into_response(),
+        },
+    };
+    if !required {
+        return next.run(req).await;
+    }
+    let Some(k) = given else {
+        return ApiError::Unauthorized("you did not provide an API key: send `Authorization: Bearer <key>`").into_response();
+    };
+    if let Some(a) = &st.accounts {
+        match web::personal_key_user(&a.store, k).await {
+            Ok(Some(_)) => return next.run(req).await,
+            Ok(None) => {}
+            Err(e) => return ApiError::Internal(format!("checking an API key: {e}")).into_response(),
+        }
+    }
+    ApiError::Unauthorized("incorrect API key provided").into_response()
 }
 
 /// Counts each request by its route pattern (not the raw path, which would explode the label

@@ -23,7 +23,9 @@ pub async fn serve(
         tracing::info!("shutting down: no new connections; draining running requests");
         let _ = tx.send(());
     };
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(signal).into_future();
+    // The peer address reaches handlers (the sign-in rate limit counts per client address).
+    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
     let stop_engine = {
         let engine = engine.clone();
         move || async move {

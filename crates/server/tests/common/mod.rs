@@ -23,6 +23,8 @@ pub struct Fake {
 
 #[derive(Default)]
 pub struct Shared {
+    /// Context length; 0 means 64.
+    pub n_ctx: AtomicUsize,
     pub queue_full: AtomicBool,
     /// Pause between tokens (ms), so a client can leave mid-stream.
     pub delay_ms: AtomicUsize,
@@ -33,7 +35,10 @@ pub struct Shared {
 
 impl Backend for Fake {
     fn n_ctx(&self) -> usize {
-        64
+        match self.s.n_ctx.load(Ordering::SeqCst) {
+            0 => 64,
+            n => n,
+        }
     }
     fn n_vocab(&self) -> usize {
         300

@@ -1,0 +1,148 @@
+//! The web UI, embedded in the binary: `webui/dist` as built by `crates/server/build.rs`
+//! (`include_bytes!` of every file), so one executable serves everything and no CDN is used.
+//!
+//! `/` is `index.html` (`no-cache`: it names the current asset hashes); `/assets/*` are
+//! content-hashed, so they are cached for a year as immutable. Every UI response carries a
+//! strict Content-Security-Policy: the build has no inline script and loads nothing from
+//! another host (webui/scripts/check-dist.mjs checks that), so `default-src 'self'` holds.
+//! No route here needs a session: the UI shows its own sign-in page.
+
+use axum::extract::Path;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::error::ApiError;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/webui_assets.rs"));
+}
+
+/// Whether the real UI was embedded (false: the "UI not built" page stands in).
+pub const UI_BUILT: bool = embedded::UI_BUILT;
+
+pub const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+    object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
+/// The security headers of every UI response (the `/api` answers get them too).
+pub fn security_headers(h: &mut HeaderMap) {
+    let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
+        h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+    };
+    set(h, "content-security-policy", CSP);
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "x-frame-options", "DENY");
+    set(h, "cross-origin-opener-policy", "same-origin");
+}
+
+/// An embedded file by its path under `dist/`.
+pub fn file(path: &str) -> Option<&'static [u8]> {
+    embedded::FILES.iter().find(|(p, _)| *p == path).map(|(_, b)| *b)
+}
+
+/// Paths of the embedded files (for tests and the start-up log).
+pub fn paths() -> impl Iterator<Item = &'static str> {
+    embedded::FILES.iter().map(|(p, _)| *p)
+}
+
+/// Whether `path` is a UI route (public: no key or session needed).
+pub fn is_ui_path(path: &str) -> bool {
+    path == "/" || path == "/index.html" || path.starts_with("/assets/") || root_file(path).is_some()
+}
+
+/// A file at the top of `dist/` (e.g. `/favicon.svg`, `/robots.txt`), not `index.html`.
+fn root_file(path: &str) -> Option<&'static str> {
+    let name = path.strip_prefix('/')?;
+    paths().find(|p| *p == name && !p.contains('/') && *p != "index.html")
+}
+
+pub fn content_type(path: &str) -> &'static str {
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "woff" => "font/woff",
+        "ttf" => "font/ttf",
+        "json" | "map" => "application/json",
+        "webmanifest" => "application/manifest+json",
+        "txt" => "text/plain; charset=utf-8",
+        "wasm" => "application/wasm",
+        _ => "application/octet-stream",
+    }
+}
+
+fn respond(path: &str, body: &'static [u8], cache: &'static str) -> Response {
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    security_headers(h);
+    r
+}
+
+async fn index() -> Response {
+    match file("index.html") {
+        Some(b) => respond("index.html", b, "no-cache"),
+        None => ApiError::Internal("index.html is not embedded".into()).into_response(),
+    }
+}
+
+async fn asset(Path(rest): Path<String>) -> Response {
+    let path = format!("assets/{rest}");
+    match file(&path) {
+        Some(b) => respond(&path, b, "public, max-age=31536000, immutable"),
+        None => {
+            let mut r = ApiError::UnknownRoute(format!("/{path}")).into_response();
+            security_headers(r.headers_mut());
+            r
+        }
+    }
+}
+
+/// The UI's routes (stateless, so they merge into any router).
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    let mut r = Router::new().route("/", get(index)).route("/index.html", get(index)).route("/assets/{*path}", get(asset));
+    for name in paths().filter(|p| !p.contains('/') && *p != "index.html") {
+        r = r.route(
+            &format!("/{name}"),
+            get(move || async move {
+                match file(name) {
+                    Some(b) => respond(name, b, "public, max-age=3600"),
+                    None => ApiError::UnknownRoute(format!("/{name}")).into_response(),
+                }
+            }),
+        );
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_is_embedded_and_types_are_right() {
+        let html = String::from_utf8_lossy(file("index.html").expect("index.html is always embedded"));
+        assert!(html.contains("<html"), "{html}");
+        assert_eq!(content_type("assets/index-abc.js"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("assets/x.CSS"), "text/css; charset=utf-8");
+        assert_eq!(content_type("favicon.svg"), "image/svg+xml");
+        assert!(is_ui_path("/") && is_ui_path("/assets/x.js") && !is_ui_path("/v1/models") && !is_ui_path("/api/keys"));
+        if UI_BUILT {
+            for p in paths().filter(|p| p.starts_with("assets/")) {
+                assert!(html.contains(&format!("/{p}")) || !p.ends_with(".js") || p.contains('-'), "{p}");
+            }
+        }
+    }
+}

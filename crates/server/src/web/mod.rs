@@ -1,0 +1,144 @@
+//! The chat product's server side: accounts, sessions, the `/api` routes over the conversation
+//! store, the answer stream that saves as it goes, automatic titles, the ChatGPT import, personal
+//! API keys for `/v1`, and the embedded web UI.
+//!
+//! ```text
+//!  browser ── /, /assets/* ─────────────> assets (embedded webui/dist, CSP)
+//!          ── /api/* ─> csrf guard ─> session cookie ─> routes ─> store (SQLite / PostgreSQL)
+//!                                                    └─> answer task ─> Backend (engine)
+//!  client  ── /v1/* ─> Bearer: --api-key or a personal key (store) ─> the OpenAI API
+//! ```
+//!
+//! The UI uses exactly these public routes; there is no private shortcut. Every `/api` error has
+//! the OpenAI error shape ([`error::WebError`]).
+//!
+//! ```no_run
+//! # async fn demo(backend: std::sync::Arc<dyn server::Backend>) -> Result<(), Box<dyn std::error::Error>> {
+//! let store = server::store::Store::connect("sqlite:///tmp/daehwa.sqlite3").await?;
+//! let state = server::AppState::new(backend, server::ServeConfig::new("smollm2"))
+//!     .with_accounts(server::web::Accounts::new(store));
+//! let app = server::app(state); // `/`, `/api/*` and `/v1/*`
+//! # let _ = app; Ok(())
+//! # }
+//! ```
+
+pub mod answer;
+pub mod assets;
+mod csrf;
+pub mod error;
+pub mod import;
+pub mod input;
+pub mod json;
+pub mod ratelimit;
+mod routes;
+pub mod secret;
+pub mod session;
+pub mod title;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderMap;
+use axum::middleware;
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use store::Store;
+
+use crate::backend::Backend;
+use crate::config::ServeConfig;
+use crate::metrics::Metrics;
+use crate::AppState;
+
+pub use error::WebError;
+pub use ratelimit::{Limits, LoginLimiter};
+
+/// The account side of a server: the store and how sessions behave.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    pub store: Store,
+    /// Mark session cookies `Secure` even without a proxy's `X-Forwarded-Proto: https`
+    /// (set this when TLS is terminated in front of daehwa by something that does not say so).
+    pub secure_cookies: bool,
+    /// Largest `/api/import` body in bytes.
+    pub import_body_limit: usize,
+    /// Failed sign-ins allowed per username and per client address.
+    pub login_limits: Limits,
+}
+
+impl Accounts {
+    pub fn new(store: Store) -> Self {
+        Accounts { store, secure_cookies: false, import_body_limit: import::DEFAULT_BODY_LIMIT, login_limits: Limits::default() }
+    }
+}
+
+/// What the `/api` handlers share.
+#[derive(Clone)]
+pub struct WebState {
+    pub engine: Arc<dyn Backend>,
+    pub config: Arc<ServeConfig>,
+    pub metrics: Arc<Metrics>,
+    pub store: Store,
+    pub secure_cookies: bool,
+    pub limiter: Arc<LoginLimiter>,
+    pub titling: Arc<title::InFlight>,
+}
+
+/// Whether a path authenticates itself (the `/api` routes use the session cookie) or needs no
+/// authentication (the UI's files): the `/v1` key check skips these.
+pub fn is_own_auth_path(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/") || assets::is_ui_path(path)
+}
+
+/// Adds the security headers to an `/api` answer, and `no-store`: it holds private data.
+async fn api_headers(req: axum::extract::Request, next: middleware::Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h: &mut HeaderMap = resp.headers_mut();
+    assets::security_headers(h);
+    h.entry(axum::http::header::CACHE_CONTROL).or_insert(axum::http::HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The UI and `/api` routes, to merge into the app's router.
+pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accounts) -> Router<S> {
+    let st = WebState {
+        engine: app.engine.clone(),
+        config: app.config.clone(),
+        metrics: app.metrics.clone(),
+        store: accounts.store.clone(),
+        secure_cookies: accounts.secure_cookies,
+        limiter: Arc::new(LoginLimiter::new(accounts.login_limits)),
+        titling: Arc::default(),
+    };
+    let api = Router::new()
+        .route("/api/auth/state", get(routes::auth::state))
+        .route("/api/auth/setup", post(routes::auth::setup))
+        .route("/api/auth/login", post(routes::auth::login))
+        .route("/api/auth/logout", post(routes::auth::logout))
+        .route("/api/auth/password", post(routes::auth::change_password))
+        .route("/api/models", get(routes::models))
+        .route("/api/conversations", get(routes::conversations::list).post(routes::conversations::create))
+        .route(
+            "/api/conversations/{id}",
+            get(routes::conversations::get_one).patch(routes::conversations::patch).delete(routes::conversations::delete),
+        )
+        .route("/api/conversations/{id}/messages", post(answer::post_message))
+        .route("/api/conversations/{id}/regenerate", post(answer::regenerate))
+        .route("/api/keys", get(routes::keys::list).post(routes::keys::create))
+        .route("/api/keys/{id}", delete(routes::keys::revoke))
+        .route("/api/users", get(routes::users::list).post(routes::users::create))
+        .route("/api/users/{id}", delete(routes::users::delete))
+        .route("/api/import", post(import::import).layer(DefaultBodyLimit::max(accounts.import_body_limit)))
+        .layer(middleware::from_fn(csrf::guard))
+        .layer(middleware::from_fn(api_headers))
+        .with_state(st);
+    api.merge(assets::router())
+}
+
+/// The `/v1` side of accounts: the owner of a personal API key, if `key` is one that works.
+pub async fn personal_key_user(store: &Store, key: &str) -> Result<Option<store::User>, store::StoreError> {
+    if !key.starts_with(secret::API_KEY_PREFIX) {
+        return Ok(None);
+    }
+    Ok(store.api_key_user(&store::token_hash(key)).await?.map(|(u, _)| u))
+}

@@ -1,0 +1,219 @@
+//! Automatic titles: after the first completed exchange of an untitled conversation, a
+//! background task asks the model for a short title (greedy, a few tokens, one line) and stores
+//! it, unless the user named the conversation meanwhile.
+//!
+//! A model's answer is cleaned (first line, a `Title:` label, quotes, markup and end
+//! punctuation removed, at most [`MAX_CHARS`]); when nothing usable is left, or the question is
+//! Korean and the title is not, the title is the first words of the question instead, so a
+//! Korean question gets a Korean title even from a model that only writes English.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use store::{ConversationId, UserId};
+
+use super::WebState;
+use crate::backend::{ChatMessage, GenSpec, SamplingSpec};
+use crate::generation::{self, Step};
+use crate::validate::{Job, JobInput};
+
+/// The longest title kept (characters).
+pub const MAX_CHARS: usize = 60;
+/// Tokens the model may spend on a title.
+const MAX_TOKENS: usize = 20;
+/// Characters of the question and the answer shown to the model.
+const QUESTION_CHARS: usize = 600;
+const ANSWER_CHARS: usize = 300;
+/// The fallback: the question's first words, at most this long.
+const FALLBACK_CHARS: usize = 40;
+const FALLBACK_WORDS: usize = 6;
+/// Give up on the model after this long (a long queue); the fallback is used.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The conversations being titled right now (one title task per conversation at a time).
+#[derive(Debug, Default)]
+pub struct InFlight(Mutex<HashSet<ConversationId>>);
+
+impl InFlight {
+    fn claim(self: &Arc<Self>, c: ConversationId) -> Option<Claim> {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(c).then(|| Claim(self.clone(), c))
+    }
+}
+
+/// Releases a conversation when its title task ends (however it ends).
+struct Claim(Arc<InFlight>, ConversationId);
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.0 .0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.1);
+    }
+}
+
+/// Makes and stores the title in the background (unless a title task for this conversation is
+/// running already).
+pub fn spawn(st: WebState, user: UserId, conversation: ConversationId, question: String, answer: String) {
+    let Some(claim) = st.titling.claim(conversation) else { return };
+    tokio::spawn(async move {
+        let _claim = claim;
+        let title = make(&st, &question, &answer).await;
+        match st.store.conversation(user, conversation).await {
+            Ok(c) if c.title.trim().is_empty() => {
+                if let Err(e) = st.store.rename_conversation(user, conversation, &title).await {
+                    tracing::warn!(error = %e, %conversation, "could not store the title");
+                }
+            }
+            // Named meanwhile, or deleted: leave it.
+            Ok(_) | Err(store::StoreError::NotFound) => {}
+            Err(e) => tracing::warn!(error = %e, %conversation, "could not read the conversation to title it"),
+        }
+    });
+}
+
+/// The title for a conversation that starts with `question` and `answer`.
+pub async fn make(st: &WebState, question: &str, answer: &str) -> String {
+    let from_model = match tokio::time::timeout(TIMEOUT, ask_model(st, question, answer)).await {
+        Ok(t) => t,
+        Err(_) => None,
+    };
+    from_model.and_then(|raw| clean(&raw, question)).unwrap_or_else(|| fallback(question))
+}
+
+fn head(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+async fn ask_model(st: &WebState, question: &str, answer: &str) -> Option<String> {
+    let prompt = format!(
+        "Write a short title (at most six words) for a conversation that starts like this. Reply with the title \
+         only, in the language of the question.\n\nQuestion: {}\n\nAnswer: {}",
+        head(question, QUESTION_CHARS),
+        head(answer, ANSWER_CHARS)
+    );
+    let job = Job {
+        model: st.config.model_id.clone(),
+        input: JobInput::Chat(vec![ChatMessage { role: "user".into(), content: prompt }]),
+        params: GenSpec {
+            sampling: SamplingSpec { temperature: Some(0.0), ..SamplingSpec::default() },
+            max_tokens: MAX_TOKENS,
+            stop: vec!["\n".into()],
+            top_logprobs: None,
+            ignore_eos: false,
+        },
+        n: 1,
+        stream: false,
+        include_usage: false,
+    };
+    let prompts = generation::tokenize(&st.engine, &job).await.ok()?;
+    let mut gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &job, prompts).ok()?;
+    let mut text = String::new();
+    loop {
+        match gen.next().await {
+            Step::Token(_, t) => text.push_str(&t.text),
+            Step::Done { tail, .. } => text.push_str(&tail),
+            Step::Finished => return Some(text),
+            Step::Failed(_) => return None,
+        }
+    }
+}
+
+fn has_hangul(s: &str) -> bool {
+    s.chars().any(|c| matches!(c, '\u{AC00}'..='\u{D7A3}' | '\u{1100}'..='\u{11FF}' | '\u{3130}'..='\u{318F}'))
+}
+
+const QUOTES_AND_MARKUP: &[char] =
+    &['"', '\'', '`', '*', '_', '#', '“', '”', '‘', '’', '「', '」', '『', '』', '«', '»', '[', ']'];
+const END_PUNCTUATION: &[char] = &['.', '。', ',', ':', ';', '-', '–', '—', '…', '?', '!', '？', '！'];
+
+/// Cuts `s` to at most `max` characters, at a space when one is reasonably near the end.
+fn cap(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let cut = head(s, max);
+    match cut.rfind(' ') {
+        Some(i) if cut[..i].chars().count() >= max / 2 => cut[..i].to_string(),
+        _ => cut,
+    }
+}
+
+fn tidy(s: &str) -> String {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let s = words.join(" ");
+    s.trim_matches(|c: char| c.is_whitespace() || QUOTES_AND_MARKUP.contains(&c))
+        .trim_end_matches(|c: char| c.is_whitespace() || END_PUNCTUATION.contains(&c) || QUOTES_AND_MARKUP.contains(&c))
+        .to_string()
+}
+
+/// A model's reply as a title, or `None` when it is unusable.
+pub fn clean(raw: &str, question: &str) -> Option<String> {
+    let line = raw.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let mut t = line.trim_start_matches(|c: char| c.is_whitespace() || QUOTES_AND_MARKUP.contains(&c));
+    for label in ["title:", "title -", "title-", "제목:", "제목 :"] {
+        if t.get(..label.len()).is_some_and(|p| p.eq_ignore_ascii_case(label)) {
+            t = t[label.len()..].trim_start_matches(|c: char| c.is_whitespace() || QUOTES_AND_MARKUP.contains(&c));
+            break;
+        }
+    }
+    let t = cap(&tidy(t), MAX_CHARS);
+    let t = tidy(&t);
+    if t.chars().filter(|c| c.is_alphanumeric()).count() < 2 {
+        return None;
+    }
+    if has_hangul(question) && !has_hangul(&t) {
+        return None;
+    }
+    Some(t)
+}
+
+/// The first words of the question (at most six words, 40 characters).
+pub fn fallback(question: &str) -> String {
+    let line = question.lines().map(|l| l.trim_start_matches(['#', '>', '*', '-', ' '])).find(|l| !l.trim().is_empty());
+    let line = line.unwrap_or("");
+    let mut out = String::new();
+    for w in line.split_whitespace().take(FALLBACK_WORDS) {
+        let next = if out.is_empty() { w.to_string() } else { format!("{out} {w}") };
+        if next.chars().count() > FALLBACK_CHARS {
+            if out.is_empty() {
+                out = head(w, FALLBACK_CHARS);
+            }
+            break;
+        }
+        out = next;
+    }
+    let t = tidy(&out);
+    if t.is_empty() {
+        head(question.trim(), FALLBACK_CHARS)
+    } else {
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleans_model_titles() {
+        assert_eq!(clean("\"Paris, the capital of France.\"\nmore", "What is the capital of France?").as_deref(), Some("Paris, the capital of France"));
+        assert_eq!(clean("Title: **Grass is green**", "why").as_deref(), Some("Grass is green"));
+        assert_eq!(clean("  \n\n## Rust ownership  ", "q").as_deref(), Some("Rust ownership"));
+        assert_eq!(clean("\"\"", "q"), None);
+        assert_eq!(clean("...", "q"), None);
+        let long = clean(&"word ".repeat(40), "q").expect("capped");
+        assert!(long.chars().count() <= MAX_CHARS && !long.ends_with(' '), "{long}");
+        // A Korean question needs a Korean title.
+        assert_eq!(clean("Weather in Seoul", "오늘 서울 날씨 어때?"), None);
+        assert_eq!(clean("제목: 서울 날씨", "오늘 서울 날씨 어때?").as_deref(), Some("서울 날씨"));
+    }
+
+    #[test]
+    fn fallbacks_are_the_first_words() {
+        assert_eq!(fallback("오늘 서울 날씨 어때?"), "오늘 서울 날씨 어때");
+        assert_eq!(fallback("What is the capital of France and why is it Paris?"), "What is the capital of France");
+        assert_eq!(fallback("## Explain\nmore"), "Explain");
+        assert_eq!(fallback(&"가".repeat(100)).chars().count(), FALLBACK_CHARS);
+        assert_eq!(fallback("안녕하세요"), "안녕하세요");
+    }
+}

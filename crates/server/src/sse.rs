@@ -60,7 +60,7 @@ impl<F: ChunkFormat> Driver<F> {
                     tracing::error!(error = %e, "stream failed");
                     self.ended = true;
                     let body = ApiError::Internal(e).body();
-                    return Some(serde_json::to_string(&body).expect("error body serializes"));
+                    return Some(crate::routes::to_json(&body));
                 }
                 Step::Finished => {
                     if self.include_usage {

@@ -61,7 +61,8 @@ fn float(param: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<Option<f32>, A
 fn int(param: &str, v: Option<i64>, lo: i64, hi: i64) -> Result<Option<usize>, ApiError> {
     match v {
         None => Ok(None),
-        Some(x) if (lo..=hi).contains(&x) => Ok(Some(usize::try_from(x).expect("range starts at >= 0"))),
+        // Every range here starts at 0 or above, so an in-range value converts.
+        Some(x) if (lo..=hi).contains(&x) && x >= 0 => Ok(usize::try_from(x).ok()),
         Some(x) => Err(ApiError::param(param, format!("`{param}` must be between {lo} and {hi}, got {x}"))),
     }
 }

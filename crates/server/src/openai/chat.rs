@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{ApiUsage, ChoiceLogprobs, StopParam, StreamOptions};
+use super::common::{Chunk, ChoiceLogprobs, Response, StopParam, StreamOptions};
 
 /// The request body as sent. Every field a client may leave out is an `Option`; integers are
 /// `i64` and floats `f64` so an out-of-range value reaches validation (and a precise error)
@@ -78,15 +78,7 @@ pub struct ContentPart {
 }
 
 /// The non-streaming response.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ChatCompletion {
-    pub id: String,
-    pub object: String,
-    pub created: u64,
-    pub model: String,
-    pub choices: Vec<ChatChoice>,
-    pub usage: ApiUsage,
-}
+pub type ChatCompletion = Response<ChatChoice>;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ChatChoice {
@@ -103,18 +95,7 @@ pub struct AssistantMessage {
 }
 
 /// One `data:` event of a stream.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ChatCompletionChunk {
-    pub id: String,
-    pub object: String,
-    pub created: u64,
-    pub model: String,
-    pub choices: Vec<ChunkChoice>,
-    /// With `stream_options.include_usage`: `null` on every chunk but the last, which has empty
-    /// `choices` and the usage. Absent otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Option<ApiUsage>>,
-}
+pub type ChatCompletionChunk = Chunk<ChunkChoice>;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ChunkChoice {

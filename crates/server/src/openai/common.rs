@@ -1,4 +1,5 @@
-//! Pieces shared by chat and completions: `stop`, `stream_options`, `usage`, log-probs.
+//! Pieces shared by chat and completions: `stop`, `stream_options`, `usage`, log-probs, and the
+//! envelope of every response and stream chunk (only the choice type differs between the two).
 
 use serde::{Deserialize, Serialize};
 
@@ -62,4 +63,29 @@ pub struct TopLogprob {
     pub token: String,
     pub logprob: f32,
     pub bytes: Vec<u8>,
+}
+
+/// A whole non-streaming response: `chat.completion` or `text_completion`, with its choices.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Response<C> {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<C>,
+    pub usage: ApiUsage,
+}
+
+/// One `data:` event of a stream.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Chunk<C> {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<C>,
+    /// With `stream_options.include_usage`: `null` on every chunk but the last, which has empty
+    /// `choices` and the usage. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Option<ApiUsage>>,
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{ApiUsage, StopParam, StreamOptions};
+use super::common::{Chunk, Response, StopParam, StreamOptions};
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct CompletionRequest {
@@ -62,15 +62,8 @@ pub enum PromptParam {
     TokenLists(Vec<Vec<u32>>),
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Completion {
-    pub id: String,
-    pub object: String,
-    pub created: u64,
-    pub model: String,
-    pub choices: Vec<CompletionChoice>,
-    pub usage: ApiUsage,
-}
+/// The non-streaming response.
+pub type Completion = Response<CompletionChoice>;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CompletionChoice {
@@ -89,13 +82,5 @@ pub struct LegacyLogprobs {
     pub text_offset: Vec<usize>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct CompletionChunk {
-    pub id: String,
-    pub object: String,
-    pub created: u64,
-    pub model: String,
-    pub choices: Vec<CompletionChoice>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Option<ApiUsage>>,
-}
+/// One `data:` event of a stream.
+pub type CompletionChunk = Chunk<CompletionChoice>;

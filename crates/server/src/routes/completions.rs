@@ -1,19 +1,18 @@
 //! `POST /v1/completions` (legacy text completion).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::choices::{self, ChoiceBuilder, ChunkHeader, Started};
 use crate::backend::{Backend, FinishReason, TokenOut};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::generation::{self, Generation, Step};
 use crate::openai::common::ApiUsage;
 use crate::openai::completions::{CompletionChoice, LegacyLogprobs};
-use crate::openai::{Completion, CompletionChunk, CompletionRequest};
+use crate::openai::{Completion, CompletionRequest};
 use crate::sse::{self, ChunkFormat};
 use crate::{validate, AppState};
 
@@ -22,24 +21,23 @@ pub async fn completions(
     ApiJson(req): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let job = validate::completion(req, &st.config, st.engine.n_vocab())?;
-    let prompts = generation::tokenize(&st.engine, &job).await?;
-    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &job, prompts)?;
-    let id = generation::response_id("cmpl");
-    let created = generation::unix_now();
+    let Started { gen, id, created } = choices::start(&st, &job, "cmpl").await?;
     let logprobs = job.params.top_logprobs.is_some();
     if job.stream {
-        let fmt = CompletionChunks {
+        let offsets = vec![0; gen.n_choices()];
+        let header = ChunkHeader {
             backend: st.engine.clone(),
             id,
+            object: "text_completion",
             created,
             model: job.model.clone(),
             logprobs,
             usage_field: job.include_usage,
-            offsets: vec![0; gen.n_choices()],
         };
+        let fmt = CompletionChunks { header, offsets };
         return Ok(sse::stream(gen, fmt, job.include_usage, st.config.keep_alive).into_response());
     }
-    let (choices, usage) = collect(st.engine.as_ref(), gen, logprobs).await?;
+    let (choices, usage) = choices::collect::<CompletionChoice>(st.engine.as_ref(), gen, logprobs).await?;
     Ok(Json(Completion { id, object: "text_completion".into(), created, model: job.model, choices, usage }).into_response())
 }
 
@@ -57,58 +55,28 @@ fn push_logprob(backend: &dyn Backend, lp: &mut LegacyLogprobs, t: &TokenOut, of
     lp.text_offset.push(offset);
 }
 
-async fn collect(backend: &dyn Backend, mut gen: Generation, logprobs: bool) -> Result<(Vec<CompletionChoice>, ApiUsage), ApiError> {
-    let mut choices: Vec<CompletionChoice> = (0..gen.n_choices())
-        .map(|index| CompletionChoice {
-            text: String::new(),
-            index,
-            logprobs: logprobs.then(LegacyLogprobs::default),
-            finish_reason: None,
-        })
-        .collect();
-    loop {
-        match gen.next().await {
-            Step::Token(i, t) => {
-                let c = &mut choices[i];
-                if let Some(lp) = c.logprobs.as_mut() {
-                    push_logprob(backend, lp, &t, c.text.len());
-                }
-                c.text.push_str(&t.text);
-            }
-            Step::Done { index, finish, tail } => {
-                let c = &mut choices[index];
-                c.text.push_str(&tail);
-                c.finish_reason = Some(finish.as_openai().to_string());
-            }
-            Step::Failed(e) => return Err(ApiError::Internal(e)),
-            Step::Finished => return Ok((choices, gen.usage())),
+impl ChoiceBuilder for CompletionChoice {
+    fn empty(index: usize, logprobs: bool) -> Self {
+        CompletionChoice { text: String::new(), index, logprobs: logprobs.then(LegacyLogprobs::default), finish_reason: None }
+    }
+
+    fn token(&mut self, backend: &dyn Backend, t: &TokenOut) {
+        if let Some(lp) = self.logprobs.as_mut() {
+            push_logprob(backend, lp, t, self.text.len());
         }
+        self.text.push_str(&t.text);
+    }
+
+    fn finish(&mut self, finish: FinishReason, tail: &str) {
+        self.text.push_str(tail);
+        self.finish_reason = Some(finish.as_openai().to_string());
     }
 }
 
 struct CompletionChunks {
-    backend: Arc<dyn Backend>,
-    id: String,
-    created: u64,
-    model: String,
-    logprobs: bool,
-    usage_field: bool,
+    header: ChunkHeader,
     /// Text emitted so far per choice (for `text_offset`).
     offsets: Vec<usize>,
-}
-
-impl CompletionChunks {
-    fn chunk(&self, choices: Vec<CompletionChoice>, usage: Option<ApiUsage>) -> String {
-        let c = CompletionChunk {
-            id: self.id.clone(),
-            object: "text_completion".into(),
-            created: self.created,
-            model: self.model.clone(),
-            choices,
-            usage: self.usage_field.then_some(usage),
-        };
-        serde_json::to_string(&c).expect("chunk serializes")
-    }
 }
 
 impl ChunkFormat for CompletionChunks {
@@ -118,9 +86,9 @@ impl ChunkFormat for CompletionChunks {
 
     fn token(&mut self, index: usize, t: &TokenOut) -> Option<String> {
         let offset = self.offsets.get(index).copied().unwrap_or(0);
-        let logprobs = if self.logprobs && t.logprob.is_some() {
+        let logprobs = if self.header.logprobs && t.logprob.is_some() {
             let mut lp = LegacyLogprobs::default();
-            push_logprob(self.backend.as_ref(), &mut lp, t, offset);
+            push_logprob(self.header.backend.as_ref(), &mut lp, t, offset);
             Some(lp)
         } else {
             None
@@ -132,7 +100,7 @@ impl ChunkFormat for CompletionChunks {
             *o += t.text.len();
         }
         let c = CompletionChoice { text: t.text.clone(), index, logprobs, finish_reason: None };
-        Some(self.chunk(vec![c], None))
+        Some(self.header.chunk(vec![c], None))
     }
 
     fn finish(&mut self, index: usize, finish: FinishReason, tail: &str) -> Vec<String> {
@@ -142,10 +110,10 @@ impl ChunkFormat for CompletionChunks {
             logprobs: None,
             finish_reason: Some(finish.as_openai().to_string()),
         };
-        vec![self.chunk(vec![c], None)]
+        vec![self.header.chunk(vec![c], None)]
     }
 
     fn usage(&mut self, usage: ApiUsage) -> String {
-        self.chunk(Vec::new(), Some(usage))
+        self.header.chunk(Vec::<CompletionChoice>::new(), Some(usage))
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP routes. Generation routes live in their own files; the small read-only ones here.
 
 pub mod chat;
+mod choices;
 pub mod completions;
 
 use axum::extract::{Path, State};
@@ -11,6 +12,8 @@ use axum::Json;
 use crate::error::ApiError;
 use crate::openai::{Model, ModelList};
 use crate::AppState;
+
+pub use choices::to_json;
 
 fn model_entries(st: &AppState) -> Vec<Model> {
     st.config

@@ -253,3 +253,156 @@ fn runner_on_paged_kv_equals_session_past_the_window() {
     }
     handle.shutdown(Duration::from_secs(1));
 }
+
+/// Bytes of K plus V per block of `n_layers` layers (f16, 16 positions, kv_dim 256).
+fn gemma_block_bytes(e: &Engine, n_layers: usize, block_size: usize) -> usize {
+    2 * n_layers * block_size * e.model.hparams().kv_dim() * 2
+}
+
+/// Issue 6: the paged cache keeps the 15 sliding-window layers' K/V only for the positions
+/// their 512-position window can still see. A 1500-token sequence (the long golden prompt,
+/// extended by its own start) runs through the engine thread with the same ids and
+/// bit-identical log-probs as the contiguous `Session`, while the cache holds blocks of the 3
+/// global layers for all 1500+ positions and blocks of the 15 local layers for about 512. A
+/// follow-up turn then reuses the cached prefix in both groups.
+#[test]
+fn a_long_sequence_holds_local_layer_blocks_only_for_the_window() {
+    use engine::runner::{EngineHandle, Event, Request, RunnerConfig};
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    let e = Arc::new(engine());
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gemma3-long-window.json"))
+        .expect("long golden");
+    let long: Value = serde_json::from_str(&text).expect("json");
+    let mut prompt = ids(&long["prompt_token_ids_add_special_true"]);
+    let again = prompt[1..1500 - prompt.len() + 1].to_vec();
+    prompt.extend(again);
+    assert_eq!(prompt.len(), 1500);
+    let n_gen = 12;
+    let params = GenParams { sampling: SamplingParams::greedy(), max_tokens: n_gen, top_logprobs: Some(3), ignore_eos: true, ..GenParams::default() };
+    let want: Vec<(u32, u32)> = {
+        let mut s = Session::new(&e, 2048);
+        let g = s.generate(&prompt, &params, |_| true).expect("generate");
+        g.tokens.iter().map(|t| (t.id, t.logprob.expect("lp").to_bits())).collect()
+    };
+
+    let h = EngineHandle::start(e.clone(), RunnerConfig { n_ctx: 2048, max_seqs: 2, ..RunnerConfig::default() }).expect("start");
+    let st = h.stats();
+    let bs = st.kv_block_size;
+    assert!(st.kv_window_blocks_total > 0 && st.kv_window_blocks_total < st.kv_blocks_total, "{st:?}");
+    assert_eq!(st.kv_tokens, 2 * 2048, "the global layers' group holds max_seqs full contexts");
+    let (tx, rx) = mpsc::channel();
+    h.submit(Request { prompt: prompt.clone(), params: params.clone() }, Box::new(tx)).expect("submit");
+    let mut got = Vec::new();
+    // (global blocks used, window blocks used) as published after each step, while it runs.
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(600)).expect("an event") {
+            Event::Token(t) => {
+                got.push((t.id, t.logprob.expect("lp").to_bits()));
+                let s = h.stats();
+                if s.running == 1 {
+                    seen.push((s.kv_blocks_used - s.kv_window_blocks_used, s.kv_window_blocks_used));
+                }
+            }
+            Event::Done { .. } => break,
+            Event::Error(err) => panic!("request failed: {err}"),
+        }
+    }
+    assert_eq!(got, want, "the runner on the two-group paged cache differs from the session");
+    assert!(!seen.is_empty(), "no stats observed while the sequence ran");
+    let n_max = prompt.len() + n_gen;
+    let (g_bytes, w_bytes, all_bytes) = (gemma_block_bytes(&e, 3, bs), gemma_block_bytes(&e, 15, bs), gemma_block_bytes(&e, 18, bs));
+    for &(global, window) in &seen {
+        // Every position of the 3 global layers...
+        assert!((prompt.len().div_ceil(bs)..=n_max.div_ceil(bs)).contains(&global), "{seen:?}");
+        // ...but only the blocks of the last 512 positions (511 older ones + the next) of the
+        // 15 local layers: 32 or 33 blocks of 16, instead of 94.
+        assert!((512 / bs..=engine::kv::paged::max_blocks_touched(512, bs)).contains(&window), "{seen:?}");
+        let now = global * g_bytes + window * w_bytes;
+        let before = global * all_bytes;
+        assert!(2 * now < before, "{now} bytes vs {before} with every layer in every block");
+    }
+    let (global, window) = seen[seen.len() - 1];
+    println!(
+        "1500+ positions: {global} global-layer blocks + {window} local-layer blocks = {:.1} MiB (all 18 layers in {global} blocks: {:.1} MiB)",
+        (global * g_bytes + window * w_bytes) as f64 / (1 << 20) as f64,
+        (global * all_bytes) as f64 / (1 << 20) as f64
+    );
+    // `Done` comes before the step's stats are published.
+    let t0 = std::time::Instant::now();
+    let end = loop {
+        let s = h.stats();
+        if s.requests_finished == 1 {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "the request never finished: {s:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!((end.kv_blocks_used, end.kv_window_blocks_used), (0, 0), "{end:?}");
+    assert!(end.kv_window_blocks_cached > 0, "full released window blocks stay cached: {end:?}");
+
+    // A follow-up turn reuses the conversation: the global layers' blocks of every full block,
+    // and the local layers' blocks of the last 512 positions before it (the table starts with
+    // holes there); the output is still the session's, bit for bit.
+    let mut turn2 = prompt.clone();
+    turn2.extend(got.iter().map(|&(id, _)| id));
+    turn2.extend(e.tokenizer.encode(" And then?", false, true));
+    let params2 = GenParams { max_tokens: 4, ..params };
+    let want2: Vec<(u32, u32)> = {
+        let mut s = Session::new(&e, 2048);
+        let g = s.generate(&turn2, &params2, |_| true).expect("generate");
+        g.tokens.iter().map(|t| (t.id, t.logprob.expect("lp").to_bits())).collect()
+    };
+    let (tx, rx) = mpsc::channel();
+    h.submit(Request { prompt: turn2.clone(), params: params2 }, Box::new(tx)).expect("submit");
+    let mut got2 = Vec::new();
+    let usage = loop {
+        match rx.recv_timeout(Duration::from_secs(600)).expect("an event") {
+            Event::Token(t) => got2.push((t.id, t.logprob.expect("lp").to_bits())),
+            Event::Done { usage, .. } => break usage,
+            Event::Error(err) => panic!("follow-up failed: {err}"),
+        }
+    };
+    // Turn 1 computed its prompt and all but the last generated token.
+    assert_eq!(usage.cached_tokens, (prompt.len() + n_gen - 1) / bs * bs, "{usage:?}");
+    assert_eq!(got2, want2, "the follow-up on cached blocks differs from the session");
+    h.shutdown(Duration::from_secs(1));
+}
+
+/// A `--kv-memory` budget now holds several times as many full-context Gemma sequences: the
+/// global layers' blocks cover the context, the local layers' only their window.
+#[test]
+fn a_kv_memory_budget_holds_more_full_context_sequences_with_the_window_split() {
+    use engine::kv::paged::{KvLayout, Sizing};
+    use engine::runner::{EngineHandle, RunnerConfig};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let e = Arc::new(engine());
+    let (n_ctx, budget, bs) = (4096, 256usize << 20, 16);
+    let hp = e.model.hparams().clone();
+    let full_ctx_blocks = n_ctx / bs;
+    // Before: every block holds all 18 layers.
+    let before = budget / gemma_block_bytes(&e, 18, bs) / full_ctx_blocks;
+    for max_seqs in [4, 8, 16] {
+        let cfg = RunnerConfig { n_ctx, max_seqs, kv_memory_bytes: Some(budget), ..RunnerConfig::default() };
+        let h = EngineHandle::start(e.clone(), cfg).expect("start");
+        let st = h.stats();
+        assert!(st.kv_bytes <= budget, "{st:?}");
+        let sizing = Sizing { n_ctx, max_seqs, step_token_budget: 512, block_size: bs, kv_dim: hp.kv_dim() };
+        let layout = KvLayout::for_model(&hp, n_ctx);
+        assert_eq!(layout.n_groups(), 2);
+        // Sequences at full context that the cache holds at once: the global group's share, and
+        // the window group's (each running sequence needs at most its window's worth).
+        let per_seq_window = sizing.window_blocks_at_most(512) / max_seqs;
+        let global = (st.kv_blocks_total - st.kv_window_blocks_total) / full_ctx_blocks;
+        let window = st.kv_window_blocks_total / per_seq_window;
+        let now = global.min(window).min(max_seqs);
+        println!("--kv-memory 256 MiB, n_ctx {n_ctx}, max_seqs {max_seqs}: {now} full-context sequences at once (before: {before}); {st:?}");
+        assert_eq!(before, 3);
+        assert!(now >= max_seqs.min(3 * before), "max_seqs {max_seqs}: {now} vs {before} before");
+        h.shutdown(Duration::from_secs(1));
+    }
+}

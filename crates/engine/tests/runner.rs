@@ -245,3 +245,39 @@ fn bad_requests_are_refused_and_shutdown_ends_everything() {
     assert!(n_tokens < 200);
     assert!(matches!(queued.recv_timeout(Duration::from_secs(60)), Ok(Event::Error(_))));
 }
+
+/// SmolLM2 has no sliding-window layers: the cache is one group of blocks holding every layer,
+/// sized as before the window groups existed, and its window counters stay 0.
+#[test]
+fn a_model_without_sliding_windows_keeps_one_block_group() {
+    let e = engine();
+    let hp = e.model.hparams();
+    let block_bytes = 2 * hp.n_layer * 16 * hp.kv_dim() * 2;
+    let budget = 4 << 20;
+    let cfg = RunnerConfig { n_ctx: 1024, max_seqs: 4, kv_memory_bytes: Some(budget), block_size: 16, ..RunnerConfig::default() };
+    let h = EngineHandle::start(e.clone(), cfg).expect("start");
+    let st = h.stats();
+    assert_eq!(st.kv_blocks_total, budget / block_bytes, "{st:?}");
+    assert_eq!(st.kv_bytes, st.kv_blocks_total * block_bytes);
+    assert_eq!((st.kv_window_blocks_total, st.kv_tokens), (0, st.kv_blocks_total * 16), "{st:?}");
+    // The longest prompt is what the blocks hold.
+    let too_long = vec![1; st.kv_tokens + 1];
+    assert_eq!(
+        h.submit(Request { prompt: too_long, params: greedy(1) }, Box::new(mpsc::channel().0)),
+        Err(SubmitError::PromptTooLong { n_prompt: st.kv_tokens + 1, n_ctx: st.kv_tokens })
+    );
+    let p = golden_prompts().remove(0);
+    let rx = submit(&h, &p, &GenParams { ignore_eos: true, ..greedy(40) });
+    // Tokens are sent before their step's stats are published: after three, two steps were.
+    for _ in 0..3 {
+        assert!(matches!(rx.recv_timeout(Duration::from_secs(120)), Ok(Event::Token(_))));
+    }
+    let during = h.stats();
+    assert!(during.kv_blocks_used > 0 && during.kv_window_blocks_used == 0, "{during:?}");
+    while !matches!(rx.recv_timeout(Duration::from_secs(120)).expect("an event"), Event::Done { .. }) {}
+    let st = wait_for(&h, "the request to finish", |s| s.requests_finished == 1);
+    assert_eq!((st.kv_blocks_used, st.kv_window_blocks_used, st.kv_window_blocks_cached), (0, 0, 0), "{st:?}");
+    // Without a budget: max_seqs full contexts.
+    let h = EngineHandle::start(e.clone(), RunnerConfig { n_ctx: 1024, max_seqs: 4, ..RunnerConfig::default() }).expect("start");
+    assert_eq!((h.stats().kv_blocks_total, h.stats().kv_tokens), (4 * 1024 / 16, 4 * 1024));
+}

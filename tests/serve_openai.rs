@@ -50,12 +50,17 @@ const QUEUE: usize = 16;
 
 fn start() -> Server {
     let model = model_path();
+    // A fresh conversation store for this run, never the user's own.
+    let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve-openai-data");
+    let _ = std::fs::remove_dir_all(&data_dir);
     let mut child = Command::new(env!("CARGO_BIN_EXE_daehwa"))
         .args(["serve", "--host", "127.0.0.1", "--port", "0", "--ctx", "2048", "--drain-timeout", "20"])
         .args(["--max-seqs", &MAX_SEQS.to_string(), "--queue", &QUEUE.to_string(), "--api-key", KEY])
         .arg("-m")
         .arg(&model)
         .env_remove("DAEHWA_CONFIG")
+        .env_remove("DAEHWA_DATABASE")
+        .env("DAEHWA_DATA_DIR", &data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

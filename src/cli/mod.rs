@@ -6,6 +6,7 @@ mod run;
 mod sampling;
 mod serve;
 mod tokenize;
+mod user;
 
 use std::path::PathBuf;
 
@@ -35,7 +36,8 @@ const EXAMPLES: &str = "Examples:
   daehwa list                          models on this machine
   daehwa tokenize \"안녕하세요\"            token ids and pieces
   daehwa bench -p 512 -n 128 -t 2      prompt and generation speed
-  daehwa serve --port 8080             OpenAI-compatible API at http://127.0.0.1:8080/v1";
+  daehwa serve --port 8080             web UI at http://127.0.0.1:8080/, OpenAI API at /v1
+  daehwa user add alice --admin        create an account (prompts for the password)";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -53,8 +55,10 @@ pub enum Command {
     Tokenize(tokenize::TokenizeArgs),
     /// Measure prompt-processing and generation speed (tokens/s), like llama-bench
     Bench(bench::BenchArgs),
-    /// Serve the OpenAI-compatible HTTP API on 127.0.0.1:8080
+    /// Serve the web UI and the OpenAI-compatible HTTP API on 127.0.0.1:8080
     Serve(serve::ServeArgs),
+    /// Manage the web UI's accounts (add, list, rm)
+    User(user::UserArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -111,5 +115,79 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Tokenize(a) => tokenize::tokenize(a, &dir),
         Command::Bench(a) => bench::bench(a, &dir),
         Command::Serve(a) => serve::serve(a, &dir),
+        Command::User(a) => user::user(a),
+    }
+}
+
+/// Where daehwa keeps its own data (the conversation store): `--data-dir`, else
+/// `$XDG_DATA_HOME/daehwa`, else `~/.local/share/daehwa`. Models stay in the models directory.
+pub fn data_dir(flag: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    data_dir_with(flag, |k| std::env::var_os(k))
+}
+
+fn data_dir_with(flag: Option<&std::path::Path>, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> anyhow::Result<PathBuf> {
+    let var = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(f) = flag {
+        return Ok(f.to_path_buf());
+    }
+    if let Some(d) = var("XDG_DATA_HOME").filter(|d| d.is_absolute()) {
+        return Ok(d.join("daehwa"));
+    }
+    match var("HOME") {
+        Some(h) => Ok(h.join(".local/share/daehwa")),
+        None => anyhow::bail!("cannot find a data directory: set --data-dir, DAEHWA_DATA_DIR or HOME"),
+    }
+}
+
+/// The store's URL: `--database` (a `sqlite://` path, a bare file path, or a `postgres://` URL),
+/// else `sqlite://<data dir>/daehwa.sqlite3`.
+pub fn store_url(database: Option<&str>, data_dir_flag: Option<&std::path::Path>) -> anyhow::Result<String> {
+    match database.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) => Ok(d.to_string()),
+        None => Ok(server::store::Store::default_sqlite_url(&data_dir(data_dir_flag)?)),
+    }
+}
+
+/// The store's URL for people: a PostgreSQL password is hidden.
+pub fn describe_store(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if scheme.starts_with("postgres") {
+            if let Some((creds, host)) = rest.rsplit_once('@') {
+                let user = creds.split(':').next().unwrap_or("");
+                return format!("{scheme}://{user}:***@{host}");
+            }
+            return url.to_string();
+        }
+        if scheme == "sqlite" {
+            return rest.to_string();
+        }
+    }
+    url.strip_prefix("sqlite:").unwrap_or(url).to_string()
+}
+
+/// Opens the store on a runtime of its own (for the `user` commands).
+pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(rt.block_on(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    #[test]
+    fn data_dir_and_store_url() {
+        let env = |vars: &'static [(&'static str, &'static str)]| move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| OsString::from(v));
+        assert_eq!(data_dir_with(Some(Path::new("/d")), env(&[("HOME", "/h")])).expect("flag"), PathBuf::from("/d"));
+        assert_eq!(data_dir_with(None, env(&[("XDG_DATA_HOME", "/x"), ("HOME", "/h")])).expect("xdg"), PathBuf::from("/x/daehwa"));
+        assert_eq!(data_dir_with(None, env(&[("XDG_DATA_HOME", "rel"), ("HOME", "/h")])).expect("home"), PathBuf::from("/h/.local/share/daehwa"));
+        assert!(data_dir_with(None, env(&[])).is_err());
+        assert_eq!(store_url(Some("postgres://u:p@h/db"), None).expect("pg"), "postgres://u:p@h/db");
+        assert_eq!(store_url(None, Some(Path::new("/d"))).expect("default"), "sqlite:///d/daehwa.sqlite3");
+        assert_eq!(describe_store("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(describe_store("sqlite:///d/daehwa.sqlite3"), "/d/daehwa.sqlite3");
+        assert_eq!(describe_store("/d/x.db"), "/d/x.db");
     }
 }

@@ -1,4 +1,4 @@
-//! `daehwa serve`: the OpenAI-compatible HTTP server.
+//! `daehwa serve`: the web UI and the OpenAI-compatible HTTP server, over the conversation store.
 //!
 //! One struct, [`ServeArgs`], defines every setting for the command line (clap, with a
 //! `DAEHWA_*` environment variable each) and for the config file (serde, TOML, keys are the long
@@ -59,6 +59,18 @@ pub struct ServeArgs {
     /// Seconds running requests may take to finish after SIGTERM or Ctrl-C [default: 30]
     #[arg(long, env = "DAEHWA_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<u64>,
+    /// The conversation store: a SQLite file (`sqlite:///path/daehwa.sqlite3` or a path) or
+    /// `postgres://user:password@host/db` [default: sqlite in the data directory]
+    #[arg(long, env = "DAEHWA_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
+    /// Where daehwa keeps its data (the default SQLite store)
+    /// [default: $XDG_DATA_HOME/daehwa or ~/.local/share/daehwa]
+    #[arg(long, env = "DAEHWA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Mark session cookies `Secure` (when TLS ends in front of daehwa at a proxy that does not
+    /// send `X-Forwarded-Proto: https`)
+    #[arg(long, env = "DAEHWA_SECURE_COOKIES")]
+    pub secure_cookies: bool,
     /// A TOML file with any of these settings (keys in snake_case: `port = 9000`,
     /// `api_key = ["..."]`)
     #[arg(long, env = "DAEHWA_CONFIG")]
@@ -81,6 +93,9 @@ impl ServeArgs {
             step_tokens: self.step_tokens.or(file.step_tokens),
             threads: self.threads.or(file.threads),
             drain_timeout: self.drain_timeout.or(file.drain_timeout),
+            database: self.database.or(file.database),
+            data_dir: self.data_dir.or(file.data_dir),
+            secure_cookies: self.secure_cookies || file.secure_cookies,
             config: self.config,
         }
     }
@@ -121,6 +136,7 @@ pub fn parse_size(s: &str) -> anyhow::Result<usize> {
 
 pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     let a = a.resolved()?;
+    let store_url = super::store_url(a.database.as_deref(), a.data_dir.as_deref())?;
     let path = models::resolve_model(a.model.as_deref(), dir)?;
     // The API name of the model: the pulled model's name (its file stem, e.g. `smollm2`).
     let model_id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
@@ -163,7 +179,18 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     let addr = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
     let drain = Duration::from_secs(a.drain_timeout.unwrap_or(DEFAULT_DRAIN_SECS));
     let shown = general_name.map(|g| format!(" ({g})")).unwrap_or_default();
-    server::run(&addr, state, drain, |bound| {
+    let secure_cookies = a.secure_cookies;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("daehwa-http").build()?;
+    let result: anyhow::Result<()> = rt.block_on(async move {
+        let store = server::store::Store::connect(&store_url)
+            .await
+            .with_context(|| format!("opening the conversation store {}", super::describe_store(&store_url)))?;
+        let n_users = store.count_users().await.context("reading the accounts")?;
+        let mut accounts = server::web::Accounts::new(store);
+        accounts.secure_cookies = secure_cookies;
+        let state = state.with_accounts(accounts);
+        let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("serving on {addr}"))?;
+        let bound = listener.local_addr()?;
         eprintln!("daehwa: serving {model_id}{shown} from {}", path.display());
         eprintln!(
             "daehwa: KV cache {} in {} blocks of {} tokens ({} tokens in all); context {n_ctx} per sequence, up to {max_seqs} at once",
@@ -172,15 +199,29 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
             stats.kv_block_size,
             stats.kv_blocks_total * stats.kv_block_size,
         );
+        eprintln!("daehwa: conversations and accounts in {}", super::describe_store(&store_url));
         if n_keys > 0 {
             eprintln!("daehwa: API keys required ({n_keys} configured)");
         }
         let shown_host = if bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { bound.ip().to_string() };
         let shown_host = if bound.is_ipv6() && !bound.ip().is_unspecified() { format!("[{shown_host}]") } else { shown_host };
+        if n_users == 0 {
+            eprintln!(
+                "daehwa: no account yet: open http://{shown_host}:{}/ to create the admin (or run `daehwa user add NAME --admin`); /v1 is open until then",
+                bound.port()
+            );
+        } else {
+            eprintln!("daehwa: web UI at http://{shown_host}:{}/ ({n_users} account(s); /v1 needs an API key)", bound.port());
+        }
+        if !server::web::assets::UI_BUILT {
+            eprintln!("daehwa: this binary has no web UI built in (cd webui && npm ci && npm run build, then rebuild)");
+        }
         // The first stdout line is the URL, for scripts and tests that start the server on port 0.
         println!("http://{shown_host}:{}/v1", bound.port());
-    })
-    .with_context(|| format!("serving on {addr}"))?;
+        server::serve(listener, state, server::shutdown_signal(), drain).await.with_context(|| format!("serving on {addr}"))
+    });
+    drop(rt);
+    result?;
     eprintln!("daehwa: stopped");
     Ok(())
 }

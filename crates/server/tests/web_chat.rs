@@ -28,7 +28,7 @@ async fn ask(c: &Client, conv: &str, parent: Value, content: &str) -> Vec<Ev> {
 fn last_prompt(srv: &webkit::TestServer) -> String {
     let sent = srv.fake.submitted.lock().expect("lock");
     let texts = sent.iter().map(|r| String::from_utf8(r.prompt.iter().map(|&t| t as u8).collect()).expect("utf8"));
-    texts.filter(|t| !t.starts_with("Write a short title")).last().expect("an answer was asked for")
+    texts.rev().find(|t| !t.starts_with("Write a short title")).expect("an answer was asked for")
 }
 
 fn done(events: &[Ev]) -> &Value {

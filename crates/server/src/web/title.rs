@@ -18,8 +18,9 @@ use crate::backend::{ChatMessage, GenSpec, SamplingSpec};
 use crate::generation::{self, Step};
 use crate::validate::{Job, JobInput};
 
-/// The longest title kept (characters).
+/// The longest title kept (characters, words).
 pub const MAX_CHARS: usize = 60;
+const MAX_WORDS: usize = 8;
 /// Tokens the model may spend on a title.
 const MAX_TOKENS: usize = 20;
 /// Characters of the question and the answer shown to the model.
@@ -73,10 +74,7 @@ pub fn spawn(st: WebState, user: UserId, conversation: ConversationId, question:
 
 /// The title for a conversation that starts with `question` and `answer`.
 pub async fn make(st: &WebState, question: &str, answer: &str) -> String {
-    let from_model = match tokio::time::timeout(TIMEOUT, ask_model(st, question, answer)).await {
-        Ok(t) => t,
-        Err(_) => None,
-    };
+    let from_model: Option<String> = tokio::time::timeout(TIMEOUT, ask_model(st, question, answer)).await.unwrap_or_default();
     from_model.and_then(|raw| clean(&raw, question)).unwrap_or_else(|| fallback(question))
 }
 
@@ -156,7 +154,8 @@ pub fn clean(raw: &str, question: &str) -> Option<String> {
             break;
         }
     }
-    let t = cap(&tidy(t), MAX_CHARS);
+    let words: Vec<&str> = t.split_whitespace().take(MAX_WORDS).collect();
+    let t = cap(&tidy(&words.join(" ")), MAX_CHARS);
     let t = tidy(&t);
     if t.chars().filter(|c| c.is_alphanumeric()).count() < 2 {
         return None;
@@ -202,6 +201,8 @@ mod tests {
         assert_eq!(clean("\"\"", "q"), None);
         assert_eq!(clean("...", "q"), None);
         let long = clean(&"word ".repeat(40), "q").expect("capped");
+        assert_eq!(long.split(' ').count(), MAX_WORDS, "{long}");
+        let long = clean(&"abcdefghijklmnopqrstuvwxyz ".repeat(4), "q").expect("capped");
         assert!(long.chars().count() <= MAX_CHARS && !long.ends_with(' '), "{long}");
         // A Korean question needs a Korean title.
         assert_eq!(clean("Weather in Seoul", "오늘 서울 날씨 어때?"), None);

@@ -1,0 +1,123 @@
+//! `daehwa user`: accounts made on the command line sign in to the web UI of `daehwa serve`
+//! (the real binary, a tiny model, a fresh data directory), and bad input is one error line
+//! with exit code 2.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::{scratch, stderr, stdout, write_tiny, Tiny};
+
+fn user(data: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_daehwa"))
+        .arg("user")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("DAEHWA_DATABASE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run daehwa user");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn assert_one_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains(needle), "`{needle}` not in {}", lines[0]);
+}
+
+fn http(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn user_add_then_sign_in_to_the_web_ui() {
+    let d = scratch("cli-user");
+    let data = d.join("data");
+
+    let o = user(&data, &["add", "alice", "--admin", "--password-stdin"], "alice's password\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "added alice (admin)");
+    assert!(data.join("daehwa.sqlite3").is_file(), "the default store lives in the data directory");
+
+    assert_one_error(&user(&data, &["add", "bob", "--password-stdin"], "short\n"), "at least 8 characters");
+    assert_one_error(&user(&data, &["add", "ALICE", "--password-stdin"], "another password\n"), "taken");
+    assert_one_error(&user(&data, &["add", "a/b", "--password-stdin"], "another password\n"), "username");
+    // Not a terminal and no flag: the password is read from stdin all the same.
+    assert!(user(&data, &["add", "bob"], "bob's password\n").status.success());
+    let list = stdout(&user(&data, &["list"], ""));
+    assert!(list.contains("alice") && list.contains("yes") && list.contains("bob"), "{list}");
+    assert_one_error(&user(&data, &["rm", "alice"], ""), "only admin");
+    assert_one_error(&user(&data, &["rm", "carol"], ""), "no account named `carol`");
+    assert!(user(&data, &["rm", "bob"], "").status.success());
+    assert!(!stdout(&user(&data, &["list"], "")).contains("bob"));
+
+    // The server on the same data directory: alice signs in; /v1 needs a key now.
+    let model = d.join("tiny.gguf");
+    write_tiny(&model, &Tiny::default());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_daehwa"))
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "-t", "1", "-m"])
+        .arg(&model)
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("DAEHWA_CONFIG")
+        .env_remove("DAEHWA_DATABASE")
+        .env_remove("DAEHWA_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start daehwa serve");
+    let out = child.stdout.take().expect("stdout");
+    let server = Serve(child);
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).expect("the URL line");
+    let addr = line.trim().trim_start_matches("http://").trim_end_matches("/v1").to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{line:?}");
+
+    let wrong = http(&addr, "POST", "/api/auth/login", "X-Daehwa-CSRF: 1\r\n", r#"{"username":"alice","password":"nope nope"}"#);
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let ok = http(&addr, "POST", "/api/auth/login", "X-Daehwa-CSRF: 1\r\n", r#"{"username":"alice","password":"alice's password"}"#);
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let cookie = ok
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let state = http(&addr, "GET", "/api/auth/state", &format!("Cookie: {cookie}\r\n"), "");
+    assert!(state.contains(r#""username":"alice""#) && state.contains(r#""needs_setup":false"#), "{state}");
+    let v1 = http(&addr, "GET", "/v1/models", "", "");
+    assert!(v1.starts_with("HTTP/1.1 401"), "{v1}");
+    let ui = http(&addr, "GET", "/", "", "");
+    assert!(ui.starts_with("HTTP/1.1 200") && ui.contains("content-security-policy: default-src 'self'"), "{ui}");
+    drop(server);
+}

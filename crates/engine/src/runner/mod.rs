@@ -142,8 +142,9 @@ pub struct Stats {
     /// The sliding-window layers' part of `kv_blocks_cached`.
     pub kv_window_blocks_cached: usize,
     pub kv_block_size: usize,
-    /// Positions the cache holds for all layers of all sequences together (the full-attention
-    /// group's blocks times the block size; without such layers, the window group's).
+    /// Positions the cache holds for all sequences together, which bounds a prompt's length: the
+    /// full-attention layers' blocks times the block size (for a model whose layers all use a
+    /// sliding window, the context length: the cache never limits a sequence's length then).
     pub kv_tokens: usize,
     pub kv_bytes: usize,
     /// Prompt tokens of requests that started running (cached ones included).
@@ -219,7 +220,8 @@ impl EngineHandle {
         let n_blocks = sizing.blocks_per_group(&layout, cfg.kv_memory_bytes);
         let groups: Vec<GroupSpec> = n_blocks.iter().enumerate().map(|(g, &n)| GroupSpec { window: layout.window(g), n_blocks: n }).collect();
         let n_window_blocks = groups.iter().filter(|g| g.window.is_some()).map(|g| g.n_blocks).sum();
-        let kv_tokens = groups.iter().filter(|g| g.window.is_none()).map(|g| g.n_blocks).min().unwrap_or(n_window_blocks) * block_size;
+        // A model whose layers all use a sliding window runs any length in bounded memory.
+        let kv_tokens = groups.iter().filter(|g| g.window.is_none()).map(|g| g.n_blocks * block_size).min().unwrap_or(n_ctx);
         let buffers = PagedBuffers::with_layout(layout, hp.kv_dim(), block_size, &n_blocks);
         let sizes = Sizes {
             n_ctx,

@@ -102,7 +102,7 @@ async fn korean_question_gets_a_korean_title_when_the_model_cannot() {
 #[tokio::test]
 async fn the_answer_is_saved_while_it_streams_and_incomplete_when_the_client_leaves() {
     let (srv, c) = with_admin("disconnect").await;
-    srv.fake.delay_ms.store(60, Ordering::SeqCst);
+    srv.fake.delay_ms.store(100, Ordering::SeqCst);
     let conv = new_conversation(&c, json!({})).await;
     let mut s = c.stream(&format!("/api/conversations/{conv}/messages"), &json!({"parent_id": null, "content": "long story"})).await;
     let mut answer_id = String::new();

@@ -101,6 +101,7 @@ async fn api_headers(req: axum::extract::Request, next: middleware::Next) -> Res
 
 /// The UI and `/api` routes, to merge into the app's router.
 pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accounts) -> Router<S> {
+    secret::warm_up();
     let st = WebState {
         engine: app.engine.clone(),
         config: app.config.clone(),

@@ -84,6 +84,14 @@ pub async fn verify_password(password: String, hash: Option<String>) -> Result<b
     .map_err(|e| SecretError::Task(e.to_string()))?
 }
 
+/// Computes the dummy hash on a thread of its own, so that even the first sign-in with an
+/// unknown name costs one verification, not a hash and a verification.
+pub fn warm_up() {
+    let _ = std::thread::Builder::new().name("daehwa-dummy-hash".into()).spawn(|| {
+        let _ = dummy_hash();
+    });
+}
+
 fn dummy_hash() -> Result<&'static str, SecretError> {
     static DUMMY: OnceLock<String> = OnceLock::new();
     if let Some(h) = DUMMY.get() {

@@ -11,6 +11,9 @@
  * - `DAEHWA_E2E_SCREENSHOTS`: where screenshots go (default `target/e2e-screenshots`)
  * - `DAEHWA_E2E_THREADS`: model threads of the server (default 2)
  * - `DAEHWA_E2E_VERBOSE=1`: echo the server's stderr; `DAEHWA_E2E_KEEP=1`: keep the data directory
+ * - `DAEHWA_E2E_UI_FROM_DIST=1`: the browser gets `/` and `/assets/*` from `webui/dist` instead of
+ *   the binary (with the binary's headers), to iterate on the UI without rebuilding daehwa; the
+ *   real runs (tests/webui_e2e.rs) never set it
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -202,12 +205,16 @@ export class Session {
       void d.accept().catch(() => {});
     });
     page.on("pageerror", (err) => this.pageErrors.push(String(err)));
-    context.on("page", (p) => {
+    // Pages opened by a link (target=_blank) are recorded and closed; pages the test opens stay.
+    context.on("page", async (p) => {
+      if (!(await p.opener())) return;
       this.popups.push(p.url());
       p.on("framenavigated", (f) => {
         if (f === p.mainFrame()) this.popups.push(f.url());
       });
-      void p.close().catch(() => {});
+      await p.waitForLoadState("domcontentloaded", { timeout: 2_000 }).catch(() => {});
+      this.popups.push(p.url());
+      await p.close().catch(() => {});
     });
   }
 
@@ -220,6 +227,7 @@ export class Session {
       ...options,
     });
     context.setDefaultTimeout(30_000);
+    if (process.env.DAEHWA_E2E_UI_FROM_DIST) await serveDist(context, server.base);
     const page = await context.newPage();
     return new Session(server, context, page);
   }
@@ -263,6 +271,22 @@ export class Session {
   async close() {
     await this.context.close();
   }
+}
+
+/** See DAEHWA_E2E_UI_FROM_DIST above. */
+async function serveDist(context, base) {
+  const dist = join(REPO, "webui/dist");
+  await context.route(
+    (url) => url.origin === base && (url.pathname === "/" || url.pathname.startsWith("/assets/")),
+    async (route) => {
+      const path = new URL(route.request().url()).pathname;
+      const original = await route.fetch();
+      const headers = { ...original.headers() };
+      delete headers["content-length"];
+      delete headers["content-type"];
+      await route.fulfill({ path: join(dist, path === "/" ? "index.html" : path), headers, status: 200 });
+    },
+  );
 }
 
 /** Creates the first admin through the API (the setup page itself is tested in account.test.mjs). */

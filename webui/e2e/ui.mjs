@@ -120,7 +120,7 @@ export async function sidebarIds(session) {
 
 /** The documented routes a state-changing request of the UI may go to. */
 const STATE_ROUTES = [
-  ["POST", /^\/api\/auth\/(setup|login|logout)$/],
+  ["POST", /^\/api\/auth\/(setup|login|logout|password)$/],
   ["POST", /^\/api\/conversations$/],
   ["PATCH", /^\/api\/conversations\/[^/]+$/],
   ["DELETE", /^\/api\/conversations\/[^/]+$/],

@@ -20,6 +20,8 @@ import { ConversationPanel, type ConversationOptions } from "./ConversationPanel
 import { MessageView } from "./MessageView";
 
 const DEFAULT_TEMPERATURE = 0.7;
+/** Reads of the conversation after a stop before the server's record counts as final (~6 s). */
+const SETTLE_TRIES = 5;
 
 interface Props {
   routeId: string | null;
@@ -130,6 +132,34 @@ export function Chat({ routeId, models, onOpenMenu, onListChanged }: Props) {
     [onListChanged],
   );
 
+  /**
+   * After a stop or an error: re-reads the conversation until the server has closed the answer.
+   * The server notices a client that went away only at its next write, and saves the text every
+   * fraction of a second, so a read right after the stop can still hold an open, shorter answer;
+   * taking that would show less than was on screen and no "interrupted" note. The local copy
+   * (already marked incomplete) stays until the server's final record arrives; an answer the server
+   * still calls streaming after the last try is shown as incomplete, which it is for this client.
+   */
+  const settleFromServer = useCallback((convId: string, answerId: string | null) => {
+    let tries = 0;
+    const tick = () => {
+      if (convIdRef.current !== convId) return;
+      api
+        .conversation(convId)
+        .then((c) => {
+          const open = answerId !== null && (c.messages ?? []).some((m) => m.id === answerId && m.status === "streaming");
+          if (open && ++tries < SETTLE_TRIES) {
+            setTimeout(tick, 200 * 2 ** tries);
+            return;
+          }
+          const messages = (c.messages ?? []).map((m) => (open && m.id === answerId ? { ...m, status: "incomplete" as const } : m));
+          setState((s) => (s.conv?.id === convId ? { conv: { ...c, messages }, selections: s.selections } : s));
+        })
+        .catch(() => {});
+    };
+    setTimeout(tick, 100);
+  }, []);
+
   /** Runs one answer stream; the caller has already taken the guard. */
   const runStream = useCallback(
     async (open: (signal: AbortSignal) => Promise<{ convId: string; res: Response }>, firstExchange: boolean) => {
@@ -181,17 +211,11 @@ export function Chat({ routeId, models, onOpenMenu, onListChanged }: Props) {
         setPending(null);
         onListChanged();
         // After a stop or an error, take the server's record (it marks the answer incomplete).
-        if (failed && convId) {
-          const id = convId;
-          api
-            .conversation(id)
-            .then((c) => setState((s) => (s.conv?.id === id ? { conv: { ...c, messages: c.messages ?? [] }, selections: s.selections } : s)))
-            .catch(() => {});
-        }
+        if (failed && convId) settleFromServer(convId, assistantId);
         if (firstExchange && convId && !failed) pollTitle(convId);
       }
     },
-    [guard, upsert, update, onListChanged, pollTitle, t],
+    [guard, upsert, update, onListChanged, pollTitle, settleFromServer, t],
   );
 
   const options: ConversationOptions = state.conv

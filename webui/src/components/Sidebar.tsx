@@ -1,5 +1,5 @@
 /** The conversations sidebar (a drawer on a phone): new chat, search, rename, delete, account links. */
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import { api } from "../lib/api";
 import { chatHref } from "../lib/route";
 import type { ConversationSummary, User } from "../lib/types";
@@ -83,9 +83,14 @@ function ConversationItem({
   const { t } = useI18n();
   const [editing, setEditing] = useState(false);
   const [title, setTitle] = useState(conv.title);
+  // Ends one rename exactly once: Enter ends it, and the blur of the input leaving the page
+  // must neither save it a second time nor save a rename that Escape cancelled.
+  const ended = useRef(true);
   const shown = conv.title || t("sidebar.untitled");
 
   const save = () => {
+    if (ended.current) return;
+    ended.current = true;
     setEditing(false);
     const next = title.trim();
     if (!next || next === conv.title) return;
@@ -116,6 +121,7 @@ function ConversationItem({
               e.preventDefault();
               save();
             } else if (e.key === "Escape") {
+              ended.current = true;
               setTitle(conv.title);
               setEditing(false);
             }
@@ -137,6 +143,7 @@ function ConversationItem({
           aria-label={t("sidebar.rename")}
           onClick={() => {
             setTitle(conv.title);
+            ended.current = false;
             setEditing(true);
           }}
           data-testid="rename"

@@ -218,12 +218,14 @@ pub fn matmul(
 
 /// Several matrices applied to the same activations (q, k and v; gate and up): each
 /// `(w, out)` gets `out = x w^T` exactly as [`matmul`] computes it. When all of them are packed
-/// with one type the activations are quantized once and a single parallel run covers all their
+/// with types sharing one activation format (e.g. q5_0 q and k beside a q8_0 v) the activations are quantized once and a single parallel run covers all their
 /// rows (the threads meet once, not once per matrix); otherwise they run one by one.
 pub fn matmul_many(pool: &ThreadPool, jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], n_tokens: usize, scratch: &mut MatmulScratch) -> Result<()> {
     const MAX: usize = 8;
     let same_packed = jobs.len() <= MAX
-        && jobs.iter().all(|(w, _)| w.packed.is_some_and(|p| p.ty() == jobs[0].0.ty && p.n_cols() == jobs[0].0.n_cols));
+        && jobs.iter().all(|(w, _)| {
+            w.packed.is_some_and(|p| crate::packed::same_activations(p.ty(), jobs[0].0.ty) && p.n_cols() == jobs[0].0.n_cols)
+        });
     if !same_packed || jobs.len() < 2 {
         for (w, out) in jobs.iter_mut() {
             matmul(pool, w, x, n_tokens, out, scratch)?;

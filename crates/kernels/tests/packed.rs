@@ -72,7 +72,7 @@ fn packed_equals_vec_dot_bit_for_bit() {
     }
     let mut rng = Rng(0x1234_5678);
     let pools = [ThreadPool::new(1), ThreadPool::new(3)];
-    for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+    for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_0] {
         for &(n_rows, n_cols) in &[(4, 32), (13, 96), (64, 576), (37, 1536), (5, 64)] {
             let w = rng.vec(n_rows * n_cols);
             let data = quantize_matrix(ty, &w, n_cols);
@@ -151,6 +151,26 @@ fn many_matrices_in_one_call_equal_separate_calls() {
             assert_eq!(bits(o), bits(&one));
         }
     }
+    // Types sharing q8_0 activations (Gemma 3's q5_0 q and k beside a q8_0 v) run together.
+    let mixed: Vec<(GgmlType, usize)> = vec![(GgmlType::Q5_0, 48), (GgmlType::Q5_0, 13), (GgmlType::Q8_0, 20), (GgmlType::Q4_0, 8)];
+    let mdatas: Vec<Vec<u8>> = mixed.iter().map(|&(ty, r)| quantize_matrix(ty, &rng.vec(r * n_cols), n_cols)).collect();
+    let mpacks: Vec<PackedMatrix> = mdatas
+        .iter()
+        .zip(&mixed)
+        .map(|(d, &(ty, r))| PackedMatrix::pack(&QMatrix::new(ty, d, r, n_cols).expect("matrix")).expect("packable"))
+        .collect();
+    for n_tokens in [1, 5, 18] {
+        let x = rng.vec(n_tokens * n_cols);
+        let mut outs: Vec<Vec<f32>> = mixed.iter().map(|&(_, r)| vec![0f32; n_tokens * r]).collect();
+        {
+            let mut jobs: Vec<(&PackedMatrix, &mut [f32])> = mpacks.iter().zip(outs.iter_mut()).map(|(p, o)| (p, &mut o[..])).collect();
+            matmul_packed_many(&pool, &mut jobs, &x, n_tokens, &mut scratch).expect("mixed many");
+        }
+        for ((p, o), d) in mpacks.iter().zip(&outs).zip(&mdatas) {
+            let m = QMatrix::new(p.ty(), d, p.n_rows(), n_cols).expect("matrix");
+            assert_eq!(bits(o), bits(&reference(&m, &x, n_tokens, false)), "{} in a mixed call", p.ty());
+        }
+    }
     // Mismatched inputs are errors, not panics.
     let q8 = quantize_matrix(GgmlType::Q8_0, &rng.vec(8 * n_cols), n_cols);
     let p8 = PackedMatrix::pack(&QMatrix::new(GgmlType::Q8_0, &q8, 8, n_cols).expect("matrix")).expect("packable");
@@ -162,8 +182,8 @@ fn many_matrices_in_one_call_equal_separate_calls() {
 
 #[test]
 fn unsupported_types_are_not_packed() {
-    let data = quantize_matrix(GgmlType::Q5_0, &Rng(3).vec(4 * 64), 64);
-    let m = QMatrix::new(GgmlType::Q5_0, &data, 4, 64).expect("matrix");
+    let data = quantize_matrix(GgmlType::Q5_1, &Rng(3).vec(4 * 64), 64);
+    let m = QMatrix::new(GgmlType::Q5_1, &data, 4, 64).expect("matrix");
     assert!(PackedMatrix::pack(&m).is_none());
 }
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use gguf::GgufFile;
 use kernels::attention::AttnParams;
-use kernels::matmul::matmul;
+use kernels::matmul::{matmul, matmul_many};
 use kernels::ops::{self, RopeCache, RopeMode};
 
 use super::weights::{load_vector, Weight};
@@ -194,12 +194,11 @@ impl Model for Gemma3 {
             for i in 0..n {
                 ops::rms_norm(&ws.x[i * e..(i + 1) * e], &l.attn_norm, hp.rms_eps, &mut h[i * e..(i + 1) * e]);
             }
-            let q = grow(&mut ws.q, n * qd);
-            matmul(pool, &l.wq.matrix(f), h, n, q, &mut ws.mm)?;
-            let k = grow(&mut ws.k, n * kvd);
-            matmul(pool, &l.wk.matrix(f), h, n, k, &mut ws.mm)?;
-            let v = grow(&mut ws.v, n * kvd);
-            matmul(pool, &l.wv.matrix(f), h, n, v, &mut ws.mm)?;
+            let (q, k, v) = (grow(&mut ws.q, n * qd), grow(&mut ws.k, n * kvd), grow(&mut ws.v, n * kvd));
+            // One call (q5_0 q and k beside a q8_0 v share q8_0 activations): the activations
+            // are quantized once and the threads meet once.
+            let (wq, wk, wv) = (l.wq.matrix(f), l.wk.matrix(f), l.wv.matrix(f));
+            matmul_many(pool, &mut [(&wq, &mut *q), (&wk, &mut *k), (&wv, &mut *v)], h, n, &mut ws.mm)?;
             norm_rows(q, &l.q_norm, hp.rms_eps);
             norm_rows(k, &l.k_norm, hp.rms_eps);
             for i in 0..n {
@@ -221,10 +220,9 @@ impl Model for Gemma3 {
             for i in 0..n {
                 ops::rms_norm(&ws.x[i * e..(i + 1) * e], &l.ffn_norm, hp.rms_eps, &mut h[i * e..(i + 1) * e]);
             }
-            let gate = grow(&mut ws.gate, n * ff);
-            matmul(pool, &l.w_gate.matrix(f), h, n, gate, &mut ws.mm)?;
-            let up = grow(&mut ws.up, n * ff);
-            matmul(pool, &l.w_up.matrix(f), h, n, up, &mut ws.mm)?;
+            let (gate, up) = (grow(&mut ws.gate, n * ff), grow(&mut ws.up, n * ff));
+            let (wg, wu) = (l.w_gate.matrix(f), l.w_up.matrix(f));
+            matmul_many(pool, &mut [(&wg, &mut *gate), (&wu, &mut *up)], h, n, &mut ws.mm)?;
             // gelu(gate) * up in place: the same values as ggml's fused `ggml_vec_geglu_f32`.
             ops::gelu_inplace(gate);
             ops::mul_inplace(gate, up);

@@ -11,6 +11,10 @@
 //! q8_0, per group g, per block b:
 //!   qs[g][b] = 128 bytes: the 4 rows' 32 quants, each stored as q ^ 0x80 (= q + 128, unsigned)
 //!   dm[g][b] = 8 bytes: d of the 4 rows (f16)
+//! q5_0 (q4_0), per group g, per block b:
+//!   qs[g][b] = 64 bytes of nibbles as q4_1's, then (q5_0 only) 16 bytes of fifth bits: a u64
+//!              with row k's qh bits 0..16 at bits 16k.., then one with its bits 16..32
+//!   dm[g][b] = 8 bytes: d of the 4 rows (f16)
 //! ```
 //!
 //! (the same bytes as the GGUF rows: packing reorders, it does not grow the model), in a 64-byte
@@ -30,6 +34,8 @@
 #[cfg(target_arch = "x86_64")]
 mod q4_1;
 #[cfg(target_arch = "x86_64")]
+mod q5_0;
+#[cfg(target_arch = "x86_64")]
 mod q8_0;
 
 use std::ops::Range;
@@ -39,7 +45,7 @@ use gguf::GgmlType;
 use crate::disjoint::DisjointMut;
 use crate::matmul::{MatmulScratch, QMatrix};
 use crate::pool::ThreadPool;
-use crate::quant::blocks::{as_blocks, BlockQ4_1, BlockQ8_0, BlockQ8_1, QK};
+use crate::quant::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1, QK};
 use crate::quant::{self, Level};
 use crate::{Error, Result};
 
@@ -148,6 +154,8 @@ fn group_block_bytes(ty: GgmlType) -> Option<(usize, usize)> {
     match ty {
         GgmlType::Q4_1 => Some((ROWS * QK / 2, ROWS * 4)),
         GgmlType::Q8_0 => Some((ROWS * QK, ROWS * 2)),
+        GgmlType::Q5_0 => Some((ROWS * QK / 2 + ROWS * 4, ROWS * 2)),
+        GgmlType::Q4_0 => Some((ROWS * QK / 2, ROWS * 2)),
         _ => None,
     }
 }
@@ -199,7 +207,21 @@ impl PackedMatrix {
                             }
                             s[k * 2..k * 2 + 2].copy_from_slice(&blk[b].d);
                         }
-                        _ => unreachable!("group_block_bytes admits only q4_1 and q8_0"),
+                        GgmlType::Q5_0 => {
+                            let blk: &[BlockQ5_0] = as_blocks(row).expect("whole blocks");
+                            q[k * 16..(k + 1) * 16].copy_from_slice(&blk[b].qs);
+                            let qh = u32::from_le_bytes(blk[b].qh);
+                            // Bits 16k..16k+16 of each mask: bytes 2k, 2k+1 (little-endian).
+                            q[64 + k * 2..64 + k * 2 + 2].copy_from_slice(&(qh as u16).to_le_bytes());
+                            q[72 + k * 2..72 + k * 2 + 2].copy_from_slice(&((qh >> 16) as u16).to_le_bytes());
+                            s[k * 2..k * 2 + 2].copy_from_slice(&blk[b].d);
+                        }
+                        GgmlType::Q4_0 => {
+                            let blk: &[BlockQ4_0] = as_blocks(row).expect("whole blocks");
+                            q[k * 16..(k + 1) * 16].copy_from_slice(&blk[b].qs);
+                            s[k * 2..k * 2 + 2].copy_from_slice(&blk[b].d);
+                        }
+                        _ => unreachable!("group_block_bytes admits only q4_0, q4_1, q5_0 and q8_0"),
                     }
                 }
             }
@@ -337,7 +359,8 @@ pub fn matmul_packed(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], n_tokens: u
 /// Several matrices applied to the same activations (q, k and v; gate and up): the activations
 /// are quantized once and all the matrices' row groups share one parallel run, so the threads
 /// meet once instead of once per matrix. Each `(w, out)` gets `out = x w^T` as in
-/// [`matmul_packed`]; all matrices must have the same type and `n_cols`.
+/// [`matmul_packed`]; all matrices must have the same `n_cols` and types that share the
+/// activations ([`same_activations`]: q5_0 beside q8_0 is fine, q4_1 beside q8_0 is not).
 pub fn matmul_packed_many(pool: &ThreadPool, jobs: &mut [(&PackedMatrix, &mut [f32])], x: &[f32], n_tokens: usize, scratch: &mut MatmulScratch) -> Result<()> {
     if jobs.len() > MAX_JOBS {
         return Err(Error::Shape(format!("matmul_packed_many: {} matrices, at most {MAX_JOBS}", jobs.len())));
@@ -349,6 +372,12 @@ pub fn matmul_packed_many(pool: &ThreadPool, jobs: &mut [(&PackedMatrix, &mut [f
         *o = Some(&mut **out);
     }
     run_many(pool, mats, outs, x, n_tokens, scratch)
+}
+
+/// Whether packed matrices of types `a` and `b` read the same prepared activations (the same
+/// `vec_dot_type`: q4_0, q5_0 and q8_0 all pair with q8_0), so one call can run them together.
+pub fn same_activations(a: GgmlType, b: GgmlType) -> bool {
+    a == b || matches!((quant::vec_dot_type(a), quant::vec_dot_type(b)), (Ok(x), Ok(y)) if x == y)
 }
 
 /// Most matrices one [`matmul_packed_many`] call takes (kept in fixed arrays: no allocation).
@@ -368,7 +397,7 @@ pub(crate) fn run_many(
     let (ty, n_cols) = (first.ty, first.n_cols);
     for (w, out) in mats.iter().zip(outs.iter()).take(n_jobs) {
         let (Some(w), Some(out)) = (w, out) else { return Err(Error::Shape("matmul_packed_many: a matrix without its output".into())) };
-        if w.ty != ty || w.n_cols != n_cols {
+        if !same_activations(w.ty, ty) || w.n_cols != n_cols {
             return Err(Error::Shape(format!("matmul_packed_many: {w:?} next to a {} x {} matrix", n_cols, ty.name())));
         }
         if out.len() != n_tokens * w.n_rows {
@@ -500,6 +529,20 @@ unsafe fn run_kernel(ty: GgmlType, wq: *const u8, wd: *const u8, nb: usize, n_gr
         GgmlType::Q4_1 => call!(q4_1),
         #[cfg(target_arch = "x86_64")]
         GgmlType::Q8_0 => call!(q8_0),
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::Q5_0 => match n {
+            1 => q5_0::groups::<1, true>(wq, wd, nb, n_groups, &[a[0]], [outs[0]]),
+            2 => q5_0::groups::<2, true>(wq, wd, nb, n_groups, &[a[0], a[1]], [outs[0], outs[1]]),
+            3 => q5_0::groups::<3, true>(wq, wd, nb, n_groups, &[a[0], a[1], a[2]], [outs[0], outs[1], outs[2]]),
+            _ => q5_0::groups::<4, true>(wq, wd, nb, n_groups, &[a[0], a[1], a[2], a[3]], outs),
+        },
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::Q4_0 => match n {
+            1 => q5_0::groups::<1, false>(wq, wd, nb, n_groups, &[a[0]], [outs[0]]),
+            2 => q5_0::groups::<2, false>(wq, wd, nb, n_groups, &[a[0], a[1]], [outs[0], outs[1]]),
+            3 => q5_0::groups::<3, false>(wq, wd, nb, n_groups, &[a[0], a[1], a[2]], [outs[0], outs[1], outs[2]]),
+            _ => q5_0::groups::<4, false>(wq, wd, nb, n_groups, &[a[0], a[1], a[2], a[3]], outs),
+        },
         _ => unreachable!("only packed types reach run_kernel (x86_64 only)"),
     }
 }

@@ -122,7 +122,8 @@ pub enum SubmitError {
     Stopped,
 }
 
-/// A snapshot of the scheduler for `/metrics` and `/health`.
+/// A snapshot of the scheduler for `/metrics` and `/health`. The `kv_blocks_*` counts are sums
+/// over the cache's block groups (global layers and, for models such as Gemma 3, windowed ones).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub queue_depth: usize,
@@ -130,6 +131,11 @@ pub struct Stats {
     pub kv_blocks_total: usize,
     pub kv_blocks_used: usize,
     pub kv_blocks_cached: usize,
+    /// The sliding-window layers' share of the three counts above (their own block group;
+    /// 0 for models without windowed layers).
+    pub kv_window_blocks_total: usize,
+    pub kv_window_blocks_used: usize,
+    pub kv_window_blocks_cached: usize,
 }
 
 /// Where one sequence's events go: a channel shared by all choices of one HTTP request, each event

@@ -132,6 +132,9 @@ impl Backend for EngineBackend {
             kv_blocks_total: s.kv_blocks_total,
             kv_blocks_used: s.kv_blocks_used,
             kv_blocks_cached: s.kv_blocks_cached,
+            kv_window_blocks_total: s.kv_window_blocks_total,
+            kv_window_blocks_used: s.kv_window_blocks_used,
+            kv_window_blocks_cached: s.kv_window_blocks_cached,
         }
     }
 

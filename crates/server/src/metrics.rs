@@ -121,9 +121,12 @@ impl Metrics {
         counter(&mut out, "daehwa_generated_tokens_total", "Generated tokens.", self.generated_tokens.load(Ordering::Relaxed));
         gauge(&mut out, "daehwa_queue_depth", "Sequences waiting to start.", s.queue_depth);
         gauge(&mut out, "daehwa_running_sequences", "Sequences being generated.", s.running);
-        gauge(&mut out, "daehwa_kv_blocks_total", "KV cache blocks in the pool.", s.kv_blocks_total);
-        gauge(&mut out, "daehwa_kv_blocks_used", "KV cache blocks held by running sequences.", s.kv_blocks_used);
-        gauge(&mut out, "daehwa_kv_blocks_cached", "Unreferenced KV blocks kept for prefix reuse.", s.kv_blocks_cached);
+        gauge(&mut out, "daehwa_kv_blocks_total", "KV cache blocks in the pool (all layer groups).", s.kv_blocks_total);
+        gauge(&mut out, "daehwa_kv_blocks_used", "KV cache blocks held by running sequences (all layer groups).", s.kv_blocks_used);
+        gauge(&mut out, "daehwa_kv_blocks_cached", "Unreferenced KV blocks kept for prefix reuse (all layer groups).", s.kv_blocks_cached);
+        gauge(&mut out, "daehwa_kv_window_blocks_total", "Blocks of the sliding-window layers' group (part of daehwa_kv_blocks_total).", s.kv_window_blocks_total);
+        gauge(&mut out, "daehwa_kv_window_blocks_used", "Window-group blocks held by running sequences.", s.kv_window_blocks_used);
+        gauge(&mut out, "daehwa_kv_window_blocks_cached", "Unreferenced window-group blocks kept for prefix reuse.", s.kv_window_blocks_cached);
         self.ttft.render(&mut out, "daehwa_time_to_first_token_seconds", "Time from submission to the first token.");
         self.itl.render(&mut out, "daehwa_inter_token_latency_seconds", "Time between consecutive tokens of a sequence.");
         out
@@ -143,7 +146,16 @@ mod tests {
         m.ttft.observe(Duration::from_millis(20));
         m.ttft.observe(Duration::from_millis(70));
         m.ttft.observe(Duration::from_secs(100));
-        let s = Stats { queue_depth: 3, running: 2, kv_blocks_total: 100, kv_blocks_used: 7, kv_blocks_cached: 5 };
+        let s = Stats {
+            queue_depth: 3,
+            running: 2,
+            kv_blocks_total: 100,
+            kv_blocks_used: 7,
+            kv_blocks_cached: 5,
+            kv_window_blocks_total: 40,
+            kv_window_blocks_used: 4,
+            kv_window_blocks_cached: 1,
+        };
         let text = m.render(&s);
         for line in [
             "daehwa_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2",
@@ -151,6 +163,9 @@ mod tests {
             "daehwa_queue_depth 3",
             "daehwa_kv_blocks_used 7",
             "daehwa_kv_blocks_cached 5",
+            "daehwa_kv_window_blocks_total 40",
+            "daehwa_kv_window_blocks_used 4",
+            "daehwa_kv_window_blocks_cached 1",
             "daehwa_time_to_first_token_seconds_bucket{le=\"0.01\"} 0",
             "daehwa_time_to_first_token_seconds_bucket{le=\"0.025\"} 1",
             "daehwa_time_to_first_token_seconds_bucket{le=\"0.1\"} 2",

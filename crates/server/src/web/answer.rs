@@ -252,8 +252,11 @@ impl AnswerTask {
                 () = tokio::time::sleep_until(last_flush + FLUSH_EVERY), if due => {}
             }
             if text.len() > saved && last_flush.elapsed() >= FLUSH_EVERY {
-                self.flush(&text[saved..]).await;
-                saved = text.len();
+                // A failed write is retried with the next flush, so the stored text never has
+                // a gap: it is always a prefix of the answer.
+                if self.flush(&text[saved..]).await {
+                    saved = text.len();
+                }
                 last_flush = Instant::now();
             }
         };
@@ -270,9 +273,13 @@ impl AnswerTask {
         self.tx.send(event("delta", &json!({ "content": piece }))).is_ok()
     }
 
-    async fn flush(&self, piece: &str) {
-        if let Err(e) = self.st.store.append_to_message(self.user, self.answer, piece).await {
-            tracing::warn!(error = %e, message = %self.answer, "could not save the streamed text");
+    async fn flush(&self, piece: &str) -> bool {
+        match self.st.store.append_to_message(self.user, self.answer, piece).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, message = %self.answer, "could not save the streamed text (retrying)");
+                false
+            }
         }
     }
 

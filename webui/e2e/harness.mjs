@@ -311,6 +311,10 @@ export async function startSuite({ admin = true, serverOptions = {} } = {}) {
   const server = await startServer(serverOptions);
   let browser;
   try {
+    const index = await (await fetch(`${server.base}/`)).text();
+    if (!/<script[^>]+src="\/assets\//.test(index)) {
+      throw new Error("this daehwa binary has no web UI built in: build webui/dist (cd webui && npm ci && npm run build), then rebuild daehwa");
+    }
     browser = await launchBrowser();
     const session = await Session.open(server, browser);
     const credentials = admin ? await createAdmin(session) : null;

@@ -161,6 +161,15 @@ scenario("13 streamed Korean is never broken", async () => {
   const stored = conv.body.messages.find((m) => m.role === "assistant");
   assert.ok(!stored.content.includes("\uFFFD"), "the stored answer is valid UTF-8 text");
   assert.equal(conv.body.settings?.temperature, 0);
+  // A Korean question gets a Korean title, even from a model that mostly writes English.
+  await s.page.waitForFunction(
+    () => {
+      const title = document.querySelector('[data-testid="chat-title"]')?.textContent?.trim() ?? "";
+      return title !== "새 대화" && /[\uAC00-\uD7A3]/.test(title);
+    },
+    null,
+    { timeout: 30_000 },
+  );
   await screenshot(s.page, "13-korean-answer");
   assertNoPageErrors(s);
 });

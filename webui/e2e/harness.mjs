@@ -98,10 +98,17 @@ export class Server {
   }
 }
 
+// No server outlives the test process, also when the run is interrupted.
 const running = new Set();
 process.on("exit", () => {
   for (const child of running) child.kill("SIGKILL");
 });
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+  process.once(signal, () => {
+    for (const child of running) child.kill("SIGKILL");
+    process.exit(128 + (signal === "SIGINT" ? 2 : signal === "SIGTERM" ? 15 : 1));
+  });
+}
 
 /**
  * Starts `daehwa serve` on 127.0.0.1 port 0 with a fresh `--data-dir` and the real model; resolves

@@ -192,12 +192,19 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("serving on {addr}"))?;
         let bound = listener.local_addr()?;
         eprintln!("daehwa: serving {model_id}{shown} from {}", path.display());
+        // With a sliding-window block group (Gemma 3) the blocks of the two groups hold different
+        // layers, so the token capacity is the engine's `kv_tokens`, not blocks x block size.
+        let window = if stats.kv_window_blocks_total > 0 {
+            format!(", {} of them for the sliding-window layers", stats.kv_window_blocks_total)
+        } else {
+            String::new()
+        };
         eprintln!(
-            "daehwa: KV cache {} in {} blocks of {} tokens ({} tokens in all); context {n_ctx} per sequence, up to {max_seqs} at once",
+            "daehwa: KV cache {} in {} blocks of {} tokens{window} (room for {} tokens); context {n_ctx} per sequence, up to {max_seqs} at once",
             models::human_size(stats.kv_bytes as u64),
             stats.kv_blocks_total,
             stats.kv_block_size,
-            stats.kv_blocks_total * stats.kv_block_size,
+            stats.kv_tokens,
         );
         eprintln!("daehwa: conversations and accounts in {}", super::describe_store(&store_url));
         if n_keys > 0 {

@@ -145,6 +145,8 @@ impl MatmulScratch {
 /// Tokens per inner tile: their quantized rows (a few KiB each) stay in L1/L2 while a chunk
 /// sweeps its weight rows.
 const TOKEN_TILE: usize = 16;
+/// Tokens per `vec_dot_multi` call.
+const MULTI_TOKENS: usize = 4;
 /// Minimum multiply-adds per task; smaller work is not worth waking threads for.
 const MIN_WORK_PER_TASK: usize = 1 << 15;
 /// Chunks per thread: more than one so that a thread slowed by another process (or a slower
@@ -203,6 +205,26 @@ pub fn matmul(
             let t1 = (t0 + TOKEN_TILE).min(n_tokens);
             for r in r0..r1 {
                 let wrow = &w.data[r * w_row_bytes..(r + 1) * w_row_bytes];
+                if let (Some(multi), true) = (kernel.vec_dot_multi, t1 - t0 > 1) {
+                    // Up to 4 tokens per call: the row is unpacked once for all of them (each
+                    // result is bit-for-bit `vec_dot`'s).
+                    let mut t = t0;
+                    while t < t1 {
+                        let m = (t1 - t).min(MULTI_TOKENS);
+                        let xs: [&[u8]; MULTI_TOKENS] = std::array::from_fn(|i| {
+                            let ti = t + i.min(m - 1);
+                            &xq[ti * x_row_bytes..(ti + 1) * x_row_bytes]
+                        });
+                        let mut res = [0f32; MULTI_TOKENS];
+                        multi(n_cols, wrow, &xs[..m], &mut res[..m]);
+                        for (i, &v) in res[..m].iter().enumerate() {
+                            // SAFETY: as below, index (t + i, r) belongs to this chunk alone.
+                            unsafe { out.write((t + i) * n_rows + r, v) };
+                        }
+                        t += m;
+                    }
+                    continue;
+                }
                 for t in t0..t1 {
                     let xrow = &xq[t * x_row_bytes..(t + 1) * x_row_bytes];
                     let v = vec_dot(n_cols, wrow, xrow);

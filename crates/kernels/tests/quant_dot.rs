@@ -147,3 +147,35 @@ fn short_rows_panic_instead_of_reading_out_of_bounds() {
     let x = vec![0u8; 36];
     (k.vec_dot)(64, &w, &x);
 }
+
+/// The AVX-512 q4_K / q6_K kernels (one token and 1..=4 tokens per call) are bit-for-bit the
+/// AVX2 ones: the same integer sums per lane, the same float steps.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn avx512_k_quants_equal_avx2_bit_for_bit() {
+    let mut rng = XorShift(0x5eed_0f_4a11);
+    for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        let variants = quant::kernel_variants(ty);
+        let (Some(avx2), Some(wide)) = (variants.iter().find(|k| k.isa == "avx2"), variants.iter().find(|k| k.isa == "avx512vnni")) else {
+            eprintln!("{ty}: no AVX-512 variant on this CPU");
+            continue;
+        };
+        let multi = wide.vec_dot_multi.expect("multi-token kernel");
+        for n in [256, 512, 1024, 2048] {
+            for (ws, xs) in [(1.0f32, 1.0f32), (0.05, 20.0), (3.0, 0.02)] {
+                let w = quantize(ty, &rng.vec(n, ws));
+                let xs: Vec<Vec<u8>> = (0..4).map(|_| quantize_fast(GgmlType::Q8_K, &rng.vec(n, xs))).collect();
+                let want: Vec<u32> = xs.iter().map(|x| (avx2.vec_dot)(n, &w, x).to_bits()).collect();
+                let one: Vec<u32> = xs.iter().map(|x| (wide.vec_dot)(n, &w, x).to_bits()).collect();
+                assert_eq!(one, want, "{ty} n={n}: one token");
+                for m in 1..=4 {
+                    let refs: Vec<&[u8]> = xs[..m].iter().map(|x| &x[..]).collect();
+                    let mut out = vec![0f32; m];
+                    multi(n, &w, &refs, &mut out);
+                    let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(got, want[..m], "{ty} n={n}: {m} tokens");
+                }
+            }
+        }
+    }
+}

@@ -48,6 +48,10 @@ use blocks::{as_blocks, as_blocks_mut, Block};
 /// Panics if `n` is not a whole number of blocks or either row is shorter than `n` elements.
 pub type VecDotFn = fn(n: usize, w: &[u8], x: &[u8]) -> f32;
 
+/// Dot products of one weight row with 1 to 4 activation rows (`xs.len() == out.len()`), each
+/// bit-for-bit the type's `vec_dot`: the weights are unpacked once for all of them.
+pub type VecDotMultiFn = fn(n: usize, w: &[u8], xs: &[&[u8]], out: &mut [f32]);
+
 /// One dot-product implementation for one weight type.
 #[derive(Debug)]
 pub struct QuantKernel {
@@ -55,6 +59,8 @@ pub struct QuantKernel {
     /// Q4_0/Q5_0/Q8_0 -> Q8_0; Q4_1/Q5_1 -> Q8_1; Q4_K/Q5_K/Q6_K -> Q8_K; F32/F16/BF16 -> F32.
     pub vec_dot_type: GgmlType,
     pub vec_dot: VecDotFn,
+    /// The same dot for up to 4 tokens at once, where this path has one (prefill reuses it).
+    pub vec_dot_multi: Option<VecDotMultiFn>,
     /// Which path this is: "scalar", "avx2", "avx512vnni".
     pub isa: &'static str,
 }
@@ -117,8 +123,17 @@ pub fn row_bytes(ty: GgmlType, n: usize) -> Result<usize> {
 }
 
 macro_rules! kernel_table {
-    ($isa:literal; $($ty:ident => $vdt:ident, $f:path;)*) => {
-        &[$(QuantKernel { ty: GgmlType::$ty, vec_dot_type: GgmlType::$vdt, vec_dot: $f, isa: $isa },)*]
+    ($isa:literal; $($ty:ident => $vdt:ident, $f:path $(, $multi:path)?;)*) => {
+        &[$(QuantKernel { ty: GgmlType::$ty, vec_dot_type: GgmlType::$vdt, vec_dot: $f, vec_dot_multi: multi!($($multi)?), isa: $isa },)*]
+    };
+}
+
+macro_rules! multi {
+    () => {
+        None
+    };
+    ($f:path) => {
+        Some($f as VecDotMultiFn)
     };
 }
 
@@ -156,6 +171,8 @@ static AVX512VNNI: &[QuantKernel] = kernel_table!("avx512vnni";
     Q4_0 => Q8_0, x86::vnni::vec_dot_q4_0_q8_0;
     Q4_1 => Q8_1, x86::vnni::vec_dot_q4_1_q8_1;
     Q8_0 => Q8_0, x86::vnni::vec_dot_q8_0_q8_0;
+    Q4_K => Q8_K, x86::kquants512::vec_dot_q4_k_q8_k, x86::kquants512::vec_dot_multi_q4_k_q8_k;
+    Q6_K => Q8_K, x86::kquants512::vec_dot_q6_k_q8_k, x86::kquants512::vec_dot_multi_q6_k_q8_k;
 );
 
 /// How far up the ISA ladder this process may go.

@@ -17,7 +17,7 @@ wrapper!(vec_dot_q5_k_q8_k, q5_k_q8_k, BlockQ5K, BlockQ8K);
 wrapper!(vec_dot_q6_k_q8_k, q6_k_q8_k, BlockQ6K, BlockQ8K);
 
 /// Row i broadcasts the 16-bit scale i to every 16-bit lane (`get_scale_shuffle_k4`).
-const SHUF_K4: [[u8; 32]; 8] = {
+pub(super) const SHUF_K4: [[u8; 32]; 8] = {
     let mut t = [[0u8; 32]; 8];
     let mut i = 0;
     while i < 8 {
@@ -32,7 +32,7 @@ const SHUF_K4: [[u8; 32]; 8] = {
 };
 
 /// Row i puts byte 2i in the first 8 bytes and byte 2i+1 in the last 8 (`get_scale_shuffle`).
-const SHUF_Q6: [[u8; 16]; 8] = {
+pub(super) const SHUF_Q6: [[u8; 16]; 8] = {
     let mut t = [[0u8; 16]; 8];
     let mut i = 0;
     while i < 8 {
@@ -48,7 +48,7 @@ const SHUF_Q6: [[u8; 16]; 8] = {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn load16<T: Copy>(a: &[T; 16]) -> __m128i {
+pub(super) fn load16<T: Copy>(a: &[T; 16]) -> __m128i {
     const { assert!(std::mem::size_of::<T>() == 1) };
     // SAFETY: `a` is 16 readable bytes; `loadu` needs no alignment.
     unsafe { _mm_loadu_si128(a.as_ptr().cast()) }
@@ -57,14 +57,14 @@ fn load16<T: Copy>(a: &[T; 16]) -> __m128i {
 /// The 6-bit scales (low 128 bits) and mins (high 128 bits) of a q4_K/q5_K block as i16.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn mins_and_scales(scales: &[u8; 12]) -> __m256i {
+pub(super) fn mins_and_scales(scales: &[u8; 12]) -> __m256i {
     _mm256_cvtepu8_epi16(load16(&unpack_scales_mins_k4(scales)))
 }
 
 /// Sum of the 16 bsums in pairs: one i16 per 32-element sub-block.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn bsums_pairs(b: &BlockQ8K) -> __m128i {
+pub(super) fn bsums_pairs(b: &BlockQ8K) -> __m128i {
     // SAFETY: `bsums` is 16 little-endian i16 = 32 readable bytes; `loadu` needs no alignment.
     let q8sums = unsafe { _mm256_loadu_si256(b.bsums.as_ptr().cast()) };
     _mm_hadd_epi16(

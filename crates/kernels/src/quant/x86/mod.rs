@@ -6,6 +6,7 @@
 
 pub mod fp;
 pub mod kquants;
+pub mod kquants512;
 pub mod legacy;
 pub mod quantize;
 pub mod vnni;

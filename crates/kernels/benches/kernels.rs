@@ -3,8 +3,9 @@
 //! - every weight type's `vec_dot` (each ISA variant this CPU runs) and its matmul for decode
 //!   (1 token) and prefill (64 tokens), unpacked and packed (4-row interleaved, AVX-512 VNNI)
 //!   where the type has a packed kernel, on a random 1536 x 768 matrix;
-//! - the real SmolLM2 matrices (ffn_gate, attn_q, the 49152-row tied output) when the model is
-//!   present;
+//! - the real SmolLM2 matrices (ffn_gate, attn_q, the 49152-row tied output) and Gemma-3-270M's
+//!   (q5_0 attn_q / ffn_up, q4_K attn_output, q6_K ffn_down, the 262144-row q8_0 output, and
+//!   q/k/v in one mixed-type `matmul_many`) when the models are present;
 //! - attention (one decode row and a 64-token prefill over 512 cached rows), RMSNorm, SwiGLU,
 //!   RoPE and softmax at SmolLM2's sizes.
 //!
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use gguf::{GgmlType, GgufFile};
 use half::f16;
 use kernels::attention::{attention_row, attention_rows_parallel, AttnParams, KvChunk};
-use kernels::matmul::{matmul, MatmulScratch, QMatrix};
+use kernels::matmul::{matmul, matmul_many, MatmulScratch, QMatrix};
 use kernels::ops::{self, RopeCache, RopeMode};
 use kernels::packed::PackedMatrix;
 use kernels::pool::{default_threads, ThreadPool};
@@ -82,12 +83,46 @@ impl Bench {
 }
 
 fn model_path() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("DAEHWA_SMOLLM2_GGUF") {
+    named_model_path("DAEHWA_SMOLLM2_GGUF", "smollm2.gguf")
+}
+
+/// `$env` if set, else `~/.local/share/daehwa/models/<file>` when it exists.
+fn named_model_path(env: &str, file: &str) -> Option<PathBuf> {
+    if let Ok(p) = std::env::var(env) {
         return Some(PathBuf::from(p));
     }
     let home = std::env::var("HOME").ok()?;
-    let p = PathBuf::from(home).join(".local/share/daehwa/models/smollm2.gguf");
+    let p = PathBuf::from(home).join(".local/share/daehwa/models").join(file);
     p.exists().then_some(p)
+}
+
+/// Gemma-3-270M's q/k/v (q5_0, q5_0, q8_0: one `matmul_many`, sharing q8_0 activations) for 1
+/// and 64 tokens, packed.
+fn bench_qkv_many(b: &Bench, f: &GgufFile, pools: &[ThreadPool]) {
+    let names = ["blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"];
+    let Some(infos) = names.iter().map(|n| f.tensor(n)).collect::<Option<Vec<_>>>() else { return };
+    let mats: Vec<QMatrix> = infos.iter().map(|i| QMatrix::from_tensor(f, i).expect("matrix")).collect();
+    let packs: Vec<Option<PackedMatrix>> = mats.iter().map(PackedMatrix::pack).collect();
+    let mats: Vec<QMatrix> = mats.iter().zip(&packs).map(|(m, p)| p.as_ref().map_or(*m, |p| m.with_packed(p).expect("same shape"))).collect();
+    let n_cols = mats[0].n_cols;
+    let mut scratch = MatmulScratch::default();
+    for pool in pools {
+        for n_tokens in [1, 64] {
+            let label = format!("matmul_many gemma3 q/k/v t{n_tokens} threads {}", pool.n_threads());
+            if !b.wanted(&label) {
+                continue;
+            }
+            let x = random_f32(n_tokens * n_cols, 3);
+            let mut outs: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; n_tokens * m.n_rows]).collect();
+            let s = b.time(pool.n_threads() == 1, || {
+                let mut jobs: Vec<(&QMatrix, &mut [f32])> = mats.iter().zip(outs.iter_mut()).map(|(m, o)| (m, &mut o[..])).collect();
+                matmul_many(pool, &mut jobs, &x, n_tokens, &mut scratch).expect("matmul_many");
+                black_box(&jobs);
+            });
+            let rows: usize = mats.iter().map(|m| m.n_rows).sum();
+            b.report(&label, s, &format!("{:7.1} GFLOP/s", 2.0 * (rows * n_cols * n_tokens) as f64 / s / 1e9));
+        }
+    }
 }
 
 fn random_f32(n: usize, seed: u32) -> Vec<f32> {
@@ -201,6 +236,21 @@ fn main() {
             }
         }
         None => eprintln!("SmolLM2 not found: skipping the real-matrix benchmarks (`daehwa pull smollm2`)"),
+    }
+
+    // The real Gemma-3-270M matrices (q5_0, q4_K, q6_K and the 262144-row q8_0 tied output).
+    match named_model_path("DAEHWA_GEMMA3_GGUF", "gemma3-270m.gguf").and_then(|p| GgufFile::open(p).ok()) {
+        Some(f) => {
+            for name in ["blk.0.attn_q.weight", "blk.0.ffn_up.weight", "blk.0.attn_output.weight", "blk.0.ffn_down.weight", "token_embd.weight"] {
+                if let Some(info) = f.tensor(name) {
+                    let m = QMatrix::from_tensor(&f, info).expect("matrix");
+                    let label = format!("gemma3 {name} ({})", info.ggml_type.name());
+                    bench_matmul(&b, &label, &m, &pools);
+                }
+            }
+            bench_qkv_many(&b, &f, &pools);
+        }
+        None => eprintln!("Gemma-3-270M not found: skipping its matrices (`daehwa pull gemma3-270m`)"),
     }
 
     // Attention at SmolLM2's shape over 512 cached rows: one decode row, then a 64-token

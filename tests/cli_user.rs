@@ -59,6 +59,41 @@ impl Drop for Serve {
     }
 }
 
+/// Starts `daehwa serve` on a free port with `store_args` choosing the store; returns the
+/// process guard and `host:port`.
+fn serve(model: &Path, store_args: &[&std::ffi::OsStr]) -> (Serve, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_daehwa"))
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "-t", "1", "-m"])
+        .arg(model)
+        .args(store_args)
+        .env_remove("DAEHWA_CONFIG")
+        .env_remove("DAEHWA_DATABASE")
+        .env_remove("DAEHWA_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start daehwa serve");
+    let out = child.stdout.take().expect("stdout");
+    let server = Serve(child);
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).expect("the URL line");
+    let addr = line.trim().trim_start_matches("http://").trim_end_matches("/v1").to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{line:?}");
+    (server, addr)
+}
+
+/// Signs `name` in and returns the `daehwa_session=...` cookie pair.
+fn sign_in(addr: &str, name: &str, password: &str) -> String {
+    let body = format!(r#"{{"username":"{name}","password":"{password}"}}"#);
+    let ok = http(addr, "POST", "/api/auth/login", "X-Daehwa-CSRF: 1\r\n", &body);
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    ok.lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string()
+}
+
 #[test]
 fn user_add_then_sign_in_to_the_web_ui() {
     let d = scratch("cli-user");
@@ -84,35 +119,11 @@ fn user_add_then_sign_in_to_the_web_ui() {
     // The server on the same data directory: alice signs in; /v1 needs a key now.
     let model = d.join("tiny.gguf");
     write_tiny(&model, &Tiny::default());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_daehwa"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "-t", "1", "-m"])
-        .arg(&model)
-        .arg("--data-dir")
-        .arg(&data)
-        .env_remove("DAEHWA_CONFIG")
-        .env_remove("DAEHWA_DATABASE")
-        .env_remove("DAEHWA_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start daehwa serve");
-    let out = child.stdout.take().expect("stdout");
-    let server = Serve(child);
-    let mut line = String::new();
-    BufReader::new(out).read_line(&mut line).expect("the URL line");
-    let addr = line.trim().trim_start_matches("http://").trim_end_matches("/v1").to_string();
-    assert!(addr.starts_with("127.0.0.1:"), "{line:?}");
+    let (server, addr) = serve(&model, &["--data-dir".as_ref(), data.as_os_str()]);
 
     let wrong = http(&addr, "POST", "/api/auth/login", "X-Daehwa-CSRF: 1\r\n", r#"{"username":"alice","password":"nope nope"}"#);
     assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
-    let ok = http(&addr, "POST", "/api/auth/login", "X-Daehwa-CSRF: 1\r\n", r#"{"username":"alice","password":"alice's password"}"#);
-    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
-    let cookie = ok
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: "))
-        .and_then(|c| c.split(';').next())
-        .expect("a session cookie")
-        .to_string();
+    let cookie = sign_in(&addr, "alice", "alice's password");
     let state = http(&addr, "GET", "/api/auth/state", &format!("Cookie: {cookie}\r\n"), "");
     assert!(state.contains(r#""username":"alice""#) && state.contains(r#""needs_setup":false"#), "{state}");
     let v1 = http(&addr, "GET", "/v1/models", "", "");
@@ -120,4 +131,65 @@ fn user_add_then_sign_in_to_the_web_ui() {
     let ui = http(&addr, "GET", "/", "", "");
     assert!(ui.starts_with("HTTP/1.1 200") && ui.contains("content-security-policy: default-src 'self'"), "{ui}");
     drop(server);
+}
+
+/// Two `daehwa serve` replicas on one PostgreSQL store (`--database postgres://...`): an account
+/// made with `daehwa user add --database`, a session from one replica that works on the other,
+/// and a conversation written through one and read and renamed through the other. Runs where
+/// `DAEHWA_TEST_POSTGRES_URL` names a server (`.ci/run` starts one); skipped with a notice elsewhere.
+#[test]
+fn replicas_share_one_postgres_store() {
+    let Ok(url) = std::env::var("DAEHWA_TEST_POSTGRES_URL") else {
+        eprintln!("NOTICE: DAEHWA_TEST_POSTGRES_URL is not set: the PostgreSQL replica test is skipped");
+        return;
+    };
+    let d = scratch("cli-user-pg");
+    // The test database is shared with other runs: a name of our own keeps this run apart.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_nanos();
+    let name = format!("replica{}x{}", std::process::id(), nanos % 1_000_000_000);
+    let add = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_daehwa"))
+            .arg("user")
+            .args(args)
+            .args(["--database", url.as_str()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run daehwa user");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child.wait_with_output().expect("wait")
+    };
+    let o = add(&["add", &name, "--admin", "--password-stdin"], "replica password\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&add(&["list"], "")).contains(&name));
+
+    let model = d.join("tiny.gguf");
+    write_tiny(&model, &Tiny::default());
+    let store: [&std::ffi::OsStr; 2] = ["--database".as_ref(), url.as_ref()];
+    let (a_guard, a) = serve(&model, &store);
+    let (b_guard, b) = serve(&model, &store);
+    let cookie = sign_in(&a, &name, "replica password");
+    let h = format!("Cookie: {cookie}\r\nX-Daehwa-CSRF: 1\r\n");
+    let created = http(&a, "POST", "/api/conversations", &h, r#"{"title":"서울 replica"}"#);
+    assert!(created.starts_with("HTTP/1.1 200") || created.starts_with("HTTP/1.1 201"), "{created}");
+    let id = created
+        .split(r#""id":""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the conversation id")
+        .to_string();
+    let read = http(&b, "GET", &format!("/api/conversations/{id}"), &format!("Cookie: {cookie}\r\n"), "");
+    assert!(read.starts_with("HTTP/1.1 200") && read.contains("서울 replica"), "replica B reads A's write: {read}");
+    let renamed = http(&b, "PATCH", &format!("/api/conversations/{id}"), &h, r#"{"title":"renamed on B"}"#);
+    assert!(renamed.starts_with("HTTP/1.1 200"), "{renamed}");
+    let list = http(&a, "GET", "/api/conversations", &format!("Cookie: {cookie}\r\n"), "");
+    assert!(list.contains("renamed on B"), "replica A sees B's rename: {list}");
+    // Signing out on B ends the session on A too.
+    let out = http(&b, "POST", "/api/auth/logout", &h, "");
+    assert!(out.starts_with("HTTP/1.1 2"), "{out}");
+    let gone = http(&a, "GET", "/api/conversations", &format!("Cookie: {cookie}\r\n"), "");
+    assert!(gone.starts_with("HTTP/1.1 401"), "{gone}");
+    drop((a_guard, b_guard));
+    // The uniquely named account stays in the test database (the store keeps at least one admin).
 }

@@ -9,7 +9,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use server::store::{Store, StoreError, User, UserId};
+use server::store::{Store, StoreError, User};
 use server::web::input::{Password, Username};
 use server::web::json::iso_time;
 
@@ -92,25 +92,9 @@ async fn add(store: &Store, name: &str, admin: bool, password_stdin: bool) -> an
     Ok(())
 }
 
-/// Every account. The store lists accounts only to an admin acting in the web UI, so the
-/// machine's operator walks the ids instead (ids grow from 1; gaps are deleted accounts).
+/// Every account (the operator's listing: no acting admin needed).
 async fn all_users(store: &Store) -> anyhow::Result<Vec<User>> {
-    let total = usize::try_from(store.count_users().await?).unwrap_or(0);
-    let mut users = Vec::with_capacity(total);
-    let mut misses = 0u32;
-    let mut id = 1i64;
-    while users.len() < total && misses < 100_000 {
-        match store.user(UserId(id)).await {
-            Ok(u) => {
-                users.push(u);
-                misses = 0;
-            }
-            Err(StoreError::NotFound) => misses += 1,
-            Err(e) => return Err(e.into()),
-        }
-        id += 1;
-    }
-    Ok(users)
+    Ok(store.all_users().await?)
 }
 
 async fn list(store: &Store) -> anyhow::Result<()> {

@@ -54,6 +54,11 @@ async fn imports_a_chatgpt_export_with_its_branches() {
     assert_eq!(a2["parent_id"], u2["id"], "re-attached past the hidden message");
     assert_eq!((a2["role"].as_str(), a2["status"].as_str(), a2["model"].as_str()), (Some("assistant"), Some("complete"), Some("gpt-4o")));
     assert_eq!(conv["current_message_id"], a2["id"], "ChatGPT's current node");
+    // ChatGPT's times are kept (a message's time never precedes its parent's or the conversation's).
+    assert!(conv["updated_at"].as_str().is_some_and(|t| t.starts_with("2023-11-14T22:15:00")), "{conv}");
+    for m in [u1, a1, u2, a2] {
+        assert!(m["created_at"].as_str().is_some_and(|t| t.starts_with("2023-11-14T22:13:20")), "{m}");
+    }
     // Imported text is searchable like any other.
     let hits = c.get("/api/conversations?q=%ED%95%9C%EB%9D%BC%EC%82%B0").await.json();
     assert_eq!(hits["conversations"][0]["id"], id);

@@ -70,6 +70,50 @@ impl Store {
         row.try_into()
     }
 
+    /// Gives an imported conversation and its messages their original times (Unix ms), so an
+    /// import sorts among the other conversations by when it happened, not by when it was
+    /// imported, and its branches keep their order. Only the actor's conversation, and only
+    /// messages of it, are touched ([`StoreError::NotFound`] otherwise); one transaction.
+    pub async fn set_imported_times(
+        &self,
+        actor: UserId,
+        conversation: ConversationId,
+        created_at: i64,
+        updated_at: i64,
+        messages: &[(MessageId, i64)],
+    ) -> Result<()> {
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE conversations SET created_at = $3, updated_at = $4 WHERE id = $1 AND user_id = $2",
+            )
+            .bind(conversation)
+            .bind(actor)
+            .bind(created_at)
+            .bind(updated_at)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            for (id, at) in messages {
+                let done = sqlx::query(
+                    "UPDATE messages SET created_at = $3, updated_at = $3 WHERE id = $1 AND conversation_id = $2",
+                )
+                .bind(*id)
+                .bind(conversation)
+                .bind(*at)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     /// One of the actor's messages.
     pub async fn message(&self, actor: UserId, id: MessageId) -> Result<Message> {
         const SQL: &str = concat!("SELECT ", message_columns!(), " FROM messages WHERE id = $1 AND ", owned!());

@@ -135,6 +135,16 @@ impl Store {
         Ok(rows.into_iter().map(User::from).collect())
     }
 
+    /// Every account, for the machine's operator (the `daehwa user` command, which has the
+    /// database itself in hand); the web API goes through [`Store::list_users`].
+    pub async fn all_users(&self) -> Result<Vec<User>> {
+        const SQL: &str = concat!("SELECT ", user_columns!(), " FROM users ORDER BY id");
+        let rows: Vec<UserRow> = with_pool!(self, pool => sqlx::query_as(SQL)
+            .fetch_all(pool)
+            .await?);
+        Ok(rows.into_iter().map(User::from).collect())
+    }
+
     /// Deletes an account and everything it owns (sessions, keys, conversations). Only an
     /// admin may, and not their own account (so the last admin cannot vanish by accident).
     pub async fn delete_user(&self, actor: UserId, target: UserId) -> Result<()> {

@@ -21,6 +21,7 @@ backend_tests!(
     other_users_rows_are_invisible,
     reconnect_keeps_data_and_recovers_streams,
     concurrent_streams_all_commit,
+    imported_times_and_operator_listing,
 );
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
@@ -429,6 +430,9 @@ async fn other_users_rows_are_invisible(db: &TestDb) {
         .await);
     not_found(store.delete_message(b.id, q.id).await);
     not_found(store.delete_conversation(b.id, secret_conv.id).await);
+    not_found(store.set_imported_times(b.id, secret_conv.id, 1, 2, &[]).await);
+    // Bob's own conversation with Alice's message in the list.
+    not_found(store.set_imported_times(b.id, bob_conv.id, 1, 2, &[(q.id, 5)]).await);
 
     // Alice's rows are untouched.
     let c = store.conversation(a.id, secret_conv.id).await.unwrap();
@@ -517,5 +521,35 @@ async fn concurrent_streams_all_commit(db: &TestDb) {
     let all = store.messages(alice.id, c.id).await.unwrap();
     assert_eq!(all.len(), 9);
     assert_eq!(tree::siblings(&all, all[1].id).len(), 8, "eight regenerations of one answer");
+    store.close().await;
+}
+
+async fn imported_times_and_operator_listing(db: &TestDb) {
+    let store = db.connect().await;
+    let a = user(&store, "ann").await;
+    let b = user(&store, "ben").await;
+    // The operator's listing needs no acting admin and lists everyone in id order.
+    let names: Vec<String> = store.all_users().await.unwrap().into_iter().map(|u| u.username).collect();
+    assert_eq!(names, ["ann", "ben"]);
+    assert!(matches!(store.list_users(b.id).await, Err(StoreError::Forbidden(_))));
+
+    let old = store.create_conversation(a.id, &conv("imported from 2023")).await.unwrap();
+    let q = store.add_message(a.id, &NewMessage::complete(old.id, None, Role::User, "q")).await.unwrap();
+    let r = store.add_message(a.id, &NewMessage::complete(old.id, Some(q.id), Role::Assistant, "r")).await.unwrap();
+    let fresh = store.create_conversation(a.id, &conv("today")).await.unwrap();
+    let t0 = 1_690_000_000_000i64;
+    store.set_imported_times(a.id, old.id, t0, t0 + 60_000, &[(q.id, t0), (r.id, t0 + 60_000)]).await.unwrap();
+    let c = store.conversation(a.id, old.id).await.unwrap();
+    assert_eq!((c.created_at, c.updated_at), (t0, t0 + 60_000));
+    let ms = store.messages(a.id, old.id).await.unwrap();
+    assert_eq!(ms.iter().map(|m| m.created_at).collect::<Vec<_>>(), [t0, t0 + 60_000]);
+    // The list is newest first: the 2023 conversation now sorts after today's.
+    let list = store.list_conversations(a.id, 10, 0).await.unwrap();
+    assert_eq!(list.iter().map(|c| c.id).collect::<Vec<_>>(), [fresh.id, old.id]);
+    // A message of another conversation is refused, and nothing of the call is kept.
+    let other = store.add_message(a.id, &NewMessage::complete(fresh.id, None, Role::User, "x")).await.unwrap();
+    not_found(store.set_imported_times(a.id, old.id, 7, 8, &[(q.id, 9), (other.id, 9)]).await);
+    let c = store.conversation(a.id, old.id).await.unwrap();
+    assert_eq!(c.created_at, t0, "the failed call rolled back");
     store.close().await;
 }

@@ -40,6 +40,10 @@ pub struct ExportConversation {
     mapping: Mapping,
     #[serde(default)]
     current_node: Value,
+    #[serde(default)]
+    create_time: Value,
+    #[serde(default)]
+    update_time: Value,
 }
 
 /// `mapping` in the file's order (serde_json's own map would sort the ids).
@@ -95,6 +99,9 @@ pub struct ImportedConversation {
     pub messages: Vec<Imported>,
     /// The node of the message ChatGPT showed last.
     pub current: Option<String>,
+    /// The conversation's times in ChatGPT (Unix seconds), kept on import.
+    pub create_time: Option<f64>,
+    pub update_time: Option<f64>,
 }
 
 fn text_of(message: &Value) -> String {
@@ -175,7 +182,7 @@ pub fn map_conversation(c: &ExportConversation) -> ImportedConversation {
     });
     let current = c.current_node.as_str().and_then(|n| if kept_ids.contains(n) { Some(n.to_string()) } else { kept_ancestor(n) });
     let title = c.title.as_str().map(str::trim).unwrap_or("").to_string();
-    ImportedConversation { title, messages, current }
+    ImportedConversation { title, messages, current, create_time: c.create_time.as_f64(), update_time: c.update_time.as_f64() }
 }
 
 /// Parses the export: 400 with a clear message when it is not one.
@@ -248,6 +255,26 @@ async fn insert(st: &WebState, user: store::UserId, conv: store::ConversationId,
     }
     if let Some(leaf) = c.current.as_deref().and_then(|n| ids.get(n)) {
         st.store.set_current_message(user, conv, *leaf).await?;
+    }
+    // ChatGPT's own times, where the file has them, so the import sorts among the other
+    // conversations by when it happened. Messages without a time take their parent's (or the
+    // conversation's), keeping every child at or after its parent.
+    let ms = |t: f64| (t.is_finite() && t > 0.0 && t < 1e11).then(|| (t * 1000.0) as i64);
+    let conv_created = c.create_time.and_then(ms).or_else(|| c.messages.iter().filter_map(|m| m.create_time.and_then(ms)).min());
+    if let Some(created) = conv_created {
+        let mut at: HashMap<&str, i64> = HashMap::new();
+        let mut times = Vec::with_capacity(c.messages.len());
+        for m in &c.messages {
+            let parent_at = m.parent.as_deref().and_then(|p| at.get(p).copied()).unwrap_or(created);
+            let t = m.create_time.and_then(ms).unwrap_or(parent_at).max(parent_at);
+            at.insert(&m.node, t);
+            if let Some(id) = ids.get(m.node.as_str()) {
+                times.push((*id, t));
+            }
+        }
+        let last = times.iter().map(|(_, t)| *t).max().unwrap_or(created);
+        let updated = c.update_time.and_then(ms).unwrap_or(last).max(last).max(created);
+        st.store.set_imported_times(user, conv, created, updated, &times).await?;
     }
     Ok(())
 }

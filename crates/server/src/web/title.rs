@@ -144,9 +144,33 @@ fn tidy(s: &str) -> String {
         .to_string()
 }
 
+/// `s` without anything that looks like an HTML tag (`<img ...>`, `</b>`): a title is plain
+/// text. The UI shows it as text anyway; this keeps markup out of the sidebar and exports.
+fn strip_tags(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('<') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let tag_like = after.starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!');
+        match after.find('>') {
+            Some(j) if tag_like => rest = &after[j + 1..],
+            // An unclosed tag: drop the rest of the line (it is the tag's attributes).
+            None if tag_like => rest = "",
+            _ => {
+                out.push('<');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A model's reply as a title, or `None` when it is unusable.
 pub fn clean(raw: &str, question: &str) -> Option<String> {
-    let line = raw.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let stripped = strip_tags(raw);
+    let line = stripped.lines().map(str::trim).find(|l| !l.is_empty())?;
     let mut t = line.trim_start_matches(|c: char| c.is_whitespace() || QUOTES_AND_MARKUP.contains(&c));
     for label in ["title:", "title -", "title-", "제목:", "제목 :"] {
         if t.get(..label.len()).is_some_and(|p| p.eq_ignore_ascii_case(label)) {
@@ -168,6 +192,9 @@ pub fn clean(raw: &str, question: &str) -> Option<String> {
 
 /// The first words of the question (at most six words, 40 characters).
 pub fn fallback(question: &str) -> String {
+    let stripped = strip_tags(question);
+    let plain: String = question.chars().filter(|c| !matches!(c, '<' | '>')).collect();
+    let question = if stripped.trim().is_empty() { plain.as_str() } else { stripped.as_str() };
     let line = question.lines().map(|l| l.trim_start_matches(['#', '>', '*', '-', ' '])).find(|l| !l.trim().is_empty());
     let line = line.unwrap_or("");
     let mut out = String::new();
@@ -207,6 +234,12 @@ mod tests {
         // A Korean question needs a Korean title.
         assert_eq!(clean("Weather in Seoul", "오늘 서울 날씨 어때?"), None);
         assert_eq!(clean("제목: 서울 날씨", "오늘 서울 날씨 어때?").as_deref(), Some("서울 날씨"));
+        // Markup never reaches a title.
+        assert_eq!(clean("<img src=x onerror=\"alert(1)\"> Cat pictures", "q").as_deref(), Some("Cat pictures"));
+        assert_eq!(clean("<b>Bold</b> move", "q").as_deref(), Some("Bold move"));
+        assert_eq!(clean("<script>alert(1)</script>", "q").as_deref(), Some("alert(1)"));
+        assert_eq!(clean("<img src=x onerror=alert(1)", "q"), None);
+        assert_eq!(clean("1 < 2 and 3 > 2", "q").as_deref(), Some("1 < 2 and 3 > 2"));
     }
 
     #[test]
@@ -216,5 +249,7 @@ mod tests {
         assert_eq!(fallback("## Explain\nmore"), "Explain");
         assert_eq!(fallback(&"가".repeat(100)).chars().count(), FALLBACK_CHARS);
         assert_eq!(fallback("안녕하세요"), "안녕하세요");
+        assert_eq!(fallback("<img src=x onerror=alert(1)> why is the sky blue"), "why is the sky blue");
+        assert!(!fallback("<script>").contains('<'));
     }
 }

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use support::{scratch, stderr, stdout, write_tiny, Tiny};
 
-fn user(data: &Path, args: &[&str], stdin: &str) -> Output {
+/// `daehwa user ARGS` with `store_args` choosing the store and `stdin` as its input.
+fn user_on(store_args: &[&std::ffi::OsStr], args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_daehwa"))
         .arg("user")
         .args(args)
-        .arg("--data-dir")
-        .arg(data)
+        .args(store_args)
         .env_remove("DAEHWA_DATABASE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -26,6 +26,10 @@ fn user(data: &Path, args: &[&str], stdin: &str) -> Output {
         .expect("run daehwa user");
     child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
     child.wait_with_output().expect("wait")
+}
+
+fn user(data: &Path, args: &[&str], stdin: &str) -> Output {
+    user_on(&["--data-dir".as_ref(), data.as_os_str()], args, stdin)
 }
 
 fn assert_one_error(o: &Output, needle: &str) {
@@ -147,26 +151,14 @@ fn replicas_share_one_postgres_store() {
     // The test database is shared with other runs: a name of our own keeps this run apart.
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_nanos();
     let name = format!("replica{}x{}", std::process::id(), nanos % 1_000_000_000);
-    let add = |args: &[&str], stdin: &str| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_daehwa"))
-            .arg("user")
-            .args(args)
-            .args(["--database", url.as_str()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run daehwa user");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
-        child.wait_with_output().expect("wait")
-    };
+    let store: [&std::ffi::OsStr; 2] = ["--database".as_ref(), url.as_ref()];
+    let add = |args: &[&str], stdin: &str| user_on(&store, args, stdin);
     let o = add(&["add", &name, "--admin", "--password-stdin"], "replica password\n");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&add(&["list"], "")).contains(&name));
 
     let model = d.join("tiny.gguf");
     write_tiny(&model, &Tiny::default());
-    let store: [&std::ffi::OsStr; 2] = ["--database".as_ref(), url.as_ref()];
     let (a_guard, a) = serve(&model, &store);
     let (b_guard, b) = serve(&model, &store);
     let cookie = sign_in(&a, &name, "replica password");

@@ -26,7 +26,7 @@ impl Weight {
     /// Looks up `name`, checks its shape is `[n_cols, n_rows]` and that the kernels support its type.
     pub fn load(f: &GgufFile, name: &str, n_cols: usize, n_rows: usize) -> Result<Self> {
         let t = f.require_tensor(name)?;
-        let dims: Vec<u64> = t.dims.iter().copied().collect();
+        let dims: Vec<u64> = t.dims.to_vec();
         let ok = dims.len() <= 2 && dims[0] as usize == n_cols && t.n_rows() == n_rows;
         if !ok {
             return Err(Error::Model(format!(

@@ -4,8 +4,9 @@
 //! thread and the kernel pool's workers), so this file holds a single test: nothing else runs in
 //! the process while it counts.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use engine::kv::paged::{KvManager, PagedBuffers, PagedKv};
@@ -47,21 +48,6 @@ fn allocations() -> usize {
     ALLOCS.load(Ordering::SeqCst)
 }
 
-fn model_path() -> PathBuf {
-    if let Ok(p) = std::env::var("DAEHWA_SMOLLM2_GGUF") {
-        return p.into();
-    }
-    let dir = std::env::var_os("DAEHWA_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let data = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".local/share"));
-        data.join("daehwa/models")
-    });
-    let p = dir.join("smollm2.gguf");
-    assert!(p.exists(), "{} is missing: run `cargo run --release -- pull smollm2` first", p.display());
-    p
-}
-
 const PROMPT: [u32; 6] = [1, 9690, 314, 253, 6369, 30];
 const WARM_STEPS: usize = 3;
 const COUNTED_STEPS: usize = 20;
@@ -73,7 +59,7 @@ fn warm_decode_steps_allocate_nothing() {
     std::hint::black_box(vec![0u8; 16]);
     assert!(allocations() > before, "the counting allocator does not count");
 
-    let e = Engine::load(model_path(), &EngineConfig { threads: 2 }).expect("load smollm2");
+    let e = Engine::load(common::smollm2(), &EngineConfig { threads: 2 }).expect("load smollm2");
     let hp = e.model.hparams().clone();
     let n_ctx = 64;
     let mut ws = Workspace::default();

@@ -4,7 +4,8 @@
 //! identical log-probs, bit for bit, and both equal the single-conversation `Session` on the
 //! contiguous cache.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,21 +14,6 @@ use engine::runner::{EngineHandle, Event, Request, RunnerConfig, Usage};
 use engine::sample::{SamplingParams, TokenLogprob};
 use engine::{Engine, EngineConfig, FinishReason, GenParams, Session};
 use serde_json::Value;
-
-fn model_path() -> PathBuf {
-    if let Ok(p) = std::env::var("DAEHWA_SMOLLM2_GGUF") {
-        return p.into();
-    }
-    let dir = std::env::var_os("DAEHWA_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let data = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".local/share"));
-        data.join("daehwa/models")
-    });
-    let p = dir.join("smollm2.gguf");
-    assert!(p.exists(), "{} is missing: run `cargo run --release -- pull smollm2` first", p.display());
-    p
-}
 
 fn golden_prompts() -> Vec<(String, Vec<u32>)> {
     let dir = std::env::var("DAEHWA_GOLDEN_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/golden").to_string());
@@ -84,7 +70,7 @@ fn params() -> GenParams {
 
 #[test]
 fn golden_prompts_alone_and_all_at_once_give_identical_ids_and_logprobs() {
-    let engine = Arc::new(Engine::load(model_path(), &EngineConfig { threads: 2 }).expect("load smollm2"));
+    let engine = Arc::new(Engine::load(common::smollm2(), &EngineConfig { threads: 2 }).expect("load smollm2"));
     let prompts = golden_prompts();
     assert!(prompts.len() >= 6, "expected the golden chat prompts");
 

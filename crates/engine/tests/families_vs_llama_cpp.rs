@@ -16,6 +16,10 @@
 //! Needs python3 with `gguf==0.19.0` and `llama-cpp-python==0.3.36` (built with AMX off; `.ci/run`
 //! installs both). A missing package FAILS the test with the install command, never skips it.
 
+mod common;
+
+use common::{ids};
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -132,10 +136,6 @@ fn prompts() -> Vec<String> {
     let mut p: Vec<String> = PROMPTS.iter().map(|s| s.to_string()).collect();
     p.push(PROMPTS.join(" "));
     p
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().expect("ids").iter().map(|x| x.as_u64().expect("id") as u32).collect()
 }
 
 /// Compares one family; returns the worst |diff| / max |logit| over all prompts.

@@ -11,40 +11,16 @@
 //! of the local layers), checked against a direct evaluation that masks instead of skipping, and
 //! the built-in Gemma chat format on this template-less base model.
 
-use std::path::PathBuf;
+mod common;
+
+use common::{golden, ids};
 
 use engine::sample::{logprobs, SamplingParams};
 use engine::{Engine, EngineConfig, GenParams, Session};
 use serde_json::Value;
 
-fn model_path() -> PathBuf {
-    if let Ok(p) = std::env::var("DAEHWA_GEMMA3_GGUF") {
-        return p.into();
-    }
-    let dir = std::env::var_os("DAEHWA_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let data = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".local/share"));
-        data.join("daehwa/models")
-    });
-    let p = dir.join("gemma3-270m.gguf");
-    assert!(p.exists(), "{} is missing: run `cargo run --release -- pull gemma3-270m` first", p.display());
-    p
-}
-
-fn golden(name: &str) -> Vec<Value> {
-    let dir = std::env::var("DAEHWA_GOLDEN_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/golden").to_string());
-    let text = std::fs::read_to_string(format!("{dir}/{name}")).expect("golden file");
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("json")).collect()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
-}
-
 fn engine() -> Engine {
-    Engine::load(model_path(), &EngineConfig { threads: 2 }).expect("load gemma3-270m")
+    Engine::load(common::gemma3(), &EngineConfig { threads: 2 }).expect("load gemma3-270m")
 }
 
 const GOLDEN: &str = "completion-gemma3-270m-q4_k_m.jsonl";

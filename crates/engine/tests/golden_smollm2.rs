@@ -7,41 +7,16 @@
 //! (b) teacher-forced along llama.cpp's ids, the log-probs of llama.cpp's top-5 tokens at the first
 //!     16 positions differ by at most 1.0, and by at most 0.35 on average per prompt.
 
-use std::path::PathBuf;
+mod common;
+
+use common::{golden, ids};
 
 use engine::sample::{logprobs, SamplingParams};
 use engine::text::template::ChatMessage;
 use engine::{Engine, EngineConfig, GenParams, Session};
-use serde_json::Value;
-
-fn model_path() -> PathBuf {
-    if let Ok(p) = std::env::var("DAEHWA_SMOLLM2_GGUF") {
-        return p.into();
-    }
-    let dir = std::env::var_os("DAEHWA_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let data = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".local/share"));
-        data.join("daehwa/models")
-    });
-    let p = dir.join("smollm2.gguf");
-    assert!(p.exists(), "{} is missing: run `cargo run --release -- pull smollm2` first", p.display());
-    p
-}
-
-fn golden(name: &str) -> Vec<Value> {
-    let dir = std::env::var("DAEHWA_GOLDEN_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/golden").to_string());
-    let text = std::fs::read_to_string(format!("{dir}/{name}")).expect("golden file");
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("json")).collect()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
-}
 
 fn engine() -> Engine {
-    Engine::load(model_path(), &EngineConfig { threads: 2 }).expect("load smollm2")
+    Engine::load(common::smollm2(), &EngineConfig { threads: 2 }).expect("load smollm2")
 }
 
 #[test]

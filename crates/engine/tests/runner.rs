@@ -3,7 +3,8 @@
 //! shutdown. Outputs are checked against the single-conversation `Session` on the contiguous
 //! cache (exact equality: the runner is batch-invariant).
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,23 +14,8 @@ use engine::sample::SamplingParams;
 use engine::{Engine, EngineConfig, FinishReason, GenParams, Session};
 use serde_json::Value;
 
-fn model_path() -> PathBuf {
-    if let Ok(p) = std::env::var("DAEHWA_SMOLLM2_GGUF") {
-        return p.into();
-    }
-    let dir = std::env::var_os("DAEHWA_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let data = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".local/share"));
-        data.join("daehwa/models")
-    });
-    let p = dir.join("smollm2.gguf");
-    assert!(p.exists(), "{} is missing: run `cargo run --release -- pull smollm2` first", p.display());
-    p
-}
-
 fn engine() -> Arc<Engine> {
-    Arc::new(Engine::load(model_path(), &EngineConfig { threads: 2 }).expect("load smollm2"))
+    Arc::new(Engine::load(common::smollm2(), &EngineConfig { threads: 2 }).expect("load smollm2"))
 }
 
 fn golden_prompts() -> Vec<Vec<u32>> {

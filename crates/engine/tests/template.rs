@@ -1,48 +1,12 @@
 //! Chat templates against the real SmolLM2 GGUF and llama.cpp's goldens, plus the behaviours every
 //! HF template relies on (system prompts, multi-turn, `raise_exception`, Gemma-style templates).
 
-use std::path::PathBuf;
+mod common;
 
 use engine::text::template::{ChatMessage, ChatTemplate, TemplateError};
 
-fn smollm2_path() -> PathBuf {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    let candidates = [
-        env("DAEHWA_SMOLLM2_GGUF"),
-        env("DAEHWA_MODELS_DIR").map(|d| d.join("smollm2.gguf")),
-        env("XDG_DATA_HOME").map(|d| d.join("daehwa/models/smollm2.gguf")),
-        env("HOME").map(|d| d.join(".local/share/daehwa/models/smollm2.gguf")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "the SmolLM2 model file is missing (looked at $DAEHWA_SMOLLM2_GGUF, \
-             $DAEHWA_MODELS_DIR/smollm2.gguf, $XDG_DATA_HOME/daehwa/models/smollm2.gguf and \
-             ~/.local/share/daehwa/models/smollm2.gguf): run `cargo run --release -- pull smollm2`"
-            )
-        })
-}
-
-fn golden(name: &str) -> PathBuf {
-    match std::env::var_os("DAEHWA_GOLDEN_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join(name),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/golden"
-        ))
-        .join(name),
-    }
-}
-
 fn smollm2_template() -> ChatTemplate {
-    let f = gguf::GgufFile::open(smollm2_path()).expect("open the SmolLM2 GGUF");
+    let f = gguf::GgufFile::open(common::smollm2()).expect("open the SmolLM2 GGUF");
     ChatTemplate::from_gguf(&f)
         .expect("the template compiles")
         .expect("SmolLM2 ships a template")
@@ -57,7 +21,7 @@ fn smollm2_matches_llama_cpp_goldens() {
     let t = smollm2_template();
     assert_eq!(t.bos_token(), "<|im_start|>");
     assert_eq!(t.eos_token(), "<|im_end|>");
-    let path = golden("chat-smollm2-q4_1.jsonl");
+    let path = common::golden_path("chat-smollm2-q4_1.jsonl");
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let mut n = 0;

@@ -1,48 +1,17 @@
 //! The byte-level BPE tokenizer on the real SmolLM2 vocabulary against llama.cpp's outputs
 //! (`shared/golden/tokenize-smollm2.jsonl` and the chat prompts of `chat-smollm2-q4_1.jsonl`).
 
-use std::path::PathBuf;
+mod common;
+
+use common::{golden, ids};
 
 use engine::text::stream::StreamDecoder;
 use engine::text::tokenizer::Tokenizer;
 use serde_json::Value;
 
-fn model_path() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let mut candidates = Vec::new();
-    if let Some(p) = env("DAEHWA_SMOLLM2_GGUF") {
-        candidates.push(p);
-    }
-    if let Some(d) = env("DAEHWA_MODELS_DIR") {
-        candidates.push(d.join("smollm2.gguf"));
-    }
-    if let Some(d) = env("XDG_DATA_HOME") {
-        candidates.push(d.join("daehwa/models/smollm2.gguf"));
-    }
-    if let Some(h) = env("HOME") {
-        candidates.push(h.join(".local/share/daehwa/models/smollm2.gguf"));
-    }
-    candidates.into_iter().find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!("SmolLM2 GGUF not found (DAEHWA_SMOLLM2_GGUF, $DAEHWA_MODELS_DIR, ~/.local/share/daehwa/models); run `cargo run --release -- pull smollm2`")
-    })
-}
-
-fn golden(name: &str) -> Vec<Value> {
-    let dir = std::env::var_os("DAEHWA_GOLDEN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/golden")));
-    let path = dir.join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("golden json")).collect()
-}
-
 fn tokenizer() -> Tokenizer {
-    let f = gguf::GgufFile::open(model_path()).expect("open gguf");
+    let f = gguf::GgufFile::open(common::smollm2()).expect("open gguf");
     Tokenizer::from_gguf(&f).expect("tokenizer")
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
 }
 
 /// A golden piece: a string, or the raw bytes when they are not valid UTF-8.

@@ -2,6 +2,8 @@
 //! `GgufWriter`, whose expected outputs follow llama.cpp's `llm_tokenizer_spm_session` by hand, plus
 //! the Gemma 3 goldens when that model is present.
 
+mod common;
+
 use std::path::PathBuf;
 
 use engine::text::tokenizer::Tokenizer;
@@ -172,21 +174,9 @@ fn a_gemma_sized_vocabulary_loads_fast() {
     assert_eq!(t.token_text(262_143), format!("▁w{:x}", n - 1));
 }
 
-fn gemma_path() -> Option<PathBuf> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let mut c = Vec::new();
-    if let Some(d) = env("DAEHWA_MODELS_DIR") {
-        c.push(d.join("gemma3-270m.gguf"));
-    }
-    if let Some(h) = env("HOME") {
-        c.push(h.join(".local/share/daehwa/models/gemma3-270m.gguf"));
-    }
-    c.into_iter().find(|p| p.is_file())
-}
-
 #[test]
 fn gemma3_goldens_when_the_model_is_present() {
-    let Some(path) = gemma_path() else {
+    let Some(path) = common::find_model("gemma3-270m", "DAEHWA_GEMMA3_GGUF") else {
         // scripts/test pulls the model and sets DAEHWA_REQUIRE_GEMMA=1: there, absence is a failure.
         assert!(
             std::env::var("DAEHWA_REQUIRE_GEMMA").as_deref() != Ok("1"),

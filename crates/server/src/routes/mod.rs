@@ -1,7 +1,7 @@
 //! The HTTP routes. Generation routes live in their own files; the small read-only ones here.
 
 pub mod chat;
-mod choices;
+pub(crate) mod choices;
 pub mod completions;
 
 use axum::extract::{Path, State};

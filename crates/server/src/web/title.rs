@@ -15,7 +15,9 @@ use store::{ConversationId, UserId};
 
 use super::WebState;
 use crate::backend::{ChatMessage, GenSpec, SamplingSpec};
-use crate::generation::{self, Step};
+use crate::generation;
+use crate::openai::chat::ChatChoice;
+use crate::routes::choices;
 use crate::validate::{Job, JobInput};
 
 /// The longest title kept (characters, words).
@@ -104,16 +106,9 @@ async fn ask_model(st: &WebState, question: &str, answer: &str) -> Option<String
         include_usage: false,
     };
     let prompts = generation::tokenize(&st.engine, &job).await.ok()?;
-    let mut gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &job, prompts).ok()?;
-    let mut text = String::new();
-    loop {
-        match gen.next().await {
-            Step::Token(_, t) => text.push_str(&t.text),
-            Step::Done { tail, .. } => text.push_str(&tail),
-            Step::Finished => return Some(text),
-            Step::Failed(_) => return None,
-        }
-    }
+    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &job, prompts).ok()?;
+    let (choices, _) = choices::collect::<ChatChoice>(st.engine.as_ref(), gen, false).await.ok()?;
+    choices.into_iter().next().map(|c| c.message.content)
 }
 
 fn has_hangul(s: &str) -> bool {

@@ -88,76 +88,60 @@ pub struct Conversation {
     pub updated_at: i64,
 }
 
-/// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    System,
-    User,
-    Assistant,
-    Tool,
-}
-
-impl Role {
-    /// The name stored in the `role` column (and used by the OpenAI API).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-            Role::Tool => "tool",
+/// An enum stored as a text column: each variant's column name is written once, and `as_str`
+/// and `FromStr` (an unknown name is [`StoreError::Corrupt`]) come from that one list.
+macro_rules! text_column_enum {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $as_str_doc:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name {
+            $($variant),+
         }
-    }
-}
 
-impl std::str::FromStr for Role {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self, StoreError> {
-        Ok(match s {
-            "system" => Role::System,
-            "user" => Role::User,
-            "assistant" => Role::Assistant,
-            "tool" => Role::Tool,
-            other => return Err(StoreError::Corrupt(format!("unknown role {other:?}"))),
-        })
-    }
-}
-
-/// Where a message is in its life.
-///
-/// An answer is inserted `Streaming`, grows with [`crate::Store::append_to_message`] while the
-/// model writes it and becomes `Complete` at the end. A stream that was stopped, failed, or whose
-/// process died (found by [`crate::Store::recover_interrupted`]) ends `Incomplete`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MessageStatus {
-    Streaming,
-    Complete,
-    Incomplete,
-}
-
-impl MessageStatus {
-    /// The name stored in the `status` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageStatus::Streaming => "streaming",
-            MessageStatus::Complete => "complete",
-            MessageStatus::Incomplete => "incomplete",
+        impl $name {
+            #[doc = $as_str_doc]
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
         }
-    }
+
+        impl std::str::FromStr for $name {
+            type Err = StoreError;
+            fn from_str(s: &str) -> Result<Self, StoreError> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(StoreError::Corrupt(format!(concat!("unknown ", $what, " {:?}"), other))),
+                }
+            }
+        }
+    };
 }
 
-impl std::str::FromStr for MessageStatus {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self, StoreError> {
-        Ok(match s {
-            "streaming" => MessageStatus::Streaming,
-            "complete" => MessageStatus::Complete,
-            "incomplete" => MessageStatus::Incomplete,
-            other => return Err(StoreError::Corrupt(format!("unknown status {other:?}"))),
-        })
+text_column_enum!(
+    /// Who wrote a message.
+    Role, "role", "The name stored in the `role` column (and used by the OpenAI API)." {
+        System => "system",
+        User => "user",
+        Assistant => "assistant",
+        Tool => "tool",
     }
-}
+);
+
+text_column_enum!(
+    /// Where a message is in its life.
+    ///
+    /// An answer is inserted `Streaming`, grows with [`crate::Store::append_to_message`] while the
+    /// model writes it and becomes `Complete` at the end. A stream that was stopped, failed, or whose
+    /// process died (found by [`crate::Store::recover_interrupted`]) ends `Incomplete`.
+    MessageStatus, "status", "The name stored in the `status` column." {
+        Streaming => "streaming",
+        Complete => "complete",
+        Incomplete => "incomplete",
+    }
+);
 
 /// One message: one row. `parent_id` links it to the message it answers or follows; several
 /// messages with one parent are branches (an edited question, a regenerated answer).

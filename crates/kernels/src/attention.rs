@@ -131,10 +131,22 @@ fn attention_row_with(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &m
     }
     let (qh, acc) = scratch.split_at_mut(hd);
     let n_kv: usize = chunks.iter().map(|c| c.n_rows).sum();
-    for (h, (qrow, orow)) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)).enumerate() {
-        head(qrow, h, chunks, 0..n_kv, p, qh, &mut acc[..hd], orow, path);
+    let g = p.n_head / p.n_head_kv;
+    let gsz = g.min(MAX_GROUP);
+    for kvh in 0..p.n_head_kv {
+        let mut h0 = kvh * g;
+        while h0 < (kvh + 1) * g {
+            let n = gsz.min((kvh + 1) * g - h0);
+            let r = h0 * hd..(h0 + n) * hd;
+            heads(&q[r.clone()], h0, n, chunks, 0..n_kv, p, qh, &mut acc[..hd], &mut out[r], path);
+            h0 += n;
+        }
     }
 }
+
+/// The most query heads of one KV head that [`heads`] runs together (their dot products and
+/// accumulator updates interleave, and each K/V row is loaded and converted once for all).
+const MAX_GROUP: usize = 4;
 
 /// Many query rows at once, (token, head) pairs spread over the pool: the prefill path.
 ///
@@ -159,13 +171,22 @@ pub fn attention_rows_parallel(
     assert_eq!(out.len(), n_tokens * row, "attention_rows_parallel: out length");
     p.check(chunks);
     let n_kv: usize = chunks.iter().map(|c| c.n_rows).sum();
-    let n_pairs = n_tokens * p.n_head;
-    if n_pairs == 0 {
+    if n_tokens == 0 {
         return;
     }
-    let n_tasks = (pool.n_threads() * 4).min(n_pairs);
-    let per_task = n_pairs.div_ceil(n_tasks);
-    let n_tasks = n_pairs.div_ceil(per_task);
+    // A unit of work: one token's query heads `h0..h0 + n` that share one KV head. Heads of a
+    // group run together (fewer loads, more independent work per KV row) unless that would
+    // leave threads idle, as for a single decode token.
+    let g = p.n_head / p.n_head_kv;
+    let mut gsz = g.min(MAX_GROUP);
+    while gsz > 1 && pool.n_threads() > 1 && n_tokens * p.n_head_kv * g.div_ceil(gsz) < 2 * pool.n_threads() {
+        gsz = gsz.div_ceil(2);
+    }
+    let subs = g.div_ceil(gsz);
+    let n_units = n_tokens * p.n_head_kv * subs;
+    // Units are dealt round-robin: a later token sees more rows (causal mask), so contiguous
+    // ranges would give the last task most of the work.
+    let n_tasks = (pool.n_threads() * 4).min(n_units);
     let path = Path::best();
     let out = DisjointMut::new(out);
     pool.run(n_tasks, &|task| {
@@ -179,16 +200,78 @@ pub fn attention_rows_parallel(
             &mut heap
         };
         let (qh, acc) = buf.split_at_mut(hd);
-        for pair in task * per_task..((task + 1) * per_task).min(n_pairs) {
-            let (t, h) = (pair / p.n_head, pair % p.n_head);
+        for unit in (task..n_units).step_by(n_tasks) {
+            let (t, rem) = (unit / (p.n_head_kv * subs), unit % (p.n_head_kv * subs));
+            let (kvh, sub) = (rem / subs, rem % subs);
+            let h0 = kvh * g + sub * gsz;
+            let n = gsz.min(g - sub * gsz);
             let range = visible(t);
             assert!(range.start <= range.end && range.end <= n_kv, "token {t}: visible rows {range:?} of {n_kv}");
-            let off = t * row + h * hd;
-            // SAFETY: pair (t, h) is handled by exactly one task and owns this head's slice.
-            let orow = unsafe { out.slice(off, hd) };
-            head(&q[off..off + hd], h, chunks, range, p, qh, acc, orow, path);
+            let off = t * row + h0 * hd;
+            // SAFETY: unit (t, kvh, sub) is handled by exactly one task and owns these heads' slice.
+            let orow = unsafe { out.slice(off, n * hd) };
+            heads(&q[off..off + n * hd], h0, n, chunks, range, p, qh, acc, orow, path);
         }
     });
+}
+
+/// `n` consecutive query heads `h0..h0 + n` of one query, all of one KV head (`n <=
+/// MAX_GROUP`), over the KV rows `range`; `q` and `out` hold those heads' `n * head_dim` values.
+/// Each head's arithmetic is that of [`head`] alone, bit for bit: only the order in which the
+/// heads' independent operations are issued changes.
+#[allow(clippy::too_many_arguments)]
+fn heads(
+    q: &[f32],
+    h0: usize,
+    n: usize,
+    chunks: &[KvChunk],
+    range: Range<usize>,
+    p: &AttnParams,
+    qh: &mut [f32],
+    acc: &mut [f32],
+    out: &mut [f32],
+    path: Path,
+) {
+    let hd = p.head_dim;
+    #[cfg(target_arch = "x86_64")]
+    if path == Path::Avx512 && hd.is_multiple_of(16) && q.len() == n * hd && out.len() == n * hd && (1..=MAX_GROUP).contains(&n) {
+        let kvh = h0 / (p.n_head / p.n_head_kv);
+        let (scale, cap) = scale_cap(p);
+        let stride = p.row_len();
+        macro_rules! go {
+            ($nv:literal) => {
+                // SAFETY: `Path::Avx512` means `avx512::available()`; `check` verified every chunk
+                // holds `n_rows * stride` values and `kvh * hd + hd <= stride` since kvh <
+                // n_head_kv; q and out are `n * hd` long (checked just above).
+                unsafe {
+                    match n {
+                        1 => avx512::heads::<$nv, 1>(q, chunks, range.clone(), stride, kvh, scale, cap, out),
+                        2 => avx512::heads::<$nv, 2>(q, chunks, range.clone(), stride, kvh, scale, cap, out),
+                        3 => avx512::heads::<$nv, 3>(q, chunks, range.clone(), stride, kvh, scale, cap, out),
+                        _ => avx512::heads::<$nv, 4>(q, chunks, range.clone(), stride, kvh, scale, cap, out),
+                    }
+                }
+            };
+        }
+        match hd / 16 {
+            4 => return go!(4),
+            8 => return go!(8),
+            16 => return go!(16),
+            _ => {}
+        }
+    }
+    for i in 0..n {
+        let r = i * hd..(i + 1) * hd;
+        head(&q[r.clone()], h0 + i, chunks, range.clone(), p, qh, acc, &mut out[r], path);
+    }
+}
+
+/// The score scale and soft cap a kernel applies: with a cap `c`, `s = c * tanh(dot * scale / c)`.
+fn scale_cap(p: &AttnParams) -> (f32, f32) {
+    match p.softcap {
+        Some(c) if c != 0.0 => (p.scale / c, c),
+        _ => (p.scale, 0.0),
+    }
 }
 
 /// One head of one query over the KV rows `range` of the concatenated chunks.
@@ -207,27 +290,7 @@ fn head(
     let hd = p.head_dim;
     let kvh = h / (p.n_head / p.n_head_kv);
     let stride = p.row_len();
-    let (scale, cap) = match p.softcap {
-        Some(c) if c != 0.0 => (p.scale / c, c),
-        _ => (p.scale, 0.0),
-    };
-    #[cfg(target_arch = "x86_64")]
-    if path == Path::Avx512 && hd.is_multiple_of(16) && qrow.len() == hd && out.len() == hd {
-        // SAFETY: `Path::Avx512` means `avx512::available()`; `check` verified every chunk holds
-        // `n_rows * stride` values and `kvh * hd + hd <= stride` since kvh < n_head_kv; q and
-        // out are `hd` long (checked just above).
-        let done = unsafe {
-            match hd / 16 {
-                4 => avx512::head::<4>(qrow, chunks, range.clone(), stride, kvh, scale, cap, out),
-                8 => avx512::head::<8>(qrow, chunks, range.clone(), stride, kvh, scale, cap, out),
-                16 => avx512::head::<16>(qrow, chunks, range.clone(), stride, kvh, scale, cap, out),
-                _ => false,
-            }
-        };
-        if done {
-            return;
-        }
-    }
+    let (scale, cap) = scale_cap(p);
     let simd = path != Path::Scalar;
     // Q rounded to f16, as ggml's flash attention converts it to K's vec_dot type.
     for (d, &v) in qh.iter_mut().zip(qrow) {

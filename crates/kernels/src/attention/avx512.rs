@@ -1,4 +1,5 @@
-//! AVX-512 form of one head's online-softmax attention ([`super::head`]) for head sizes that are
+//! AVX-512 form of the online-softmax attention of [`super::head`], for a few heads sharing one KV
+//! head at once (see [`heads`]), for head sizes that are
 //! a multiple of 16, with the f16-rounded query and the f16-rounded V accumulator held in
 //! registers across the KV rows (the AVX2 form loads and stores the accumulator per row).
 //!
@@ -41,15 +42,21 @@ unsafe fn hsum_halves(a: __m512) -> f32 {
     _mm_cvtss_f32(h)
 }
 
-/// One head of one query (`NV * 16` values) over the KV rows `range` of the concatenated
-/// chunks: `out = softmax(q K^T * scale [softcapped]) V` with ggml's f16 accumulator rounding.
+/// `G` heads of one query that share one KV head (`NV * 16` values each, consecutive in `q` and
+/// `out`) over the KV rows `range` of the concatenated chunks: per head, `out = softmax(q K^T *
+/// scale [softcapped]) V` with ggml's f16 accumulator rounding.
+///
+/// Each K and V row is loaded and converted once for the `G` heads, and the heads' dot products
+/// and updates are independent chains the core overlaps (one head alone waits on its dot
+/// product's FMA chain, its horizontal sum and `exp` every row). A head's own operations are
+/// the single-head kernel's in the same order, so the result is the same bit for bit.
 ///
 /// # Safety
 /// [`available`]; every chunk holds `n_rows * stride` values; `kvh * NV * 16 + NV * 16 <= stride`;
-/// `q` and `out` hold `NV * 16` values.
+/// `q` and `out` hold `G * NV * 16` values.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-pub(super) unsafe fn head<const NV: usize>(
+pub(super) unsafe fn heads<const NV: usize, const G: usize>(
     q: &[f32],
     chunks: &[KvChunk],
     range: std::ops::Range<usize>,
@@ -58,16 +65,18 @@ pub(super) unsafe fn head<const NV: usize>(
     scale: f32,
     cap: f32,
     out: &mut [f32],
-) -> bool {
+) {
     let hd = NV * 16;
     // Q rounded to f16, as ggml's flash attention converts it to K's vec_dot type.
-    let mut qv = [_mm512_setzero_ps(); NV];
-    for (i, r) in qv.iter_mut().enumerate() {
-        *r = round16(_mm512_loadu_ps(q.as_ptr().add(i * 16)));
+    let mut qv = [[_mm512_setzero_ps(); NV]; G];
+    for (g, qg) in qv.iter_mut().enumerate() {
+        for (i, r) in qg.iter_mut().enumerate() {
+            *r = round16(_mm512_loadu_ps(q.as_ptr().add(g * hd + i * 16)));
+        }
     }
-    let mut acc = [_mm512_setzero_ps(); NV];
-    let mut m = f32::NEG_INFINITY;
-    let mut sum = 0f32;
+    let mut acc = [[_mm512_setzero_ps(); NV]; G];
+    let mut m = [f32::NEG_INFINITY; G];
+    let mut sum = [0f32; G];
     let mut base = 0;
     for c in chunks {
         let lo = range.start.max(base);
@@ -75,37 +84,46 @@ pub(super) unsafe fn head<const NV: usize>(
         for j in lo.saturating_sub(base)..hi.saturating_sub(base) {
             let off = j * stride + kvh * hd;
             let (kp, vp) = (c.k.as_ptr().add(off), c.v.as_ptr().add(off));
-            let mut d = _mm512_setzero_ps();
-            for (i, &qi) in qv.iter().enumerate() {
-                d = _mm512_fmadd_ps(qi, load16(kp.add(i * 16)), d);
-            }
-            let mut s = hsum_halves(d) * scale;
-            if cap != 0.0 {
-                s = cap * s.tanh();
-            }
-            let mut ms = 1.0;
-            let mut vs = 1.0;
-            if s > m {
-                ms = (m - s).exp();
-                m = s;
-                let msv = _mm512_set1_ps(ms);
-                for a in acc.iter_mut() {
-                    *a = round16(_mm512_mul_ps(*a, msv));
+            let mut d = [_mm512_setzero_ps(); G];
+            for i in 0..NV {
+                let k = load16(kp.add(i * 16));
+                for g in 0..G {
+                    d[g] = _mm512_fmadd_ps(qv[g][i], k, d[g]);
                 }
-            } else {
-                vs = (s - m).exp();
             }
-            let vsv = _mm512_set1_ps(vs);
-            for (i, a) in acc.iter_mut().enumerate() {
-                *a = round16(_mm512_fmadd_ps(load16(vp.add(i * 16)), vsv, *a));
+            let mut vs = [1f32; G];
+            for g in 0..G {
+                let mut s = hsum_halves(d[g]) * scale;
+                if cap != 0.0 {
+                    s = cap * s.tanh();
+                }
+                let mut ms = 1.0;
+                if s > m[g] {
+                    ms = (m[g] - s).exp();
+                    m[g] = s;
+                    let msv = _mm512_set1_ps(ms);
+                    for a in acc[g].iter_mut() {
+                        *a = round16(_mm512_mul_ps(*a, msv));
+                    }
+                } else {
+                    vs[g] = (s - m[g]).exp();
+                }
+                sum[g] = sum[g] * ms + vs[g];
             }
-            sum = sum * ms + vs;
+            let vsv: [__m512; G] = std::array::from_fn(|g| _mm512_set1_ps(vs[g]));
+            for i in 0..NV {
+                let v = load16(vp.add(i * 16));
+                for g in 0..G {
+                    acc[g][i] = round16(_mm512_fmadd_ps(v, vsv[g], acc[g][i]));
+                }
+            }
         }
         base += c.n_rows;
     }
-    let inv = _mm512_set1_ps(if sum == 0.0 { 0.0 } else { 1.0 / sum });
-    for (i, a) in acc.iter().enumerate() {
-        _mm512_storeu_ps(out.as_mut_ptr().add(i * 16), _mm512_mul_ps(*a, inv));
+    for g in 0..G {
+        let inv = _mm512_set1_ps(if sum[g] == 0.0 { 0.0 } else { 1.0 / sum[g] });
+        for (i, a) in acc[g].iter().enumerate() {
+            _mm512_storeu_ps(out.as_mut_ptr().add(g * hd + i * 16), _mm512_mul_ps(*a, inv));
+        }
     }
-    true
 }

@@ -245,8 +245,10 @@ impl PackedMatrix {
 }
 
 /// One token's activations in the form the packed kernels read: the quants of every block
-/// contiguous, the block scales (and `s = d * sum`) decoded to f32, and for q8_0 the per-lane
-/// correction `-128 * (sum of 4 quants)` that undoes the weights' `+128`.
+/// contiguous, the block scales (and `s = d * sum`) decoded to f32, and for q8_0 activations
+/// the per-lane correction `-16 * (sum of 4 quants)`: exactly what undoes q5_0's unsigned `q + 16`
+/// (the hottest packed kernel in Gemma's prefill takes it as it is); the q8_0 kernel scales it
+/// by 8 to undo its weights' `+128`, the q4_0 kernel halves it for `q + 8`.
 #[derive(Clone, Copy)]
 pub(crate) struct ActRow<'a> {
     pub qs: &'a [u8],
@@ -340,7 +342,7 @@ fn split_blocks(vdt: GgmlType, q8: &[u8], qs: &mut [u8], d: &mut [f32], s: &mut 
                 *d = f16_le(b.d);
                 *s = 0.0;
                 for (l, c) in c.iter_mut().enumerate() {
-                    *c = -128 * b.qs[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum::<i32>();
+                    *c = -16 * b.qs[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum::<i32>();
                 }
             }
         }

@@ -56,6 +56,7 @@ unsafe fn hsum_halves(a: __m512) -> f32 {
 /// `q` and `out` hold `G * NV * 16` values.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+#[allow(clippy::needless_range_loop)]
 pub(super) unsafe fn heads<const NV: usize, const G: usize>(
     q: &[f32],
     chunks: &[KvChunk],

@@ -10,4 +10,5 @@ pub mod ops;
 mod disjoint;
 pub mod matmul;
 pub mod attention;
+pub mod rows;
 pub mod packed;

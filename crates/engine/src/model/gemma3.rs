@@ -29,6 +29,7 @@ use gguf::GgufFile;
 use kernels::attention::AttnParams;
 use kernels::matmul::{matmul, matmul_many};
 use kernels::ops::{self, RopeCache, RopeMode};
+use kernels::rows::par_rows;
 
 use super::weights::{load_vector, Weight};
 use super::{attend_window, grow, Batch, ForwardCtx, HParams, Model, RopeStyle};
@@ -189,47 +190,65 @@ impl Model for Gemma3 {
             let window = hp.window_of(il);
             let rope = if window.is_some() { &self.rope_local } else { &self.rope_global };
 
-            // Attention block.
-            let h = grow(&mut ws.h, n * e);
-            for i in 0..n {
-                ops::rms_norm(&ws.x[i * e..(i + 1) * e], &l.attn_norm, hp.rms_eps, &mut h[i * e..(i + 1) * e]);
-            }
+            // Attention block. The element-wise steps between the matmuls run over rows of
+            // tokens on the pool (`par_rows`): serial, they would cap what a second thread adds.
+            let x = &ws.x[..n * e];
+            par_rows(pool, n, [(grow(&mut ws.h, n * e), e)], &|r, [h]| {
+                for (i, h) in r.zip(h.chunks_exact_mut(e)) {
+                    ops::rms_norm(&x[i * e..(i + 1) * e], &l.attn_norm, hp.rms_eps, h);
+                }
+            });
+            let h = &ws.h[..n * e];
             let (q, k, v) = (grow(&mut ws.q, n * qd), grow(&mut ws.k, n * kvd), grow(&mut ws.v, n * kvd));
             // One call (q5_0 q and k beside a q8_0 v share q8_0 activations): the activations
             // are quantized once and the threads meet once.
             let (wq, wk, wv) = (l.wq.matrix(f), l.wk.matrix(f), l.wv.matrix(f));
             matmul_many(pool, &mut [(&wq, &mut *q), (&wk, &mut *k), (&wv, &mut *v)], h, n, &mut ws.mm)?;
-            norm_rows(q, &l.q_norm, hp.rms_eps);
-            norm_rows(k, &l.k_norm, hp.rms_eps);
+            let pos = &batch.pos;
+            par_rows(pool, n, [(&mut *q, qd), (&mut *k, kvd)], &|r, [q, k]| {
+                norm_rows(q, &l.q_norm, hp.rms_eps);
+                norm_rows(k, &l.k_norm, hp.rms_eps);
+                for (i, (q, k)) in r.zip(q.chunks_exact_mut(qd).zip(k.chunks_exact_mut(kvd))) {
+                    rope.apply(q, hp.n_head, pos[i], RopeMode::Neox);
+                    rope.apply(k, hp.n_head_kv, pos[i], RopeMode::Neox);
+                }
+                ops::scale_inplace(q, self.attn_scale);
+            });
             for i in 0..n {
-                let p = batch.pos[i];
-                rope.apply(&mut q[i * qd..(i + 1) * qd], hp.n_head, p, RopeMode::Neox);
-                rope.apply(&mut k[i * kvd..(i + 1) * kvd], hp.n_head_kv, p, RopeMode::Neox);
-                ctx.kv.write(il, batch.seq[i], p, &k[i * kvd..(i + 1) * kvd], &v[i * kvd..(i + 1) * kvd]);
+                ctx.kv.write(il, batch.seq[i], batch.pos[i], &k[i * kvd..(i + 1) * kvd], &v[i * kvd..(i + 1) * kvd]);
             }
-            ops::scale_inplace(q, self.attn_scale);
             let att = grow(&mut ws.att, n * qd);
             attend_window(pool, &*ctx.kv, il, batch, q, &attn, window, att);
             let proj = grow(&mut ws.proj, n * e);
             matmul(pool, &l.wo.matrix(f), att, n, proj, &mut ws.mm)?;
-            norm_rows(proj, &l.attn_post_norm, hp.rms_eps);
-            ops::add_inplace(&mut ws.x[..n * e], proj);
+            par_rows(pool, n, [(proj, e), (&mut ws.x[..n * e], e)], &|_, [proj, x]| {
+                norm_rows(proj, &l.attn_post_norm, hp.rms_eps);
+                ops::add_inplace(x, proj);
+            });
 
             // Feed-forward block (GeGLU).
-            let h = grow(&mut ws.h, n * e);
-            for i in 0..n {
-                ops::rms_norm(&ws.x[i * e..(i + 1) * e], &l.ffn_norm, hp.rms_eps, &mut h[i * e..(i + 1) * e]);
-            }
+            let x = &ws.x[..n * e];
+            par_rows(pool, n, [(grow(&mut ws.h, n * e), e)], &|r, [h]| {
+                for (i, h) in r.zip(h.chunks_exact_mut(e)) {
+                    ops::rms_norm(&x[i * e..(i + 1) * e], &l.ffn_norm, hp.rms_eps, h);
+                }
+            });
+            let h = &ws.h[..n * e];
             let (gate, up) = (grow(&mut ws.gate, n * ff), grow(&mut ws.up, n * ff));
             let (wg, wu) = (l.w_gate.matrix(f), l.w_up.matrix(f));
             matmul_many(pool, &mut [(&wg, &mut *gate), (&wu, &mut *up)], h, n, &mut ws.mm)?;
             // gelu(gate) * up in place: the same values as ggml's fused `ggml_vec_geglu_f32`.
-            ops::gelu_inplace(gate);
-            ops::mul_inplace(gate, up);
+            let up = &*up;
+            par_rows(pool, n, [(&mut *gate, ff)], &|r, [gate]| {
+                ops::gelu_inplace(gate);
+                ops::mul_inplace(gate, &up[r.start * ff..r.end * ff]);
+            });
             let proj = grow(&mut ws.proj, n * e);
             matmul(pool, &l.w_down.matrix(f), gate, n, proj, &mut ws.mm)?;
-            norm_rows(proj, &l.ffn_post_norm, hp.rms_eps);
-            ops::add_inplace(&mut ws.x[..n * e], proj);
+            par_rows(pool, n, [(proj, e), (&mut ws.x[..n * e], e)], &|_, [proj, x]| {
+                norm_rows(proj, &l.ffn_post_norm, hp.rms_eps);
+                ops::add_inplace(x, proj);
+            });
         }
 
         // Final norm and logits for the rows that want them.

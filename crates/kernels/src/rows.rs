@@ -8,6 +8,9 @@ use std::ops::Range;
 use crate::disjoint::DisjointMut;
 use crate::pool::ThreadPool;
 
+/// The work [`par_rows`] runs: a range of rows and, per buffer, exactly those rows.
+pub type RowsFn<'a, const N: usize> = dyn Fn(Range<usize>, [&mut [f32]; N]) + Sync + 'a;
+
 /// Below this many elements in the first buffer the work runs on the calling thread: waking the
 /// pool costs more than it saves (a decode step's single token, a small batch).
 const MIN_PARALLEL_ELEMS: usize = 16 * 1024;
@@ -24,7 +27,7 @@ pub fn par_rows<const N: usize>(
     pool: &ThreadPool,
     n_rows: usize,
     bufs: [(&mut [f32], usize); N],
-    f: &(dyn Fn(Range<usize>, [&mut [f32]; N]) + Sync),
+    f: &RowsFn<'_, N>,
 ) {
     for (i, (data, width)) in bufs.iter().enumerate() {
         assert!(data.len() >= n_rows * width, "par_rows: buffer {i} holds {} values, {n_rows} rows of {width} need {}", data.len(), n_rows * width);

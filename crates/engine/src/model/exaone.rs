@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use gguf::GgufFile;
 
-use super::llama::{Llama, NormPlacement, Variant};
+use super::llama::{Llama, NormPlacement, Variant, LLAMA};
 use super::RopeStyle;
 use crate::{Error, Result};
 
@@ -30,6 +30,7 @@ pub(crate) const EXAONE: Variant = Variant {
     qk_norm: false,
     output_bias: false,
     rope_freqs: true,
+    ..LLAMA
 };
 
 /// EXAONE 4.0 without sliding windows.
@@ -40,6 +41,7 @@ pub(crate) const EXAONE4: Variant = Variant {
     qk_norm: true,
     output_bias: false,
     rope_freqs: true,
+    ..LLAMA
 };
 
 /// Loads an `exaone` (3.x) file.

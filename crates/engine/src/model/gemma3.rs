@@ -23,253 +23,41 @@
 //! Which layers are local follows `attention.sliding_window_pattern` or llama.cpp's default
 //! period of 6 (five local layers, then one global).
 
+//!
+//! Gemma 3 is a [`Variant`] of the shared llama-like decoder (`llama.rs`): pre- and post-norms,
+//! QK-norm, GeGLU, scaled embeddings, Q scaled before attention, sliding-window layers with their
+//! own RoPE base, tied output and optional logit soft-capping are all options of that one forward
+//! pass. Verified against llama.cpp on the real Gemma-3-270M by the golden tests.
+
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::attention::AttnParams;
-use kernels::matmul::{matmul, matmul_many};
-use kernels::ops::{self, RopeCache, RopeMode};
-use kernels::rows::par_rows;
 
-use super::weights::{load_vector, Weight};
-use super::{attend_window, grow, Batch, ForwardCtx, HParams, Model, RopeStyle};
-use crate::{Error, Result};
+use super::llama::{AttnScale, FfnAct, Llama, NormPlacement, Variant};
+use super::RopeStyle;
+use crate::Result;
 
 /// llama.cpp's default sliding-window period for gemma3 (`load_swa_pattern(ml, 6)`).
 const SWA_PERIOD: u32 = 6;
 
-/// RoPE tables are precomputed up to this many positions; later positions are computed on the
-/// fly with the same arithmetic (two tables of 32k positions would cost 64 MiB for the 270M).
-const ROPE_TABLE_POSITIONS: usize = 8192;
+/// Gemma 3.
+pub(crate) const GEMMA3: Variant = Variant {
+    arch: "gemma3",
+    rope: RopeStyle::Neox,
+    norms: NormPlacement::PreAndPost,
+    qk_norm: true,
+    output_bias: false,
+    rope_freqs: false,
+    ffn_act: FfnAct::Gelu,
+    embed_scale: true,
+    attn_scale: AttnScale::GemmaQuery,
+    swa_period: Some(SWA_PERIOD),
+    logit_softcap: true,
+};
 
-struct Layer {
-    attn_norm: Vec<f32>,      // (n_embd)
-    wq: Weight,               // (n_head * head_dim, n_embd)
-    wk: Weight,               // (n_head_kv * head_dim, n_embd)
-    wv: Weight,               // (n_head_kv * head_dim, n_embd)
-    q_norm: Vec<f32>,         // (head_dim)
-    k_norm: Vec<f32>,         // (head_dim)
-    wo: Weight,               // (n_embd, n_head * head_dim)
-    attn_post_norm: Vec<f32>, // (n_embd)
-    ffn_norm: Vec<f32>,       // (n_embd)
-    w_gate: Weight,           // (n_ff, n_embd)
-    w_up: Weight,             // (n_ff, n_embd)
-    w_down: Weight,           // (n_embd, n_ff)
-    ffn_post_norm: Vec<f32>,  // (n_embd)
-}
-
-/// A loaded Gemma 3 model.
-pub struct Gemma3 {
-    file: Arc<GgufFile>,
-    hp: HParams,
-    tok_embd: Weight, // (n_vocab, n_embd)
-    output_norm: Vec<f32>,
-    output: Weight, // tied to tok_embd when `output.weight` is absent
-    layers: Vec<Layer>,
-    /// RoPE of the global layers (`rope.freq_base`) and of the sliding-window ones.
-    rope_global: RopeCache,
-    rope_local: RopeCache,
-    /// Multiplies Q before attention (llama.cpp's `f_attention_scale`).
-    attn_scale: f32,
-}
-
-impl Gemma3 {
-    /// Loads a `gemma3` file, checking every tensor's shape.
-    pub fn load(file: Arc<GgufFile>) -> Result<Self> {
-        let f = &*file;
-        let mut hp = HParams::read(f, "gemma3", RopeStyle::Neox)?;
-        hp.read_sliding_window(f, SWA_PERIOD)?;
-        hp.read_final_logit_softcap(f)?;
-        if let Some(vl) = f.opt_u32("gemma3.attention.value_length")? {
-            if vl as usize != hp.head_dim {
-                return Err(Error::Model(format!(
-                    "gemma3: value_length {vl} differs from key_length {} (not supported)",
-                    hp.head_dim
-                )));
-            }
-        }
-        let (e, qd, kvd, ff, hd) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff, hp.head_dim);
-        let tok_embd = Weight::load(f, "token_embd.weight", e, hp.n_vocab)?;
-        let output = match f.tensor("output.weight") {
-            Some(_) => Weight::load(f, "output.weight", e, hp.n_vocab)?,
-            None => tok_embd.clone(),
-        };
-        let mut layers = Vec::with_capacity(hp.n_layer);
-        for il in 0..hp.n_layer {
-            let n = |s: &str| format!("blk.{il}.{s}");
-            layers.push(Layer {
-                attn_norm: load_vector(f, &n("attn_norm.weight"), e)?,
-                wq: Weight::load(f, &n("attn_q.weight"), e, qd)?,
-                wk: Weight::load(f, &n("attn_k.weight"), e, kvd)?,
-                wv: Weight::load(f, &n("attn_v.weight"), e, kvd)?,
-                q_norm: load_vector(f, &n("attn_q_norm.weight"), hd)?,
-                k_norm: load_vector(f, &n("attn_k_norm.weight"), hd)?,
-                wo: Weight::load(f, &n("attn_output.weight"), qd, e)?,
-                attn_post_norm: load_vector(f, &n("post_attention_norm.weight"), e)?,
-                ffn_norm: load_vector(f, &n("ffn_norm.weight"), e)?,
-                w_gate: Weight::load(f, &n("ffn_gate.weight"), e, ff)?,
-                w_up: Weight::load(f, &n("ffn_up.weight"), e, ff)?,
-                w_down: Weight::load(f, &n("ffn_down.weight"), ff, e)?,
-                ffn_post_norm: load_vector(f, &n("post_ffw_norm.weight"), e)?,
-            });
-        }
-        let output_norm = load_vector(f, "output_norm.weight", e)?;
-        let max_pos = hp.n_ctx_train.clamp(1, ROPE_TABLE_POSITIONS);
-        let rope_global = RopeCache::new(hd, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, max_pos);
-        // llama.cpp's `rope_freq_scale_train_swa` is 1: linear scaling applies to global layers only.
-        let rope_local = RopeCache::new(hd, hp.n_rot, hp.rope_freq_base_swa, 1.0, max_pos);
-        // gemma_pytorch's query_pre_attn_scalar: n_embd / n_head for the 27B (62 layers), the
-        // head size otherwise (llama.cpp keys it on the layer count too).
-        let attn_scale = if hp.n_layer == 62 {
-            1.0 / ((hp.n_embd / hp.n_head) as f32).sqrt()
-        } else {
-            1.0 / (hd as f32).sqrt()
-        };
-        Ok(Gemma3 { file, hp, tok_embd, output_norm, output, layers, rope_global, rope_local, attn_scale })
-    }
-
-    /// The sliding window of layer `il`, `None` for a global layer.
-    pub fn window_of(&self, il: usize) -> Option<usize> {
-        self.hp.window_of(il)
-    }
-}
-
-/// RMS-normalizes each `w.len()`-wide row of `rows` in place (per-head QK-norm, post-norms).
-fn norm_rows(rows: &mut [f32], w: &[f32], eps: f32) {
-    for row in rows.chunks_exact_mut(w.len()) {
-        ops::rms_norm_inplace(row, w, eps);
-    }
-}
-
-impl Model for Gemma3 {
-    fn hparams(&self) -> &HParams {
-        &self.hp
-    }
-
-    fn weight_bytes(&self) -> usize {
-        let f = &*self.file;
-        let per_layer: usize = self
-            .layers
-            .iter()
-            .map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|w| w.bytes(f).len()).sum::<usize>())
-            .sum();
-        per_layer + self.output.bytes(f).len()
-    }
-
-    fn forward(&self, batch: &Batch, ctx: &mut ForwardCtx<'_>, out: &mut Vec<f32>) -> Result<()> {
-        let hp = &self.hp;
-        let f = &*self.file;
-        let n = batch.len();
-        let (e, qd, kvd, ff) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff);
-        if n == 0 {
-            out.clear();
-            return Ok(());
-        }
-        for (i, (&t, &p)) in batch.tokens.iter().zip(&batch.pos).enumerate() {
-            if t as usize >= hp.n_vocab {
-                return Err(Error::Model(format!("token id {t} is outside the vocabulary ({})", hp.n_vocab)));
-            }
-            if p >= ctx.kv.n_ctx() || batch.seq[i] >= ctx.kv.n_seq() {
-                return Err(Error::Model(format!("position {p} / sequence {} is outside the KV cache", batch.seq[i])));
-            }
-        }
-        let pool = ctx.pool;
-        let ws = &mut *ctx.ws;
-
-        // Token embeddings, scaled by sqrt(n_embd) (f32, as ggml_scale does).
-        let x = grow(&mut ws.x, n * e);
-        for (i, &t) in batch.tokens.iter().enumerate() {
-            kernels::quant::dequantize_row(self.tok_embd.ty, self.tok_embd.row_bytes(f, t as usize), &mut x[i * e..(i + 1) * e])?;
-        }
-        ops::scale_inplace(x, (e as f32).sqrt());
-
-        // Q is scaled before attention (as llama.cpp does), so the kernel's own scale is 1.
-        let attn = AttnParams { n_head: hp.n_head, n_head_kv: hp.n_head_kv, head_dim: hp.head_dim, scale: 1.0, softcap: None };
-
-        for (il, l) in self.layers.iter().enumerate() {
-            let window = hp.window_of(il);
-            let rope = if window.is_some() { &self.rope_local } else { &self.rope_global };
-
-            // Attention block. The element-wise steps between the matmuls run over rows of
-            // tokens on the pool (`par_rows`): serial, they would cap what a second thread adds.
-            let x = &ws.x[..n * e];
-            par_rows(pool, n, [(grow(&mut ws.h, n * e), e)], &|r, [h]| {
-                for (i, h) in r.zip(h.chunks_exact_mut(e)) {
-                    ops::rms_norm(&x[i * e..(i + 1) * e], &l.attn_norm, hp.rms_eps, h);
-                }
-            });
-            let h = &ws.h[..n * e];
-            let (q, k, v) = (grow(&mut ws.q, n * qd), grow(&mut ws.k, n * kvd), grow(&mut ws.v, n * kvd));
-            // One call (q5_0 q and k beside a q8_0 v share q8_0 activations): the activations
-            // are quantized once and the threads meet once.
-            let (wq, wk, wv) = (l.wq.matrix(f), l.wk.matrix(f), l.wv.matrix(f));
-            matmul_many(pool, &mut [(&wq, &mut *q), (&wk, &mut *k), (&wv, &mut *v)], h, n, &mut ws.mm)?;
-            let pos = &batch.pos;
-            par_rows(pool, n, [(&mut *q, qd), (&mut *k, kvd)], &|r, [q, k]| {
-                norm_rows(q, &l.q_norm, hp.rms_eps);
-                norm_rows(k, &l.k_norm, hp.rms_eps);
-                for (i, (q, k)) in r.zip(q.chunks_exact_mut(qd).zip(k.chunks_exact_mut(kvd))) {
-                    rope.apply(q, hp.n_head, pos[i], RopeMode::Neox);
-                    rope.apply(k, hp.n_head_kv, pos[i], RopeMode::Neox);
-                }
-                ops::scale_inplace(q, self.attn_scale);
-            });
-            for i in 0..n {
-                ctx.kv.write(il, batch.seq[i], batch.pos[i], &k[i * kvd..(i + 1) * kvd], &v[i * kvd..(i + 1) * kvd]);
-            }
-            let att = grow(&mut ws.att, n * qd);
-            attend_window(pool, &*ctx.kv, il, batch, q, &attn, window, att);
-            let proj = grow(&mut ws.proj, n * e);
-            matmul(pool, &l.wo.matrix(f), att, n, proj, &mut ws.mm)?;
-            par_rows(pool, n, [(proj, e), (&mut ws.x[..n * e], e)], &|_, [proj, x]| {
-                norm_rows(proj, &l.attn_post_norm, hp.rms_eps);
-                ops::add_inplace(x, proj);
-            });
-
-            // Feed-forward block (GeGLU).
-            let x = &ws.x[..n * e];
-            par_rows(pool, n, [(grow(&mut ws.h, n * e), e)], &|r, [h]| {
-                for (i, h) in r.zip(h.chunks_exact_mut(e)) {
-                    ops::rms_norm(&x[i * e..(i + 1) * e], &l.ffn_norm, hp.rms_eps, h);
-                }
-            });
-            let h = &ws.h[..n * e];
-            let (gate, up) = (grow(&mut ws.gate, n * ff), grow(&mut ws.up, n * ff));
-            let (wg, wu) = (l.w_gate.matrix(f), l.w_up.matrix(f));
-            matmul_many(pool, &mut [(&wg, &mut *gate), (&wu, &mut *up)], h, n, &mut ws.mm)?;
-            // gelu(gate) * up in place: the same values as ggml's fused `ggml_vec_geglu_f32`.
-            let up = &*up;
-            par_rows(pool, n, [(&mut *gate, ff)], &|r, [gate]| {
-                ops::gelu_inplace(gate);
-                ops::mul_inplace(gate, &up[r.start * ff..r.end * ff]);
-            });
-            let proj = grow(&mut ws.proj, n * e);
-            matmul(pool, &l.w_down.matrix(f), gate, n, proj, &mut ws.mm)?;
-            par_rows(pool, n, [(proj, e), (&mut ws.x[..n * e], e)], &|_, [proj, x]| {
-                norm_rows(proj, &l.ffn_post_norm, hp.rms_eps);
-                ops::add_inplace(x, proj);
-            });
-        }
-
-        // Final norm and logits for the rows that want them.
-        ws.rows.clear();
-        ws.rows.extend((0..n).filter(|&i| batch.logits[i]));
-        let m = ws.rows.len();
-        let h = grow(&mut ws.h, m * e);
-        for (j, &i) in ws.rows.iter().enumerate() {
-            ops::rms_norm(&ws.x[i * e..(i + 1) * e], &self.output_norm, hp.rms_eps, &mut h[j * e..(j + 1) * e]);
-        }
-        if out.len() != m * hp.n_vocab {
-            out.resize(m * hp.n_vocab, 0.0);
-        }
-        if m > 0 {
-            matmul(pool, &self.output.matrix(f), h, m, out, &mut ws.mm)?;
-            if let Some(cap) = hp.final_logit_softcap {
-                ops::tanh_softcap(out, cap);
-            }
-        }
-        Ok(())
-    }
+/// Loads a `gemma3` file.
+pub fn load_gemma3(file: Arc<GgufFile>) -> Result<Llama> {
+    Llama::load_variant(file, GEMMA3)
 }
 
 #[cfg(test)]
@@ -341,7 +129,7 @@ mod tests {
         assert_eq!(*kv.asked.lock().expect("lock"), [(16 + 1 - window, n_pos)]);
 
         let mut full = vec![0f32; batch.len() * row];
-        super::super::attend(&pool, &kv, 0, &batch, &q, &p, &mut full);
+        attend_window(&pool, &kv, 0, &batch, &q, &p, None, &mut full);
         let mut scratch = Vec::new();
         for (t, &pos) in batch.pos.iter().enumerate() {
             let mut want = vec![0f32; row];

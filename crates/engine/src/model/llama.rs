@@ -1,23 +1,33 @@
 //! The llama-like decoder: llama itself (SmolLM2, Llama 2/3, Mistral, TinyLlama) and the families
 //! that differ from it only by a few options ([`Variant`]): Qwen 2/3 (`qwen.rs`), EXAONE 3/4
-//! (`exaone.rs`). One forward pass serves them all, so a fix or an optimisation lands everywhere.
+//! (`exaone.rs`), Gemma 3 (`gemma3.rs`). One forward pass serves them all, so a fix or an
+//! optimisation lands everywhere.
 //!
 //! Per layer (llama.cpp `llm_build_llama`; the options in brackets):
 //! ```text
+//!   x = token_embd[t]                                [Gemma: * sqrt(n_embd)]
 //!   h = rms_norm(x) * attn_norm                      [pre-norm; EXAONE 4: h = x]
 //!   q, k, v = h Wq, h Wk, h Wv                       (+ biases where present: Qwen 2)
 //!   q, k = rms_norm(q, k per head) * q/k_norm        [QK-norm: Qwen 3, EXAONE 4]
 //!   q, k = rope(q, pos), rope(k, pos)                (adjacent pairs for llama, whose converter
 //!                                                     permuted Wq/Wk; halves for the others;
-//!                                                     divided by rope_freqs where present)
-//!   a = attention(q, K[..=pos], V[..=pos]) Wo        (grouped-query: n_head / n_head_kv per KV head)
+//!                                                     divided by rope_freqs where present;
+//!                                                     Gemma: another base on sliding-window layers)
+//!   a = attention(q, K[..=pos], V[..=pos]) Wo        (grouped-query: n_head / n_head_kv per KV head;
+//!                                                     [sliding-window layers see the last w positions];
+//!                                                     scaled by 1/sqrt(head_dim) [Gemma: q scaled first])
 //!   x += a                                           [post-norm: x += rms_norm(a) * post_attention_norm]
 //!   h = rms_norm(x) * ffn_norm                       [pre-norm; EXAONE 4: h = x]
-//!   f = (silu(h Wgate) * (h Wup)) Wdown
+//!   f = (silu(h Wgate) * (h Wup)) Wdown              [Gemma: gelu instead of silu]
 //!   x += f                                           [post-norm: x += rms_norm(f) * post_ffw_norm]
 //! ```
 //! then `logits = rms_norm(x) * output_norm  Woutput (+ output.bias: Qwen 2)`, where Woutput =
-//! token_embd when `output.weight` is absent (tied embeddings).
+//! token_embd when `output.weight` is absent (tied embeddings) [Gemma: `cap * tanh(logits / cap)`
+//! where the metadata sets a cap].
+//!
+//! The element-wise steps between the matmuls (norms, biases, RoPE, the gated activation,
+//! residual adds) run over rows of tokens on the pool ([`par_rows`]): left on the calling thread
+//! they were the serial part that kept a second thread from doubling prefill speed.
 
 use std::sync::Arc;
 
@@ -25,9 +35,10 @@ use gguf::GgufFile;
 use kernels::attention::AttnParams;
 use kernels::matmul::{matmul, matmul_many};
 use kernels::ops::{self, RopeCache, RopeMode};
+use kernels::rows::par_rows;
 
 use super::weights::{load_optional_vector, load_vector, Weight};
-use super::{attend, grow, Batch, ForwardCtx, HParams, Model, RopeStyle};
+use super::{attend_window, grow, Batch, ForwardCtx, HParams, Model, RopeStyle};
 use crate::{Error, Result};
 
 /// Where a layer's RMS norms sit.
@@ -38,6 +49,37 @@ pub(crate) enum NormPlacement {
     /// After attention and after the FFN, on the branch before the residual add
     /// (`post_attention_norm`, `post_ffw_norm`): EXAONE 4.
     Post,
+    /// Both (Gemma 2/3).
+    PreAndPost,
+}
+
+impl NormPlacement {
+    fn pre(self) -> bool {
+        matches!(self, NormPlacement::Pre | NormPlacement::PreAndPost)
+    }
+    fn post(self) -> bool {
+        matches!(self, NormPlacement::Post | NormPlacement::PreAndPost)
+    }
+}
+
+/// The gate's activation in the gated FFN `act(h Wgate) * (h Wup)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FfnAct {
+    /// SwiGLU: llama and most families.
+    Silu,
+    /// GeGLU with the tanh approximation (ggml's table): Gemma.
+    Gelu,
+}
+
+/// How attention scores are scaled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AttnScale {
+    /// The attention kernel scales each score by `1 / sqrt(head_dim)`.
+    Kernel,
+    /// Q is multiplied by Gemma's `query_pre_attn_scalar` rule before attention (as llama.cpp's
+    /// gemma graphs do): `1 / sqrt(n_embd / n_head)` for the 62-layer 27B, `1 / sqrt(head_dim)`
+    /// otherwise; the kernel's own scale is 1.
+    GemmaQuery,
 }
 
 /// What distinguishes one llama-like family from another, as llama.cpp's graph for it does.
@@ -54,6 +96,16 @@ pub(crate) struct Variant {
     /// The graph divides RoPE frequencies by `rope_freqs.weight` when the file has one (Llama 3.1
     /// and EXAONE rope scaling, precomputed by the converter).
     pub rope_freqs: bool,
+    pub ffn_act: FfnAct,
+    /// Token embeddings are multiplied by `sqrt(n_embd)` (Gemma).
+    pub embed_scale: bool,
+    pub attn_scale: AttnScale,
+    /// Sliding-window layers as llama.cpp's `load_swa_pattern(ml, period)` reads them (see
+    /// [`HParams::read_sliding_window`]), with their own RoPE base `rope.freq_base_swa`; `None`:
+    /// every layer is global.
+    pub swa_period: Option<u32>,
+    /// The graph soft-caps the logits by `final_logit_softcapping` where the metadata sets it.
+    pub logit_softcap: bool,
 }
 
 /// Plain llama.
@@ -64,7 +116,17 @@ pub(crate) const LLAMA: Variant = Variant {
     qk_norm: false,
     output_bias: false,
     rope_freqs: true,
+    ffn_act: FfnAct::Silu,
+    embed_scale: false,
+    attn_scale: AttnScale::Kernel,
+    swa_period: None,
+    logit_softcap: false,
 };
+
+/// RoPE tables are precomputed up to this many positions; later positions are computed on the
+/// fly with the same arithmetic (a table for Llama 3.1's 128k positions would cost 64 MiB per
+/// 128-wide head's worth of cos/sin pairs, Gemma 3's two tables of 32k another 64 MiB).
+const ROPE_TABLE_POSITIONS: usize = 8192;
 
 struct Layer {
     attn_norm: Option<Vec<f32>>, // (n_embd), pre-norm only
@@ -96,6 +158,10 @@ pub struct Llama {
     output_b: Option<Vec<f32>>,  // (n_vocab)
     layers: Vec<Layer>,
     rope: RopeCache,
+    /// RoPE of the sliding-window layers (`rope.freq_base_swa`), where the variant has them.
+    rope_local: Option<RopeCache>,
+    /// Multiplies Q before attention ([`AttnScale::GemmaQuery`]).
+    query_scale: Option<f32>,
 }
 
 impl Llama {
@@ -108,7 +174,18 @@ impl Llama {
     pub(crate) fn load_variant(file: Arc<GgufFile>, v: Variant) -> Result<Self> {
         let f = &*file;
         let arch = v.arch;
-        let hp = HParams::read(f, arch, v.rope)?;
+        let mut hp = HParams::read(f, arch, v.rope)?;
+        if let Some(period) = v.swa_period {
+            hp.read_sliding_window(f, period)?;
+        }
+        if v.logit_softcap {
+            hp.read_final_logit_softcap(f)?;
+        }
+        if let Some(vl) = f.opt_u32(&format!("{arch}.attention.value_length"))? {
+            if vl as usize != hp.head_dim {
+                return Err(Error::Model(format!("{arch}: value_length {vl} differs from key_length {} (not supported)", hp.head_dim)));
+            }
+        }
         let (e, qd, kvd, ff, hd) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff, hp.head_dim);
         let tok_embd = Weight::load(f, "token_embd.weight", e, hp.n_vocab)?;
         let output = match f.tensor("output.weight") {
@@ -116,8 +193,7 @@ impl Llama {
             None => tok_embd.clone(),
         };
         let output_b = if v.output_bias { load_optional_vector(f, "output.bias", hp.n_vocab)? } else { None };
-        let pre = v.norms == NormPlacement::Pre;
-        let post = v.norms == NormPlacement::Post;
+        let (pre, post) = (v.norms.pre(), v.norms.post());
         let mut layers = Vec::with_capacity(hp.n_layer);
         for il in 0..hp.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}");
@@ -145,7 +221,7 @@ impl Llama {
             });
         }
         let output_norm = load_vector(f, "output_norm.weight", e)?;
-        let max_pos = hp.n_ctx_train.max(1);
+        let max_pos = hp.n_ctx_train.clamp(1, ROPE_TABLE_POSITIONS);
         let rope = match f.tensor("rope_freqs.weight") {
             Some(_) if v.rope_freqs => {
                 let factors = load_vector(f, "rope_freqs.weight", hp.n_rot / 2)?;
@@ -153,7 +229,16 @@ impl Llama {
             }
             _ => RopeCache::new(hd, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, max_pos),
         };
-        Ok(Llama { variant: v, file, hp, tok_embd, output_norm, output, output_b, layers, rope })
+        // llama.cpp's `rope_freq_scale_train_swa` is 1: linear scaling applies to global layers only.
+        let rope_local = hp.sliding_window.map(|_| RopeCache::new(hd, hp.n_rot, hp.rope_freq_base_swa, 1.0, max_pos));
+        let query_scale = match v.attn_scale {
+            AttnScale::Kernel => None,
+            // gemma_pytorch's query_pre_attn_scalar: n_embd / n_head for the 27B (62 layers), the
+            // head size otherwise (llama.cpp keys it on the layer count too).
+            AttnScale::GemmaQuery if hp.n_layer == 62 => Some(1.0 / ((hp.n_embd / hp.n_head) as f32).sqrt()),
+            AttnScale::GemmaQuery => Some(1.0 / (hd as f32).sqrt()),
+        };
+        Ok(Llama { variant: v, file, hp, tok_embd, output_norm, output, output_b, layers, rope, rope_local, query_scale })
     }
 
     /// The family this model was loaded as.
@@ -225,63 +310,93 @@ impl Model for Llama {
         for (i, &t) in batch.tokens.iter().enumerate() {
             kernels::quant::dequantize_row(self.tok_embd.ty, self.tok_embd.row_bytes(f, t as usize), &mut x[i * e..(i + 1) * e])?;
         }
+        if self.variant.embed_scale {
+            // f32, as ggml_scale does.
+            ops::scale_inplace(x, (e as f32).sqrt());
+        }
 
         let attn = AttnParams {
             n_head: hp.n_head,
             n_head_kv: hp.n_head_kv,
             head_dim: hp.head_dim,
-            scale: 1.0 / (hp.head_dim as f32).sqrt(),
+            scale: if self.query_scale.is_some() { 1.0 } else { 1.0 / (hp.head_dim as f32).sqrt() },
             softcap: None,
         };
+        let (pos, eps) = (&batch.pos, hp.rms_eps);
 
         for (il, l) in self.layers.iter().enumerate() {
+            let window = hp.window_of(il);
+            let rope = match (window, &self.rope_local) {
+                (Some(_), Some(local)) => local,
+                _ => &self.rope,
+            };
+
             // Attention block.
-            let h = grow(&mut ws.h, n * e);
-            pre_norm(&ws.x[..n * e], l.attn_norm.as_ref(), hp.rms_eps, e, h);
+            let x = &ws.x[..n * e];
+            par_rows(pool, n, [(grow(&mut ws.h, n * e), e)], &|r, [h]| pre_norm(&x[r.start * e..r.end * e], l.attn_norm.as_ref(), eps, e, h));
+            let h = &ws.h[..n * e];
             let (q, k, v) = (grow(&mut ws.q, n * qd), grow(&mut ws.k, n * kvd), grow(&mut ws.v, n * kvd));
             // One call: the activations are quantized once and the threads meet once.
             let (wq, wk, wv) = (l.wq.matrix(f), l.wk.matrix(f), l.wv.matrix(f));
             matmul_many(pool, &mut [(&wq, &mut *q), (&wk, &mut *k), (&wv, &mut *v)], h, n, &mut ws.mm)?;
-            for (buf, bias, w) in [(&mut *q, &l.bq, qd), (&mut *k, &l.bk, kvd), (&mut *v, &l.bv, kvd)] {
-                if let Some(b) = bias {
-                    for row in buf.chunks_exact_mut(w) {
-                        ops::add_inplace(row, b);
+            par_rows(pool, n, [(&mut *q, qd), (&mut *k, kvd), (&mut *v, kvd)], &|r, [q, k, v]| {
+                for (buf, bias, w) in [(&mut *q, &l.bq, qd), (&mut *k, &l.bk, kvd), (&mut *v, &l.bv, kvd)] {
+                    if let Some(b) = bias {
+                        for row in buf.chunks_exact_mut(w) {
+                            ops::add_inplace(row, b);
+                        }
                     }
                 }
-            }
-            if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
-                norm_rows(q, qn, hp.rms_eps);
-                norm_rows(k, kn, hp.rms_eps);
-            }
+                if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
+                    norm_rows(q, qn, eps);
+                    norm_rows(k, kn, eps);
+                }
+                for (i, (q, k)) in r.zip(q.chunks_exact_mut(qd).zip(k.chunks_exact_mut(kvd))) {
+                    rope.apply(q, hp.n_head, pos[i], mode);
+                    rope.apply(k, hp.n_head_kv, pos[i], mode);
+                }
+                if let Some(s) = self.query_scale {
+                    ops::scale_inplace(q, s);
+                }
+            });
             for i in 0..n {
-                let p = batch.pos[i];
-                self.rope.apply(&mut q[i * qd..(i + 1) * qd], hp.n_head, p, mode);
-                self.rope.apply(&mut k[i * kvd..(i + 1) * kvd], hp.n_head_kv, p, mode);
-                ctx.kv.write(il, batch.seq[i], p, &k[i * kvd..(i + 1) * kvd], &v[i * kvd..(i + 1) * kvd]);
+                ctx.kv.write(il, batch.seq[i], pos[i], &k[i * kvd..(i + 1) * kvd], &v[i * kvd..(i + 1) * kvd]);
             }
             let att = grow(&mut ws.att, n * qd);
-            attend(pool, &*ctx.kv, il, batch, q, &attn, att);
+            attend_window(pool, &*ctx.kv, il, batch, q, &attn, window, att);
             let proj = grow(&mut ws.proj, n * e);
             matmul(pool, &l.wo.matrix(f), att, n, proj, &mut ws.mm)?;
-            if let Some(w) = &l.attn_post_norm {
-                norm_rows(proj, w, hp.rms_eps);
-            }
-            ops::add_inplace(&mut ws.x[..n * e], proj);
+            par_rows(pool, n, [(proj, e), (&mut ws.x[..n * e], e)], &|_, [proj, x]| {
+                if let Some(w) = &l.attn_post_norm {
+                    norm_rows(proj, w, eps);
+                }
+                ops::add_inplace(x, proj);
+            });
 
             // Feed-forward block.
-            let h = grow(&mut ws.h, n * e);
-            pre_norm(&ws.x[..n * e], l.ffn_norm.as_ref(), hp.rms_eps, e, h);
+            let x = &ws.x[..n * e];
+            par_rows(pool, n, [(grow(&mut ws.h, n * e), e)], &|r, [h]| pre_norm(&x[r.start * e..r.end * e], l.ffn_norm.as_ref(), eps, e, h));
+            let h = &ws.h[..n * e];
             let (gate, up) = (grow(&mut ws.gate, n * ff), grow(&mut ws.up, n * ff));
             let (wg, wu) = (l.w_gate.matrix(f), l.w_up.matrix(f));
             matmul_many(pool, &mut [(&wg, &mut *gate), (&wu, &mut *up)], h, n, &mut ws.mm)?;
-            ops::silu_inplace(gate);
-            ops::mul_inplace(gate, up);
+            let up = &*up;
+            par_rows(pool, n, [(&mut *gate, ff)], &|r, [gate]| {
+                // act(gate) * up in place: for GeGLU the same values as ggml's fused `ggml_vec_geglu_f32`.
+                match self.variant.ffn_act {
+                    FfnAct::Silu => ops::silu_inplace(gate),
+                    FfnAct::Gelu => ops::gelu_inplace(gate),
+                }
+                ops::mul_inplace(gate, &up[r.start * ff..r.end * ff]);
+            });
             let proj = grow(&mut ws.proj, n * e);
             matmul(pool, &l.w_down.matrix(f), gate, n, proj, &mut ws.mm)?;
-            if let Some(w) = &l.ffn_post_norm {
-                norm_rows(proj, w, hp.rms_eps);
-            }
-            ops::add_inplace(&mut ws.x[..n * e], proj);
+            par_rows(pool, n, [(proj, e), (&mut ws.x[..n * e], e)], &|_, [proj, x]| {
+                if let Some(w) = &l.ffn_post_norm {
+                    norm_rows(proj, w, eps);
+                }
+                ops::add_inplace(x, proj);
+            });
         }
 
         // Final norm and logits for the rows that want them.
@@ -301,6 +416,9 @@ impl Model for Llama {
                 for row in out.chunks_exact_mut(hp.n_vocab) {
                     ops::add_inplace(row, b);
                 }
+            }
+            if let Some(cap) = hp.final_logit_softcap {
+                ops::tanh_softcap(out, cap);
             }
         }
         Ok(())

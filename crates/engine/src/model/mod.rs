@@ -15,7 +15,6 @@ use std::sync::Arc;
 use gguf::GgufFile;
 use kernels::pool::ThreadPool;
 
-pub use gemma3::Gemma3;
 pub use hparams::{HParams, RopeStyle};
 pub use llama::Llama;
 
@@ -110,24 +109,9 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>> {
         "qwen3" => Ok(Box::new(qwen::load_qwen3(file)?)),
         "exaone" => Ok(Box::new(exaone::load_exaone(file)?)),
         "exaone4" => Ok(Box::new(exaone::load_exaone4(file)?)),
-        "gemma3" => Ok(Box::new(Gemma3::load(file)?)),
+        "gemma3" => Ok(Box::new(gemma3::load_gemma3(file)?)),
         _ => Err(Error::UnsupportedArchitecture { arch, supported: SUPPORTED_ARCHITECTURES.join(", ") }),
     }
-}
-
-/// Causal attention for every token of the batch: each run of consecutive tokens of one sequence
-/// attends over that sequence's cached rows `0..=pos`, (token, head) pairs spread over the pool.
-/// Row-independent, so a token's result does not depend on what else is in the batch.
-pub(crate) fn attend(
-    pool: &ThreadPool,
-    kv: &dyn KvStore,
-    il: usize,
-    batch: &Batch,
-    q: &[f32],
-    p: &kernels::attention::AttnParams,
-    out: &mut [f32],
-) {
-    attend_window(pool, kv, il, batch, q, p, None, out)
 }
 
 /// First position a query at `pos` sees: `0` for full attention; with a sliding window of `w`,
@@ -139,7 +123,10 @@ pub(crate) fn visible_start(pos: usize, window: Option<usize>) -> usize {
     }
 }
 
-/// [`attend`] with an optional sliding window: a token at `pos` sees only the cached rows
+/// Causal attention for every token of the batch: each run of consecutive tokens of one sequence
+/// attends over that sequence's cached rows `0..=pos`, its query heads spread over the pool;
+/// row-independent, so a token's result does not depend on what else is in the batch. With a
+/// sliding window, a token at `pos` sees only the cached rows
 /// `visible_start(pos, window)..=pos`. Rows before a run's first visible position are not even
 /// fetched from the cache, so a paged store may have dropped them.
 #[allow(clippy::too_many_arguments)]

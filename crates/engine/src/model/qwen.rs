@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use gguf::GgufFile;
 
-use super::llama::{Llama, NormPlacement, Variant};
+use super::llama::{Llama, NormPlacement, Variant, LLAMA};
 use super::RopeStyle;
 use crate::Result;
 
@@ -26,6 +26,7 @@ pub(crate) const QWEN2: Variant = Variant {
     qk_norm: false,
     output_bias: true,
     rope_freqs: false,
+    ..LLAMA
 };
 
 /// Qwen 3: QK-norm.
@@ -36,6 +37,7 @@ pub(crate) const QWEN3: Variant = Variant {
     qk_norm: true,
     output_bias: false,
     rope_freqs: false,
+    ..LLAMA
 };
 
 /// Loads a `qwen2` file.

@@ -246,9 +246,10 @@ impl PackedMatrix {
 
 /// One token's activations in the form the packed kernels read: the quants of every block
 /// contiguous, the block scales (and `s = d * sum`) decoded to f32, and for q8_0 activations
-/// the per-lane correction `-16 * (sum of 4 quants)`: exactly what undoes q5_0's unsigned `q + 16`
-/// (the hottest packed kernel in Gemma's prefill takes it as it is); the q8_0 kernel scales it
-/// by 8 to undo its weights' `+128`, the q4_0 kernel halves it for `q + 8`.
+/// the per-lane corrections that undo the weights' unsigned offsets, [`CORR`] values per block:
+/// `-128 * (sum of 4 quants)` for q8_0's `q + 128`, then `-16 * (sum of 4 quants)` for q5_0's
+/// `q + 16` (halved by the q4_0 kernel for `q + 8`). Both are stored so that neither hot kernel
+/// (q8_0: Gemma's 262k-row output matrix; q5_0: its attention and FFN) spends a shift per block.
 #[derive(Clone, Copy)]
 pub(crate) struct ActRow<'a> {
     pub qs: &'a [u8],
@@ -256,6 +257,9 @@ pub(crate) struct ActRow<'a> {
     pub s: &'a [f32],
     pub corr: &'a [i32],
 }
+
+/// i32 corrections per activation block in [`ActRow::corr`]: 8 lanes for q8_0, 8 for q5_0/q4_0.
+pub(crate) const CORR: usize = 16;
 
 /// Activation buffers of the packed path (inside [`MatmulScratch`]).
 #[derive(Default)]
@@ -283,7 +287,7 @@ fn prepare_activations(pool: &ThreadPool, ty: GgmlType, x: &[f32], n_tokens: usi
     grow(&mut sc.qs, nb * QK * n_tokens);
     grow(&mut sc.d, nb * n_tokens);
     grow(&mut sc.s, nb * n_tokens);
-    grow(&mut sc.corr, nb * 8 * n_tokens);
+    grow(&mut sc.corr, nb * CORR * n_tokens);
     let first_error = std::sync::Mutex::new(None);
     let (q8, qs, d, s, corr) = (
         DisjointMut::new(&mut sc.q8[..]),
@@ -298,7 +302,7 @@ fn prepare_activations(pool: &ThreadPool, ty: GgmlType, x: &[f32], n_tokens: usi
         for t in i * TOKENS_PER_TASK..((i + 1) * TOKENS_PER_TASK).min(n_tokens) {
             // SAFETY: token t's ranges of every buffer belong to this task alone.
             let (q8, qs, d, s, corr) = unsafe {
-                (q8.slice(t * xrb, xrb), qs.slice(t * nb * QK, nb * QK), d.slice(t * nb, nb), s.slice(t * nb, nb), corr.slice(t * nb * 8, nb * 8))
+                (q8.slice(t * xrb, xrb), qs.slice(t * nb * QK, nb * QK), d.slice(t * nb, nb), s.slice(t * nb, nb), corr.slice(t * nb * CORR, nb * CORR))
             };
             if let Err(e) = quant::quantize_row_fast(vdt, &x[t * n_cols..(t + 1) * n_cols], q8) {
                 first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
@@ -320,7 +324,7 @@ fn prepare_activations(pool: &ThreadPool, ty: GgmlType, x: &[f32], n_tokens: usi
 
 fn split_blocks(vdt: GgmlType, q8: &[u8], qs: &mut [u8], d: &mut [f32], s: &mut [f32], corr: &mut [i32]) {
     use crate::quant::blocks::f16_le;
-    let out = qs.chunks_exact_mut(QK).zip(d.iter_mut()).zip(s.iter_mut()).zip(corr.chunks_exact_mut(8));
+    let out = qs.chunks_exact_mut(QK).zip(d.iter_mut()).zip(s.iter_mut()).zip(corr.chunks_exact_mut(CORR));
     match vdt {
         GgmlType::Q8_1 => {
             let blocks: &[BlockQ8_1] = as_blocks(q8).expect("whole blocks");
@@ -341,8 +345,10 @@ fn split_blocks(vdt: GgmlType, q8: &[u8], qs: &mut [u8], d: &mut [f32], s: &mut 
                 }
                 *d = f16_le(b.d);
                 *s = 0.0;
-                for (l, c) in c.iter_mut().enumerate() {
-                    *c = -16 * b.qs[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum::<i32>();
+                for l in 0..8 {
+                    let sum = b.qs[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum::<i32>();
+                    c[l] = -128 * sum;
+                    c[8 + l] = -16 * sum;
                 }
             }
         }
@@ -419,7 +425,7 @@ pub(crate) fn run_many(
         qs: &sc.qs[t * nb * QK..(t + 1) * nb * QK],
         d: &sc.d[t * nb..(t + 1) * nb],
         s: &sc.s[t * nb..(t + 1) * nb],
-        corr: &sc.corr[t * nb * 8..(t + 1) * nb * 8],
+        corr: &sc.corr[t * nb * CORR..(t + 1) * nb * CORR],
     };
 
     // Split every matrix's row groups into chunks (never straddling two matrices); one pool
@@ -473,7 +479,7 @@ fn run_groups<'a>(w: &PackedMatrix, groups: Range<usize>, n_tokens: usize, acts:
         let t1 = (t0 + TOKEN_TILE).min(n_tokens);
         let tile: [ActRow<'a>; TOKEN_TILE] = std::array::from_fn(|i| acts((t0 + i).min(t1 - 1)));
         for a in &tile {
-            assert!(a.qs.len() >= nb * QK && a.d.len() >= nb && a.s.len() >= nb && a.corr.len() >= nb * 8, "activation row too short");
+            assert!(a.qs.len() >= nb * QK && a.d.len() >= nb && a.s.len() >= nb && a.corr.len() >= nb * CORR, "activation row too short");
         }
         let mut g0 = full.start;
         while g0 < full.end {

@@ -66,9 +66,9 @@ unsafe fn block<const T: usize, const HIGH: bool>(wq: *const u8, wd: *const u8, 
         let y = at.qs.as_ptr().add(b * 32);
         let ylo = _mm512_broadcast_i32x4(_mm_loadu_si128(y.cast()));
         let yhi = _mm512_broadcast_i32x4(_mm_loadu_si128(y.add(16).cast()));
-        // The activations carry -16 * (sum of 4 quants) per lane: q5_0's offset as it is; q4_0's
-        // is 8, an exact arithmetic halving of that multiple of 16.
-        let c = at.corr.as_ptr().add(b * 8);
+        // The activations carry -16 * (sum of 4 quants) per lane after q8_0's 8 lanes: q5_0's
+        // offset as it is; q4_0's is 8, an exact arithmetic halving of that multiple of 16.
+        let c = at.corr.as_ptr().add(b * super::CORR + 8);
         let (clo, chi) = (_mm512_broadcast_i32x4(_mm_loadu_si128(c.cast())), _mm512_broadcast_i32x4(_mm_loadu_si128(c.add(4).cast())));
         let (clo, chi) = if HIGH { (clo, chi) } else { (_mm512_srai_epi32::<1>(clo), _mm512_srai_epi32::<1>(chi)) };
         let dd = _mm512_mul_ps(dw, _mm512_set1_ps(*at.d.get_unchecked(b)));

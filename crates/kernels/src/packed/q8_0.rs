@@ -47,8 +47,7 @@ unsafe fn block<const T: usize>(wq: *const u8, wd: *const u8, b: usize, a: &[Act
     for t in 0..T {
         let at = a.get_unchecked(t);
         let y = _mm512_broadcast_i64x4(_mm256_loadu_si256(at.qs.as_ptr().add(b * 32).cast()));
-        // The rows carry `-16 * (sum of 4 quants)` per lane; the `+128` of our weights needs 8 times that.
-        let corr = _mm512_slli_epi32::<3>(_mm512_broadcast_i64x4(_mm256_loadu_si256(at.corr.as_ptr().add(b * 8).cast())));
+        let corr = _mm512_broadcast_i64x4(_mm256_loadu_si256(at.corr.as_ptr().add(b * super::CORR).cast()));
         let dx = _mm512_set1_ps(*at.d.get_unchecked(b));
         let i01 = _mm512_dpbusd_epi32(corr, v01, y);
         let i23 = _mm512_dpbusd_epi32(corr, v23, y);

@@ -6,8 +6,8 @@
 //! - the real SmolLM2 matrices (ffn_gate, attn_q, the 49152-row tied output) and Gemma-3-270M's
 //!   (q5_0 attn_q / ffn_up, q4_K attn_output, q6_K ffn_down, the 262144-row q8_0 output, and
 //!   q/k/v in one mixed-type `matmul_many`) when the models are present;
-//! - attention (one decode row and a 64-token prefill over 512 cached rows), RMSNorm, SwiGLU,
-//!   RoPE and softmax at SmolLM2's sizes.
+//! - attention (one decode row and a 64-token prefill over 512 cached rows; the prefill also at
+//!   Gemma-3-270M's 4 x 256 heads), RMSNorm, SwiGLU, RoPE and softmax at SmolLM2's sizes.
 //!
 //! `cargo bench -p kernels [-- FILTER]` (a plain harness: no dependencies). Single-thread figures
 //! are medians of the thread's CPU time, so other processes on a shared machine inflate them
@@ -275,6 +275,24 @@ fn main() {
             let s = b.time(pool.n_threads() == 1, || {
                 attention_rows_parallel(pool, &q, 64, &chunks, &|t| 0..n_kv - 63 + t, &p, &mut out);
                 black_box(&out);
+            });
+            b.report(&label, s, "");
+        }
+    }
+
+    // Gemma-3-270M's shape: 4 query heads of 256 over one KV head (the grouped-heads kernel),
+    // a 64-token prefill chunk over 512 cached rows.
+    let pg = AttnParams { n_head: 4, n_head_kv: 1, head_dim: 256, scale: 1.0, softcap: None };
+    let kvg: Vec<f16> = random_f32(n_kv * 256, 6).into_iter().map(f16::from_f32).collect();
+    let chunks_g = [KvChunk { k: &kvg, v: &kvg, n_rows: n_kv }];
+    let qg: Vec<f32> = random_f32(64 * 4 * 256, 10).into_iter().map(|v| v * 0.0625).collect();
+    let mut outg = vec![0f32; 64 * 4 * 256];
+    for pool in &pools {
+        let label = format!("attention_rows_parallel gemma 4 heads x 256, 1 kv head, 64 tokens, {n_kv} rows, threads {}", pool.n_threads());
+        if b.wanted(&label) {
+            let s = b.time(pool.n_threads() == 1, || {
+                attention_rows_parallel(pool, &qg, 64, &chunks_g, &|t| 0..n_kv - 63 + t, &pg, &mut outg);
+                black_box(&outg);
             });
             b.report(&label, s, "");
         }

@@ -131,15 +131,12 @@ fn attention_row_with(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &m
     }
     let (qh, acc) = scratch.split_at_mut(hd);
     let n_kv: usize = chunks.iter().map(|c| c.n_rows).sum();
-    let g = p.n_head / p.n_head_kv;
-    let gsz = g.min(MAX_GROUP);
+    let groups = HeadGroups::new(p, MAX_GROUP);
     for kvh in 0..p.n_head_kv {
-        let mut h0 = kvh * g;
-        while h0 < (kvh + 1) * g {
-            let n = gsz.min((kvh + 1) * g - h0);
+        for sub in 0..groups.subs {
+            let (h0, n) = groups.heads(kvh, sub);
             let r = h0 * hd..(h0 + n) * hd;
             heads(&q[r.clone()], h0, n, chunks, 0..n_kv, p, qh, &mut acc[..hd], &mut out[r], path);
-            h0 += n;
         }
     }
 }
@@ -147,6 +144,27 @@ fn attention_row_with(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &m
 /// The most query heads of one KV head that [`heads`] runs together (their dot products and
 /// accumulator updates interleave, and each K/V row is loaded and converted once for all).
 const MAX_GROUP: usize = 4;
+
+/// The query heads of each KV head (`g` of them) split into `subs` sub-groups of at most `size`
+/// heads, the units [`heads`] runs.
+struct HeadGroups {
+    g: usize,
+    size: usize,
+    subs: usize,
+}
+
+impl HeadGroups {
+    fn new(p: &AttnParams, size: usize) -> Self {
+        let g = p.n_head / p.n_head_kv;
+        let size = size.clamp(1, g.max(1));
+        HeadGroups { g, size, subs: g.div_ceil(size) }
+    }
+
+    /// Sub-group `sub` of KV head `kvh`: its first query head and how many heads it has.
+    fn heads(&self, kvh: usize, sub: usize) -> (usize, usize) {
+        (kvh * self.g + sub * self.size, self.size.min(self.g - sub * self.size))
+    }
+}
 
 /// Many query rows at once, (token, head) pairs spread over the pool: the prefill path.
 ///
@@ -177,13 +195,12 @@ pub fn attention_rows_parallel(
     // A unit of work: one token's query heads `h0..h0 + n` that share one KV head. Heads of a
     // group run together (fewer loads, more independent work per KV row) unless that would
     // leave threads idle, as for a single decode token.
-    let g = p.n_head / p.n_head_kv;
-    let mut gsz = g.min(MAX_GROUP);
-    while gsz > 1 && pool.n_threads() > 1 && n_tokens * p.n_head_kv * g.div_ceil(gsz) < 2 * pool.n_threads() {
-        gsz = gsz.div_ceil(2);
+    let mut groups = HeadGroups::new(p, MAX_GROUP);
+    while groups.size > 1 && pool.n_threads() > 1 && n_tokens * p.n_head_kv * groups.subs < 2 * pool.n_threads() {
+        groups = HeadGroups::new(p, groups.size.div_ceil(2));
     }
-    let subs = g.div_ceil(gsz);
-    let n_units = n_tokens * p.n_head_kv * subs;
+    let per_token = p.n_head_kv * groups.subs;
+    let n_units = n_tokens * per_token;
     // Units are dealt round-robin: a later token sees more rows (causal mask), so contiguous
     // ranges would give the last task most of the work.
     let n_tasks = (pool.n_threads() * 4).min(n_units);
@@ -201,10 +218,8 @@ pub fn attention_rows_parallel(
         };
         let (qh, acc) = buf.split_at_mut(hd);
         for unit in (task..n_units).step_by(n_tasks) {
-            let (t, rem) = (unit / (p.n_head_kv * subs), unit % (p.n_head_kv * subs));
-            let (kvh, sub) = (rem / subs, rem % subs);
-            let h0 = kvh * g + sub * gsz;
-            let n = gsz.min(g - sub * gsz);
+            let (t, rem) = (unit / per_token, unit % per_token);
+            let (h0, n) = groups.heads(rem / groups.subs, rem % groups.subs);
             let range = visible(t);
             assert!(range.start <= range.end && range.end <= n_kv, "token {t}: visible rows {range:?} of {n_kv}");
             let off = t * row + h0 * hd;

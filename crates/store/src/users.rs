@@ -128,11 +128,7 @@ impl Store {
     /// Every account, for an admin ([`StoreError::Forbidden`] otherwise).
     pub async fn list_users(&self, actor: UserId) -> Result<Vec<User>> {
         self.require_admin(actor).await?;
-        const SQL: &str = concat!("SELECT ", user_columns!(), " FROM users ORDER BY id");
-        let rows: Vec<UserRow> = with_pool!(self, pool => sqlx::query_as(SQL)
-            .fetch_all(pool)
-            .await?);
-        Ok(rows.into_iter().map(User::from).collect())
+        self.all_users().await
     }
 
     /// Every account, for the machine's operator (the `daehwa user` command, which has the

@@ -35,6 +35,7 @@ use gguf::GgufFile;
 use kernels::attention::AttnParams;
 use kernels::matmul::{matmul, matmul_many};
 use kernels::ops::{self, RopeCache, RopeMode};
+use kernels::pool::ThreadPool;
 use kernels::rows::par_rows;
 
 use super::weights::{load_optional_vector, load_vector, Weight};
@@ -124,8 +125,8 @@ pub(crate) const LLAMA: Variant = Variant {
 };
 
 /// RoPE tables are precomputed up to this many positions; later positions are computed on the
-/// fly with the same arithmetic (a table for Llama 3.1's 128k positions would cost 64 MiB per
-/// 128-wide head's worth of cos/sin pairs, Gemma 3's two tables of 32k another 64 MiB).
+/// fly with the same arithmetic (a table for Llama 3.1's 128k positions of 128-wide heads would
+/// cost 64 MiB; Gemma 3's two tables of 32k positions another 64 MiB).
 const ROPE_TABLE_POSITIONS: usize = 8192;
 
 struct Layer {
@@ -255,16 +256,31 @@ fn norm_rows(rows: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
-/// `h = rms_norm(x) * w` row by row, or a plain copy of `x` when the layer has no pre-norm.
-fn pre_norm(x: &[f32], w: Option<&Vec<f32>>, eps: f32, e: usize, h: &mut [f32]) {
-    match w {
-        Some(w) => {
-            for (xr, hr) in x.chunks_exact(e).zip(h.chunks_exact_mut(e)) {
-                ops::rms_norm(xr, w, eps, hr);
+/// `h = rms_norm(x) * w` for the `n` rows of width `e`, or a plain copy of `x` when the layer has
+/// no pre-norm; rows spread over the pool.
+fn pre_norm(pool: &ThreadPool, n: usize, e: usize, x: &[f32], w: Option<&Vec<f32>>, eps: f32, h: &mut [f32]) {
+    par_rows(pool, n, [(h, e)], &|r, [h]| {
+        let x = &x[r.start * e..r.end * e];
+        match w {
+            Some(w) => {
+                for (xr, hr) in x.chunks_exact(e).zip(h.chunks_exact_mut(e)) {
+                    ops::rms_norm(xr, w, eps, hr);
+                }
             }
+            None => h.copy_from_slice(x),
         }
-        None => h.copy_from_slice(x),
-    }
+    });
+}
+
+/// The residual add of a block's output: `x += rms_norm(y) * w` with a post-norm, else `x += y`;
+/// rows spread over the pool.
+fn residual(pool: &ThreadPool, n: usize, e: usize, y: &mut [f32], w: Option<&Vec<f32>>, eps: f32, x: &mut [f32]) {
+    par_rows(pool, n, [(y, e), (x, e)], &|_, [y, x]| {
+        if let Some(w) = w {
+            norm_rows(y, w, eps);
+        }
+        ops::add_inplace(x, y);
+    });
 }
 
 impl Model for Llama {
@@ -332,8 +348,7 @@ impl Model for Llama {
             };
 
             // Attention block.
-            let x = &ws.x[..n * e];
-            par_rows(pool, n, [(grow(&mut ws.h, n * e), e)], &|r, [h]| pre_norm(&x[r.start * e..r.end * e], l.attn_norm.as_ref(), eps, e, h));
+            pre_norm(pool, n, e, &ws.x[..n * e], l.attn_norm.as_ref(), eps, grow(&mut ws.h, n * e));
             let h = &ws.h[..n * e];
             let (q, k, v) = (grow(&mut ws.q, n * qd), grow(&mut ws.k, n * kvd), grow(&mut ws.v, n * kvd));
             // One call: the activations are quantized once and the threads meet once.
@@ -366,16 +381,10 @@ impl Model for Llama {
             attend_window(pool, &*ctx.kv, il, batch, q, &attn, window, att);
             let proj = grow(&mut ws.proj, n * e);
             matmul(pool, &l.wo.matrix(f), att, n, proj, &mut ws.mm)?;
-            par_rows(pool, n, [(proj, e), (&mut ws.x[..n * e], e)], &|_, [proj, x]| {
-                if let Some(w) = &l.attn_post_norm {
-                    norm_rows(proj, w, eps);
-                }
-                ops::add_inplace(x, proj);
-            });
+            residual(pool, n, e, proj, l.attn_post_norm.as_ref(), eps, &mut ws.x[..n * e]);
 
             // Feed-forward block.
-            let x = &ws.x[..n * e];
-            par_rows(pool, n, [(grow(&mut ws.h, n * e), e)], &|r, [h]| pre_norm(&x[r.start * e..r.end * e], l.ffn_norm.as_ref(), eps, e, h));
+            pre_norm(pool, n, e, &ws.x[..n * e], l.ffn_norm.as_ref(), eps, grow(&mut ws.h, n * e));
             let h = &ws.h[..n * e];
             let (gate, up) = (grow(&mut ws.gate, n * ff), grow(&mut ws.up, n * ff));
             let (wg, wu) = (l.w_gate.matrix(f), l.w_up.matrix(f));
@@ -391,12 +400,7 @@ impl Model for Llama {
             });
             let proj = grow(&mut ws.proj, n * e);
             matmul(pool, &l.w_down.matrix(f), gate, n, proj, &mut ws.mm)?;
-            par_rows(pool, n, [(proj, e), (&mut ws.x[..n * e], e)], &|_, [proj, x]| {
-                if let Some(w) = &l.ffn_post_norm {
-                    norm_rows(proj, w, eps);
-                }
-                ops::add_inplace(x, proj);
-            });
+            residual(pool, n, e, proj, l.ffn_post_norm.as_ref(), eps, &mut ws.x[..n * e]);
         }
 
         // Final norm and logits for the rows that want them.

@@ -16,37 +16,29 @@ use super::kquants::{bsums_pairs, load16, mins_and_scales, SHUF_K4, SHUF_Q6};
 use super::{f16, hsum_float_8};
 use crate::quant::blocks::{dot_operands, BlockQ4K, BlockQ6K, BlockQ8K};
 
-/// `SHUF_K4[2j]` then `SHUF_K4[2j + 1]`: the scale shuffles of one 512-bit step.
-static SHUF_K4_PAIRS: [[u8; 64]; 4] = {
-    let mut t = [[0u8; 64]; 4];
+/// Rows `2j` and `2j + 1` of an 8-row shuffle table side by side (`M == 2 * N`): the shuffles of
+/// the two 256-bit steps one 512-bit step does.
+const fn pairs<const N: usize, const M: usize>(rows: &[[u8; N]; 8]) -> [[u8; M]; 4] {
+    assert!(M == 2 * N);
+    let mut t = [[0u8; M]; 4];
     let mut j = 0;
     while j < 4 {
         let mut i = 0;
-        while i < 32 {
-            t[j][i] = SHUF_K4[2 * j][i];
-            t[j][32 + i] = SHUF_K4[2 * j + 1][i];
+        while i < N {
+            t[j][i] = rows[2 * j][i];
+            t[j][N + i] = rows[2 * j + 1][i];
             i += 1;
         }
         j += 1;
     }
     t
-};
+}
 
-/// `SHUF_Q6[i]` then `SHUF_Q6[i + 1]` for i = 0, 2, 4, 6.
-static SHUF_Q6_PAIRS: [[u8; 32]; 4] = {
-    let mut t = [[0u8; 32]; 4];
-    let mut j = 0;
-    while j < 4 {
-        let mut i = 0;
-        while i < 16 {
-            t[j][i] = SHUF_Q6[2 * j][i];
-            t[j][16 + i] = SHUF_Q6[2 * j + 1][i];
-            i += 1;
-        }
-        j += 1;
-    }
-    t
-};
+/// `SHUF_K4[2j]` then `SHUF_K4[2j + 1]`: the scale shuffles of one 512-bit step.
+static SHUF_K4_PAIRS: [[u8; 64]; 4] = pairs(&SHUF_K4);
+
+/// `SHUF_Q6[2j]` then `SHUF_Q6[2j + 1]`.
+static SHUF_Q6_PAIRS: [[u8; 32]; 4] = pairs(&SHUF_Q6);
 
 /// Defines the one-token `vec_dot` and the 1..=4-token `vec_dot_multi` wrappers of a kernel.
 macro_rules! wrappers {

@@ -45,8 +45,8 @@ unsafe fn block<const T: usize>(
     // activation row `nb` blocks; unaligned loads need no alignment.
     // Weights stream from memory once per token: ask for the lines PREFETCH bytes ahead (past
     // the group's end this is the next group, which follows in memory; never dereferenced).
-    _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(b * 64 + super::PREFETCH).cast());
-    _mm_prefetch::<_MM_HINT_T0>(wd.wrapping_add(b * 16 + super::PREFETCH / 4).cast());
+    _mm_prefetch::<_MM_HINT_T1>(wq.wrapping_add(b * 64 + super::PREFETCH).cast());
+    _mm_prefetch::<_MM_HINT_T1>(wd.wrapping_add(b * 16 + super::PREFETCH / 4).cast());
     let v = _mm512_loadu_si512(wq.add(b * 64).cast());
     let lo = _mm512_and_si512(v, nib);
     let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);

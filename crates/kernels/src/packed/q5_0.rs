@@ -45,11 +45,11 @@ unsafe fn block<const T: usize, const HIGH: bool>(wq: *const u8, wd: *const u8, 
     // activation row `nb` blocks; unaligned loads need no alignment. Prefetches of addresses
     // past the end (the next group follows in memory) are never dereferenced.
     let q = wq.add(b * qsb);
-    _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(super::PREFETCH).cast());
+    _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(super::PREFETCH).cast());
     if HIGH {
-        _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(64 + super::PREFETCH).cast());
+        _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(64 + super::PREFETCH).cast());
     }
-    _mm_prefetch::<_MM_HINT_T0>(wd.wrapping_add(b * 8 + super::PREFETCH / 8).cast());
+    _mm_prefetch::<_MM_HINT_T1>(wd.wrapping_add(b * 8 + super::PREFETCH / 8).cast());
     let v = _mm512_loadu_si512(q.cast());
     let mut lo = _mm512_and_si512(v, nib);
     let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);

@@ -36,9 +36,9 @@ unsafe fn block<const T: usize>(wq: *const u8, wd: *const u8, b: usize, a: &[Act
     // SAFETY (all loads): `tile` checked that the group holds `nb > b` blocks and every
     // activation row `nb` blocks; unaligned loads need no alignment.
     // See q4_1: prefetch the weight stream ahead (two lines of quants per block).
-    _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(b * 128 + super::PREFETCH).cast());
-    _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(b * 128 + 64 + super::PREFETCH).cast());
-    _mm_prefetch::<_MM_HINT_T0>(wd.wrapping_add(b * 8 + super::PREFETCH / 16).cast());
+    _mm_prefetch::<_MM_HINT_T1>(wq.wrapping_add(b * 128 + super::PREFETCH).cast());
+    _mm_prefetch::<_MM_HINT_T1>(wq.wrapping_add(b * 128 + 64 + super::PREFETCH).cast());
+    _mm_prefetch::<_MM_HINT_T1>(wd.wrapping_add(b * 8 + super::PREFETCH / 16).cast());
     let v01 = _mm512_loadu_si512(wq.add(b * 128).cast());
     let v23 = _mm512_loadu_si512(wq.add(b * 128 + 64).cast());
     let d4 = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64(wd.add(b * 8).cast())));

@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 use super::legacy::wrapper;
 use super::{f16, hsum_float_8, load32};
 use crate::quant::blocks::{
-    dot_operands, unpack_scales_mins_k4, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K,
+    dot_operands, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K,
 };
 
 wrapper!(vec_dot_q4_k_q8_k, q4_k_q8_k, BlockQ4K, BlockQ8K);
@@ -55,10 +55,22 @@ pub(super) fn load16<T: Copy>(a: &[T; 16]) -> __m128i {
 }
 
 /// The 6-bit scales (low 128 bits) and mins (high 128 bits) of a q4_K/q5_K block as i16.
+///
+/// [`unpack_scales_mins_k4`] in registers, on the three little-endian words `u0 u1 u2` of the
+/// 12 bytes (ggml's `utmp` trick, four bytes per lane): scales 0-3 = `u0 & 0x3f..`, scales 4-7 =
+/// `u2 & 0x0f.. | (u0 >> 2) & 0x30..`, mins 0-3 = `u1 & 0x3f..`, mins 4-7 = `u2 >> 4 & 0x0f.. |
+/// (u1 >> 2) & 0x30..`. The byte-wise version stored 16 bytes one at a time and loaded them back
+/// as a vector, a failed store-to-load forward every super-block (`scales_match_the_scalar_unpack`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn mins_and_scales(scales: &[u8; 12]) -> __m256i {
-    _mm256_cvtepu8_epi16(load16(&unpack_scales_mins_k4(scales)))
+    let w = |i: usize| i32::from_le_bytes([scales[4 * i], scales[4 * i + 1], scales[4 * i + 2], scales[4 * i + 3]]);
+    let v = _mm_set_epi32(0, w(2), w(1), w(0));
+    let low = _mm_srlv_epi32(_mm_shuffle_epi32::<0b10_01_10_00>(v), _mm_set_epi32(4, 0, 0, 0));
+    let top = _mm_srli_epi32::<2>(_mm_shuffle_epi32::<0b01_01_00_00>(v));
+    let low = _mm_and_si128(low, _mm_set_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+    let top = _mm_and_si128(top, _mm_set_epi32(0x30303030, 0, 0x30303030, 0));
+    _mm256_cvtepu8_epi16(_mm_or_si128(low, top))
 }
 
 /// Sum of the 16 bsums in pairs: one i16 per 32-element sub-block.
@@ -220,4 +232,38 @@ fn q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_float_8(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::blocks::unpack_scales_mins_k4;
+
+    #[test]
+    fn scales_match_the_scalar_unpack() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")) {
+            return;
+        }
+        let mut state = 0x9e37_79b9_u32;
+        for case in 0..20_000 {
+            let mut s = [0u8; 12];
+            for b in &mut s {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                *b = state as u8;
+            }
+            if case < 256 {
+                s = [case as u8; 12]; // every byte value, all bits of the 6-bit fields
+            }
+            let mut got = [0u16; 16];
+            let mut want = [0u16; 16];
+            // SAFETY: the features were detected above; the stores write 32 bytes into 32.
+            unsafe {
+                _mm256_storeu_si256(got.as_mut_ptr().cast(), mins_and_scales(&s));
+                _mm256_storeu_si256(want.as_mut_ptr().cast(), _mm256_cvtepu8_epi16(load16(&unpack_scales_mins_k4(&s))));
+            }
+            assert_eq!(got, want, "{s:?}");
+        }
+    }
 }

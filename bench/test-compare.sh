@@ -58,6 +58,19 @@ assert doc["pairs"] == 3 and doc["llama_bench_reps"] == 1 and doc["n_prompt"] ==
 assert doc["llama_cpp"].get("model_n_params", 0) > 100_000_000, doc["llama_cpp"]
 bw = doc["membw_gb_per_s"]
 assert bw and all(v > 0.1 for v in bw.values()), bw
+# The bandwidth is probed once in every pair; the reported figure is their median, and the
+# efficiency is the median of each pair's tokens/s x 100 MB (fake-daehwa's bytes) over its probe.
+import statistics
+for t in ("1", "2"):
+    probes = doc["membw_runs"][t]
+    assert len(probes) == 3 and bw[t] == statistics.median(probes), (t, probes, bw)
+    r = rows[(int(t), "tg16")]
+    per = [0.1 * ts / g for ts, g in zip(want[(int(t), "tg16")], probes)]
+    eff = r["bandwidth_efficiency"]
+    assert all(abs(a - b) < 1e-9 for a, b in zip(eff["per_pair"]["daehwa"], per)), (eff, per)
+    assert abs(eff["daehwa"] - statistics.median(per)) < 1e-9, (eff, per)
+    assert len(eff["per_pair"]["llama_cpp"]) == 3, eff
+assert "Bandwidth efficiency of tg16" in table and "median over pairs" in table, table
 assert "raw per-run tokens/s" in err and "t=2 tg16: daehwa [23.0, 24.0, 25.0]" in err, err[-800:]
 assert "Memory bandwidth" in table
 PY

@@ -190,6 +190,21 @@ fn bench_matmul(b: &Bench, name: &str, m: &QMatrix, pools: &[ThreadPool]) {
     }
 }
 
+/// A causal 64-token prefill chunk (the last 64 of the chunks' rows) over each pool.
+fn bench_attention_prefill(b: &Bench, pools: &[ThreadPool], what: &str, q: &[f32], chunks: &[KvChunk], p: &AttnParams, out: &mut [f32]) {
+    let n_kv: usize = chunks.iter().map(|c| c.n_rows).sum();
+    for pool in pools {
+        let label = format!("attention_rows_parallel {what}, threads {}", pool.n_threads());
+        if b.wanted(&label) {
+            let s = b.time(pool.n_threads() == 1, || {
+                attention_rows_parallel(pool, q, 64, chunks, &|t| 0..n_kv - 63 + t, p, out);
+                black_box(&*out);
+            });
+            b.report(&label, s, "");
+        }
+    }
+}
+
 fn main() {
     let quick = std::env::var_os("DAEHWA_BENCH_QUICK").is_some();
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
@@ -269,16 +284,7 @@ fn main() {
         });
         b.report(&format!("attention_row 9 heads x 64, 3 kv heads, {n_kv} rows"), s, "");
     }
-    for pool in &pools {
-        let label = format!("attention_rows_parallel 64 tokens, {n_kv} rows, threads {}", pool.n_threads());
-        if b.wanted(&label) {
-            let s = b.time(pool.n_threads() == 1, || {
-                attention_rows_parallel(pool, &q, 64, &chunks, &|t| 0..n_kv - 63 + t, &p, &mut out);
-                black_box(&out);
-            });
-            b.report(&label, s, "");
-        }
-    }
+    bench_attention_prefill(&b, &pools, &format!("64 tokens, {n_kv} rows"), &q, &chunks, &p, &mut out);
 
     // Gemma-3-270M's shape: 4 query heads of 256 over one KV head (the grouped-heads kernel),
     // a 64-token prefill chunk over 512 cached rows.
@@ -287,16 +293,7 @@ fn main() {
     let chunks_g = [KvChunk { k: &kvg, v: &kvg, n_rows: n_kv }];
     let qg: Vec<f32> = random_f32(64 * 4 * 256, 10).into_iter().map(|v| v * 0.0625).collect();
     let mut outg = vec![0f32; 64 * 4 * 256];
-    for pool in &pools {
-        let label = format!("attention_rows_parallel gemma 4 heads x 256, 1 kv head, 64 tokens, {n_kv} rows, threads {}", pool.n_threads());
-        if b.wanted(&label) {
-            let s = b.time(pool.n_threads() == 1, || {
-                attention_rows_parallel(pool, &qg, 64, &chunks_g, &|t| 0..n_kv - 63 + t, &pg, &mut outg);
-                black_box(&outg);
-            });
-            b.report(&label, s, "");
-        }
-    }
+    bench_attention_prefill(&b, &pools, &format!("gemma 4 heads x 256, 1 kv head, 64 tokens, {n_kv} rows"), &qg, &chunks_g, &pg, &mut outg);
 
     let x = random_f32(1536, 1);
     let up = random_f32(1536, 2);

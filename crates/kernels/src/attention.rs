@@ -129,14 +129,14 @@ fn attention_row_with(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &m
     if scratch.len() < 2 * hd {
         scratch.resize(2 * hd, 0.0);
     }
-    let (qh, acc) = scratch.split_at_mut(hd);
     let n_kv: usize = chunks.iter().map(|c| c.n_rows).sum();
     let groups = HeadGroups::new(p, MAX_GROUP);
+    let cx = Ctx { chunks, p, path };
     for kvh in 0..p.n_head_kv {
         for sub in 0..groups.subs {
             let (h0, n) = groups.heads(kvh, sub);
             let r = h0 * hd..(h0 + n) * hd;
-            heads(&q[r.clone()], h0, n, chunks, 0..n_kv, p, qh, &mut acc[..hd], &mut out[r], path);
+            heads(cx, &q[r.clone()], h0, n, 0..n_kv, &mut scratch[..2 * hd], &mut out[r]);
         }
     }
 }
@@ -204,7 +204,7 @@ pub fn attention_rows_parallel(
     // Units are dealt round-robin: a later token sees more rows (causal mask), so contiguous
     // ranges would give the last task most of the work.
     let n_tasks = (pool.n_threads() * 4).min(n_units);
-    let path = Path::best();
+    let cx = Ctx { chunks, p, path: Path::best() };
     let out = DisjointMut::new(out);
     pool.run(n_tasks, &|task| {
         // Per-task state on the stack for common head sizes: no allocation per call.
@@ -216,7 +216,6 @@ pub fn attention_rows_parallel(
             heap.resize(2 * hd, 0.0);
             &mut heap
         };
-        let (qh, acc) = buf.split_at_mut(hd);
         for unit in (task..n_units).step_by(n_tasks) {
             let (t, rem) = (unit / per_token, unit % per_token);
             let (h0, n) = groups.heads(rem / groups.subs, rem % groups.subs);
@@ -225,28 +224,26 @@ pub fn attention_rows_parallel(
             let off = t * row + h0 * hd;
             // SAFETY: unit (t, kvh, sub) is handled by exactly one task and owns these heads' slice.
             let orow = unsafe { out.slice(off, n * hd) };
-            heads(&q[off..off + n * hd], h0, n, chunks, range, p, qh, acc, orow, path);
+            heads(cx, &q[off..off + n * hd], h0, n, range, buf, orow);
         }
     });
 }
 
-/// `n` consecutive query heads `h0..h0 + n` of one query, all of one KV head (`n <=
-/// MAX_GROUP`), over the KV rows `range`; `q` and `out` hold those heads' `n * head_dim` values.
-/// Each head's arithmetic is that of [`head`] alone, bit for bit: only the order in which the
-/// heads' independent operations are issued changes.
-#[allow(clippy::too_many_arguments)]
-fn heads(
-    q: &[f32],
-    h0: usize,
-    n: usize,
-    chunks: &[KvChunk],
-    range: Range<usize>,
-    p: &AttnParams,
-    qh: &mut [f32],
-    acc: &mut [f32],
-    out: &mut [f32],
+/// What every head of one attention call shares: the KV chunks, the shape, the kernel path.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    chunks: &'a [KvChunk<'a>],
+    p: &'a AttnParams,
     path: Path,
-) {
+}
+
+/// `n` consecutive query heads `h0..h0 + n` of one query, all of one KV head (`n <=
+/// MAX_GROUP`), over the KV rows `range`; `q` and `out` hold those heads' `n * head_dim` values,
+/// `scratch` at least `2 * head_dim` (for [`head`]). Each head's arithmetic is that of [`head`]
+/// alone, bit for bit: only the order in which the heads' independent operations are issued
+/// changes.
+fn heads(cx: Ctx, q: &[f32], h0: usize, n: usize, range: Range<usize>, scratch: &mut [f32], out: &mut [f32]) {
+    let Ctx { chunks, p, path } = cx;
     let hd = p.head_dim;
     #[cfg(target_arch = "x86_64")]
     if path == Path::Avx512 && hd.is_multiple_of(16) && q.len() == n * hd && out.len() == n * hd && (1..=MAX_GROUP).contains(&n) {
@@ -277,7 +274,7 @@ fn heads(
     }
     for i in 0..n {
         let r = i * hd..(i + 1) * hd;
-        head(&q[r.clone()], h0 + i, chunks, range.clone(), p, qh, acc, &mut out[r], path);
+        head(cx, &q[r.clone()], h0 + i, range.clone(), scratch, &mut out[r]);
     }
 }
 
@@ -289,20 +286,13 @@ fn scale_cap(p: &AttnParams) -> (f32, f32) {
     }
 }
 
-/// One head of one query over the KV rows `range` of the concatenated chunks.
-#[allow(clippy::too_many_arguments)]
-fn head(
-    qrow: &[f32],
-    h: usize,
-    chunks: &[KvChunk],
-    range: Range<usize>,
-    p: &AttnParams,
-    qh: &mut [f32],
-    acc: &mut [f32],
-    out: &mut [f32],
-    path: Path,
-) {
+/// One head of one query over the KV rows `range` of the concatenated chunks; `scratch` holds
+/// at least `2 * head_dim` values (the f16-rounded query, then the accumulator).
+fn head(cx: Ctx, qrow: &[f32], h: usize, range: Range<usize>, scratch: &mut [f32], out: &mut [f32]) {
+    let Ctx { chunks, p, path } = cx;
     let hd = p.head_dim;
+    let (qh, rest) = scratch.split_at_mut(hd);
+    let acc = &mut rest[..hd];
     let kvh = h / (p.n_head / p.n_head_kv);
     let stride = p.row_len();
     let (scale, cap) = scale_cap(p);

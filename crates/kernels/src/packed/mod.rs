@@ -59,9 +59,9 @@ const TOKEN_TILE: usize = 16;
 /// (`_MM_HINT_T1`). A decode step reads every weight once from DRAM, and one core's bandwidth
 /// is bounded by how many lines it has in flight: asking 4 KiB ahead keeps enough of them
 /// outstanding, where 1 KiB into L1 (`T0`, tried first) left the core waiting. Measured on
-/// the 2-vCPU Sapphire Rapids VM, old and new binaries alternated: Gemma-3-270M tg at 1
-/// thread about +18% (the 178 MB q8_0 output matrix went from ~10.5 to ~13.5 GB/s, above the
-/// plain streaming read), SmolLM2 tg at 1 thread +60%; prefill unchanged (its weights are
+/// the 2-vCPU Sapphire Rapids VM, old and new binaries alternated: Gemma-3-270M tg about +25%
+/// at 1 thread and +20% at 2 (the 178 MB q8_0 output matrix went from ~10.5 to ~13.5 GB/s at 1
+/// thread, above the plain streaming read), SmolLM2 tg at 1 thread +60%; prefill unchanged (its weights are
 /// reused from cache across a tile's tokens). 6-8 KiB measured the same as 4 KiB.
 pub(crate) const PREFETCH: usize = 4096;
 /// Row groups per kernel call in prefill: their weights (about 1.5 KiB each for q4_1 at

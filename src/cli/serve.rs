@@ -135,6 +135,8 @@ pub fn parse_size(s: &str) -> anyhow::Result<usize> {
 }
 
 pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
+    // Before any thread starts: few malloc arenas, so freed memory is reusable and trimmable.
+    server::memory::limit_arenas(4);
     let a = a.resolved()?;
     let store_url = super::store_url(a.database.as_deref(), a.data_dir.as_deref())?;
     let path = models::resolve_model(a.model.as_deref(), dir)?;
@@ -171,7 +173,11 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
     let n_keys = cfg.api_keys.len();
-    let state = server::AppState::new(Arc::new(server::EngineBackend::new(handle.clone())), cfg);
+    let backend: Arc<dyn server::Backend> = Arc::new(server::EngineBackend::new(handle.clone()));
+    let state = server::AppState::new(backend.clone(), cfg);
+    // Hands memory freed after bursts of load back to the system (see server::memory).
+    server::memory::Trimmer::spawn(backend, state.metrics.clone(), server::memory::TrimPolicy::default())
+        .context("starting the memory trimmer")?;
 
     let host = a.host.unwrap_or_else(|| DEFAULT_HOST.to_string());
     let port = a.port.unwrap_or(DEFAULT_PORT);

@@ -23,6 +23,7 @@ pub mod engine_backend;
 pub mod error;
 pub mod extract;
 pub mod generation;
+pub mod memory;
 pub mod metrics;
 pub mod openai;
 pub mod routes;

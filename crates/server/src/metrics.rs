@@ -72,6 +72,8 @@ pub struct Metrics {
     pub ttft: Histogram,
     /// Time between consecutive tokens of one sequence.
     pub itl: Histogram,
+    /// What the memory trimmer gave back (crate::memory).
+    pub memory: crate::memory::TrimStats,
 }
 
 impl Default for Metrics {
@@ -83,6 +85,7 @@ impl Default for Metrics {
             generated_tokens: AtomicU64::new(0),
             ttft: Histogram::new(TTFT_BOUNDS),
             itl: Histogram::new(ITL_BOUNDS),
+            memory: crate::memory::TrimStats::default(),
         }
     }
 }
@@ -91,6 +94,11 @@ impl Metrics {
     pub fn count_request(&self, route: &str, status: u16) {
         let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry((route.to_string(), status)).or_insert(0) += 1;
+    }
+
+    /// Requests served so far, every route and status together.
+    pub fn requests_total(&self) -> u64 {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
     }
 
     pub fn requests(&self, route: &str, status: u16) -> u64 {
@@ -129,6 +137,11 @@ impl Metrics {
         gauge(&mut out, "daehwa_kv_window_blocks_cached", "Unreferenced window-group blocks kept for prefix reuse.", s.kv_window_blocks_cached);
         self.ttft.render(&mut out, "daehwa_time_to_first_token_seconds", "Time from submission to the first token.");
         self.itl.render(&mut out, "daehwa_inter_token_latency_seconds", "Time between consecutive tokens of a sequence.");
+        if let Some(rss) = crate::memory::resident_bytes() {
+            gauge(&mut out, "daehwa_resident_memory_bytes", "Resident memory of the server process.", rss as usize);
+        }
+        counter(&mut out, "daehwa_memory_trims_total", "Times free heap memory was handed back to the system.", self.memory.trims.load(Ordering::Relaxed));
+        counter(&mut out, "daehwa_memory_released_bytes_total", "Resident bytes the trims gave back.", self.memory.released_bytes.load(Ordering::Relaxed));
         out
     }
 }

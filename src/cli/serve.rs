@@ -148,12 +148,15 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         bail!("--ctx must be at least 2");
     }
     let general_name = engine.file.opt_str("general.name").ok().flatten().map(str::to_string);
+    let queue = a.queue.unwrap_or(DEFAULT_QUEUE).max(1);
     let kv_memory_bytes = a.kv_memory.as_deref().map(parse_size).transpose().context("--kv-memory")?;
     let runner_cfg = engine::runner::RunnerConfig {
         n_ctx,
         max_seqs: a.max_seqs.unwrap_or(DEFAULT_MAX_SEQS).max(1),
         kv_memory_bytes,
-        queue_capacity: a.queue.unwrap_or(DEFAULT_QUEUE).max(1),
+        // The server admits `queue` requests (each counted once); the engine's queue counts
+        // sequences, so it holds every choice of that many requests and is never the limit.
+        queue_capacity: queue.saturating_mul(server::ServeConfig::new("").max_choices()).saturating_add(64),
         step_token_budget: a.step_tokens.unwrap_or(DEFAULT_STEP_TOKENS).max(1),
         ..engine::runner::RunnerConfig::default()
     };
@@ -164,6 +167,7 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
 
     let mut cfg = server::ServeConfig::new(model_id.clone());
     cfg.model_aliases = general_name.iter().cloned().collect();
+    cfg.queue = queue;
     cfg.api_keys = a.api_key.iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
     cfg.created = std::fs::metadata(&path)
         .and_then(|m| m.modified())

@@ -3,12 +3,16 @@
 //! exception classes (400 `BadRequestError`, 401 `AuthenticationError`, 404 `NotFoundError`,
 //! 429 `RateLimitError`, ...).
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
 use crate::backend::SubmitError;
+
+/// `Retry-After` of a 429 for a full queue: queued requests start as running ones finish,
+/// typically within a second or two.
+pub const RETRY_AFTER_SECS: &str = "1";
 
 /// An error a client sees. Internal causes are logged, never leaked into the body.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -22,6 +26,10 @@ pub enum ApiError {
     /// The prompt does not fit in the context (400, `context_length_exceeded`).
     #[error("this model's maximum context length is {n_ctx} tokens, but the prompt has {n_prompt} tokens; shorten the messages or the prompt")]
     ContextLengthExceeded { n_prompt: usize, n_ctx: usize },
+    /// The prompt has more bytes than the context can hold, found before tokenizing it (400,
+    /// `context_length_exceeded`).
+    #[error("this model's maximum context length is {n_ctx} tokens, but the prompt has {n_bytes} bytes, more than that many tokens can hold; shorten the messages or the prompt")]
+    PromptTooManyBytes { n_bytes: usize, n_ctx: usize },
     /// No such model (404, `model_not_found`).
     #[error("the model `{0}` does not exist")]
     ModelNotFound(String),
@@ -55,9 +63,10 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidParam { .. } | ApiError::InvalidJson(_) | ApiError::ContextLengthExceeded { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidParam { .. }
+            | ApiError::InvalidJson(_)
+            | ApiError::ContextLengthExceeded { .. }
+            | ApiError::PromptTooManyBytes { .. } => StatusCode::BAD_REQUEST,
             ApiError::ModelNotFound(_) | ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -73,7 +82,7 @@ impl ApiError {
         let (kind, param, code): (&str, Option<String>, Option<&str>) = match self {
             ApiError::InvalidParam { param, .. } => ("invalid_request_error", param.clone(), None),
             ApiError::InvalidJson(_) => ("invalid_request_error", None, None),
-            ApiError::ContextLengthExceeded { .. } => {
+            ApiError::ContextLengthExceeded { .. } | ApiError::PromptTooManyBytes { .. } => {
                 ("invalid_request_error", Some("messages".into()), Some("context_length_exceeded"))
             }
             ApiError::ModelNotFound(_) => ("invalid_request_error", Some("model".into()), Some("model_not_found")),
@@ -121,7 +130,11 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(%cause, "internal error");
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut resp = (self.status(), Json(self.body())).into_response();
+        if matches!(self, ApiError::QueueFull) {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        resp
     }
 }
 

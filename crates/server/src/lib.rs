@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+pub mod admission;
 pub mod backend;
 pub mod config;
 pub mod engine_backend;
@@ -25,6 +26,7 @@ pub mod extract;
 pub mod generation;
 pub mod metrics;
 pub mod openai;
+pub mod prompt_limits;
 pub mod routes;
 mod serve;
 pub mod sse;
@@ -59,11 +61,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Accounts and conversations; `None` serves the bare `/v1` API.
     pub accounts: Option<web::Accounts>,
+    /// The request queue (`ServeConfig::queue` requests waiting to start).
+    pub admission: Arc<admission::Admission>,
 }
 
 impl AppState {
     pub fn new(engine: Arc<dyn Backend>, config: ServeConfig) -> Self {
-        AppState { engine, config: Arc::new(config), metrics: Arc::new(Metrics::default()), accounts: None }
+        let admission = admission::Admission::new(config.queue);
+        AppState { engine, config: Arc::new(config), metrics: Arc::new(Metrics::default()), accounts: None, admission }
     }
 
     /// Adds the chat product over `accounts.store`: the `/api` routes, the web UI at `/`, and

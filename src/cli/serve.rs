@@ -59,6 +59,17 @@ pub struct ServeArgs {
     /// Seconds running requests may take to finish after SIGTERM or Ctrl-C [default: 30]
     #[arg(long, env = "DAEHWA_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<u64>,
+    /// Seconds a client has to send a request's headers, from connecting or from the previous
+    /// response (so also how long an idle keep-alive connection stays open) [default: 15]
+    #[arg(long, env = "DAEHWA_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u64>,
+    /// Seconds a client has to send a whole request body (408 beyond) [default: 120]
+    #[arg(long, env = "DAEHWA_BODY_TIMEOUT")]
+    pub body_timeout: Option<u64>,
+    /// Most connections served at once; a few more get 503 (and /health), the rest wait
+    /// [default: 1024, lowered to fit the file-descriptor limit]
+    #[arg(long, env = "DAEHWA_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// The conversation store: a SQLite file (`sqlite:///path/daehwa.sqlite3` or a path) or
     /// `postgres://user:password@host/db` [default: sqlite in the data directory]
     #[arg(long, env = "DAEHWA_DATABASE", hide_env_values = true)]
@@ -93,6 +104,9 @@ impl ServeArgs {
             step_tokens: self.step_tokens.or(file.step_tokens),
             threads: self.threads.or(file.threads),
             drain_timeout: self.drain_timeout.or(file.drain_timeout),
+            header_timeout: self.header_timeout.or(file.header_timeout),
+            body_timeout: self.body_timeout.or(file.body_timeout),
+            max_connections: self.max_connections.or(file.max_connections),
             database: self.database.or(file.database),
             data_dir: self.data_dir.or(file.data_dir),
             secure_cookies: self.secure_cookies || file.secure_cookies,
@@ -168,6 +182,13 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     let mut cfg = server::ServeConfig::new(model_id.clone());
     cfg.model_aliases = general_name.iter().cloned().collect();
     cfg.queue = queue;
+    if let Some(s) = a.header_timeout {
+        cfg.connections.header_timeout = Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = a.body_timeout {
+        cfg.connections.body_timeout = Duration::from_secs(s.max(1));
+    }
+    cfg.connections.max_connections = a.max_connections.map(|m| m.max(1));
     cfg.api_keys = a.api_key.iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
     cfg.created = std::fs::metadata(&path)
         .and_then(|m| m.modified())

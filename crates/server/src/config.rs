@@ -27,6 +27,8 @@ pub struct ServeConfig {
     /// Most requests waiting to start (each counts once, whatever its prompts and `n`); beyond
     /// it, 429 with `Retry-After`.
     pub queue: usize,
+    /// Header, body and keep-alive timeouts and the connection cap.
+    pub connections: crate::connections::ConnOptions,
 }
 
 impl ServeConfig {
@@ -40,6 +42,7 @@ impl ServeConfig {
             body_limit: 16 << 20,
             keep_alive: Duration::from_secs(10),
             queue: 256,
+            connections: crate::connections::ConnOptions::default(),
         }
     }
 

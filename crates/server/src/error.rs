@@ -9,6 +9,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::backend::SubmitError;
+use crate::metrics::Rejection;
 
 /// `Retry-After` of a 429 for a full queue: queued requests start as running ones finish,
 /// typically within a second or two.
@@ -48,6 +49,12 @@ pub enum ApiError {
     /// The engine's queue is full (429).
     #[error("the server is busy: too many requests are queued, retry later")]
     QueueFull,
+    /// Over the connection cap (503 with `Retry-After`).
+    #[error("the server has too many open connections; retry shortly")]
+    TooManyConnections,
+    /// The request body did not arrive in time (408).
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// Shutting down (503).
     #[error("the server is shutting down")]
     Unavailable,
@@ -72,8 +79,23 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QueueFull => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `daehwa_rejections_total` reason this error counts under (`count_requests` reads it
+    /// from the response's extensions).
+    pub fn rejection(&self) -> Option<Rejection> {
+        match self {
+            ApiError::InvalidParam { .. } | ApiError::InvalidJson(_) => Some(Rejection::Invalid),
+            ApiError::ContextLengthExceeded { .. } | ApiError::PromptTooManyBytes { .. } => Some(Rejection::PromptTooLong),
+            ApiError::PayloadTooLarge => Some(Rejection::BodyTooLarge),
+            ApiError::QueueFull => Some(Rejection::QueueFull),
+            ApiError::TooManyConnections => Some(Rejection::Connections),
+            ApiError::RequestTimeout => Some(Rejection::Timeout),
+            _ => None,
         }
     }
 
@@ -92,6 +114,8 @@ impl ApiError {
             ApiError::PayloadTooLarge => ("invalid_request_error", None, Some("payload_too_large")),
             ApiError::QueueFull => ("requests", None, Some("rate_limit_exceeded")),
             ApiError::Unavailable => ("server_error", None, Some("unavailable")),
+            ApiError::TooManyConnections => ("server_error", None, Some("too_many_connections")),
+            ApiError::RequestTimeout => ("invalid_request_error", None, Some("timeout")),
             ApiError::Internal(_) => ("server_error", None, None),
         };
         ErrorBody {
@@ -128,11 +152,14 @@ pub struct ErrorDetail {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {
-            tracing::error!(%cause, "internal error");
+            tracing::error!(?cause, "internal error");
         }
         let mut resp = (self.status(), Json(self.body())).into_response();
-        if matches!(self, ApiError::QueueFull) {
+        if matches!(self, ApiError::QueueFull | ApiError::TooManyConnections) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        if let Some(r) = self.rejection() {
+            resp.extensions_mut().insert(r);
         }
         resp
     }

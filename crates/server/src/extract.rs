@@ -20,7 +20,9 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            if crate::body_deadline::is_timeout(&e) {
+                ApiError::RequestTimeout
+            } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
             } else {
                 ApiError::InvalidJson(format!("could not read the request body: {}", e.body_text()))

@@ -184,7 +184,7 @@ impl Generation {
                     return Step::Done { index, finish, tail };
                 }
                 Event::Error(e) => {
-                    tracing::error!(error = %e, "generation failed");
+                    tracing::error!(error = ?e, "generation failed");
                     return Step::Failed(e);
                 }
             }

@@ -19,7 +19,9 @@
 
 pub mod admission;
 pub mod backend;
+pub mod body_deadline;
 pub mod config;
+pub mod connections;
 pub mod engine_backend;
 pub mod error;
 pub mod extract;
@@ -27,6 +29,7 @@ pub mod generation;
 pub mod metrics;
 pub mod openai;
 pub mod prompt_limits;
+pub mod request_log;
 pub mod routes;
 mod serve;
 pub mod sse;
@@ -95,8 +98,13 @@ pub fn app(state: AppState) -> Router {
         .fallback(|req: Request| async move { ApiError::UnknownRoute(req.uri().path().to_string()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(middleware::from_fn({
+            let limit = state.config.connections.body_timeout;
+            move |req, next| body_deadline::layer(limit, req, next)
+        }))
         .layer(middleware::from_fn_with_state(state.clone(), require_key))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn(request_log::layer))
         .with_state(state)
 }
 
@@ -160,5 +168,8 @@ async fn count_requests(State(st): State<AppState>, req: Request, next: Next) ->
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "other".into());
     let resp = next.run(req).await;
     st.metrics.count_request(&route, resp.status().as_u16());
+    if let Some(r) = resp.extensions().get::<metrics::Rejection>() {
+        st.metrics.reject(*r);
+    }
     resp
 }

@@ -223,3 +223,63 @@ async fn prompts_beyond_the_context_in_bytes_are_refused_before_tokenizing() {
     .await;
     assert_eq!((s, error_param(&v)), (400, Some("stop")), "{v}");
 }
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_cut_with_408() {
+    let fake = Arc::new(Fake::default());
+    let st = common::state(fake, &[]);
+    let mut cfg = (*st.config).clone();
+    cfg.connections.body_timeout = Duration::from_millis(300);
+    let app = server::app(server::AppState::new(st.engine.clone(), cfg));
+    // One byte now, then nothing: a client trickling its body.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
+    tx.send(Ok(axum::body::Bytes::from_static(b"{"))).await.expect("send");
+    let body = axum::body::Body::from_stream(tokio_stream_from(rx));
+    let req = axum::http::Request::post("/v1/chat/completions").header("content-length", "100").body(body).expect("request");
+    let t = Instant::now();
+    let resp = tokio::time::timeout(Duration::from_secs(5), app.clone().oneshot(req)).await.expect("answered in time").expect("infallible");
+    assert_eq!(resp.status(), 408);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    drop(tx);
+    let (s, text) = common::send(&app, axum::http::Request::get("/metrics").body(axum::body::Body::empty()).expect("req")).await;
+    assert_eq!(s, 200);
+    assert!(text.lines().any(|l| l == "daehwa_rejections_total{reason=\"timeout\"} 1"), "{text}");
+}
+
+/// A stream over an mpsc receiver (what tokio-stream's `ReceiverStream` does).
+fn tokio_stream_from<T: Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_rejections_are_counted() {
+    let fake = Arc::new(Fake::default());
+    let app = server::app(common::state(fake.clone(), &[]));
+    let resp = app.clone().oneshot(post("/v1/chat/completions", r#"{"messages": [{"role": "user", "content": "x"}]}"#)).await.expect("infallible");
+    let id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).expect("x-request-id").to_string();
+    assert_eq!(id.len(), 32, "{id}");
+    // A sane id from the client is kept; a forged one (a newline, an escape) is replaced.
+    let mut req = post("/v1/models", "");
+    *req.method_mut() = axum::http::Method::GET;
+    req.headers_mut().insert("x-request-id", "trace-42".parse().expect("header"));
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    assert_eq!(resp.headers()["x-request-id"], "trace-42");
+    let mut req = common::get("/nowhere");
+    req.headers_mut().insert("x-request-id", axum::http::HeaderValue::from_bytes(b"forged id \"x\" \xff").expect("header"));
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), 404);
+    let given = resp.headers()["x-request-id"].to_str().expect("ascii");
+    assert!(given.len() == 32 && given.bytes().all(|b| b.is_ascii_hexdigit()), "{given}");
+    // Rejections by reason.
+    send_json(&app, post("/v1/chat/completions", r#"{"messages": [{"role": "user", "content": "x"}], "tools": [{}]}"#)).await;
+    send_json(&app, post("/v1/completions", &json!({"prompt": "z".repeat(100)}).to_string())).await;
+    send_json(&app, post("/v1/completions", &json!({"prompt": "z".repeat(100_000)}).to_string())).await;
+    fake.s.queue_full.store(true, Ordering::SeqCst);
+    send_json(&app, post("/v1/completions", r#"{"prompt": "x"}"#)).await;
+    let (s, text) = common::send(&app, common::get("/metrics")).await;
+    assert_eq!(s, 200);
+    for (reason, n) in [("invalid", 1), ("prompt_too_long", 1), ("body_too_large", 1), ("queue_full", 1), ("connections", 0)] {
+        let line = format!("daehwa_rejections_total{{reason=\"{reason}\"}} {n}");
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+    }
+}

@@ -307,3 +307,37 @@ fn a_64_prompt_completion_takes_one_queue_place() {
     let v: serde_json::Value = serde_json::from_str(body(&resp)).expect("json");
     assert_eq!(v["choices"].as_array().map(Vec::len), Some(64));
 }
+
+#[test]
+fn every_request_is_logged_once_with_its_id() {
+    let srv = start("logs", &[], None);
+    let resp = request(
+        &srv.addr,
+        &format!("GET /v1/models HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\nX-Request-Id: trace-7f3a"),
+        b"",
+        Duration::from_secs(5),
+    );
+    assert_eq!(status(&resp), 200, "{resp}");
+    assert!(resp.to_ascii_lowercase().contains("x-request-id: trace-7f3a"), "{resp}");
+    // A refused request is logged too, under a generated id.
+    let resp = request(&srv.addr, "POST /v1/chat/completions HTTP/1.1", b"{}", Duration::from_secs(5));
+    assert_eq!(status(&resp), 401, "{resp}");
+    let generated = resp
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-request-id: ").map(str::to_string))
+        .expect("generated id");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = srv.log();
+        let mine: Vec<&str> = log.lines().filter(|l| l.contains("id=trace-7f3a") && l.contains("status=")).collect();
+        let theirs: Vec<&str> = log.lines().filter(|l| l.contains(&format!("id={generated}")) && l.contains("status=")).collect();
+        if mine.len() == 1 && theirs.len() == 1 {
+            assert!(mine[0].contains("method=GET") && mine[0].contains("route=/v1/models") && mine[0].contains("status=200"), "{}", mine[0]);
+            assert!(mine[0].contains("latency_ms="), "{}", mine[0]);
+            assert!(theirs[0].contains("route=/v1/chat/completions") && theirs[0].contains("status=401"), "{}", theirs[0]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "want one line per request, got {} and {}:\n{log}", mine.len(), theirs.len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

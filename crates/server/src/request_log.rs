@@ -1,7 +1,7 @@
 //! A request id for every request and one structured log line when it is answered.
 //!
-//! The id is the client's `X-Request-Id` when it is sane (1 to 128 characters of `A-Z a-z 0-9
-//! - _ . :`), else a fresh random one; it is returned in the `X-Request-Id` response header,
+//! The id is the client's `X-Request-Id` when it is sane (1 to 128 characters among ASCII
+//! letters, digits and `-_.:`), else a fresh random one; it is returned in the `X-Request-Id` response header,
 //! kept in the request's extensions ([`RequestId`]) and carried by a `tracing` span around the
 //! handler, so every log line written while handling the request names it. The closing line
 //! has the method, the route pattern (the raw path, escaped, when no route matched), the status

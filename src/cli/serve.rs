@@ -279,7 +279,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("daehwa-serve-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("tmp");
         let p = dir.join("serve.toml");
-        std::fs::write(&p, "port = 9000\nhost = \"0.0.0.0\"\napi_key = [\"k1\"]\nkv_memory = \"1G\"\n").expect("write");
+        std::fs::write(
+            &p,
+            "port = 9000\nhost = \"0.0.0.0\"\napi_key = [\"k1\"]\nkv_memory = \"1G\"\nheader_timeout = 5\nmax_connections = 64\n",
+        )
+        .expect("write");
         let flags = ServeArgs { port: Some(7000), config: Some(p.clone()), ..ServeArgs::default() };
         let r = flags.resolved().expect("resolved");
         assert_eq!(r.port, Some(7000));
@@ -287,6 +291,7 @@ mod tests {
         assert_eq!(r.api_key, vec!["k1".to_string()]);
         assert_eq!(r.kv_memory.as_deref(), Some("1G"));
         assert_eq!(r.ctx, None);
+        assert_eq!((r.header_timeout, r.max_connections, r.body_timeout), (Some(5), Some(64), None));
         std::fs::write(&p, "prot = 1\n").expect("write");
         let e = ServeArgs { config: Some(p), ..ServeArgs::default() }.resolved().expect_err("unknown key");
         assert!(format!("{e:#}").contains("prot"), "{e:#}");

@@ -59,6 +59,17 @@ pub struct ServeArgs {
     /// Seconds running requests may take to finish after SIGTERM or Ctrl-C [default: 30]
     #[arg(long, env = "DAEHWA_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<u64>,
+    /// Seconds a client has to send a request's headers, from connecting or from the previous
+    /// response (so also how long an idle keep-alive connection stays open) [default: 15]
+    #[arg(long, env = "DAEHWA_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u64>,
+    /// Seconds a client has to send a whole request body (408 beyond) [default: 120]
+    #[arg(long, env = "DAEHWA_BODY_TIMEOUT")]
+    pub body_timeout: Option<u64>,
+    /// Most connections served at once; a few more get 503 (and /health), the rest wait
+    /// [default: 1024, lowered to fit the file-descriptor limit]
+    #[arg(long, env = "DAEHWA_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// The conversation store: a SQLite file (`sqlite:///path/daehwa.sqlite3` or a path) or
     /// `postgres://user:password@host/db` [default: sqlite in the data directory]
     #[arg(long, env = "DAEHWA_DATABASE", hide_env_values = true)]
@@ -93,6 +104,9 @@ impl ServeArgs {
             step_tokens: self.step_tokens.or(file.step_tokens),
             threads: self.threads.or(file.threads),
             drain_timeout: self.drain_timeout.or(file.drain_timeout),
+            header_timeout: self.header_timeout.or(file.header_timeout),
+            body_timeout: self.body_timeout.or(file.body_timeout),
+            max_connections: self.max_connections.or(file.max_connections),
             database: self.database.or(file.database),
             data_dir: self.data_dir.or(file.data_dir),
             secure_cookies: self.secure_cookies || file.secure_cookies,
@@ -150,12 +164,15 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         bail!("--ctx must be at least 2");
     }
     let general_name = engine.file.opt_str("general.name").ok().flatten().map(str::to_string);
+    let queue = a.queue.unwrap_or(DEFAULT_QUEUE).max(1);
     let kv_memory_bytes = a.kv_memory.as_deref().map(parse_size).transpose().context("--kv-memory")?;
     let runner_cfg = engine::runner::RunnerConfig {
         n_ctx,
         max_seqs: a.max_seqs.unwrap_or(DEFAULT_MAX_SEQS).max(1),
         kv_memory_bytes,
-        queue_capacity: a.queue.unwrap_or(DEFAULT_QUEUE).max(1),
+        // The server admits `queue` requests (each counted once); the engine's queue counts
+        // sequences, so it holds every choice of that many requests and is never the limit.
+        queue_capacity: queue.saturating_mul(server::ServeConfig::new("").max_choices()).saturating_add(64),
         step_token_budget: a.step_tokens.unwrap_or(DEFAULT_STEP_TOKENS).max(1),
         ..engine::runner::RunnerConfig::default()
     };
@@ -166,6 +183,14 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
 
     let mut cfg = server::ServeConfig::new(model_id.clone());
     cfg.model_aliases = general_name.iter().cloned().collect();
+    cfg.queue = queue;
+    if let Some(s) = a.header_timeout {
+        cfg.connections.header_timeout = Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = a.body_timeout {
+        cfg.connections.body_timeout = Duration::from_secs(s.max(1));
+    }
+    cfg.connections.max_connections = a.max_connections.map(|m| m.max(1));
     cfg.api_keys = a.api_key.iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
     cfg.created = std::fs::metadata(&path)
         .and_then(|m| m.modified())
@@ -260,7 +285,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("daehwa-serve-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("tmp");
         let p = dir.join("serve.toml");
-        std::fs::write(&p, "port = 9000\nhost = \"0.0.0.0\"\napi_key = [\"k1\"]\nkv_memory = \"1G\"\n").expect("write");
+        std::fs::write(
+            &p,
+            "port = 9000\nhost = \"0.0.0.0\"\napi_key = [\"k1\"]\nkv_memory = \"1G\"\nheader_timeout = 5\nmax_connections = 64\n",
+        )
+        .expect("write");
         let flags = ServeArgs { port: Some(7000), config: Some(p.clone()), ..ServeArgs::default() };
         let r = flags.resolved().expect("resolved");
         assert_eq!(r.port, Some(7000));
@@ -268,6 +297,7 @@ mod tests {
         assert_eq!(r.api_key, vec!["k1".to_string()]);
         assert_eq!(r.kv_memory.as_deref(), Some("1G"));
         assert_eq!(r.ctx, None);
+        assert_eq!((r.header_timeout, r.max_connections, r.body_timeout), (Some(5), Some(64), None));
         std::fs::write(&p, "prot = 1\n").expect("write");
         let e = ServeArgs { config: Some(p), ..ServeArgs::default() }.resolved().expect_err("unknown key");
         assert!(format!("{e:#}").contains("prot"), "{e:#}");

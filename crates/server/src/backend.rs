@@ -169,6 +169,10 @@ pub trait Backend: Send + Sync + 'static {
     fn n_ctx(&self) -> usize;
     /// Vocabulary size (token-id prompts are checked against it).
     fn n_vocab(&self) -> usize;
+    /// The most bytes one token stands for (the longest piece in the vocabulary, special tokens
+    /// spelled out; at least 4, one UTF-8 character): a text longer than `n_ctx` times this
+    /// cannot fit in the context, which is checked before tokenizing it.
+    fn max_token_bytes(&self) -> usize;
     /// Renders `messages` with the chat template and tokenizes the result. The error is shown to
     /// the client as an invalid `messages` parameter.
     fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<TokenId>, String>;

@@ -24,6 +24,11 @@ pub struct ServeConfig {
     pub body_limit: usize,
     /// Interval of SSE keep-alive comments while a stream has nothing to send.
     pub keep_alive: Duration,
+    /// Most requests waiting to start (each counts once, whatever its prompts and `n`); beyond
+    /// it, 429 with `Retry-After`.
+    pub queue: usize,
+    /// Header, body and keep-alive timeouts and the connection cap.
+    pub connections: crate::connections::ConnOptions,
 }
 
 impl ServeConfig {
@@ -36,7 +41,15 @@ impl ServeConfig {
             max_n: 16,
             body_limit: 16 << 20,
             keep_alive: Duration::from_secs(10),
+            queue: 256,
+            connections: crate::connections::ConnOptions::default(),
         }
+    }
+
+    /// The most sequences one request may start: the engine's queue (which counts sequences)
+    /// must hold `queue` x this so that only [`ServeConfig::queue`] limits requests.
+    pub fn max_choices(&self) -> usize {
+        self.max_n * 4
     }
 
     /// All names the model answers to, primary first, without duplicates.

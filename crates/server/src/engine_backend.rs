@@ -17,11 +17,16 @@ use crate::backend::{
 /// The engine thread as a [`Backend`].
 pub struct EngineBackend {
     handle: EngineHandle,
+    /// The longest token piece in bytes (see [`Backend::max_token_bytes`]).
+    max_token_bytes: usize,
 }
 
 impl EngineBackend {
     pub fn new(handle: EngineHandle) -> Self {
-        EngineBackend { handle }
+        let e = handle.engine();
+        let n_vocab = e.model.hparams().n_vocab as TokenId;
+        let longest = (0..n_vocab).map(|id| e.tokenizer.token_to_piece(id, true).len()).max().unwrap_or(0);
+        EngineBackend { max_token_bytes: longest.max(4), handle }
     }
 
     pub fn handle(&self) -> &EngineHandle {
@@ -99,6 +104,10 @@ impl Backend for EngineBackend {
 
     fn n_vocab(&self) -> usize {
         self.handle.engine().model.hparams().n_vocab
+    }
+
+    fn max_token_bytes(&self) -> usize {
+        self.max_token_bytes
     }
 
     fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<TokenId>, String> {

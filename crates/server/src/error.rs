@@ -3,12 +3,17 @@
 //! exception classes (400 `BadRequestError`, 401 `AuthenticationError`, 404 `NotFoundError`,
 //! 429 `RateLimitError`, ...).
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
 use crate::backend::SubmitError;
+use crate::metrics::Rejection;
+
+/// `Retry-After` of a 429 for a full queue: queued requests start as running ones finish,
+/// typically within a second or two.
+pub const RETRY_AFTER_SECS: &str = "1";
 
 /// An error a client sees. Internal causes are logged, never leaked into the body.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -22,6 +27,10 @@ pub enum ApiError {
     /// The prompt does not fit in the context (400, `context_length_exceeded`).
     #[error("this model's maximum context length is {n_ctx} tokens, but the prompt has {n_prompt} tokens; shorten the messages or the prompt")]
     ContextLengthExceeded { n_prompt: usize, n_ctx: usize },
+    /// The prompt has more bytes than the context can hold, found before tokenizing it (400,
+    /// `context_length_exceeded`).
+    #[error("this model's maximum context length is {n_ctx} tokens, but the prompt has {n_bytes} bytes, more than that many tokens can hold; shorten the messages or the prompt")]
+    PromptTooManyBytes { n_bytes: usize, n_ctx: usize },
     /// No such model (404, `model_not_found`).
     #[error("the model `{0}` does not exist")]
     ModelNotFound(String),
@@ -40,6 +49,12 @@ pub enum ApiError {
     /// The engine's queue is full (429).
     #[error("the server is busy: too many requests are queued, retry later")]
     QueueFull,
+    /// Over the connection cap (503 with `Retry-After`).
+    #[error("the server has too many open connections; retry shortly")]
+    TooManyConnections,
+    /// The request body did not arrive in time (408).
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// Shutting down (503).
     #[error("the server is shutting down")]
     Unavailable,
@@ -55,16 +70,32 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidParam { .. } | ApiError::InvalidJson(_) | ApiError::ContextLengthExceeded { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidParam { .. }
+            | ApiError::InvalidJson(_)
+            | ApiError::ContextLengthExceeded { .. }
+            | ApiError::PromptTooManyBytes { .. } => StatusCode::BAD_REQUEST,
             ApiError::ModelNotFound(_) | ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QueueFull => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `daehwa_rejections_total` reason this error counts under (`count_requests` reads it
+    /// from the response's extensions).
+    pub fn rejection(&self) -> Option<Rejection> {
+        match self {
+            ApiError::InvalidParam { .. } | ApiError::InvalidJson(_) => Some(Rejection::Invalid),
+            ApiError::ContextLengthExceeded { .. } | ApiError::PromptTooManyBytes { .. } => Some(Rejection::PromptTooLong),
+            ApiError::PayloadTooLarge => Some(Rejection::BodyTooLarge),
+            ApiError::QueueFull => Some(Rejection::QueueFull),
+            ApiError::TooManyConnections => Some(Rejection::Connections),
+            ApiError::RequestTimeout => Some(Rejection::Timeout),
+            _ => None,
         }
     }
 
@@ -73,7 +104,7 @@ impl ApiError {
         let (kind, param, code): (&str, Option<String>, Option<&str>) = match self {
             ApiError::InvalidParam { param, .. } => ("invalid_request_error", param.clone(), None),
             ApiError::InvalidJson(_) => ("invalid_request_error", None, None),
-            ApiError::ContextLengthExceeded { .. } => {
+            ApiError::ContextLengthExceeded { .. } | ApiError::PromptTooManyBytes { .. } => {
                 ("invalid_request_error", Some("messages".into()), Some("context_length_exceeded"))
             }
             ApiError::ModelNotFound(_) => ("invalid_request_error", Some("model".into()), Some("model_not_found")),
@@ -83,6 +114,8 @@ impl ApiError {
             ApiError::PayloadTooLarge => ("invalid_request_error", None, Some("payload_too_large")),
             ApiError::QueueFull => ("requests", None, Some("rate_limit_exceeded")),
             ApiError::Unavailable => ("server_error", None, Some("unavailable")),
+            ApiError::TooManyConnections => ("server_error", None, Some("too_many_connections")),
+            ApiError::RequestTimeout => ("invalid_request_error", None, Some("timeout")),
             ApiError::Internal(_) => ("server_error", None, None),
         };
         ErrorBody {
@@ -119,9 +152,16 @@ pub struct ErrorDetail {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {
-            tracing::error!(%cause, "internal error");
+            tracing::error!(?cause, "internal error");
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut resp = (self.status(), Json(self.body())).into_response();
+        if matches!(self, ApiError::QueueFull | ApiError::TooManyConnections) {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        if let Some(r) = self.rejection() {
+            resp.extensions_mut().insert(r);
+        }
+        resp
     }
 }
 

@@ -20,7 +20,9 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            if crate::body_deadline::is_timeout(&e) {
+                ApiError::RequestTimeout
+            } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
             } else {
                 ApiError::InvalidJson(format!("could not read the request body: {}", e.body_text()))
@@ -42,6 +44,17 @@ pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError
             ));
         }
         let msg = inner.to_string();
+        // An unknown field (the request types deny them): name it, as OpenAI does, without
+        // serde's list of every expected field.
+        if let Some(rest) = msg.strip_prefix("unknown field `") {
+            let field = rest.split('`').next().unwrap_or_default();
+            // serde_path_to_error's path already ends with the unknown field.
+            let param = if path == "." { field.to_string() } else { path.clone() };
+            return ApiError::InvalidParam {
+                message: format!("unrecognized request argument supplied: `{param}` (this server does not implement it)"),
+                param: Some(param),
+            };
+        }
         // serde reports a missing field at its parent's path; name the field itself.
         let param = match (msg.strip_prefix("missing field `"), path.as_str()) {
             (Some(rest), parent) => {
@@ -91,9 +104,16 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_are_ignored() {
+    fn unknown_fields_are_named() {
+        assert_eq!(param_of(r#"{"messages": [], "cache_prompt": true}"#).as_deref(), Some("cache_prompt"));
+        assert_eq!(
+            param_of(r#"{"messages": [{"role": "user", "content": "x", "extra": 1}]}"#).as_deref(),
+            Some("messages[0].extra")
+        );
+        // Known parameters sent as `null` (OpenAI's SDKs may) parse.
         let r: ChatCompletionRequest =
-            parse(br#"{"messages": [], "tools": [], "response_format": {"type": "text"}}"#).expect("ignored");
-        assert!(r.messages.is_empty());
+            parse(br#"{"messages": [], "tools": null, "response_format": null, "user": null, "metadata": {"a": "b"}}"#)
+                .expect("nulls parse");
+        assert!(r.messages.is_empty() && r.tools.is_none());
     }
 }

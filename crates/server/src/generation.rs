@@ -8,15 +8,21 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use crate::admission::{Admission, Slot};
 use crate::backend::{Backend, ChoiceSink, Event, FinishReason, GenRequest, TokenId, TokenOut, Usage};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::prompt_limits;
 use crate::openai::common::{ApiUsage, LogprobEntry, TopLogprob};
 use crate::validate::{Job, JobInput, PromptInput};
 
 /// Tokenizes the job's prompts off the async runtime (templates and BPE on long conversations
-/// take milliseconds) and checks them against the context.
+/// take milliseconds) and checks them against the context. A prompt longer in bytes than the
+/// context can hold is refused before tokenizing, and only a few tokenize at once
+/// ([`prompt_limits`]).
 pub async fn tokenize(backend: &Arc<dyn Backend>, job: &Job) -> Result<Vec<Vec<TokenId>>, ApiError> {
+    prompt_limits::check_bytes(backend.as_ref(), &job.input)?;
+    let _permit = prompt_limits::tokenize_permit().await?;
     let b = backend.clone();
     let input = job.input.clone();
     let prompts = tokio::task::spawn_blocking(move || -> Result<Vec<Vec<TokenId>>, ApiError> {
@@ -62,6 +68,8 @@ pub enum Step {
 struct ChoiceState {
     last: Option<Instant>,
     done: bool,
+    /// Its sequence has sent an event (it has left the engine's queue).
+    started: bool,
 }
 
 /// The running choices of one HTTP request. Dropping it drops the receiver, which cancels every
@@ -74,16 +82,22 @@ pub struct Generation {
     started: Instant,
     metrics: Arc<Metrics>,
     usage: ApiUsage,
+    /// The request's place in the server's queue, held until every sequence has started.
+    slot: Option<Slot>,
+    unstarted: usize,
 }
 
 /// Submits `job.n` sequences per prompt. Choice `p * n + j` is prompt `p`'s `j`-th sample, seeded
-/// with `seed + j` so the choices differ yet each is reproducible.
+/// with `seed + j` so the choices differ yet each is reproducible. The whole request takes one
+/// place in `admission` (429 when it is full), however many sequences it has.
 pub fn submit(
     backend: &dyn Backend,
     metrics: Arc<Metrics>,
+    admission: &Arc<Admission>,
     job: &Job,
     prompts: Vec<Vec<TokenId>>,
 ) -> Result<Generation, ApiError> {
+    let slot = admission.try_take().ok_or(ApiError::QueueFull)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let n = job.n;
     let n_ctx = backend.n_ctx();
@@ -99,12 +113,14 @@ pub fn submit(
     }
     Ok(Generation {
         rx,
-        choices: (0..index).map(|_| ChoiceState { last: None, done: false }).collect(),
+        choices: (0..index).map(|_| ChoiceState { last: None, done: false, started: false }).collect(),
         open: index,
         n_per_prompt: n.max(1),
         started: Instant::now(),
         metrics,
         usage: ApiUsage::default(),
+        slot: Some(slot),
+        unstarted: index,
     })
 }
 
@@ -143,6 +159,13 @@ impl Generation {
             if c.done {
                 continue;
             }
+            if !c.started {
+                c.started = true;
+                self.unstarted -= 1;
+                if self.unstarted == 0 {
+                    self.slot = None;
+                }
+            }
             match event {
                 Event::Token(t) => {
                     let now = Instant::now();
@@ -161,7 +184,7 @@ impl Generation {
                     return Step::Done { index, finish, tail };
                 }
                 Event::Error(e) => {
-                    tracing::error!(error = %e, "generation failed");
+                    tracing::error!(error = ?e, "generation failed");
                     return Step::Failed(e);
                 }
             }

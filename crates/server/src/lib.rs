@@ -17,8 +17,11 @@
 //! # }
 //! ```
 
+pub mod admission;
 pub mod backend;
+pub mod body_deadline;
 pub mod config;
+pub mod connections;
 pub mod engine_backend;
 pub mod error;
 pub mod extract;
@@ -26,6 +29,8 @@ pub mod generation;
 pub mod memory;
 pub mod metrics;
 pub mod openai;
+pub mod prompt_limits;
+pub mod request_log;
 pub mod routes;
 mod serve;
 pub mod sse;
@@ -60,11 +65,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Accounts and conversations; `None` serves the bare `/v1` API.
     pub accounts: Option<web::Accounts>,
+    /// The request queue (`ServeConfig::queue` requests waiting to start).
+    pub admission: Arc<admission::Admission>,
 }
 
 impl AppState {
     pub fn new(engine: Arc<dyn Backend>, config: ServeConfig) -> Self {
-        AppState { engine, config: Arc::new(config), metrics: Arc::new(Metrics::default()), accounts: None }
+        let admission = admission::Admission::new(config.queue);
+        AppState { engine, config: Arc::new(config), metrics: Arc::new(Metrics::default()), accounts: None, admission }
     }
 
     /// Adds the chat product over `accounts.store`: the `/api` routes, the web UI at `/`, and
@@ -91,8 +99,13 @@ pub fn app(state: AppState) -> Router {
         .fallback(|req: Request| async move { ApiError::UnknownRoute(req.uri().path().to_string()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(middleware::from_fn({
+            let limit = state.config.connections.body_timeout;
+            move |req, next| body_deadline::layer(limit, req, next)
+        }))
         .layer(middleware::from_fn_with_state(state.clone(), require_key))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn(request_log::layer))
         .with_state(state)
 }
 
@@ -156,5 +169,8 @@ async fn count_requests(State(st): State<AppState>, req: Request, next: Next) ->
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "other".into());
     let resp = next.run(req).await;
     st.metrics.count_request(&route, resp.status().as_u16());
+    if let Some(r) = resp.extensions().get::<metrics::Rejection>() {
+        st.metrics.reject(*r);
+    }
     resp
 }

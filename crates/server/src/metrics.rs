@@ -61,8 +61,49 @@ impl Histogram {
 const TTFT_BOUNDS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 const ITL_BOUNDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
+/// Why a request or connection was turned away (`daehwa_rejections_total{reason}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// The request queue was full (429).
+    QueueFull,
+    /// Over the connection cap (503).
+    Connections,
+    /// The body was over the limit (413).
+    BodyTooLarge,
+    /// The prompt did not fit in the context (400 `context_length_exceeded`).
+    PromptTooLong,
+    /// A malformed or out-of-range request (400).
+    Invalid,
+    /// A request head or body that did not arrive in time (connection closed, or 408).
+    Timeout,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 6] = [
+        Rejection::QueueFull,
+        Rejection::Connections,
+        Rejection::BodyTooLarge,
+        Rejection::PromptTooLong,
+        Rejection::Invalid,
+        Rejection::Timeout,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejection::QueueFull => "queue_full",
+            Rejection::Connections => "connections",
+            Rejection::BodyTooLarge => "body_too_large",
+            Rejection::PromptTooLong => "prompt_too_long",
+            Rejection::Invalid => "invalid",
+            Rejection::Timeout => "timeout",
+        }
+    }
+}
+
 /// Everything `/metrics` reports besides the engine's live [`Stats`].
 pub struct Metrics {
+    /// Counts per [`Rejection`], in [`Rejection::ALL`]'s order.
+    rejections: [AtomicU64; 6],
     /// (route, status) -> count.
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     pub prompt_tokens: AtomicU64,
@@ -79,6 +120,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
+            rejections: Default::default(),
             requests: Mutex::new(BTreeMap::new()),
             prompt_tokens: AtomicU64::new(0),
             cached_tokens: AtomicU64::new(0),
@@ -91,6 +133,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn reject(&self, why: Rejection) {
+        self.rejections[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rejections(&self, why: Rejection) -> u64 {
+        self.rejections[why as usize].load(Ordering::Relaxed)
+    }
+
     pub fn count_request(&self, route: &str, status: u16) {
         let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry((route.to_string(), status)).or_insert(0) += 1;
@@ -117,6 +167,11 @@ impl Metrics {
                 let route = route.replace('\\', "\\\\").replace('"', "\\\"");
                 let _ = writeln!(out, "daehwa_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
             }
+        }
+        out.push_str("# HELP daehwa_rejections_total Requests and connections turned away, by reason.\n");
+        out.push_str("# TYPE daehwa_rejections_total counter\n");
+        for r in Rejection::ALL {
+            let _ = writeln!(out, "daehwa_rejections_total{{reason=\"{}\"}} {}", r.label(), self.rejections(r));
         }
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -156,6 +211,9 @@ mod tests {
         m.count_request("/v1/chat/completions", 200);
         m.count_request("/v1/chat/completions", 200);
         m.count_request("/v1/models", 401);
+        m.reject(Rejection::QueueFull);
+        m.reject(Rejection::QueueFull);
+        m.reject(Rejection::Timeout);
         m.ttft.observe(Duration::from_millis(20));
         m.ttft.observe(Duration::from_millis(70));
         m.ttft.observe(Duration::from_secs(100));
@@ -174,6 +232,9 @@ mod tests {
             "daehwa_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2",
             "daehwa_requests_total{route=\"/v1/models\",status=\"401\"} 1",
             "daehwa_queue_depth 3",
+            "daehwa_rejections_total{reason=\"queue_full\"} 2",
+            "daehwa_rejections_total{reason=\"timeout\"} 1",
+            "daehwa_rejections_total{reason=\"connections\"} 0",
             "daehwa_kv_blocks_used 7",
             "daehwa_kv_blocks_cached 5",
             "daehwa_kv_window_blocks_total 40",

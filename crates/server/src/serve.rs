@@ -1,10 +1,12 @@
 //! Running the app on a listener with graceful shutdown: on the signal, stop accepting, let the
 //! engine finish running sequences for up to `drain` (then it cancels the rest, which ends their
-//! streams), and return once connections have closed.
+//! streams), and return once connections have closed. Connections are accepted and limited by
+//! [`crate::connections`] (header, keep-alive and body timeouts, a connection cap).
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::time::Duration;
 
+use crate::connections::{self, Budget};
 use crate::{app, AppState};
 
 /// Extra time after the engine has drained for responses to reach their clients.
@@ -17,23 +19,46 @@ pub async fn serve(
     drain: Duration,
 ) -> std::io::Result<()> {
     let engine = state.engine.clone();
+    let metrics = state.metrics.clone();
+    let opts = state.config.connections.clone();
+    let budget = Budget::for_process(opts.max_connections);
+    if opts.max_connections.is_some_and(|m| m > budget.normal) {
+        tracing::warn!(
+            requested = opts.max_connections,
+            allowed = budget.normal,
+            nofile = budget.nofile,
+            "the descriptor limit (ulimit -n) allows fewer connections than requested"
+        );
+    }
+    tracing::info!(
+        max_connections = budget.normal,
+        overflow = budget.overflow,
+        nofile = budget.nofile,
+        header_timeout_s = opts.header_timeout.as_secs_f64(),
+        body_timeout_s = opts.body_timeout.as_secs_f64(),
+        "connection limits"
+    );
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections; draining running requests");
         let _ = tx.send(());
     };
-    // The peer address reaches handlers (the sign-in rate limit counts per client address).
-    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
+    let router = app(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let server = async {
+        connections::accept_loop(listener, router, metrics, &opts, budget, &graceful, signal).await;
+        // Stop accepting; ask every connection to close once its request is answered.
+        graceful.shutdown().await;
+    };
     let stop_engine = {
         let engine = engine.clone();
         move || async move {
             let _ = tokio::task::spawn_blocking(move || engine.shutdown(drain)).await;
         }
     };
-    let result = tokio::select! {
-        r = server => r,
+    tokio::select! {
+        _ = server => {}
         _ = async {
             if rx.await.is_ok() {
                 stop_engine().await;
@@ -48,7 +73,7 @@ pub async fn serve(
     };
     // The server ended first (every connection closed): stop the engine thread too.
     let _ = tokio::task::spawn_blocking(move || engine.shutdown(Duration::ZERO)).await;
-    result
+    Ok(())
 }
 
 /// Resolves when the process gets Ctrl-C (SIGINT) or SIGTERM.

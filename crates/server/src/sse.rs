@@ -57,7 +57,7 @@ impl<F: ChunkFormat> Driver<F> {
                 }
                 Step::Done { index, finish, tail } => self.queue.extend(self.fmt.finish(index, finish, &tail)),
                 Step::Failed(e) => {
-                    tracing::error!(error = %e, "stream failed");
+                    tracing::error!(error = ?e, "stream failed");
                     self.ended = true;
                     let body = ApiError::Internal(e).body();
                     return Some(crate::routes::to_json(&body));

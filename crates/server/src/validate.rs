@@ -5,13 +5,16 @@ use crate::backend::{ChatMessage, GenSpec, SamplingSpec};
 use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::openai::chat::{ChatCompletionRequest, MessageContent};
-use crate::openai::common::{StopParam, StreamOptions};
+use crate::openai::common::{StopParam, StreamOptions, Unsupported};
 use crate::openai::completions::{CompletionRequest, PromptParam};
 
 /// OpenAI allows at most four stop sequences.
 pub const MAX_STOP: usize = 4;
 /// OpenAI's limit for `top_logprobs`.
 pub const MAX_TOP_LOGPROBS: usize = 20;
+/// Longest stop sequence in bytes: the engine holds back text that may start one and matches
+/// every stop at every token, so their length bounds per-token work and held-back text.
+pub const MAX_STOP_BYTES: usize = 512;
 
 /// A validated generation request.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,8 +79,75 @@ fn stops(v: Option<StopParam>) -> Result<Vec<String>, ApiError> {
     if list.len() > MAX_STOP {
         return Err(ApiError::param("stop", format!("`stop` takes at most {MAX_STOP} sequences, got {}", list.len())));
     }
+    if let Some(long) = list.iter().find(|s| s.len() > MAX_STOP_BYTES) {
+        return Err(ApiError::param(
+            "stop",
+            format!("a `stop` sequence has at most {MAX_STOP_BYTES} bytes, got one of {}", long.len()),
+        ));
+    }
     // An empty stop string would match everywhere; OpenAI ignores it.
     Ok(list.into_iter().filter(|s| !s.is_empty()).collect())
+}
+
+/// An OpenAI parameter this server does not implement: fine when absent (or `null`) or at its
+/// no-op value, else a 400 naming it (never silently ignored).
+fn unsupported(param: &str, v: &Unsupported, noop: fn(&serde_json::Value) -> bool) -> Result<(), ApiError> {
+    match v {
+        Some(x) if !noop(x) => Err(ApiError::param(
+            param,
+            format!("`{param}` is not supported by this server (leave it out or send null)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn never(_: &serde_json::Value) -> bool {
+    false
+}
+
+fn empty_list(v: &serde_json::Value) -> bool {
+    v.as_array().is_some_and(Vec::is_empty)
+}
+
+fn empty_object(v: &serde_json::Value) -> bool {
+    v.as_object().is_some_and(serde_json::Map::is_empty)
+}
+
+/// `"none"` or `"auto"`: no tool (function) is called when none is given.
+fn no_tool_choice(v: &serde_json::Value) -> bool {
+    matches!(v.as_str(), Some("none" | "auto"))
+}
+
+fn text_format(v: &serde_json::Value) -> bool {
+    v.as_object().is_some_and(|m| m.len() == 1 && m.get("type").and_then(|t| t.as_str()) == Some("text"))
+}
+
+fn text_only(v: &serde_json::Value) -> bool {
+    v.as_array().is_some_and(|a| a.iter().all(|m| m.as_str() == Some("text")) && !a.is_empty())
+}
+
+/// The chat request's unimplemented parameters.
+fn chat_unsupported(req: &ChatCompletionRequest) -> Result<(), ApiError> {
+    unsupported("tools", &req.tools, empty_list)?;
+    unsupported("tool_choice", &req.tool_choice, no_tool_choice)?;
+    unsupported("functions", &req.functions, empty_list)?;
+    unsupported("function_call", &req.function_call, no_tool_choice)?;
+    unsupported("response_format", &req.response_format, text_format)?;
+    unsupported("logit_bias", &req.logit_bias, empty_object)?;
+    unsupported("modalities", &req.modalities, text_only)?;
+    unsupported("audio", &req.audio, never)?;
+    unsupported("prediction", &req.prediction, never)?;
+    unsupported("reasoning_effort", &req.reasoning_effort, never)?;
+    unsupported("verbosity", &req.verbosity, never)?;
+    unsupported("web_search_options", &req.web_search_options, never)?;
+    for (i, m) in req.messages.iter().enumerate() {
+        unsupported(&format!("messages[{i}].tool_calls"), &m.tool_calls, empty_list)?;
+        unsupported(&format!("messages[{i}].tool_call_id"), &m.tool_call_id, never)?;
+        unsupported(&format!("messages[{i}].function_call"), &m.function_call, never)?;
+        unsupported(&format!("messages[{i}].refusal"), &m.refusal, never)?;
+        unsupported(&format!("messages[{i}].audio"), &m.audio, never)?;
+    }
+    Ok(())
 }
 
 /// Sampling fields common to both endpoints.
@@ -170,6 +240,7 @@ fn messages(raw: Vec<crate::openai::chat::RawMessage>) -> Result<Vec<ChatMessage
 /// Validates a chat request against the served model.
 pub fn chat(req: ChatCompletionRequest, cfg: &ServeConfig) -> Result<Job, ApiError> {
     let model = cfg.resolve_model(req.model.as_deref())?;
+    chat_unsupported(&req)?;
     let stream = req.stream.unwrap_or(false);
     let include_usage = include_usage(stream, req.stream_options)?;
     let max_tokens = match (req.max_completion_tokens, req.max_tokens) {
@@ -213,6 +284,7 @@ pub fn completion(req: CompletionRequest, cfg: &ServeConfig, n_vocab: usize) -> 
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::param("suffix", "`suffix` is not supported"));
     }
+    unsupported("logit_bias", &req.logit_bias, empty_object)?;
     let stream = req.stream.unwrap_or(false);
     let include_usage = include_usage(stream, req.stream_options)?;
     let prompts = match req.prompt {
@@ -244,8 +316,12 @@ pub fn completion(req: CompletionRequest, cfg: &ServeConfig, n_vocab: usize) -> 
         }
     }
     let n = int("n", req.n, 1, cfg.max_n as i64)?.unwrap_or(1);
-    if prompts.len() * n > cfg.max_n * 4 {
-        return Err(ApiError::param("prompt", format!("at most {} choices per request", cfg.max_n * 4)));
+    // `best_of` > `n` would generate more and return the best: only the no-op value passes.
+    if req.best_of.is_some_and(|b| b != n as i64) {
+        return Err(ApiError::param("best_of", "`best_of` is not supported by this server (other than equal to `n`)"));
+    }
+    if prompts.len() * n > cfg.max_choices() {
+        return Err(ApiError::param("prompt", format!("at most {} choices per request", cfg.max_choices())));
     }
     let params = GenSpec {
         sampling: sampling(RawSampling {
@@ -322,6 +398,16 @@ mod tests {
             (serde_json::json!({"messages": m, "max_tokens": 0}), "max_tokens"),
             (serde_json::json!({"messages": m, "max_completion_tokens": -3}), "max_completion_tokens"),
             (serde_json::json!({"messages": m, "stop": ["a", "b", "c", "d", "e"]}), "stop"),
+            (serde_json::json!({"messages": m, "stop": "x".repeat(MAX_STOP_BYTES + 1)}), "stop"),
+            (serde_json::json!({"messages": m, "tools": [{"type": "function", "function": {"name": "f"}}]}), "tools"),
+            (serde_json::json!({"messages": m, "tool_choice": "required"}), "tool_choice"),
+            (serde_json::json!({"messages": m, "response_format": {"type": "json_object"}}), "response_format"),
+            (serde_json::json!({"messages": m, "logit_bias": {"50256": -100}}), "logit_bias"),
+            (serde_json::json!({"messages": m, "reasoning_effort": "high"}), "reasoning_effort"),
+            (
+                serde_json::json!({"messages": [{"role": "assistant", "content": null, "tool_calls": [{"id": "c"}]}]}),
+                "messages[0].tool_calls",
+            ),
             (serde_json::json!({"messages": m, "presence_penalty": 3}), "presence_penalty"),
             (serde_json::json!({"messages": m, "frequency_penalty": -2.01}), "frequency_penalty"),
             (serde_json::json!({"messages": m, "top_logprobs": 2}), "top_logprobs"),
@@ -337,6 +423,28 @@ mod tests {
         ];
         for (body, param) in cases {
             assert_eq!(err_param(chat(req(body.clone()), &cfg)).as_deref(), Some(param), "{body}");
+        }
+    }
+
+    #[test]
+    fn unsupported_parameters_pass_at_their_no_op_values() {
+        let cfg = ServeConfig::new("m");
+        let j = chat(
+            req(serde_json::json!({"messages": [{"role": "user", "content": "x", "tool_calls": []}],
+                "tools": [], "tool_choice": "none", "response_format": {"type": "text"}, "logit_bias": {},
+                "modalities": ["text"], "audio": null, "user": "u", "metadata": {"k": "v"}, "store": false,
+                "parallel_tool_calls": true, "stop": "y".repeat(MAX_STOP_BYTES)})),
+            &cfg,
+        )
+        .expect("no-op values pass");
+        assert_eq!(j.params.stop.len(), 1);
+        let parse = |v: serde_json::Value| serde_json::from_value::<CompletionRequest>(v).expect("well-formed");
+        assert!(completion(parse(serde_json::json!({"prompt": "x", "logit_bias": {}, "best_of": 2, "n": 2})), &cfg, 100).is_ok());
+        for (body, param) in [
+            (serde_json::json!({"prompt": "x", "logit_bias": {"1": 5}}), "logit_bias"),
+            (serde_json::json!({"prompt": "x", "best_of": 3}), "best_of"),
+        ] {
+            assert_eq!(err_param(completion(parse(body.clone()), &cfg, 100)).as_deref(), Some(param), "{body}");
         }
     }
 

@@ -2,12 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{Chunk, ChoiceLogprobs, Response, StopParam, StreamOptions};
+use super::common::{Chunk, ChoiceLogprobs, Ignored, Response, StopParam, StreamOptions, Unsupported};
 
 /// The request body as sent. Every field a client may leave out is an `Option`; integers are
 /// `i64` and floats `f64` so an out-of-range value reaches validation (and a precise error)
-/// instead of failing deserialization.
+/// instead of failing deserialization. An unknown field is a 400 naming it (nothing is silently
+/// ignored); OpenAI's parameters this server does not implement are listed as [`Unsupported`]
+/// and accepted only when absent, `null` or at their no-op value (see [`crate::validate`]).
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChatCompletionRequest {
     #[serde(default)]
     pub model: Option<String>,
@@ -50,15 +53,68 @@ pub struct ChatCompletionRequest {
     /// Keep generating past end-of-generation tokens (benchmarks; llama.cpp's name).
     #[serde(default)]
     pub ignore_eos: Option<bool>,
+    // Not implemented: a 400 unless absent, `null` or a no-op (`tools: []`, `tool_choice: "none"`,
+    // `response_format: {"type": "text"}`, `logit_bias: {}`, `modalities: ["text"]`).
+    #[serde(default)]
+    pub tools: Unsupported,
+    #[serde(default)]
+    pub tool_choice: Unsupported,
+    #[serde(default)]
+    pub functions: Unsupported,
+    #[serde(default)]
+    pub function_call: Unsupported,
+    #[serde(default)]
+    pub response_format: Unsupported,
+    #[serde(default)]
+    pub logit_bias: Unsupported,
+    #[serde(default)]
+    pub modalities: Unsupported,
+    #[serde(default)]
+    pub audio: Unsupported,
+    #[serde(default)]
+    pub prediction: Unsupported,
+    #[serde(default)]
+    pub reasoning_effort: Unsupported,
+    #[serde(default)]
+    pub verbosity: Unsupported,
+    #[serde(default)]
+    pub web_search_options: Unsupported,
+    // Harmless by definition (bookkeeping and routing hints that cannot change the answer):
+    // accepted and ignored.
+    #[serde(default)]
+    pub metadata: Ignored,
+    #[serde(default)]
+    pub store: Ignored,
+    #[serde(default)]
+    pub service_tier: Ignored,
+    #[serde(default)]
+    pub parallel_tool_calls: Ignored,
+    #[serde(default)]
+    pub prompt_cache_key: Ignored,
+    #[serde(default)]
+    pub safety_identifier: Ignored,
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawMessage {
     pub role: String,
     #[serde(default)]
     pub content: Option<MessageContent>,
+    /// A participant's name: templates do not use it; harmless.
     #[serde(default)]
     pub name: Option<String>,
+    // Not implemented: a 400 unless absent, `null` (or `tool_calls: []`).
+    #[serde(default)]
+    pub tool_calls: Unsupported,
+    #[serde(default)]
+    pub tool_call_id: Unsupported,
+    #[serde(default)]
+    pub function_call: Unsupported,
+    #[serde(default)]
+    pub refusal: Unsupported,
+    #[serde(default)]
+    pub audio: Unsupported,
 }
 
 /// `content`: a string or an array of typed parts (only `text` parts are supported).

@@ -3,6 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A parameter of OpenAI's API this server does not implement, kept as sent (`None` when absent
+/// or `null`) so validation can accept its no-op values and reject the rest by name.
+pub type Unsupported = Option<serde_json::Value>;
+
+/// A parameter that cannot change the answer (`user`-like bookkeeping): read and dropped
+/// without allocating.
+pub type Ignored = Option<serde::de::IgnoredAny>;
+
 /// `stop`: one string or a list of up to four.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(untagged)]

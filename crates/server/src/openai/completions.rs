@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{Chunk, Response, StopParam, StreamOptions};
+use super::common::{Chunk, Response, StopParam, StreamOptions, Unsupported};
 
+/// Like the chat request: an unknown field is a 400 naming it.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CompletionRequest {
     #[serde(default)]
     pub model: Option<String>,
@@ -50,6 +52,12 @@ pub struct CompletionRequest {
     /// Keep generating past end-of-generation tokens (benchmarks; llama.cpp's name).
     #[serde(default)]
     pub ignore_eos: Option<bool>,
+    /// Accepted only when it changes nothing (equal to `n`).
+    #[serde(default)]
+    pub best_of: Option<i64>,
+    /// Not implemented: a 400 unless absent, `null` or `{}`.
+    #[serde(default)]
+    pub logit_bias: Unsupported,
 }
 
 /// `prompt`: a string, a list of strings, a token list or a list of token lists.

@@ -1,6 +1,7 @@
-//! OpenAI's wire format: the raw request bodies exactly as clients send them (unknown fields are
-//! ignored, like OpenAI does) and the response bodies and stream chunks we send back. Nothing here
-//! validates: [`crate::validate`] turns requests into trusted types.
+//! OpenAI's wire format: the raw request bodies exactly as clients send them (an unknown field is
+//! a 400 naming it, like OpenAI's `Unrecognized request argument`) and the response bodies and
+//! stream chunks we send back. Nothing here validates: [`crate::validate`] turns requests into
+//! trusted types.
 
 pub mod chat;
 pub mod common;

@@ -24,7 +24,7 @@ pub struct Started {
 /// (`{id_prefix}-...`).
 pub async fn start(st: &AppState, job: &Job, id_prefix: &str) -> Result<Started, ApiError> {
     let prompts = generation::tokenize(&st.engine, job).await?;
-    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), job, prompts)?;
+    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &st.admission, job, prompts)?;
     Ok(Started { gen, id: generation::response_id(id_prefix), created: generation::unix_now() })
 }
 

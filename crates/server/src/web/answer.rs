@@ -168,7 +168,7 @@ async fn start(st: &WebState, user: UserId, conv: &Conversation, chat: Vec<ChatM
     })?;
     // Submitted before anything is stored: a full queue (429) leaves no trace. Events wait in
     // the channel until the task reads them.
-    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &job, prompts)?;
+    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &st.admission, &job, prompts)?;
     let (question, answer_parent, title_source) = match turn {
         Turn::Question { parent, content } => {
             let q = st.store.add_message(user, &NewMessage::complete(conv.id, parent, Role::User, content.clone())).await?;

@@ -240,7 +240,7 @@ pub async fn import(State(st): State<WebState>, CurrentUser(user): CurrentUser, 
         }
         ids.push(conv.id.to_string());
     }
-    tracing::info!(user = %user.username, imported = ids.len(), skipped, "imported a ChatGPT export");
+    tracing::info!(user = ?user.username, imported = ids.len(), skipped, "imported a ChatGPT export");
     Ok((StatusCode::OK, Json(json!({"imported": ids.len(), "skipped": skipped, "conversations": ids}))).into_response())
 }
 

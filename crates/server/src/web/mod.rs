@@ -82,6 +82,8 @@ pub struct WebState {
     pub secure_cookies: bool,
     pub limiter: Arc<LoginLimiter>,
     pub titling: Arc<title::InFlight>,
+    /// The request queue (`--queue`), shared with `/v1`.
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 /// Whether a path authenticates itself (the `/api` routes use the session cookie) or needs no
@@ -110,6 +112,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accou
         secure_cookies: accounts.secure_cookies,
         limiter: Arc::new(LoginLimiter::new(accounts.login_limits)),
         titling: Arc::default(),
+        admission: app.admission.clone(),
     };
     let api = Router::new()
         .route("/api/auth/state", get(routes::auth::state))

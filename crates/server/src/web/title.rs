@@ -106,7 +106,7 @@ async fn ask_model(st: &WebState, question: &str, answer: &str) -> Option<String
         include_usage: false,
     };
     let prompts = generation::tokenize(&st.engine, &job).await.ok()?;
-    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &job, prompts).ok()?;
+    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &st.admission, &job, prompts).ok()?;
     let (choices, _) = choices::collect::<ChatChoice>(st.engine.as_ref(), gen, false).await.ok()?;
     choices.into_iter().next().map(|c| c.message.content)
 }

@@ -31,6 +31,8 @@ pub struct Shared {
     pub running: AtomicUsize,
     pub cancelled: AtomicUsize,
     pub submitted: Mutex<Vec<GenRequest>>,
+    /// Calls of `chat_prompt` and `raw_prompt`.
+    pub tokenized: AtomicUsize,
 }
 
 impl Backend for Fake {
@@ -43,13 +45,19 @@ impl Backend for Fake {
     fn n_vocab(&self) -> usize {
         300
     }
+    fn max_token_bytes(&self) -> usize {
+        // Tokens are bytes.
+        1
+    }
     fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<TokenId>, String> {
+        self.s.tokenized.fetch_add(1, Ordering::SeqCst);
         if messages.iter().any(|m| m.content == "RAISE") {
             return Err("Conversation roles must alternate user/assistant".into());
         }
         Ok(messages.iter().flat_map(|m| m.content.bytes().map(u32::from)).collect())
     }
     fn raw_prompt(&self, text: &str) -> Vec<TokenId> {
+        self.s.tokenized.fetch_add(1, Ordering::SeqCst);
         text.bytes().map(u32::from).collect()
     }
     fn token_bytes(&self, id: TokenId) -> Vec<u8> {

@@ -44,7 +44,7 @@ pub async fn create(
         store::StoreError::Conflict(_) => WebError::Conflict(format!("the username `{}` is taken", username.as_str())),
         other => other.into(),
     })?;
-    tracing::info!(by = %admin.username, user = %user.username, admin = user.is_admin, "added an account");
+    tracing::info!(by = ?admin.username, user = ?user.username, admin = user.is_admin, "added an account");
     Ok((StatusCode::CREATED, Json(UserJson::from(&user))).into_response())
 }
 
@@ -59,6 +59,6 @@ pub async fn delete(
         return Err(WebError::Forbidden("you cannot remove your own account".into()));
     }
     st.store.delete_user(admin.id, target).await.map_err(WebError::store("user"))?;
-    tracing::info!(by = %admin.username, user = %target, "removed an account");
+    tracing::info!(by = ?admin.username, user = ?target, "removed an account");
     Ok(StatusCode::NO_CONTENT)
 }

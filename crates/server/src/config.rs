@@ -24,6 +24,9 @@ pub struct ServeConfig {
     pub body_limit: usize,
     /// Interval of SSE keep-alive comments while a stream has nothing to send.
     pub keep_alive: Duration,
+    /// One KV prefix cache for all tenants (`--shared-prefix-cache`); by default each API key
+    /// and each user has its own (see [`crate::tenant`]).
+    pub shared_prefix_cache: bool,
 }
 
 impl ServeConfig {
@@ -36,6 +39,7 @@ impl ServeConfig {
             max_n: 16,
             body_limit: 16 << 20,
             keep_alive: Duration::from_secs(10),
+            shared_prefix_cache: false,
         }
     }
 

@@ -22,6 +22,10 @@ pub enum ApiError {
     /// The prompt does not fit in the context (400, `context_length_exceeded`).
     #[error("this model's maximum context length is {n_ctx} tokens, but the prompt has {n_prompt} tokens; shorten the messages or the prompt")]
     ContextLengthExceeded { n_prompt: usize, n_ctx: usize },
+    /// Like `ContextLengthExceeded`, found while tokenizing, which stopped once the prompt could
+    /// not fit: its full length is unknown (400, `context_length_exceeded`).
+    #[error("this model's maximum context length is {n_ctx} tokens, but the prompt has at least {at_least} tokens; shorten the messages or the prompt")]
+    ContextLengthExceededAtLeast { at_least: usize, n_ctx: usize },
     /// No such model (404, `model_not_found`).
     #[error("the model `{0}` does not exist")]
     ModelNotFound(String),
@@ -55,9 +59,10 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidParam { .. } | ApiError::InvalidJson(_) | ApiError::ContextLengthExceeded { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidParam { .. }
+            | ApiError::InvalidJson(_)
+            | ApiError::ContextLengthExceeded { .. }
+            | ApiError::ContextLengthExceededAtLeast { .. } => StatusCode::BAD_REQUEST,
             ApiError::ModelNotFound(_) | ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -73,7 +78,7 @@ impl ApiError {
         let (kind, param, code): (&str, Option<String>, Option<&str>) = match self {
             ApiError::InvalidParam { param, .. } => ("invalid_request_error", param.clone(), None),
             ApiError::InvalidJson(_) => ("invalid_request_error", None, None),
-            ApiError::ContextLengthExceeded { .. } => {
+            ApiError::ContextLengthExceeded { .. } | ApiError::ContextLengthExceededAtLeast { .. } => {
                 ("invalid_request_error", Some("messages".into()), Some("context_length_exceeded"))
             }
             ApiError::ModelNotFound(_) => ("invalid_request_error", Some("model".into()), Some("model_not_found")),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, Response};
 use http_body_util::BodyExt;
-use server::backend::{ChatMessage, TokenId, TokenLogprob, TokenOut};
+use server::backend::{ChatMessage, PromptError, TokenId, TokenLogprob, TokenOut};
 use server::{Backend, ChoiceSink, Event, FinishReason, GenRequest, Stats, SubmitError, Usage};
 use tower::ServiceExt;
 
@@ -33,6 +33,15 @@ pub struct Shared {
     pub submitted: Mutex<Vec<GenRequest>>,
 }
 
+/// Collects at most `max_tokens + 1` tokens, like the engine: stops once the limit is passed.
+fn limited(tokens: impl Iterator<Item = TokenId>, max_tokens: usize) -> Result<Vec<TokenId>, PromptError> {
+    let v: Vec<TokenId> = tokens.take(max_tokens.saturating_add(1)).collect();
+    if v.len() > max_tokens {
+        return Err(PromptError::TooLong { limit: max_tokens, at_least: v.len() });
+    }
+    Ok(v)
+}
+
 impl Backend for Fake {
     fn n_ctx(&self) -> usize {
         match self.s.n_ctx.load(Ordering::SeqCst) {
@@ -43,14 +52,14 @@ impl Backend for Fake {
     fn n_vocab(&self) -> usize {
         300
     }
-    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<TokenId>, String> {
+    fn chat_prompt(&self, messages: &[ChatMessage], max_tokens: usize) -> Result<Vec<TokenId>, PromptError> {
         if messages.iter().any(|m| m.content == "RAISE") {
-            return Err("Conversation roles must alternate user/assistant".into());
+            return Err(PromptError::Invalid("Conversation roles must alternate user/assistant".into()));
         }
-        Ok(messages.iter().flat_map(|m| m.content.bytes().map(u32::from)).collect())
+        limited(messages.iter().flat_map(|m| m.content.bytes().map(u32::from)), max_tokens)
     }
-    fn raw_prompt(&self, text: &str) -> Vec<TokenId> {
-        text.bytes().map(u32::from).collect()
+    fn raw_prompt(&self, text: &str, max_tokens: usize) -> Result<Vec<TokenId>, PromptError> {
+        limited(text.bytes().map(u32::from), max_tokens)
     }
     fn token_bytes(&self, id: TokenId) -> Vec<u8> {
         if id < 256 { vec![id as u8] } else { format!("<{id}>").into_bytes() }

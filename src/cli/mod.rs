@@ -92,6 +92,10 @@ pub struct ModelArgs {
     /// Worker threads [default: one per core]
     #[arg(short = 't', long, default_value_t = 0)]
     pub threads: usize,
+    /// Let control tokens spelled inside chat messages (`<|im_end|>`...) become control tokens,
+    /// as llama.cpp does; by default only the chat template's own markers are
+    #[arg(long)]
+    pub parse_special_in_messages: bool,
 }
 
 impl ModelArgs {
@@ -99,7 +103,7 @@ impl ModelArgs {
     pub fn load(&self, dir: &ModelsDir, ctx_hint: Option<usize>) -> anyhow::Result<engine::Engine> {
         let _ = ctx_hint;
         let path = models::resolve_model(self.model.as_deref(), dir)?;
-        let cfg = engine::EngineConfig { threads: self.threads };
+        let cfg = engine::EngineConfig { threads: self.threads, parse_special_in_messages: self.parse_special_in_messages };
         engine::Engine::load(&path, &cfg).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 }

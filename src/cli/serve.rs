@@ -82,6 +82,14 @@ pub struct ServeArgs {
     /// send `X-Forwarded-Proto: https`)
     #[arg(long, env = "DAEHWA_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Let control tokens spelled inside chat messages (`<|im_end|>`...) become control tokens,
+    /// as llama.cpp does; by default only the chat template's own markers are
+    #[arg(long, env = "DAEHWA_PARSE_SPECIAL_IN_MESSAGES")]
+    pub parse_special_in_messages: bool,
+    /// One KV prefix cache for every API key and user (a common system prompt is computed once
+    /// for all); by default each has its own, so cached prompts reveal nothing across them
+    #[arg(long, env = "DAEHWA_SHARED_PREFIX_CACHE")]
+    pub shared_prefix_cache: bool,
     /// A TOML file with any of these settings (keys in snake_case: `port = 9000`,
     /// `api_key = ["..."]`)
     #[arg(long, env = "DAEHWA_CONFIG")]
@@ -110,6 +118,8 @@ impl ServeArgs {
             database: self.database.or(file.database),
             data_dir: self.data_dir.or(file.data_dir),
             secure_cookies: self.secure_cookies || file.secure_cookies,
+            parse_special_in_messages: self.parse_special_in_messages || file.parse_special_in_messages,
+            shared_prefix_cache: self.shared_prefix_cache || file.shared_prefix_cache,
             config: self.config,
         }
     }
@@ -156,7 +166,10 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     let path = models::resolve_model(a.model.as_deref(), dir)?;
     // The API name of the model: the pulled model's name (its file stem, e.g. `smollm2`).
     let model_id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let engine_cfg = engine::EngineConfig { threads: a.threads.unwrap_or(0) };
+    let engine_cfg = engine::EngineConfig {
+        threads: a.threads.unwrap_or(0),
+        parse_special_in_messages: a.parse_special_in_messages,
+    };
     let engine = engine::Engine::load(&path, &engine_cfg).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let hp = engine.model.hparams();
     let n_ctx = a.ctx.unwrap_or_else(|| hp.n_ctx_train.min(DEFAULT_MAX_CTX));
@@ -191,6 +204,7 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         cfg.connections.body_timeout = Duration::from_secs(s.max(1));
     }
     cfg.connections.max_connections = a.max_connections.map(|m| m.max(1));
+    cfg.shared_prefix_cache = a.shared_prefix_cache;
     cfg.api_keys = a.api_key.iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
     cfg.created = std::fs::metadata(&path)
         .and_then(|m| m.modified())

@@ -9,7 +9,8 @@ use kernels::pool::ThreadPool;
 use crate::model::{self, Model};
 use crate::text::template::builtin::{BuiltinFormat, ChatFormat};
 use crate::text::template::{ChatMessage, ChatTemplate};
-use crate::text::tokenizer::Tokenizer;
+use crate::text::content;
+use crate::text::tokenizer::{EncodeOptions, Tokenizer};
 use crate::{Error, Result, TokenId};
 
 /// How to load a model.
@@ -17,6 +18,9 @@ use crate::{Error, Result, TokenId};
 pub struct EngineConfig {
     /// Worker threads for the kernels (0 = one per core).
     pub threads: usize,
+    /// Let control tokens spelled inside chat messages become control tokens (llama.cpp's
+    /// behaviour). Off by default: only the chat template's own markers are control tokens.
+    pub parse_special_in_messages: bool,
 }
 
 pub struct Engine {
@@ -30,6 +34,8 @@ pub struct Engine {
     /// file's template is used, or when there is no chat format at all).
     pub builtin_chat: Option<BuiltinFormat>,
     pub pool: ThreadPool,
+    /// See [`EngineConfig::parse_special_in_messages`].
+    pub parse_special_in_messages: bool,
 }
 
 impl Engine {
@@ -50,23 +56,66 @@ impl Engine {
             ),
             Err(e) => (Err(e.to_string()), None),
         };
+        // The template is code from the file: it must finish a short conversation within its
+        // limits, or the model does not load.
+        if let Ok(t) = &template {
+            t.probe()?;
+        }
+        // Token ids index the embedding table: the vocabulary must fit in it.
+        let n_vocab = model.hparams().n_vocab;
+        if tokenizer.n_vocab() > n_vocab {
+            return Err(Error::Model(format!(
+                "the tokenizer has {} tokens but the model's vocabulary (token_embd) has {n_vocab}",
+                tokenizer.n_vocab()
+            )));
+        }
         let threads = if cfg.threads == 0 { kernels::pool::default_threads() } else { cfg.threads };
         file.advise_will_need();
-        Ok(Engine { file, model, tokenizer, template, builtin_chat, pool: ThreadPool::new(threads) })
+        Ok(Engine {
+            file,
+            model,
+            tokenizer,
+            template,
+            builtin_chat,
+            pool: ThreadPool::new(threads),
+            parse_special_in_messages: cfg.parse_special_in_messages,
+        })
     }
 
     /// Renders `messages` with the model's chat template (generation prompt added) and tokenizes
     /// the result the way llama.cpp does for a templated prompt (special tokens parsed, BOS only
-    /// where the vocabulary adds it).
+    /// where the vocabulary adds it), except that the messages' contents are plain text: a control
+    /// token spelled in a message stays text unless `parse_special_in_messages` is set.
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<TokenId>> {
+        self.chat_prompt_limited(messages, None)
+    }
+
+    /// [`chat_prompt`](Self::chat_prompt) that stops with [`Error::TooManyTokens`] as soon as the
+    /// prompt has more than `max_tokens` tokens.
+    pub fn chat_prompt_limited(&self, messages: &[ChatMessage], max_tokens: Option<usize>) -> Result<Vec<TokenId>> {
         let template = self.template.as_ref().map_err(|e| Error::NoChat(e.clone()))?;
         let text = template.render(messages, true)?;
-        Ok(self.tokenizer.encode(&text, true, true))
+        let plain = if self.parse_special_in_messages {
+            Vec::new()
+        } else {
+            content::locate(&text, messages.iter().map(|m| m.content.as_str()), |c| {
+                self.tokenizer.has_control_spelling(c)
+            })?
+        };
+        let opts = EncodeOptions { add_special: true, parse_special: true, plain: &plain, max_tokens };
+        Ok(self.tokenizer.encode_with(&text, &opts)?)
     }
 
     /// Tokenizes a raw prompt: special tokens written in it are recognized, BOS added where the
     /// GGUF's `add_bos_token` says so.
     pub fn raw_prompt(&self, text: &str) -> Vec<TokenId> {
         self.tokenizer.encode(text, true, true)
+    }
+
+    /// [`raw_prompt`](Self::raw_prompt) that stops with [`Error::TooManyTokens`] as soon as the
+    /// prompt has more than `max_tokens` tokens (a text too long in bytes is refused at once).
+    pub fn raw_prompt_limited(&self, text: &str, max_tokens: usize) -> Result<Vec<TokenId>> {
+        let opts = EncodeOptions { add_special: true, parse_special: true, plain: &[], max_tokens: Some(max_tokens) };
+        Ok(self.tokenizer.encode_with(text, &opts)?)
     }
 }

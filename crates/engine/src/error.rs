@@ -10,6 +10,10 @@ pub enum Error {
     Tokenizer(#[from] crate::text::tokenizer::TokenizerError),
     #[error(transparent)]
     Template(#[from] crate::text::template::TemplateError),
+    #[error(transparent)]
+    TooManyTokens(#[from] crate::text::tokenizer::TooManyTokens),
+    #[error(transparent)]
+    Unlocated(#[from] crate::text::content::Unlocated),
     #[error("unsupported architecture `{arch}` (supported: {supported})")]
     UnsupportedArchitecture { arch: String, supported: String },
     #[error("chat is unavailable: {0}")]

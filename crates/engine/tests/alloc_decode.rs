@@ -59,7 +59,7 @@ fn warm_decode_steps_allocate_nothing() {
     std::hint::black_box(vec![0u8; 16]);
     assert!(allocations() > before, "the counting allocator does not count");
 
-    let e = Engine::load(common::smollm2(), &EngineConfig { threads: 2 }).expect("load smollm2");
+    let e = Engine::load(common::smollm2(), &EngineConfig { threads: 2, ..EngineConfig::default() }).expect("load smollm2");
     let hp = e.model.hparams().clone();
     let n_ctx = 64;
     let mut ws = Workspace::default();

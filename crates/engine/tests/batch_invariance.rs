@@ -70,7 +70,7 @@ fn params() -> GenParams {
 
 #[test]
 fn golden_prompts_alone_and_all_at_once_give_identical_ids_and_logprobs() {
-    let engine = Arc::new(Engine::load(common::smollm2(), &EngineConfig { threads: 2 }).expect("load smollm2"));
+    let engine = Arc::new(Engine::load(common::smollm2(), &EngineConfig { threads: 2, ..EngineConfig::default() }).expect("load smollm2"));
     let prompts = golden_prompts();
     assert!(prompts.len() >= 6, "expected the golden chat prompts");
 
@@ -96,7 +96,7 @@ fn golden_prompts_alone_and_all_at_once_give_identical_ids_and_logprobs() {
     // One at a time.
     for ((name, p), want) in prompts.iter().zip(&reference) {
         let (tx, rx) = mpsc::channel();
-        handle.submit(Request { prompt: p.clone(), params: params() }, Box::new(tx)).expect("submit");
+        handle.submit(Request { prompt: p.clone(), params: params(), salt: 0 }, Box::new(tx)).expect("submit");
         let (got, usage) = collect(&rx);
         assert_eq!(&got, want, "{name}: runner alone differs from the session");
         assert_eq!(usage.prompt_tokens, p.len());
@@ -111,7 +111,7 @@ fn golden_prompts_alone_and_all_at_once_give_identical_ids_and_logprobs() {
             .iter()
             .map(|(_, p)| {
                 let (tx, rx) = mpsc::channel();
-                handle.submit(Request { prompt: p.clone(), params: params() }, Box::new(tx)).expect("submit");
+                handle.submit(Request { prompt: p.clone(), params: params(), salt: 0 }, Box::new(tx)).expect("submit");
                 rx
             })
             .collect();

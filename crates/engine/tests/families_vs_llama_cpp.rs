@@ -142,7 +142,7 @@ fn prompts() -> Vec<String> {
 fn check_family(family: &str) -> f32 {
     let path = models_dir().join(format!("{family}.gguf"));
     let want = llama_cpp(&path);
-    let e = Engine::load(&path, &EngineConfig { threads: 2 }).unwrap_or_else(|err| panic!("load {family}: {err}"));
+    let e = Engine::load(&path, &EngineConfig { threads: 2, ..EngineConfig::default() }).unwrap_or_else(|err| panic!("load {family}: {err}"));
 
     // Tokenization, every flag combination.
     let mut tok_fail = Vec::new();

@@ -20,7 +20,7 @@ use engine::{Engine, EngineConfig, GenParams, Session};
 use serde_json::Value;
 
 fn engine() -> Engine {
-    Engine::load(common::gemma3(), &EngineConfig { threads: 2 }).expect("load gemma3-270m")
+    Engine::load(common::gemma3(), &EngineConfig { threads: 2, ..EngineConfig::default() }).expect("load gemma3-270m")
 }
 
 const GOLDEN: &str = "completion-gemma3-270m-q4_k_m.jsonl";
@@ -212,7 +212,7 @@ fn runner_on_paged_kv_equals_session_past_the_window() {
         .iter()
         .map(|p| {
             let (tx, rx) = mpsc::channel();
-            handle.submit(Request { prompt: p.clone(), params: params.clone() }, Box::new(tx)).expect("submit");
+            handle.submit(Request { prompt: p.clone(), params: params.clone(), salt: 0 }, Box::new(tx)).expect("submit");
             rx
         })
         .collect();
@@ -269,7 +269,7 @@ fn a_long_sequence_holds_local_layer_blocks_only_for_the_window() {
     assert!(st.kv_window_blocks_total > 0 && st.kv_window_blocks_total < st.kv_blocks_total, "{st:?}");
     assert_eq!(st.kv_tokens, 2 * 2048, "the global layers' group holds max_seqs full contexts");
     let (tx, rx) = mpsc::channel();
-    h.submit(Request { prompt: prompt.clone(), params: params.clone() }, Box::new(tx)).expect("submit");
+    h.submit(Request { prompt: prompt.clone(), params: params.clone(), salt: 0 }, Box::new(tx)).expect("submit");
     let mut got = Vec::new();
     // (global blocks used, window blocks used) as published after each step, while it runs.
     let mut seen = Vec::new();
@@ -332,7 +332,7 @@ fn a_long_sequence_holds_local_layer_blocks_only_for_the_window() {
         g.tokens.iter().map(|t| (t.id, t.logprob.expect("lp").to_bits())).collect()
     };
     let (tx, rx) = mpsc::channel();
-    h.submit(Request { prompt: turn2.clone(), params: params2 }, Box::new(tx)).expect("submit");
+    h.submit(Request { prompt: turn2.clone(), params: params2, salt: 0 }, Box::new(tx)).expect("submit");
     let mut got2 = Vec::new();
     let usage = loop {
         match rx.recv_timeout(Duration::from_secs(600)).expect("an event") {

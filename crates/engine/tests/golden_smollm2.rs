@@ -16,7 +16,7 @@ use engine::text::template::ChatMessage;
 use engine::{Engine, EngineConfig, GenParams, Session};
 
 fn engine() -> Engine {
-    Engine::load(common::smollm2(), &EngineConfig { threads: 2 }).expect("load smollm2")
+    Engine::load(common::smollm2(), &EngineConfig { threads: 2, ..EngineConfig::default() }).expect("load smollm2")
 }
 
 #[test]

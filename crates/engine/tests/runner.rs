@@ -15,7 +15,7 @@ use engine::{Engine, EngineConfig, FinishReason, GenParams, Session};
 use serde_json::Value;
 
 fn engine() -> Arc<Engine> {
-    Arc::new(Engine::load(common::smollm2(), &EngineConfig { threads: 2 }).expect("load smollm2"))
+    Arc::new(Engine::load(common::smollm2(), &EngineConfig { threads: 2, ..EngineConfig::default() }).expect("load smollm2"))
 }
 
 fn golden_prompts() -> Vec<Vec<u32>> {
@@ -64,7 +64,7 @@ fn solo(engine: &Engine, prompt: &[u32], params: &GenParams) -> Outcome {
 
 fn submit(h: &EngineHandle, prompt: &[u32], params: &GenParams) -> mpsc::Receiver<Event> {
     let (tx, rx) = mpsc::channel();
-    h.submit(Request { prompt: prompt.to_vec(), params: params.clone() }, Box::new(tx)).expect("submit");
+    h.submit(Request { prompt: prompt.to_vec(), params: params.clone(), salt: 0 }, Box::new(tx)).expect("submit");
     rx
 }
 
@@ -199,7 +199,7 @@ fn bad_requests_are_refused_and_shutdown_ends_everything() {
     let h = EngineHandle::start(e.clone(), cfg).expect("start");
     let p = golden_prompts().remove(0);
     let sink = || Box::new(mpsc::channel().0);
-    let req = |prompt: Vec<u32>, params: GenParams| Request { prompt, params };
+    let req = |prompt: Vec<u32>, params: GenParams| Request { prompt, params, salt: 0 };
     assert!(matches!(h.submit(req(vec![], greedy(4)), sink()), Err(SubmitError::Invalid(_))));
     assert_eq!(h.submit(req(vec![1; 300], greedy(4)), sink()), Err(SubmitError::PromptTooLong { n_prompt: 300, n_ctx: 256 }));
     assert!(matches!(h.submit(req(vec![u32::MAX], greedy(4)), sink()), Err(SubmitError::Invalid(m)) if m.contains("vocabulary")));
@@ -249,7 +249,7 @@ fn a_model_without_sliding_windows_keeps_one_block_group() {
     // The longest prompt is what the blocks hold.
     let too_long = vec![1; st.kv_tokens + 1];
     assert_eq!(
-        h.submit(Request { prompt: too_long, params: greedy(1) }, Box::new(mpsc::channel().0)),
+        h.submit(Request { prompt: too_long, params: greedy(1), salt: 0 }, Box::new(mpsc::channel().0)),
         Err(SubmitError::PromptTooLong { n_prompt: st.kv_tokens + 1, n_ctx: st.kv_tokens })
     );
     let p = golden_prompts().remove(0);

@@ -52,6 +52,8 @@ pub struct GenSpec {
 pub struct GenRequest {
     pub prompt: Vec<TokenId>,
     pub params: GenSpec,
+    /// Prefix-cache salt of the request's tenant (0: the shared cache, see [`crate::tenant`]).
+    pub salt: u64,
 }
 
 /// A token's log-probability.
@@ -122,6 +124,18 @@ pub enum SubmitError {
     Stopped,
 }
 
+/// Why a prompt could not be tokenized.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PromptError {
+    /// The prompt has more than `limit` tokens (at least `at_least`); tokenizing stopped there.
+    #[error("the prompt has at least {at_least} tokens, more than the {limit} allowed")]
+    TooLong { limit: usize, at_least: usize },
+    /// The messages or the prompt cannot be rendered or tokenized; shown to the client as an
+    /// invalid `messages` parameter.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// A snapshot of the scheduler for `/metrics` and `/health`. The `kv_blocks_*` counts are sums
 /// over the cache's block groups (global layers and, for models such as Gemma 3, windowed ones).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -173,11 +187,11 @@ pub trait Backend: Send + Sync + 'static {
     /// spelled out; at least 4, one UTF-8 character): a text longer than `n_ctx` times this
     /// cannot fit in the context, which is checked before tokenizing it.
     fn max_token_bytes(&self) -> usize;
-    /// Renders `messages` with the chat template and tokenizes the result. The error is shown to
-    /// the client as an invalid `messages` parameter.
-    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<TokenId>, String>;
-    /// Tokenizes a raw completion prompt.
-    fn raw_prompt(&self, text: &str) -> Vec<TokenId>;
+    /// Renders `messages` with the chat template and tokenizes the result, stopping with
+    /// [`PromptError::TooLong`] as soon as it has more than `max_tokens` tokens.
+    fn chat_prompt(&self, messages: &[ChatMessage], max_tokens: usize) -> Result<Vec<TokenId>, PromptError>;
+    /// Tokenizes a raw completion prompt, stopping as soon as it has more than `max_tokens` tokens.
+    fn raw_prompt(&self, text: &str, max_tokens: usize) -> Result<Vec<TokenId>, PromptError>;
     /// The bytes a token stands for (special tokens spelled out): `logprobs[].bytes`.
     fn token_bytes(&self, id: TokenId) -> Vec<u8>;
     /// Queues one sequence; its events go to `sink`.

@@ -29,6 +29,9 @@ pub struct ServeConfig {
     pub queue: usize,
     /// Header, body and keep-alive timeouts and the connection cap.
     pub connections: crate::connections::ConnOptions,
+    /// One KV prefix cache for all tenants (`--shared-prefix-cache`); by default each API key
+    /// and each user has its own (see [`crate::tenant`]).
+    pub shared_prefix_cache: bool,
 }
 
 impl ServeConfig {
@@ -43,6 +46,7 @@ impl ServeConfig {
             keep_alive: Duration::from_secs(10),
             queue: 256,
             connections: crate::connections::ConnOptions::default(),
+            shared_prefix_cache: false,
         }
     }
 

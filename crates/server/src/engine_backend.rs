@@ -10,7 +10,7 @@ use engine::sample::SamplingParams;
 use engine::text::template::ChatMessage as EngineMessage;
 
 use crate::backend::{
-    Backend, ChatMessage, ChoiceSink, Event, FinishReason, GenRequest, GenSpec, Stats, SubmitError, TokenId,
+    Backend, ChatMessage, ChoiceSink, Event, FinishReason, GenRequest, GenSpec, PromptError, Stats, SubmitError, TokenId,
     TokenLogprob, TokenOut, Usage,
 };
 
@@ -85,6 +85,13 @@ fn event(e: runner::Event) -> Event {
     }
 }
 
+fn prompt_error(e: engine::Error) -> PromptError {
+    match e {
+        engine::Error::TooManyTokens(t) => PromptError::TooLong { limit: t.limit, at_least: t.at_least },
+        other => PromptError::Invalid(other.to_string()),
+    }
+}
+
 /// Carries engine events into the server's channel; runs on the engine thread.
 struct Sink(ChoiceSink);
 
@@ -110,13 +117,13 @@ impl Backend for EngineBackend {
         self.max_token_bytes
     }
 
-    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<TokenId>, String> {
+    fn chat_prompt(&self, messages: &[ChatMessage], max_tokens: usize) -> Result<Vec<TokenId>, PromptError> {
         let msgs: Vec<EngineMessage> = messages.iter().map(|m| EngineMessage::new(m.role.clone(), m.content.clone())).collect();
-        self.handle.engine().chat_prompt(&msgs).map_err(|e| e.to_string())
+        self.handle.engine().chat_prompt_limited(&msgs, Some(max_tokens)).map_err(prompt_error)
     }
 
-    fn raw_prompt(&self, text: &str) -> Vec<TokenId> {
-        self.handle.engine().raw_prompt(text)
+    fn raw_prompt(&self, text: &str, max_tokens: usize) -> Result<Vec<TokenId>, PromptError> {
+        self.handle.engine().raw_prompt_limited(text, max_tokens).map_err(prompt_error)
     }
 
     fn token_bytes(&self, id: TokenId) -> Vec<u8> {
@@ -124,7 +131,7 @@ impl Backend for EngineBackend {
     }
 
     fn submit(&self, req: GenRequest, sink: ChoiceSink) -> Result<(), SubmitError> {
-        let r = runner::Request { prompt: req.prompt, params: gen_params(req.params) };
+        let r = runner::Request { prompt: req.prompt, params: gen_params(req.params), salt: req.salt };
         self.handle.submit(r, Box::new(Sink(sink))).map_err(|e| match e {
             runner::SubmitError::QueueFull => SubmitError::QueueFull,
             runner::SubmitError::PromptTooLong { n_prompt, n_ctx } => SubmitError::PromptTooLong { n_prompt, n_ctx },

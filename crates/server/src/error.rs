@@ -31,6 +31,10 @@ pub enum ApiError {
     /// `context_length_exceeded`).
     #[error("this model's maximum context length is {n_ctx} tokens, but the prompt has {n_bytes} bytes, more than that many tokens can hold; shorten the messages or the prompt")]
     PromptTooManyBytes { n_bytes: usize, n_ctx: usize },
+    /// Like `ContextLengthExceeded`, found while tokenizing, which stopped once the prompt could
+    /// not fit: its full length is unknown (400, `context_length_exceeded`).
+    #[error("this model's maximum context length is {n_ctx} tokens, but the prompt has at least {at_least} tokens; shorten the messages or the prompt")]
+    ContextLengthExceededAtLeast { at_least: usize, n_ctx: usize },
     /// No such model (404, `model_not_found`).
     #[error("the model `{0}` does not exist")]
     ModelNotFound(String),
@@ -73,7 +77,8 @@ impl ApiError {
             ApiError::InvalidParam { .. }
             | ApiError::InvalidJson(_)
             | ApiError::ContextLengthExceeded { .. }
-            | ApiError::PromptTooManyBytes { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::PromptTooManyBytes { .. }
+            | ApiError::ContextLengthExceededAtLeast { .. } => StatusCode::BAD_REQUEST,
             ApiError::ModelNotFound(_) | ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -90,7 +95,9 @@ impl ApiError {
     pub fn rejection(&self) -> Option<Rejection> {
         match self {
             ApiError::InvalidParam { .. } | ApiError::InvalidJson(_) => Some(Rejection::Invalid),
-            ApiError::ContextLengthExceeded { .. } | ApiError::PromptTooManyBytes { .. } => Some(Rejection::PromptTooLong),
+            ApiError::ContextLengthExceeded { .. }
+            | ApiError::PromptTooManyBytes { .. }
+            | ApiError::ContextLengthExceededAtLeast { .. } => Some(Rejection::PromptTooLong),
             ApiError::PayloadTooLarge => Some(Rejection::BodyTooLarge),
             ApiError::QueueFull => Some(Rejection::QueueFull),
             ApiError::TooManyConnections => Some(Rejection::Connections),
@@ -104,7 +111,9 @@ impl ApiError {
         let (kind, param, code): (&str, Option<String>, Option<&str>) = match self {
             ApiError::InvalidParam { param, .. } => ("invalid_request_error", param.clone(), None),
             ApiError::InvalidJson(_) => ("invalid_request_error", None, None),
-            ApiError::ContextLengthExceeded { .. } | ApiError::PromptTooManyBytes { .. } => {
+            ApiError::ContextLengthExceeded { .. }
+            | ApiError::PromptTooManyBytes { .. }
+            | ApiError::ContextLengthExceededAtLeast { .. } => {
                 ("invalid_request_error", Some("messages".into()), Some("context_length_exceeded"))
             }
             ApiError::ModelNotFound(_) => ("invalid_request_error", Some("model".into()), Some("model_not_found")),

@@ -9,40 +9,47 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use crate::admission::{Admission, Slot};
-use crate::backend::{Backend, ChoiceSink, Event, FinishReason, GenRequest, TokenId, TokenOut, Usage};
+use crate::backend::{Backend, ChoiceSink, Event, FinishReason, GenRequest, PromptError, TokenId, TokenOut, Usage};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::prompt_limits;
 use crate::openai::common::{ApiUsage, LogprobEntry, TopLogprob};
+use crate::tenant::Tenant;
 use crate::validate::{Job, JobInput, PromptInput};
 
 /// Tokenizes the job's prompts off the async runtime (templates and BPE on long conversations
 /// take milliseconds) and checks them against the context. A prompt longer in bytes than the
-/// context can hold is refused before tokenizing, and only a few tokenize at once
-/// ([`prompt_limits`]).
+/// context can hold is refused before tokenizing, only a few tokenize at once
+/// ([`prompt_limits`]), and tokenizing stops as soon as a prompt cannot fit.
 pub async fn tokenize(backend: &Arc<dyn Backend>, job: &Job) -> Result<Vec<Vec<TokenId>>, ApiError> {
     prompt_limits::check_bytes(backend.as_ref(), &job.input)?;
     let _permit = prompt_limits::tokenize_permit().await?;
     let b = backend.clone();
     let input = job.input.clone();
+    let n_ctx = backend.n_ctx();
+    // A prompt must leave room for one generated token.
+    let max = n_ctx.saturating_sub(1);
+    let too_long = move |e: PromptError, param: &str| match e {
+        PromptError::TooLong { at_least, .. } => ApiError::ContextLengthExceededAtLeast { at_least, n_ctx },
+        PromptError::Invalid(m) => ApiError::param(param, m),
+    };
     let prompts = tokio::task::spawn_blocking(move || -> Result<Vec<Vec<TokenId>>, ApiError> {
         match input {
             JobInput::Chat(msgs) => {
-                let p = b.chat_prompt(&msgs).map_err(|e| ApiError::param("messages", e))?;
+                let p = b.chat_prompt(&msgs, max).map_err(|e| too_long(e, "messages"))?;
                 Ok(vec![p])
             }
-            JobInput::Prompts(ps) => Ok(ps
+            JobInput::Prompts(ps) => ps
                 .into_iter()
                 .map(|p| match p {
-                    PromptInput::Text(s) => b.raw_prompt(&s),
-                    PromptInput::Tokens(t) => t,
+                    PromptInput::Text(s) => b.raw_prompt(&s, max).map_err(|e| too_long(e, "prompt")),
+                    PromptInput::Tokens(t) => Ok(t),
                 })
-                .collect()),
+                .collect(),
         }
     })
     .await
     .map_err(|e| ApiError::Internal(format!("tokenizer task: {e}")))??;
-    let n_ctx = backend.n_ctx();
     for p in &prompts {
         if p.is_empty() {
             return Err(ApiError::param("prompt", "the prompt has no tokens"));
@@ -89,13 +96,15 @@ pub struct Generation {
 
 /// Submits `job.n` sequences per prompt. Choice `p * n + j` is prompt `p`'s `j`-th sample, seeded
 /// with `seed + j` so the choices differ yet each is reproducible. The whole request takes one
-/// place in `admission` (429 when it is full), however many sequences it has.
+/// place in `admission` (429 when it is full), however many sequences it has. `tenant` keys the
+/// prefix cache.
 pub fn submit(
     backend: &dyn Backend,
     metrics: Arc<Metrics>,
     admission: &Arc<Admission>,
     job: &Job,
     prompts: Vec<Vec<TokenId>>,
+    tenant: Tenant,
 ) -> Result<Generation, ApiError> {
     let slot = admission.try_take().ok_or(ApiError::QueueFull)?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -107,7 +116,7 @@ pub fn submit(
             let mut params = job.params.clone();
             params.sampling.seed = params.sampling.seed.map(|s| s.wrapping_add(j as u64));
             params.max_tokens = params.max_tokens.min(n_ctx);
-            backend.submit(GenRequest { prompt: prompt.clone(), params }, ChoiceSink::new(index, tx.clone()))?;
+            backend.submit(GenRequest { prompt: prompt.clone(), params, salt: tenant.0 }, ChoiceSink::new(index, tx.clone()))?;
             index += 1;
         }
     }

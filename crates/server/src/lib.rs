@@ -34,6 +34,7 @@ pub mod request_log;
 pub mod routes;
 mod serve;
 pub mod sse;
+pub mod tenant;
 pub mod validate;
 pub mod web;
 
@@ -128,14 +129,17 @@ fn bearer(req: &Request) -> Option<&str> {
 ///
 /// Authentication is on when `--api-key`s are configured or the store has an account; a key is
 /// one of those or an unrevoked personal key. A fresh local install (neither) stays open.
-async fn require_key(State(st): State<AppState>, req: Request, next: Next) -> Response {
+async fn require_key(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    use tenant::{Identity, Tenant};
     let path = req.uri().path();
     if path == "/health" || (st.accounts.is_some() && web::is_own_auth_path(path)) {
         return next.run(req).await;
     }
-    let given = bearer(&req);
+    let given = bearer(&req).map(str::to_string);
+    let given = given.as_deref();
     if let Some(k) = given {
         if st.config.api_keys.iter().any(|key| same_key(key.as_bytes(), k.as_bytes())) {
+            req.extensions_mut().insert(Tenant::of(&st.config, Identity::ApiKey(k)));
             return next.run(req).await;
         }
     }
@@ -148,6 +152,7 @@ async fn require_key(State(st): State<AppState>, req: Request, next: Next) -> Re
         },
     };
     if !required {
+        req.extensions_mut().insert(Tenant::of(&st.config, Identity::Anyone));
         return next.run(req).await;
     }
     let Some(k) = given else {
@@ -155,7 +160,10 @@ async fn require_key(State(st): State<AppState>, req: Request, next: Next) -> Re
     };
     if let Some(a) = &st.accounts {
         match web::personal_key_user(&a.store, k).await {
-            Ok(Some(_)) => return next.run(req).await,
+            Ok(Some(u)) => {
+                req.extensions_mut().insert(Tenant::of(&st.config, Identity::User(u.id.0)));
+                return next.run(req).await;
+            }
             Ok(None) => {}
             Err(e) => return ApiError::Internal(format!("checking an API key: {e}")).into_response(),
         }

@@ -78,7 +78,7 @@ pub fn check_bytes(backend: &dyn Backend, input: &JobInput) -> Result<(), ApiErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{ChatMessage, ChoiceSink, GenRequest, Stats, SubmitError, TokenId};
+    use crate::backend::{ChatMessage, ChoiceSink, GenRequest, PromptError, Stats, SubmitError, TokenId};
 
     struct B;
     impl Backend for B {
@@ -91,10 +91,10 @@ mod tests {
         fn max_token_bytes(&self) -> usize {
             3
         }
-        fn chat_prompt(&self, _: &[ChatMessage]) -> Result<Vec<TokenId>, String> {
+        fn chat_prompt(&self, _: &[ChatMessage], _: usize) -> Result<Vec<TokenId>, PromptError> {
             unreachable!("never tokenized")
         }
-        fn raw_prompt(&self, _: &str) -> Vec<TokenId> {
+        fn raw_prompt(&self, _: &str, _: usize) -> Result<Vec<TokenId>, PromptError> {
             unreachable!("never tokenized")
         }
         fn token_bytes(&self, _: TokenId) -> Vec<u8> {

@@ -16,6 +16,27 @@ impl Keys<'_> {
     }
 }
 
+/// Upper bounds on hyper-parameters, far above any model we run: a model file is untrusted
+/// input, and every count below sizes an allocation (per-layer tables, RoPE tables, the KV
+/// cache), so a forged value must be an error before it is used, never an abort.
+pub mod limits {
+    pub const MAX_LAYERS: usize = 1024;
+    pub const MAX_EMBD: usize = 1 << 17;
+    pub const MAX_HEADS: usize = 1024;
+    pub const MAX_HEAD_DIM: usize = 4096;
+    pub const MAX_FF: usize = 1 << 20;
+    pub const MAX_VOCAB: usize = 1 << 22;
+    pub const MAX_CTX: usize = 1 << 24;
+}
+
+/// `value` of `key` must lie in `1..=max`.
+fn bounded(arch: &str, key: &str, value: usize, max: usize) -> Result<usize> {
+    if value == 0 || value > max {
+        return Err(crate::Error::Model(format!("{arch}.{key} = {value} is out of range (1..={max})")));
+    }
+    Ok(value)
+}
+
 /// How RoPE pairs dimensions (ggml's rope modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RopeStyle {
@@ -62,19 +83,19 @@ pub struct HParams {
 impl HParams {
     /// Reads the llama-style keys shared by most families.
     pub fn read(f: &GgufFile, arch: &str, rope_style: RopeStyle) -> Result<Self> {
+        use limits::*;
         let k = Keys { arch };
-        let n_embd = f.get_u32(&k.key("embedding_length"))? as usize;
-        let n_head = f.get_u32(&k.key("attention.head_count"))? as usize;
-        if n_head == 0 || n_embd == 0 {
-            return Err(crate::Error::Model(format!("{arch}: head_count and embedding_length must be positive")));
-        }
+        let n_embd = bounded(arch, "embedding_length", f.get_u32(&k.key("embedding_length"))? as usize, MAX_EMBD)?;
+        let n_head = bounded(arch, "attention.head_count", f.get_u32(&k.key("attention.head_count"))? as usize, MAX_HEADS)?;
         let n_head_kv = f.opt_u32(&k.key("attention.head_count_kv"))?.map_or(n_head, |v| v as usize);
+        let n_head_kv = bounded(arch, "attention.head_count_kv", n_head_kv, MAX_HEADS)?;
         if n_head_kv == 0 || !n_head.is_multiple_of(n_head_kv) {
             return Err(crate::Error::Model(format!(
                 "{arch}: head_count {n_head} is not a multiple of head_count_kv {n_head_kv}"
             )));
         }
         let head_dim = f.opt_u32(&k.key("attention.key_length"))?.map_or(n_embd / n_head, |v| v as usize);
+        let head_dim = bounded(arch, "attention.key_length (head size)", head_dim, MAX_HEAD_DIM)?;
         let n_rot = f.opt_u32(&k.key("rope.dimension_count"))?.map_or(head_dim, |v| v as usize);
         if n_rot > head_dim || n_rot % 2 != 0 {
             return Err(crate::Error::Model(format!("{arch}: rope dimension {n_rot} does not fit head size {head_dim}")));
@@ -94,16 +115,30 @@ impl HParams {
             Some(v) => v as usize,
             None => f.get_str_array("tokenizer.ggml.tokens")?.len(),
         };
+        let n_vocab = bounded(arch, "vocab_size", n_vocab, MAX_VOCAB)?;
+        let n_layer = bounded(arch, "block_count", f.get_u32(&k.key("block_count"))? as usize, MAX_LAYERS)?;
+        // Every layer has several tensors: a count the file cannot back is a forged one.
+        if n_layer > f.tensors().len() {
+            return Err(crate::Error::Model(format!(
+                "{arch}.block_count = {n_layer} but the file has only {} tensors",
+                f.tensors().len()
+            )));
+        }
+        let n_ctx_train = bounded(arch, "context_length", f.get_u32(&k.key("context_length"))? as usize, MAX_CTX)?;
+        let n_ff = bounded(arch, "feed_forward_length", f.get_u32(&k.key("feed_forward_length"))? as usize, MAX_FF)?;
+        if f.opt_u32(&k.key("expert_count"))?.is_some_and(|n| n > 0) {
+            return Err(crate::Error::Model(format!("{arch}: mixture-of-experts models (expert_count) are not supported")));
+        }
         Ok(HParams {
             arch: arch.to_string(),
             n_vocab,
-            n_ctx_train: f.get_u32(&k.key("context_length"))? as usize,
+            n_ctx_train,
             n_embd,
-            n_layer: f.get_u32(&k.key("block_count"))? as usize,
+            n_layer,
             n_head,
             n_head_kv,
             head_dim,
-            n_ff: f.get_u32(&k.key("feed_forward_length"))? as usize,
+            n_ff,
             rms_eps: f.get_f32(&k.key("attention.layer_norm_rms_epsilon"))?,
             rope_freq_base: f.opt_f32(&k.key("rope.freq_base"))?.unwrap_or(10000.0),
             rope_freq_scale,
@@ -129,6 +164,7 @@ impl HParams {
             self.swa_layers.clear();
             return Ok(());
         }
+        let window = bounded(&self.arch, "attention.sliding_window", window, limits::MAX_CTX)?;
         let pattern_key = k.key("attention.sliding_window_pattern");
         let flags = match f.get(&pattern_key) {
             Some(gguf::Value::Array(gguf::Array::Bool(flags))) => {

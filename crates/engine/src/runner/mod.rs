@@ -61,6 +61,9 @@ impl Default for RunnerConfig {
 pub struct Request {
     pub prompt: Vec<TokenId>,
     pub params: GenParams,
+    /// Prefix-cache salt of the request's tenant: its KV blocks are shared only with requests
+    /// of the same salt (0: the shared cache). Derive it from a secret key, not guessable input.
+    pub salt: u64,
 }
 
 /// Token counts of a finished request (OpenAI's `usage`).

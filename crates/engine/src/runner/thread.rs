@@ -123,7 +123,7 @@ impl Worker {
                     self.stats.requests_finished.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                self.sched.add(id, req.prompt);
+                self.sched.add_salted(id, req.prompt, req.salt);
                 self.live.insert(id, seq);
             }
         }

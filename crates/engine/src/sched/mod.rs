@@ -107,6 +107,8 @@ struct Seq {
     /// Arrival order: admission and preemption priority.
     arrival: u64,
     admitted_before: bool,
+    /// Prefix-cache salt of the sequence's tenant (0: shared).
+    salt: u64,
 }
 
 /// See the module docs.
@@ -146,10 +148,24 @@ impl Scheduler {
 
     /// Queues a new sequence. `prompt` must not be empty.
     pub fn add(&mut self, id: SeqId, prompt: Vec<TokenId>) {
+        self.add_salted(id, prompt, 0);
+    }
+
+    /// [`add`](Self::add) for a tenant whose prefix-cache blocks are keyed by `salt` (0: shared).
+    pub fn add_salted(&mut self, id: SeqId, prompt: Vec<TokenId>, salt: u64) {
         assert!(!prompt.is_empty(), "empty prompt");
         let arrival = self.next_arrival;
         self.next_arrival += 1;
-        self.waiting.push_back(Seq { id, n_prompt: prompt.len(), tokens: prompt, n_computed: 0, slot: None, arrival, admitted_before: false });
+        self.waiting.push_back(Seq {
+            id,
+            n_prompt: prompt.len(),
+            tokens: prompt,
+            n_computed: 0,
+            slot: None,
+            arrival,
+            admitted_before: false,
+            salt,
+        });
     }
 
     fn find(&self, id: SeqId) -> Option<&Seq> {
@@ -190,7 +206,7 @@ impl Scheduler {
             // One block of growth for each running sequence, so admitting does not force an
             // immediate preemption.
             let headroom = self.running.len();
-            match kv.admit_chunked(&front.tokens, budget, headroom) {
+            match kv.admit_salted(&front.tokens, budget, headroom, front.salt) {
                 Ok(a) => {
                     let mut s = self.waiting.pop_front().expect("invariant: front exists");
                     s.slot = Some(a.slot);

@@ -33,6 +33,37 @@ use minijinja::{context, Environment, ErrorKind};
 /// minijinja never turns on HTML auto-escaping (transformers renders without escaping too).
 const TEMPLATE_NAME: &str = "chat_template";
 
+/// Instructions one render may execute (minijinja's fuel): real templates use a few hundred per
+/// message, so this allows conversations of thousands of turns while a template that loops
+/// forever (or over `range(100000)` twice nested) stops within about a hundred milliseconds.
+pub const FUEL: u64 = 5_000_000;
+
+/// The most bytes one render may produce: a fixed allowance plus a multiple of the messages'
+/// own size (templates copy each message once, plus a little markup).
+pub fn output_limit(messages: &[ChatMessage]) -> usize {
+    let input: usize = messages.iter().map(|m| m.content.len() + m.role.len()).sum();
+    (1 << 20) + 4 * input
+}
+
+/// Collects a render's output, failing once it passes its limit.
+struct CappedOutput {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > self.limit {
+            return Err(std::io::Error::other("the chat template's output is too large"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A context variable (not part of the HF contract) carrying the render time, so `strftime_now` and
 /// `date_string` agree within one render and tests can pin the clock.
 pub(crate) const NOW_VAR: &str = "__daehwa_now_unix";
@@ -49,6 +80,9 @@ pub enum TemplateError {
     /// Any other failure while rendering (a type error inside the template, ...).
     #[error("chat template failed to render: {0}")]
     Render(String),
+    /// The render ran past its limits ([`FUEL`] instructions or [`output_limit`] bytes).
+    #[error("chat template exceeded its limits: {0}")]
+    Limit(String),
 }
 
 /// One chat turn, as an OpenAI-style `{role, content}` pair.
@@ -89,6 +123,7 @@ impl ChatTemplate {
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, TemplateError> {
         let mut env = Environment::new();
         compat::apply(&mut env);
+        env.set_fuel(Some(FUEL));
         let source = compat::patch_source(source);
         env.add_template_owned(TEMPLATE_NAME, source)
             .map_err(|e| TemplateError::Invalid(describe(&e)))?;
@@ -167,11 +202,42 @@ impl ChatTemplate {
             date_string => time::strftime("%d %b %Y", unix),
             __daehwa_now_unix => unix,
         };
-        tmpl.render(ctx)
-            .map_err(|e| match compat::raised_message(&e) {
-                Some(msg) => TemplateError::Raised(msg),
-                None => TemplateError::Render(describe(&e)),
-            })
+        let mut out = CappedOutput { buf: Vec::new(), limit: output_limit(messages) };
+        tmpl.render_captured_to(ctx, &mut out).map_err(|e| match compat::raised_message(&e) {
+            Some(msg) => TemplateError::Raised(msg),
+            None if matches!(e.kind(), ErrorKind::OutOfFuel) => {
+                TemplateError::Limit(format!("more than {FUEL} instructions"))
+            }
+            None if matches!(e.kind(), ErrorKind::WriteFailure) => {
+                TemplateError::Limit(format!("more than {} bytes of output", out.limit))
+            }
+            None => TemplateError::Render(describe(&e)),
+        })?;
+        // Every write was a `str`, so the bytes are UTF-8.
+        String::from_utf8(out.buf).map_err(|e| TemplateError::Render(e.to_string()))
+    }
+
+    /// Renders a short conversation (a system message, a user turn, an answer, a second user
+    /// turn with the generation prompt) to prove at load that the template finishes within its
+    /// limits. A template that rejects the system role is tried without it; a template that
+    /// rejects both shapes is kept (its rules may admit other conversations), one that exceeds
+    /// its limits is not.
+    pub fn probe(&self) -> Result<(), TemplateError> {
+        let turns = [
+            ChatMessage::new("user", "Hello! What can you do?"),
+            ChatMessage::new("assistant", "I can answer questions and help with writing."),
+            ChatMessage::new("user", "Write a haiku about the sea."),
+        ];
+        let mut with_system = vec![ChatMessage::new("system", "You are a helpful assistant.")];
+        with_system.extend(turns.iter().cloned());
+        for msgs in [&with_system[..], &turns[..]] {
+            match self.render(msgs, true) {
+                Ok(_) => return Ok(()),
+                Err(e @ TemplateError::Limit(_)) => return Err(e),
+                Err(_) => {}
+            }
+        }
+        Ok(())
     }
 }
 

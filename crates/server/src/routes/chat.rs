@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 
 use super::choices::{self, ChoiceBuilder, ChunkHeader, Started};
 use crate::backend::{Backend, FinishReason, TokenOut};
@@ -13,14 +13,16 @@ use crate::openai::chat::{AssistantMessage, ChatChoice, ChatCompletion, ChunkCho
 use crate::openai::common::{ApiUsage, ChoiceLogprobs};
 use crate::openai::ChatCompletionRequest;
 use crate::sse::{self, ChunkFormat};
+use crate::tenant::Tenant;
 use crate::{validate, AppState};
 
 pub async fn chat_completions(
     State(st): State<AppState>,
+    tenant: Option<Extension<Tenant>>,
     ApiJson(req): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let job = validate::chat(req, &st.config)?;
-    let Started { gen, id, created } = choices::start(&st, &job, "chatcmpl").await?;
+    let Started { gen, id, created } = choices::start(&st, &job, "chatcmpl", super::tenant_of(&st, tenant)).await?;
     let logprobs = job.params.top_logprobs.is_some();
     if job.stream {
         let header = ChunkHeader {

@@ -10,6 +10,7 @@ use crate::backend::{Backend, FinishReason, TokenOut};
 use crate::error::ApiError;
 use crate::generation::{self, Generation, Step};
 use crate::openai::common::{ApiUsage, Chunk};
+use crate::tenant::Tenant;
 use crate::validate::Job;
 use crate::AppState;
 
@@ -22,9 +23,9 @@ pub struct Started {
 
 /// Tokenizes the job's prompts, submits one sequence per choice and names the response
 /// (`{id_prefix}-...`).
-pub async fn start(st: &AppState, job: &Job, id_prefix: &str) -> Result<Started, ApiError> {
+pub async fn start(st: &AppState, job: &Job, id_prefix: &str, tenant: Tenant) -> Result<Started, ApiError> {
     let prompts = generation::tokenize(&st.engine, job).await?;
-    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &st.admission, job, prompts)?;
+    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &st.admission, job, prompts, tenant)?;
     Ok(Started { gen, id: generation::response_id(id_prefix), created: generation::unix_now() })
 }
 

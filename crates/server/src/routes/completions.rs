@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 
 use super::choices::{self, ChoiceBuilder, ChunkHeader, Started};
 use crate::backend::{Backend, FinishReason, TokenOut};
@@ -14,14 +14,16 @@ use crate::openai::common::ApiUsage;
 use crate::openai::completions::{CompletionChoice, LegacyLogprobs};
 use crate::openai::{Completion, CompletionRequest};
 use crate::sse::{self, ChunkFormat};
+use crate::tenant::Tenant;
 use crate::{validate, AppState};
 
 pub async fn completions(
     State(st): State<AppState>,
+    tenant: Option<Extension<Tenant>>,
     ApiJson(req): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let job = validate::completion(req, &st.config, st.engine.n_vocab())?;
-    let Started { gen, id, created } = choices::start(&st, &job, "cmpl").await?;
+    let Started { gen, id, created } = choices::start(&st, &job, "cmpl", super::tenant_of(&st, tenant)).await?;
     let logprobs = job.params.top_logprobs.is_some();
     if job.stream {
         let offsets = vec![0; gen.n_choices()];

@@ -15,6 +15,11 @@ use crate::AppState;
 
 pub use choices::to_json;
 
+/// The tenant the key check put on the request (an open server's "anyone" if none).
+fn tenant_of(st: &AppState, t: Option<axum::Extension<crate::tenant::Tenant>>) -> crate::tenant::Tenant {
+    t.map_or_else(|| crate::tenant::Tenant::of(&st.config, crate::tenant::Identity::Anyone), |e| e.0)
+}
+
 fn model_entries(st: &AppState) -> Vec<Model> {
     st.config
         .model_names()

@@ -38,6 +38,7 @@ use crate::backend::{ChatMessage, FinishReason, GenSpec, SamplingSpec};
 use crate::extract::ApiJson;
 use crate::generation::{self, Generation, Step};
 use crate::openai::common::ApiUsage;
+use crate::tenant::{Identity, Tenant};
 use crate::validate::{Job, JobInput};
 
 /// How often streamed text is written to the store.
@@ -168,7 +169,8 @@ async fn start(st: &WebState, user: UserId, conv: &Conversation, chat: Vec<ChatM
     })?;
     // Submitted before anything is stored: a full queue (429) leaves no trace. Events wait in
     // the channel until the task reads them.
-    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &st.admission, &job, prompts)?;
+    let tenant = Tenant::of(&st.config, Identity::User(user.0));
+    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &st.admission, &job, prompts, tenant)?;
     let (question, answer_parent, title_source) = match turn {
         Turn::Question { parent, content } => {
             let q = st.store.add_message(user, &NewMessage::complete(conv.id, parent, Role::User, content.clone())).await?;

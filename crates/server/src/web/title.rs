@@ -18,6 +18,7 @@ use crate::backend::{ChatMessage, GenSpec, SamplingSpec};
 use crate::generation;
 use crate::openai::chat::ChatChoice;
 use crate::routes::choices;
+use crate::tenant::{Identity, Tenant};
 use crate::validate::{Job, JobInput};
 
 /// The longest title kept (characters, words).
@@ -60,7 +61,7 @@ pub fn spawn(st: WebState, user: UserId, conversation: ConversationId, question:
     let Some(claim) = st.titling.claim(conversation) else { return };
     tokio::spawn(async move {
         let _claim = claim;
-        let title = make(&st, &question, &answer).await;
+        let title = make(&st, user, &question, &answer).await;
         match st.store.conversation(user, conversation).await {
             Ok(c) if c.title.trim().is_empty() => {
                 if let Err(e) = st.store.rename_conversation(user, conversation, &title).await {
@@ -74,9 +75,11 @@ pub fn spawn(st: WebState, user: UserId, conversation: ConversationId, question:
     });
 }
 
-/// The title for a conversation that starts with `question` and `answer`.
-pub async fn make(st: &WebState, question: &str, answer: &str) -> String {
-    let from_model: Option<String> = tokio::time::timeout(TIMEOUT, ask_model(st, question, answer)).await.unwrap_or_default();
+/// The title for `user`'s conversation that starts with `question` and `answer`.
+pub async fn make(st: &WebState, user: UserId, question: &str, answer: &str) -> String {
+    let tenant = Tenant::of(&st.config, Identity::User(user.0));
+    let from_model: Option<String> =
+        tokio::time::timeout(TIMEOUT, ask_model(st, question, answer, tenant)).await.unwrap_or_default();
     from_model.and_then(|raw| clean(&raw, question)).unwrap_or_else(|| fallback(question))
 }
 
@@ -84,7 +87,7 @@ fn head(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
-async fn ask_model(st: &WebState, question: &str, answer: &str) -> Option<String> {
+async fn ask_model(st: &WebState, question: &str, answer: &str, tenant: Tenant) -> Option<String> {
     let prompt = format!(
         "Write a short title (at most six words) for a conversation that starts like this. Reply with the title \
          only, in the language of the question.\n\nQuestion: {}\n\nAnswer: {}",
@@ -106,7 +109,7 @@ async fn ask_model(st: &WebState, question: &str, answer: &str) -> Option<String
         include_usage: false,
     };
     let prompts = generation::tokenize(&st.engine, &job).await.ok()?;
-    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &st.admission, &job, prompts).ok()?;
+    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &st.admission, &job, prompts, tenant).ok()?;
     let (choices, _) = choices::collect::<ChatChoice>(st.engine.as_ref(), gen, false).await.ok()?;
     choices.into_iter().next().map(|c| c.message.content)
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, Response};
 use http_body_util::BodyExt;
-use server::backend::{ChatMessage, TokenId, TokenLogprob, TokenOut};
+use server::backend::{ChatMessage, PromptError, TokenId, TokenLogprob, TokenOut};
 use server::{Backend, ChoiceSink, Event, FinishReason, GenRequest, Stats, SubmitError, Usage};
 use tower::ServiceExt;
 
@@ -35,6 +35,15 @@ pub struct Shared {
     pub tokenized: AtomicUsize,
 }
 
+/// Collects at most `max_tokens + 1` tokens, like the engine: stops once the limit is passed.
+fn limited(tokens: impl Iterator<Item = TokenId>, max_tokens: usize) -> Result<Vec<TokenId>, PromptError> {
+    let v: Vec<TokenId> = tokens.take(max_tokens.saturating_add(1)).collect();
+    if v.len() > max_tokens {
+        return Err(PromptError::TooLong { limit: max_tokens, at_least: v.len() });
+    }
+    Ok(v)
+}
+
 impl Backend for Fake {
     fn n_ctx(&self) -> usize {
         match self.s.n_ctx.load(Ordering::SeqCst) {
@@ -49,16 +58,16 @@ impl Backend for Fake {
         // Tokens are bytes.
         1
     }
-    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<TokenId>, String> {
+    fn chat_prompt(&self, messages: &[ChatMessage], max_tokens: usize) -> Result<Vec<TokenId>, PromptError> {
         self.s.tokenized.fetch_add(1, Ordering::SeqCst);
         if messages.iter().any(|m| m.content == "RAISE") {
-            return Err("Conversation roles must alternate user/assistant".into());
+            return Err(PromptError::Invalid("Conversation roles must alternate user/assistant".into()));
         }
-        Ok(messages.iter().flat_map(|m| m.content.bytes().map(u32::from)).collect())
+        limited(messages.iter().flat_map(|m| m.content.bytes().map(u32::from)), max_tokens)
     }
-    fn raw_prompt(&self, text: &str) -> Vec<TokenId> {
+    fn raw_prompt(&self, text: &str, max_tokens: usize) -> Result<Vec<TokenId>, PromptError> {
         self.s.tokenized.fetch_add(1, Ordering::SeqCst);
-        text.bytes().map(u32::from).collect()
+        limited(text.bytes().map(u32::from), max_tokens)
     }
     fn token_bytes(&self, id: TokenId) -> Vec<u8> {
         if id < 256 { vec![id as u8] } else { format!("<{id}>").into_bytes() }

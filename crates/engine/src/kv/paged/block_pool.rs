@@ -59,6 +59,12 @@ impl BlockHash {
         };
         BlockHash(((half(0xA5) as u128) << 64) | half(0x5A) as u128)
     }
+
+    /// What a tenant's first block chains onto: `None` (shared, unsalted) for salt 0, else a
+    /// hash of the salt, so equal prefixes of different tenants never share a block.
+    pub fn root(salt: u64) -> Option<BlockHash> {
+        (salt != 0).then(|| BlockHash::chain(None, &[(salt >> 32) as TokenId, salt as TokenId, u32::MAX, 0x5A17]))
+    }
 }
 
 const NIL: u32 = u32::MAX;

@@ -62,6 +62,8 @@ struct SeqKv {
     tokens: Vec<TokenId>,
     /// Prefix hash of each full computed block (`tokens.len() / block_size` of them).
     hashes: Vec<BlockHash>,
+    /// What the first block's hash chains onto (the tenant's salt, see [`BlockHash::root`]).
+    root: Option<BlockHash>,
 }
 
 /// Table entries a group keeps for a sequence of `n_tokens` positions whose current step ends at
@@ -188,11 +190,11 @@ impl KvManager {
     /// The longest cached prefix of `tokens` usable in every group: its block count and the
     /// hashes of its blocks. At most `(len - 1) / block_size` blocks match, so the last token is
     /// always computed again (its logits are needed) and it never lands in a shared block.
-    fn prefix_hit(&self, tokens: &[TokenId]) -> (usize, Vec<BlockHash>) {
+    fn prefix_hit(&self, tokens: &[TokenId], root: Option<BlockHash>) -> (usize, Vec<BlockHash>) {
         let bs = self.block_size;
         let max_blocks = tokens.len().saturating_sub(1) / bs;
         let mut hashes = Vec::new();
-        let mut prev = None;
+        let mut prev = root;
         for chunk in tokens.chunks_exact(bs).take(max_blocks) {
             let h = BlockHash::chain(prev, chunk);
             // Full-attention groups need every block: their first miss ends the walk.
@@ -219,7 +221,12 @@ impl KvManager {
 
     /// Tokens of `tokens` that a fresh admission would find in the prefix cache.
     pub fn cached_prefix_len(&self, tokens: &[TokenId]) -> usize {
-        self.prefix_hit(tokens).0 * self.block_size
+        self.cached_prefix_len_salted(tokens, 0)
+    }
+
+    /// [`cached_prefix_len`](Self::cached_prefix_len) for the tenant of `salt`.
+    pub fn cached_prefix_len_salted(&self, tokens: &[TokenId], salt: u64) -> usize {
+        self.prefix_hit(tokens, BlockHash::root(salt)).0 * self.block_size
     }
 
     /// Places a sequence whose (not yet computed) tokens are `tokens`: reuses the cached blocks
@@ -234,10 +241,18 @@ impl KvManager {
     /// only ([`reserve_step`](Self::reserve_step) adds the rest step by step), full-attention
     /// groups for the whole of `tokens`.
     pub fn admit_chunked(&mut self, tokens: &[TokenId], first_chunk: usize, headroom: usize) -> Result<Admitted, AdmitError> {
+        self.admit_salted(tokens, first_chunk, headroom, 0)
+    }
+
+    /// [`admit_chunked`](Self::admit_chunked) for the tenant of `salt`: its blocks are keyed by
+    /// hashes chained onto the salt, so only sequences with the same salt share them (0: the
+    /// shared, unsalted cache).
+    pub fn admit_salted(&mut self, tokens: &[TokenId], first_chunk: usize, headroom: usize, salt: u64) -> Result<Admitted, AdmitError> {
         if self.free_slots.is_empty() {
             return Err(AdmitError::NoSlot);
         }
-        let (k, hashes) = self.prefix_hit(tokens);
+        let root = BlockHash::root(salt);
+        let (k, hashes) = self.prefix_hit(tokens, root);
         let cached_tokens = k * self.block_size;
         let chunk_end = cached_tokens + (tokens.len() - cached_tokens).min(first_chunk.max(1));
         let bs = self.block_size;
@@ -254,7 +269,7 @@ impl KvManager {
             let n = entries(g.window(), bs, tokens.len(), chunk_end).max(1);
             g.admit(slot, &hashes, k, n);
         }
-        self.slots[slot] = Some(SeqKv { tokens: tokens[..cached_tokens].to_vec(), hashes });
+        self.slots[slot] = Some(SeqKv { tokens: tokens[..cached_tokens].to_vec(), hashes, root });
         Ok(Admitted { slot, cached_tokens })
     }
 
@@ -293,7 +308,7 @@ impl KvManager {
         }
         while (seq.hashes.len() + 1) * bs <= seq.tokens.len() {
             let i = seq.hashes.len();
-            let h = BlockHash::chain(seq.hashes.last().copied(), &seq.tokens[i * bs..(i + 1) * bs]);
+            let h = BlockHash::chain(seq.hashes.last().copied().or(seq.root), &seq.tokens[i * bs..(i + 1) * bs]);
             for g in &mut self.groups {
                 g.register(slot, i, h);
             }

@@ -9,6 +9,8 @@ mod spm;
 mod unicode;
 mod vocab;
 
+use std::ops::Range;
+
 pub use crate::TokenId;
 
 use bpe::Bpe;
@@ -30,6 +32,35 @@ enum Model {
 pub struct Tokenizer {
     vocab: Vocab,
     model: Model,
+    /// The longest piece any token stands for, in bytes of input text (at least 4, one character):
+    /// a text of `n` bytes has at least `n / max_piece` tokens.
+    max_piece: usize,
+    /// Whether some special token eats the whitespace around it (LSTRIP/RSTRIP): then the bound
+    /// above does not hold.
+    strips: bool,
+}
+
+/// How [`Tokenizer::encode_with`] tokenizes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EncodeOptions<'a> {
+    /// Add BOS/EOS as the model's metadata says.
+    pub add_special: bool,
+    /// Control tokens written in the text become their ids (user-defined tokens always do).
+    pub parse_special: bool,
+    /// Byte ranges of the text (sorted, not overlapping) in which no control token is matched,
+    /// even with `parse_special`: the contents of chat messages, so a control token's spelling
+    /// typed in a message stays text.
+    pub plain: &'a [Range<usize>],
+    /// Stop with [`TooManyTokens`] as soon as more than this many tokens come out.
+    pub max_tokens: Option<usize>,
+}
+
+/// The text has more tokens than the limit it was tokenized under (tokenizing stopped early).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the text has at least {at_least} tokens, more than the limit of {limit}")]
+pub struct TooManyTokens {
+    pub limit: usize,
+    pub at_least: usize,
 }
 
 /// A piece of the input after special-token matching.
@@ -68,7 +99,7 @@ impl Tokenizer {
                 let merges = f.get_str_array("tokenizer.ggml.merges").map_err(|e| TokenizerError::Invalid(e.to_string()))?;
                 let bpe = Bpe::new(&vocab.token_to_id, vocab.texts.len() as u32, merges, cfg.ignore_merges);
                 let pre = PreTokenizer::new(cfg.regexes).map_err(TokenizerError::Invalid)?;
-                Ok(Tokenizer { vocab, model: Model::Bpe { bpe, pre } })
+                Ok(Tokenizer::new(vocab, Model::Bpe { bpe, pre }))
             }
             "llama" => {
                 let defaults = Defaults {
@@ -89,7 +120,7 @@ impl Tokenizer {
                             .and_then(|c| vocab.token_to_id.get(&c.to_string()).copied())
                     });
                 }
-                Ok(Tokenizer { vocab, model: Model::Spm { byte_tokens } })
+                Ok(Tokenizer::new(vocab, Model::Spm { byte_tokens }))
             }
             other => Err(TokenizerError::Invalid(format!(
                 "unsupported tokenizer model `{other}` (tokenizer.ggml.model); supported: gpt2, llama"
@@ -97,14 +128,43 @@ impl Tokenizer {
         }
     }
 
+    fn new(vocab: Vocab, model: Model) -> Self {
+        let mut t = Tokenizer { vocab, model, max_piece: 4, strips: false };
+        t.max_piece = (0..t.vocab.texts.len() as u32).map(|id| t.token_to_piece(id, true).len()).max().unwrap_or(0).max(4);
+        t.strips = t.vocab.special_cache.iter().any(|&id| t.vocab.attrs[id as usize] & (attr::LSTRIP | attr::RSTRIP) != 0);
+        t
+    }
+
     /// Like llama.cpp's `llama_tokenize(text, add_special, parse_special)`: with `add_special` the
     /// model's BOS/EOS are added as its metadata says; with `parse_special` control tokens written
     /// in the text become their ids (user-defined tokens always do).
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<TokenId> {
+        let opts = EncodeOptions { add_special, parse_special, ..EncodeOptions::default() };
+        // Without a token limit tokenizing cannot fail.
+        self.encode_with(text, &opts).unwrap_or_default()
+    }
+
+    /// [`encode`](Self::encode) with plain-text ranges and a token limit. With a limit the work is
+    /// bounded by it: a text too long in bytes to fit is refused before any matching, and
+    /// tokenizing stops as soon as the limit is passed.
+    pub fn encode_with(&self, text: &str, opts: &EncodeOptions<'_>) -> Result<Vec<TokenId>, TooManyTokens> {
         let v = &self.vocab;
-        let frags = self.partition(text, parse_special);
-        let mut out = Vec::with_capacity(text.len() / 3 + 2);
-        if add_special && v.add_bos {
+        let bos = usize::from(opts.add_special && v.add_bos && v.bos.is_some());
+        if let Some(limit) = opts.max_tokens {
+            if !self.strips {
+                let at_least = text.len().div_ceil(self.max_piece) + bos;
+                if at_least > limit {
+                    return Err(TooManyTokens { limit, at_least });
+                }
+            }
+        }
+        let over = |out: &Vec<TokenId>| match opts.max_tokens {
+            Some(limit) if out.len() > limit => Err(TooManyTokens { limit, at_least: out.len() }),
+            _ => Ok(()),
+        };
+        let frags = self.partition(text, opts.parse_special, opts.plain);
+        let mut out = Vec::with_capacity(text.len().min(opts.max_tokens.unwrap_or(usize::MAX)) / 3 + 2);
+        if opts.add_special && v.add_bos {
             out.extend(v.bos);
         }
         match &self.model {
@@ -115,9 +175,11 @@ impl Tokenizer {
                         Frag::Text(a, b) => {
                             for word in pre.split(&text[a..b]) {
                                 bpe.encode_word(word, &v.texts, &v.token_to_id, &mut out);
+                                over(&out)?;
                             }
                         }
                     }
+                    over(&out)?;
                 }
             }
             Model::Spm { byte_tokens } => {
@@ -142,26 +204,31 @@ impl Tokenizer {
                             prev_special = false;
                         }
                     }
+                    over(&out)?;
                 }
             }
         }
-        if add_special && v.add_eos {
+        if opts.add_special && v.add_eos {
             out.extend(v.eos);
         }
-        out
+        over(&out)?;
+        Ok(out)
     }
 
     /// Splits `text` at special tokens, longest token first, each token over all remaining text
-    /// (`tokenizer_st_partition`). Control and unknown tokens only match with `parse_special`.
-    fn partition(&self, text: &str, parse_special: bool) -> Vec<Frag> {
+    /// (`tokenizer_st_partition`). Control and unknown tokens only match with `parse_special`, and
+    /// never where the match overlaps one of the `plain` ranges.
+    fn partition(&self, text: &str, parse_special: bool, plain: &[Range<usize>]) -> Vec<Frag> {
         let v = &self.vocab;
         let bytes = text.as_bytes();
         let mut frags = if text.is_empty() { Vec::new() } else { vec![Frag::Text(0, text.len())] };
         for &id in &v.special_cache {
             let a = v.attrs[id as usize];
-            if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
+            let control = a & (attr::CONTROL | attr::UNKNOWN) != 0;
+            if !parse_special && control {
                 continue;
             }
+            let shielded = control && !plain.is_empty();
             let tok = v.texts[id as usize].as_bytes();
             let finder = memchr::memmem::Finder::new(tok);
             // Cheap pre-check: most special tokens occur nowhere.
@@ -175,14 +242,20 @@ impl Tokenizer {
                     continue;
                 };
                 let (mut base, stop) = (start, end);
+                // Where the next search starts: past `base` when a match inside plain text was skipped.
+                let mut from = base;
                 loop {
-                    let Some(rel) = finder.find(&bytes[base..stop]) else {
+                    let Some(rel) = finder.find(&bytes[from..stop]) else {
                         if stop > base {
                             next.push(Frag::Text(base, stop));
                         }
                         break;
                     };
-                    let m = base + rel;
+                    let m = from + rel;
+                    if shielded && overlaps(plain, m, m + tok.len()) {
+                        from = m + 1;
+                        continue;
+                    }
                     let mut left_end = m;
                     if a & attr::LSTRIP != 0 {
                         while left_end > base && is_c_space(bytes[left_end - 1]) {
@@ -199,6 +272,7 @@ impl Tokenizer {
                             base += 1;
                         }
                     }
+                    from = base;
                     if base >= stop {
                         break;
                     }
@@ -207,6 +281,16 @@ impl Tokenizer {
             frags = next;
         }
         frags
+    }
+
+    /// Whether the spelling of a control token (or of the unknown token) occurs in `text`: what
+    /// `parse_special` would turn into ids.
+    pub fn has_control_spelling(&self, text: &str) -> bool {
+        let v = &self.vocab;
+        v.special_cache.iter().any(|&id| {
+            v.attrs[id as usize] & (attr::CONTROL | attr::UNKNOWN) != 0
+                && memchr::memmem::find(text.as_bytes(), v.texts[id as usize].as_bytes()).is_some()
+        })
     }
 
     /// The bytes a token stands for, like `llama_token_to_piece(id, lstrip=0, special)`: control and
@@ -294,6 +378,12 @@ impl Tokenizer {
     pub fn token_id(&self, text: &str) -> Option<TokenId> {
         self.vocab.token_to_id.get(text).copied()
     }
+}
+
+/// Whether `a..b` overlaps one of `ranges` (sorted, not overlapping).
+fn overlaps(ranges: &[Range<usize>], a: usize, b: usize) -> bool {
+    let i = ranges.partition_point(|r| r.end <= a);
+    ranges.get(i).is_some_and(|r| r.start < b)
 }
 
 /// C's `isspace` in the "C" locale.

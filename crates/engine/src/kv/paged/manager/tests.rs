@@ -347,3 +347,30 @@ fn two_groups_are_reserved_all_or_nothing() {
     m.free(a.slot);
     assert_eq!(m.stats().used, 0);
 }
+
+#[test]
+fn salted_prefixes_are_shared_only_within_one_tenant() {
+    let mut m = KvManager::new(32, 4, 2);
+    let p = toks(13, 9);
+    let a = m.admit_salted(&p, p.len(), 0, 41).expect("fits");
+    m.commit(a.slot, &p);
+    m.free(a.slot);
+    // Tenant 41 finds its three full blocks; tenant 42 and the shared cache find nothing.
+    assert_eq!(m.cached_prefix_len_salted(&p, 41), 12);
+    assert_eq!(m.cached_prefix_len_salted(&p, 42), 0);
+    assert_eq!(m.cached_prefix_len(&p), 0);
+    let b = m.admit_salted(&p, p.len(), 0, 42).expect("fits");
+    assert_eq!(b.cached_tokens, 0);
+    m.commit(b.slot, &p);
+    m.free(b.slot);
+    let c = m.admit_salted(&p, p.len(), 0, 41).expect("fits");
+    assert_eq!(c.cached_tokens, 12);
+    m.free(c.slot);
+    // Salt 0 is the shared cache of unsalted admissions.
+    let d = m.admit(&p, 0).expect("fits");
+    assert_eq!(d.cached_tokens, 0);
+    m.commit(d.slot, &p);
+    m.free(d.slot);
+    assert_eq!(m.cached_prefix_len_salted(&p, 0), 12);
+    assert_eq!(m.stats().cached, 9);
+}

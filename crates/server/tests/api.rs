@@ -226,10 +226,14 @@ async fn errors_have_openai_shape_and_status() {
         assert_error(s, &v, status, param, code);
         assert_ne!(s, 500, "{what}");
     }
+    // 64 bytes pass the byte bound (64 tokens x 1 byte) but not the context (63 + 1 generated).
+    let (s, v) = send_json(&app, post("/v1/completions", &format!(r#"{{"prompt": "{}"}}"#, "x".repeat(64)))).await;
+    let msg = v["error"]["message"].as_str().expect("message");
+    // Tokenizing stopped once the prompt could not fit: the lower bound is named.
+    assert!(s == 400 && msg.contains("at least 64 tokens") && msg.contains("is 64 tokens"), "both numbers: {msg}");
     let (s, v) = send_json(&app, post("/v1/completions", &format!(r#"{{"prompt": "{}"}}"#, "x".repeat(80)))).await;
     let msg = v["error"]["message"].as_str().expect("message");
-    // Tokenizing stopped once the prompt could not fit (64 tokens of 80): the lower bound is named.
-    assert!(s == 400 && msg.contains("at least 64 tokens") && msg.contains("is 64 tokens"), "both numbers: {msg}");
+    assert!(s == 400 && msg.contains("80 bytes") && msg.contains("is 64 tokens"), "refused by its bytes: {msg}");
     assert!(fake.s.submitted.lock().expect("lock").is_empty(), "no invalid request reached the engine");
 
     fake.s.queue_full.store(true, Ordering::SeqCst);

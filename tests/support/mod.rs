@@ -56,11 +56,13 @@ pub struct Tiny<'a> {
     /// Name the two special tokens `<|im_start|>`/`<|im_end|>` (so the built-in ChatML format
     /// applies when there is no template) rather than `<s>`/`</s>`.
     pub chatml_tokens: bool,
+    /// Metadata written instead of (or besides) the defaults: hostile files.
+    pub meta: Vec<(String, Value)>,
 }
 
 impl Default for Tiny<'_> {
     fn default() -> Self {
-        Tiny { arch: "llama", ffn_up_type: GgmlType::F32, chat_template: None, n_ctx: 64, chatml_tokens: true }
+        Tiny { arch: "llama", ffn_up_type: GgmlType::F32, chat_template: None, n_ctx: 64, chatml_tokens: true, meta: Vec::new() }
     }
 }
 
@@ -93,27 +95,38 @@ pub fn write_tiny(path: &Path, t: &Tiny) {
     let mut types = vec![1i32; 256];
     types.extend([3, 3]);
     let mut w = GgufWriter::new();
+    let mut kv: Vec<(String, Value)> = Vec::new();
+    let mut add = |k: &str, v: Value| kv.push((k.to_string(), v));
     let a = t.arch;
-    w.add("general.architecture", Value::String(a.into()));
-    w.add("general.name", Value::String("tiny".into()));
-    w.add(&format!("{a}.block_count"), Value::U32(n_layer));
-    w.add(&format!("{a}.context_length"), Value::U32(t.n_ctx));
-    w.add(&format!("{a}.embedding_length"), Value::U32(e as u32));
-    w.add(&format!("{a}.feed_forward_length"), Value::U32(ff as u32));
-    w.add(&format!("{a}.attention.head_count"), Value::U32(n_head));
-    w.add(&format!("{a}.attention.head_count_kv"), Value::U32(n_head_kv));
-    w.add(&format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(1e-5));
-    w.add(&format!("{a}.rope.freq_base"), Value::F32(10000.0));
-    w.add("tokenizer.ggml.model", Value::String("gpt2".into()));
-    w.add("tokenizer.ggml.pre", Value::String("gpt-2".into()));
-    w.add("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)));
-    w.add("tokenizer.ggml.token_type", Value::Array(Array::I32(types)));
-    w.add("tokenizer.ggml.merges", Value::Array(Array::String(vec![])));
-    w.add("tokenizer.ggml.bos_token_id", Value::U32(256));
-    w.add("tokenizer.ggml.eos_token_id", Value::U32(257));
-    w.add("tokenizer.ggml.add_bos_token", Value::Bool(false));
+    add("general.architecture", Value::String(a.into()));
+    add("general.name", Value::String("tiny".into()));
+    add(&format!("{a}.block_count"), Value::U32(n_layer));
+    add(&format!("{a}.context_length"), Value::U32(t.n_ctx));
+    add(&format!("{a}.embedding_length"), Value::U32(e as u32));
+    add(&format!("{a}.feed_forward_length"), Value::U32(ff as u32));
+    add(&format!("{a}.attention.head_count"), Value::U32(n_head));
+    add(&format!("{a}.attention.head_count_kv"), Value::U32(n_head_kv));
+    add(&format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(1e-5));
+    add(&format!("{a}.rope.freq_base"), Value::F32(10000.0));
+    add("tokenizer.ggml.model", Value::String("gpt2".into()));
+    add("tokenizer.ggml.pre", Value::String("gpt-2".into()));
+    add("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)));
+    add("tokenizer.ggml.token_type", Value::Array(Array::I32(types)));
+    add("tokenizer.ggml.merges", Value::Array(Array::String(vec![])));
+    add("tokenizer.ggml.bos_token_id", Value::U32(256));
+    add("tokenizer.ggml.eos_token_id", Value::U32(257));
+    add("tokenizer.ggml.add_bos_token", Value::Bool(false));
     if let Some(tpl) = t.chat_template {
-        w.add("tokenizer.chat_template", Value::String(tpl.into()));
+        add("tokenizer.chat_template", Value::String(tpl.into()));
+    }
+    for (k, v) in &t.meta {
+        match kv.iter_mut().find(|(dk, _)| dk == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => kv.push((k.clone(), v.clone())),
+        }
+    }
+    for (k, v) in kv {
+        w.add(&k, v);
     }
     let mut seed = 0x9E3779B97F4A7C15u64;
     let mut rnd = |n: u64| -> Vec<u8> {

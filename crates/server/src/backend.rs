@@ -150,6 +150,49 @@ pub struct Stats {
     pub kv_window_blocks_total: usize,
     pub kv_window_blocks_used: usize,
     pub kv_window_blocks_cached: usize,
+    /// Sequences preempted for lack of KV blocks (recomputed later).
+    pub preemptions_total: u64,
+    /// Engine steps that panicked (their requests failed).
+    pub panics_total: u64,
+    /// Requests refused because the queue was full.
+    pub rejected_queue_full_total: u64,
+    /// Requests refused because they can never fit in the KV cache.
+    pub rejected_too_large_total: u64,
+}
+
+/// What the engine can do now (`/health`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EngineState {
+    Loading,
+    #[default]
+    Ok,
+    /// Serving, after a recent failure.
+    Degraded,
+    Stopping,
+    /// Cannot serve at all.
+    Dead,
+}
+
+impl EngineState {
+    pub fn can_serve(self) -> bool {
+        matches!(self, EngineState::Ok | EngineState::Degraded)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineState::Loading => "loading",
+            EngineState::Ok => "ok",
+            EngineState::Degraded => "degraded",
+            EngineState::Stopping => "stopping",
+            EngineState::Dead => "dead",
+        }
+    }
+}
+
+/// The engine's state and why (`None` when ok).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    pub state: EngineState,
+    pub reason: Option<String>,
 }
 
 /// Where one sequence's events go: a channel shared by all choices of one HTTP request, each event
@@ -197,6 +240,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Queues one sequence; its events go to `sink`.
     fn submit(&self, req: GenRequest, sink: ChoiceSink) -> Result<(), SubmitError>;
     fn stats(&self) -> Stats;
+    /// The engine's state for `/health` (a backend that cannot fail is always ok).
+    fn health(&self) -> Health {
+        Health::default()
+    }
     /// Stops taking requests, lets running sequences finish for up to `drain`, then cancels the
     /// rest. Blocks.
     fn shutdown(&self, drain: Duration);

@@ -10,7 +10,7 @@ use engine::sample::SamplingParams;
 use engine::text::template::ChatMessage as EngineMessage;
 
 use crate::backend::{
-    Backend, ChatMessage, ChoiceSink, Event, FinishReason, GenRequest, GenSpec, PromptError, Stats, SubmitError, TokenId,
+    Backend, ChatMessage, ChoiceSink, Event, FinishReason, GenRequest, EngineState, GenSpec, Health, PromptError, Stats, SubmitError, TokenId,
     TokenLogprob, TokenOut, Usage,
 };
 
@@ -151,7 +151,23 @@ impl Backend for EngineBackend {
             kv_window_blocks_total: s.kv_window_blocks_total,
             kv_window_blocks_used: s.kv_window_blocks_used,
             kv_window_blocks_cached: s.kv_window_blocks_cached,
+            preemptions_total: s.preemptions_total,
+            panics_total: s.panics_total,
+            rejected_queue_full_total: s.rejected_queue_full_total,
+            rejected_too_large_total: s.rejected_too_large_total,
         }
+    }
+
+    fn health(&self) -> Health {
+        let h = self.handle.health();
+        let state = match h.state {
+            runner::EngineState::Loading => EngineState::Loading,
+            runner::EngineState::Ok => EngineState::Ok,
+            runner::EngineState::Degraded => EngineState::Degraded,
+            runner::EngineState::Stopping => EngineState::Stopping,
+            runner::EngineState::Dead => EngineState::Dead,
+        };
+        Health { state, reason: h.reason }
     }
 
     fn shutdown(&self, drain: Duration) {

@@ -201,6 +201,24 @@ impl Metrics {
     }
 }
 
+/// The engine's supervision figures: state (one gauge per state, 1 for the current one), panics,
+/// preemptions and rejections by reason.
+pub fn render_engine(out: &mut String, s: &Stats, state: crate::backend::EngineState) {
+    use crate::backend::EngineState as E;
+    out.push_str("# HELP daehwa_engine_state The engine's state (1 for the current one).\n# TYPE daehwa_engine_state gauge\n");
+    for st in [E::Loading, E::Ok, E::Degraded, E::Stopping, E::Dead] {
+        let _ = writeln!(out, "daehwa_engine_state{{state=\"{}\"}} {}", st.as_str(), u8::from(st == state));
+    }
+    let _ = writeln!(out, "# HELP daehwa_engine_panics_total Engine steps that panicked (their requests failed).");
+    let _ = writeln!(out, "# TYPE daehwa_engine_panics_total counter\ndaehwa_engine_panics_total {}", s.panics_total);
+    let _ = writeln!(out, "# HELP daehwa_engine_preemptions_total Sequences preempted for lack of KV blocks.");
+    let _ = writeln!(out, "# TYPE daehwa_engine_preemptions_total counter\ndaehwa_engine_preemptions_total {}", s.preemptions_total);
+    let _ = writeln!(out, "# HELP daehwa_engine_rejections_total Requests the engine refused, by reason.");
+    let _ = writeln!(out, "# TYPE daehwa_engine_rejections_total counter");
+    let _ = writeln!(out, "daehwa_engine_rejections_total{{reason=\"queue_full\"}} {}", s.rejected_queue_full_total);
+    let _ = writeln!(out, "daehwa_engine_rejections_total{{reason=\"too_large\"}} {}", s.rejected_too_large_total);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +244,7 @@ mod tests {
             kv_window_blocks_total: 40,
             kv_window_blocks_used: 4,
             kv_window_blocks_cached: 1,
+            ..Stats::default()
         };
         let text = m.render(&s);
         for line in [

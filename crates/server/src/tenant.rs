@@ -8,7 +8,7 @@
 //! open server. `--shared-prefix-cache` makes every salt 0: one cache for all (a common system
 //! prompt is computed once for everybody).
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
 use crate::config::ServeConfig;
@@ -41,9 +41,7 @@ impl Tenant {
         if config.shared_prefix_cache {
             return Tenant(0);
         }
-        let mut h = key().build_hasher();
-        who.hash(&mut h);
-        Tenant(h.finish().max(1))
+        Tenant(key().hash_one(who).max(1))
     }
 }
 

@@ -20,8 +20,13 @@
 //!
 //! No async runtime here: the server adapts [`EventSink`] to its own channels.
 
+mod health;
 mod seq;
 mod thread;
+
+pub use health::{EngineState, Health, DEGRADED_FOR};
+#[doc(hidden)]
+pub use health::Fault;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -48,11 +53,14 @@ pub struct RunnerConfig {
     pub step_token_budget: usize,
     /// Token positions per KV block.
     pub block_size: usize,
+    /// Tests of panic isolation only: a fault the engine thread injects into itself.
+    #[doc(hidden)]
+    pub fault: Option<Fault>,
 }
 
 impl Default for RunnerConfig {
     fn default() -> Self {
-        RunnerConfig { n_ctx: 4096, max_seqs: 8, kv_memory_bytes: None, queue_capacity: 256, step_token_budget: 512, block_size: DEFAULT_BLOCK_SIZE }
+        RunnerConfig { n_ctx: 4096, max_seqs: 8, kv_memory_bytes: None, queue_capacity: 256, step_token_budget: 512, block_size: DEFAULT_BLOCK_SIZE, fault: None }
     }
 }
 
@@ -158,6 +166,12 @@ pub struct Stats {
     pub requests_finished: u64,
     /// Times a running sequence was preempted (freed, recomputed later) for lack of KV blocks.
     pub preemptions_total: u64,
+    /// Steps that panicked (their sequences failed; the engine went on).
+    pub panics_total: u64,
+    /// Requests refused because the queue was full.
+    pub rejected_queue_full_total: u64,
+    /// Requests refused because they can never fit in the KV cache.
+    pub rejected_too_large_total: u64,
 }
 
 /// Counters written by the engine thread, read by any handle.
@@ -174,6 +188,10 @@ struct SharedStats {
     generated_tokens_total: AtomicU64,
     requests_finished: AtomicU64,
     preemptions_total: AtomicU64,
+    panics_total: AtomicU64,
+    rejected_queue_full_total: AtomicU64,
+    rejected_too_large_total: AtomicU64,
+    last_panic: Mutex<Option<health::LastPanic>>,
 }
 
 /// Messages to the engine thread.
@@ -238,7 +256,8 @@ impl EngineHandle {
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(SharedStats::default());
         let sched_cfg = crate::sched::SchedConfig { max_seqs, step_token_budget };
-        let worker = thread::Worker::new(engine.clone(), buffers, &groups, sched_cfg, n_ctx, rx, stats.clone());
+        let mut worker = thread::Worker::new(engine.clone(), buffers, &groups, sched_cfg, n_ctx, rx, stats.clone());
+        worker.fault = cfg.fault;
         let join = std::thread::Builder::new()
             .name("daehwa-engine".into())
             .spawn(move || worker.run())
@@ -260,6 +279,7 @@ impl EngineHandle {
         let mut cur = depth.load(Ordering::Relaxed);
         loop {
             if cur >= inner.sizes.queue_capacity {
+                inner.stats.rejected_queue_full_total.fetch_add(1, Ordering::Relaxed);
                 return Err(SubmitError::QueueFull);
             }
             match depth.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
@@ -323,6 +343,35 @@ impl EngineHandle {
             generated_tokens_total: s.generated_tokens_total.load(Ordering::Acquire),
             requests_finished: s.requests_finished.load(Ordering::Acquire),
             preemptions_total: s.preemptions_total.load(Ordering::Acquire),
+            panics_total: s.panics_total.load(Ordering::Acquire),
+            rejected_queue_full_total: s.rejected_queue_full_total.load(Ordering::Acquire),
+            rejected_too_large_total: s.rejected_too_large_total.load(Ordering::Acquire),
+        }
+    }
+
+    /// The engine's state for `/health`: dead when its thread is gone, stopping after
+    /// `shutdown`, degraded for [`DEGRADED_FOR`] after a caught panic, else ok.
+    pub fn health(&self) -> Health {
+        let inner = &*self.inner;
+        let last = inner.stats.last_panic.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let alive = inner.thread.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|j| !j.is_finished());
+        if inner.stopping.load(Ordering::Acquire) {
+            return Health { state: EngineState::Stopping, reason: Some("the engine is shutting down".into()) };
+        }
+        if !alive {
+            let why = last.map_or_else(String::new, |p| format!(" after a panic: {}", p.message));
+            return Health { state: EngineState::Dead, reason: Some(format!("the engine thread stopped{why}")) };
+        }
+        match last {
+            Some(p) if p.at.elapsed() < DEGRADED_FOR => Health {
+                state: EngineState::Degraded,
+                reason: Some(format!(
+                    "a step panicked {} s ago (its requests failed; the engine goes on): {}",
+                    p.at.elapsed().as_secs(),
+                    p.message
+                )),
+            },
+            _ => Health { state: EngineState::Ok, reason: None },
         }
     }
 

@@ -6,6 +6,9 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::health::{panic_message, Fault, LastPanic};
 use super::seq::{LiveSeq, Next};
 use super::{Msg, SharedStats};
 use crate::kv::paged::{GroupSpec, KvManager, PagedBuffers, PagedKv};
@@ -31,6 +34,15 @@ pub(super) struct Worker {
     logits: Vec<f32>,
     lp_scratch: Vec<f32>,
     finished: Vec<SeqId>,
+    /// The sequences of the step in progress: the ones that fail if it panics.
+    current: Vec<SeqId>,
+    /// What a fresh scheduler and KV bookkeeping are made from after a panic outside a step.
+    groups: Vec<GroupSpec>,
+    sched_cfg: SchedConfig,
+    /// Tests only (see [`Fault`]).
+    pub fault: Option<Fault>,
+    /// Set by [`Fault::KillOnToken`]: the thread dies at the next turn of its loop.
+    kill: bool,
 }
 
 impl Worker {
@@ -61,6 +73,11 @@ impl Worker {
             logits: Vec::new(),
             lp_scratch: Vec::new(),
             finished: Vec::new(),
+            current: Vec::new(),
+            groups: groups.to_vec(),
+            sched_cfg: cfg,
+            fault: None,
+            kill: false,
         }
     }
 
@@ -93,9 +110,13 @@ impl Worker {
                 self.publish();
                 break;
             }
-            self.drop_cancelled();
+            if self.kill {
+                // The injected fault: a panic no step catches ends the thread, as a bug would.
+                panic!("injected fault: the engine thread dies");
+            }
+            self.guarded(|w| w.drop_cancelled());
             if !self.sched.is_idle() {
-                self.step();
+                self.guarded(|w| w.step());
             }
         }
         // Requests that raced with the shutdown.
@@ -114,6 +135,9 @@ impl Worker {
                 self.deadline = Some(d);
             }
             Msg::Submit { req, sink } => {
+                if let Some(Fault::KillOnToken(t)) = self.fault {
+                    self.kill |= req.prompt.contains(&t);
+                }
                 let id = SeqId(self.next_id);
                 self.next_id += 1;
                 let mut seq = LiveSeq::new(req.prompt.len(), req.params, sink);
@@ -169,9 +193,49 @@ impl Worker {
         }
     }
 
+    /// Runs `f` (a step, or the removal of cancelled sequences), catching a panic: the
+    /// sequences of the step then get an error event and are retired, and the engine goes on
+    /// (see [`super::health`]).
+    fn guarded(&mut self, f: impl FnOnce(&mut Self)) {
+        self.current.clear();
+        let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(self))) else { return };
+        let message = panic_message(payload.as_ref());
+        self.stats.panics_total.fetch_add(1, Ordering::Relaxed);
+        *self.stats.last_panic.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastPanic { at: Instant::now(), message: message.clone() });
+        let error = format!("the engine failed while running this request ({message}); it was stopped and its memory released");
+        let fresh = self.current.is_empty();
+        let victims: Vec<SeqId> = if fresh { self.live.keys().copied().collect() } else { std::mem::take(&mut self.current) };
+        for id in victims {
+            if let Some(mut s) = self.live.remove(&id) {
+                // A sink that panics again must not take the thread down.
+                let _ = catch_unwind(AssertUnwindSafe(|| s.send_error(error.clone())));
+                if !s.started {
+                    self.stats.queue_depth.fetch_sub(1, Ordering::AcqRel);
+                }
+                self.stats.requests_finished.fetch_add(1, Ordering::Relaxed);
+            }
+            if !fresh {
+                self.sched.remove(&mut self.kv, id);
+            }
+        }
+        if fresh {
+            // The panic came from outside any step's sequences (planning, bookkeeping): their
+            // state cannot be trusted, so start them afresh (cached prefixes are dropped).
+            self.kv = KvManager::with_groups(&self.groups, self.buffers.block_size(), self.sched_cfg.max_seqs);
+            self.sched = Scheduler::new(self.sched_cfg);
+        }
+        self.publish();
+    }
+
     fn step(&mut self) {
         let plan = self.sched.step(&mut self.kv);
+        self.current.extend(plan.items.iter().map(|it| it.id));
         self.handle_admissions(&plan);
+        if let Some(Fault::PanicOnToken(t)) = self.fault {
+            if plan.items.iter().any(|it| self.sched.tokens(it.id).is_some_and(|ts| ts.contains(&t))) {
+                panic!("injected fault: a step with token {t}");
+            }
+        }
         if !plan.items.is_empty() {
             self.batch.clear();
             for it in &plan.items {
@@ -220,6 +284,7 @@ impl Worker {
                 self.stats.cached_tokens_total.fetch_add(a.cached_tokens as u64, Ordering::Relaxed);
             }
         }
+        self.stats.rejected_too_large_total.fetch_add(plan.rejected.len() as u64, Ordering::Relaxed);
         for (id, msg) in &plan.rejected {
             if let Some(s) = self.live.get_mut(id) {
                 s.send_error(msg.clone());

@@ -5,7 +5,7 @@ pub(crate) mod choices;
 pub mod completions;
 
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 
@@ -38,19 +38,28 @@ pub async fn get_model(State(st): State<AppState>, Path(id): Path<String>) -> Re
     model_entries(&st).into_iter().find(|m| m.id == id).map(Json).ok_or(ApiError::ModelNotFound(id))
 }
 
-/// `GET /health`: liveness plus the scheduler's load (never needs a key).
+/// `GET /health`: the engine's real state (`ok`, `degraded`, `loading`, `stopping`, `dead`) with
+/// the reason when not ok, plus the scheduler's load (never needs a key). 200 only when the
+/// engine can serve, 503 otherwise.
 pub async fn health(State(st): State<AppState>) -> impl IntoResponse {
     let s = st.engine.stats();
-    Json(serde_json::json!({
-        "status": "ok",
+    let h = st.engine.health();
+    let status = if h.state.can_serve() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let mut body = serde_json::json!({
+        "status": h.state.as_str(),
         "model": st.config.model_id,
         "queue_depth": s.queue_depth,
         "running": s.running,
-    }))
+    });
+    if let Some(reason) = h.reason {
+        body["reason"] = reason.into();
+    }
+    (status, Json(body))
 }
 
 /// `GET /metrics` in Prometheus' text format.
 pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
-    let body = st.metrics.render(&st.engine.stats());
+    let mut body = st.metrics.render(&st.engine.stats());
+    crate::metrics::render_engine(&mut body, &st.engine.stats(), st.engine.health().state);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }

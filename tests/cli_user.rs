@@ -185,3 +185,61 @@ fn replicas_share_one_postgres_store() {
     drop((a_guard, b_guard));
     // The uniquely named account stays in the test database (the store keeps at least one admin).
 }
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+}
+
+/// The data directory is 0700 and the SQLite file, its WAL and its SHM are 0600 (SQLite's own
+/// default is 0644: every local user could read the conversations and the password hashes);
+/// an existing store with looser modes is tightened when opened again, and the log says so.
+#[cfg(unix)]
+#[test]
+fn data_at_rest_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = scratch("cli-user-private");
+    let data = d.join("data");
+    // A data directory someone made world-readable beforehand.
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let model = d.join("tiny.gguf");
+    write_tiny(&model, &Tiny::default());
+    let (server, addr) = serve(&model, &["--data-dir".as_ref(), data.as_os_str()]);
+    // A write: the first account.
+    let setup = http(&addr, "POST", "/api/auth/setup", "X-Daehwa-CSRF: 1\r\n", r#"{"username":"alice","password":"alice's password"}"#);
+    assert!(setup.starts_with("HTTP/1.1 201"), "{setup}");
+    let db = data.join("daehwa.sqlite3");
+    let wal = data.join("daehwa.sqlite3-wal");
+    let shm = data.join("daehwa.sqlite3-shm");
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for f in [&db, &wal, &shm] {
+        assert!(f.is_file(), "{} exists while the server runs", f.display());
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    drop(server);
+
+    // A store left 0644 (by an older daehwa) is tightened when opened again, with a log line.
+    for f in [&db, &wal, &shm] {
+        if f.exists() {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+    }
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let o = user(&data, &["list"], "");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("alice"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("permissions tightened") && stderr(&o).contains("daehwa.sqlite3"), "{}", stderr(&o));
+    assert_eq!(mode(&data), 0o700);
+    for f in [&db, &wal, &shm] {
+        if f.exists() {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+    }
+    // A fresh store made by `daehwa user add` is private from the start.
+    let fresh = d.join("fresh");
+    assert!(user(&fresh, &["add", "bob", "--password-stdin"], "bob's password\n").status.success());
+    assert_eq!(mode(&fresh), 0o700);
+    assert_eq!(mode(&fresh.join("daehwa.sqlite3")), 0o600);
+}

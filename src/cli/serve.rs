@@ -137,6 +137,7 @@ pub fn parse_size(s: &str) -> anyhow::Result<usize> {
 pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     let a = a.resolved()?;
     let store_url = super::store_url(a.database.as_deref(), a.data_dir.as_deref())?;
+    super::secure_data_dir(a.database.as_deref(), a.data_dir.as_deref())?;
     let path = models::resolve_model(a.model.as_deref(), dir)?;
     // The API name of the model: the pulled model's name (its file stem, e.g. `smollm2`).
     let model_id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());

@@ -148,10 +148,24 @@ impl Store {
             return Err(StoreError::Forbidden("an admin cannot delete their own account"));
         }
         self.require_admin(actor).await?;
-        let affected = with_pool!(self, pool => sqlx::query("DELETE FROM users WHERE id = $1")
+        // Parent links cut first, as in `delete_conversation` (deep chains).
+        let affected = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "UPDATE messages SET parent_id = NULL WHERE parent_id IS NOT NULL \
+                   AND conversation_id IN (SELECT id FROM conversations WHERE user_id = $1)",
+            )
             .bind(target)
-            .execute(pool)
-            .await?.rows_affected());
+            .execute(&mut *tx)
+            .await?;
+            let affected = sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(target)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            affected
+        });
         if affected == 0 {
             return Err(StoreError::NotFound);
         }

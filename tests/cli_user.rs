@@ -243,3 +243,25 @@ fn data_at_rest_is_private() {
     assert_eq!(mode(&fresh), 0o700);
     assert_eq!(mode(&fresh.join("daehwa.sqlite3")), 0o600);
 }
+
+/// `daehwa serve --import-limit`: an export over it is 413 with a message naming the flag.
+#[test]
+fn import_limit_flag() {
+    let d = scratch("cli-user-import-limit");
+    let data = d.join("data");
+    let model = d.join("tiny.gguf");
+    write_tiny(&model, &Tiny::default());
+    let (server, addr) =
+        serve(&model, &["--data-dir".as_ref(), data.as_os_str(), "--import-limit".as_ref(), "1KiB".as_ref()]);
+    let setup = http(&addr, "POST", "/api/auth/setup", "X-Daehwa-CSRF: 1\r\n", r#"{"username":"alice","password":"alice's password"}"#);
+    assert!(setup.starts_with("HTTP/1.1 201"), "{setup}");
+    let cookie = sign_in(&addr, "alice", "alice's password");
+    let h = format!("Cookie: {cookie}\r\nX-Daehwa-CSRF: 1\r\n");
+    let small = r#"[{"title":"t","mapping":{"a":{"message":{"author":{"role":"user"},"content":{"parts":["hi"]}}}}}]"#;
+    let ok = http(&addr, "POST", "/api/import", &h, small);
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let big = format!(r#"[{{"title":"{}","mapping":{{}}}}]"#, "x".repeat(2000));
+    let refused = http(&addr, "POST", "/api/import", &h, &big);
+    assert!(refused.starts_with("HTTP/1.1 413") && refused.contains("--import-limit"), "{refused}");
+    drop(server);
+}

@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// send `X-Forwarded-Proto: https`)
     #[arg(long, env = "DAEHWA_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Largest ChatGPT export the web UI's import takes, e.g. 64MiB or 1G; larger uploads
+    /// get 413 [default: 64MiB]
+    #[arg(long, env = "DAEHWA_IMPORT_LIMIT")]
+    pub import_limit: Option<String>,
     /// A TOML file with any of these settings (keys in snake_case: `port = 9000`,
     /// `api_key = ["..."]`)
     #[arg(long, env = "DAEHWA_CONFIG")]
@@ -96,6 +100,7 @@ impl ServeArgs {
             database: self.database.or(file.database),
             data_dir: self.data_dir.or(file.data_dir),
             secure_cookies: self.secure_cookies || file.secure_cookies,
+            import_limit: self.import_limit.or(file.import_limit),
             config: self.config,
         }
     }
@@ -138,6 +143,7 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     let a = a.resolved()?;
     let store_url = super::store_url(a.database.as_deref(), a.data_dir.as_deref())?;
     super::secure_data_dir(a.database.as_deref(), a.data_dir.as_deref())?;
+    let import_limit = a.import_limit.as_deref().map(parse_size).transpose().context("--import-limit")?;
     let path = models::resolve_model(a.model.as_deref(), dir)?;
     // The API name of the model: the pulled model's name (its file stem, e.g. `smollm2`).
     let model_id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
@@ -189,6 +195,9 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         let n_users = store.count_users().await.context("reading the accounts")?;
         let mut accounts = server::web::Accounts::new(store);
         accounts.secure_cookies = secure_cookies;
+        if let Some(limit) = import_limit {
+            accounts.import_body_limit = limit;
+        }
         let state = state.with_accounts(accounts);
         let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("serving on {addr}"))?;
         let bound = listener.local_addr()?;
@@ -255,13 +264,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("daehwa-serve-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("tmp");
         let p = dir.join("serve.toml");
-        std::fs::write(&p, "port = 9000\nhost = \"0.0.0.0\"\napi_key = [\"k1\"]\nkv_memory = \"1G\"\n").expect("write");
+        std::fs::write(&p, "port = 9000\nhost = \"0.0.0.0\"\napi_key = [\"k1\"]\nkv_memory = \"1G\"\nimport_limit = \"8MiB\"\n").expect("write");
         let flags = ServeArgs { port: Some(7000), config: Some(p.clone()), ..ServeArgs::default() };
         let r = flags.resolved().expect("resolved");
         assert_eq!(r.port, Some(7000));
         assert_eq!(r.host.as_deref(), Some("0.0.0.0"));
         assert_eq!(r.api_key, vec!["k1".to_string()]);
         assert_eq!(r.kv_memory.as_deref(), Some("1G"));
+        assert_eq!(r.import_limit.as_deref(), Some("8MiB"));
         assert_eq!(r.ctx, None);
         std::fs::write(&p, "prot = 1\n").expect("write");
         let e = ServeArgs { config: Some(p), ..ServeArgs::default() }.resolved().expect_err("unknown key");

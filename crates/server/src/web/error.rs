@@ -27,6 +27,9 @@ pub enum WebError {
     /// A unique value is taken, or the first account exists already (409).
     #[error("{0}")]
     Conflict(String),
+    /// A body over a route's own limit (413), saying which limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// Too many failed sign-ins (429 with `Retry-After` in seconds).
     #[error("too many failed sign-ins; try again in {retry_after_secs} seconds")]
     RateLimited { retry_after_secs: u64 },
@@ -56,6 +59,7 @@ impl WebError {
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -67,6 +71,7 @@ impl WebError {
             WebError::Forbidden(_) => ("invalid_request_error", "forbidden"),
             WebError::NotFound(_) => ("invalid_request_error", "not_found"),
             WebError::Conflict(_) => ("invalid_request_error", "conflict"),
+            WebError::TooLarge(_) => ("invalid_request_error", "payload_too_large"),
             WebError::RateLimited { .. } => ("requests", "rate_limit_exceeded"),
         };
         ErrorBody {

@@ -44,11 +44,13 @@ pub fn scratch(name: &str) -> PathBuf {
 pub struct Options {
     pub n_ctx: usize,
     pub keys: Vec<&'static str>,
+    /// Adjusts the account settings (limits, trusted proxies) before the server starts.
+    pub accounts: fn(&mut server::web::Accounts),
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { n_ctx: 4096, keys: Vec::new() }
+        Options { n_ctx: 4096, keys: Vec::new(), accounts: |_| {} }
     }
 }
 
@@ -68,7 +70,9 @@ pub async fn start_with(name: &str, o: Options) -> TestServer {
     cfg.body_limit = 1 << 20;
     cfg.keep_alive = Duration::from_millis(500);
     state.config = Arc::new(cfg);
-    let state = state.with_accounts(server::web::Accounts::new(store.clone()));
+    let mut accounts = server::web::Accounts::new(store.clone());
+    (o.accounts)(&mut accounts);
+    let state = state.with_accounts(accounts);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

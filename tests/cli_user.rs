@@ -265,3 +265,50 @@ fn import_limit_flag() {
     assert!(refused.starts_with("HTTP/1.1 413") && refused.contains("--import-limit"), "{refused}");
     drop(server);
 }
+
+/// A username sent to the sign-in with a newline and a terminal escape cannot forge a line of
+/// the server's log (it is written escaped); and with `--trusted-proxy` the log names the
+/// client address the proxy forwarded for.
+#[test]
+fn user_strings_cannot_forge_log_lines() {
+    let d = scratch("cli-user-log");
+    let data = d.join("data");
+    let model = d.join("tiny.gguf");
+    write_tiny(&model, &Tiny::default());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_daehwa"))
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "-t", "1", "--trusted-proxy", "127.0.0.1", "-m"])
+        .arg(&model)
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("DAEHWA_CONFIG")
+        .env_remove("DAEHWA_DATABASE")
+        .env_remove("DAEHWA_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start daehwa serve");
+    let out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let log = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let server = Serve(child);
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).expect("the URL line");
+    let addr = line.trim().trim_start_matches("http://").trim_end_matches("/v1").to_string();
+
+    let forged = "ghost\n2026-01-01T00:00:00.000000Z  INFO server: FORGED admin signed in\u{1b}[2K";
+    let body = serde_json::json!({"username": forged, "password": "whatever"}).to_string();
+    let r = http(&addr, "POST", "/api/auth/login", "X-Daehwa-CSRF: 1\r\nX-Forwarded-For: 10.9.8.7\r\n", &body);
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    drop(server);
+    let log = log.join().expect("log reader");
+    assert!(!log.contains('\u{1b}'), "a raw escape reached the log: {log:?}");
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("FORGED")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("failed sign-in") && lines[0].contains("\\n2026-01-01"), "escaped inside its own line: {}", lines[0]);
+    assert!(!log.lines().any(|l| l.starts_with("2026-01-01T00:00:00.000000Z")), "{log}");
+    assert!(lines[0].contains("addr=10.9.8.7"), "the forwarded client address: {}", lines[0]);
+}

@@ -95,6 +95,16 @@ async fn sessions_expire_and_end(db: &TestDb) {
     let bob = user(&store, "bob").await;
     let r = store.set_password_hash(bob.id, alice.id, "$argon2id$evil").await;
     assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    // A change that asks for it also revokes the user's API keys (only theirs).
+    store.create_api_key(alice.id, "a1", "dh-a1", "hash-a1").await.unwrap();
+    store.create_api_key(alice.id, "a2", "dh-a2", "hash-a2").await.unwrap();
+    store.create_api_key(bob.id, "b1", "dh-b1", "hash-b1").await.unwrap();
+    assert_eq!(store.change_password(alice.id, alice.id, "$argon2id$kept", false).await.unwrap(), 0);
+    assert!(store.api_key_user("hash-a1").await.unwrap().is_some());
+    assert_eq!(store.change_password(alice.id, alice.id, "$argon2id$newer", true).await.unwrap(), 2);
+    assert!(store.api_key_user("hash-a1").await.unwrap().is_none());
+    assert!(store.api_key_user("hash-a2").await.unwrap().is_none());
+    assert!(store.api_key_user("hash-b1").await.unwrap().is_some());
     store.close().await;
 }
 

@@ -29,6 +29,7 @@ pub mod error;
 pub mod import;
 pub mod input;
 pub mod json;
+pub mod proxy;
 pub mod ratelimit;
 mod routes;
 pub mod secret;
@@ -64,8 +65,11 @@ pub struct Accounts {
     pub import_body_limit: usize,
     /// Most message nodes (and conversations) of one `/api/import`.
     pub import_node_limit: usize,
-    /// Failed sign-ins allowed per username and per client address.
+    /// Failed sign-ins allowed per account at a client address and per client address.
     pub login_limits: Limits,
+    /// Reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Host` are believed
+    /// (`--trusted-proxy`); none by default.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Accounts {
@@ -76,6 +80,7 @@ impl Accounts {
             import_body_limit: import::DEFAULT_BODY_LIMIT,
             import_node_limit: import::DEFAULT_NODE_LIMIT,
             login_limits: Limits::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -144,6 +149,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accou
         .route("/api/users/{id}", delete(routes::users::delete))
         .route("/api/import", post(import::import).layer(DefaultBodyLimit::disable()))
         .layer(middleware::from_fn(csrf::guard))
+        .layer(axum::Extension(Arc::new(proxy::TrustedProxies::new(accounts.trusted_proxies.clone()))))
         .layer(middleware::from_fn(api_headers))
         .with_state(st);
     api.merge(assets::router())

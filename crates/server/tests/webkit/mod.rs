@@ -116,6 +116,8 @@ pub struct Client {
     pub csrf: bool,
     pub bearer: Option<String>,
     pub extra: Vec<(String, String)>,
+    /// The loopback address to connect from (another client address: 127.0.0.2, ...).
+    pub source: Option<std::net::IpAddr>,
 }
 
 fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
@@ -154,7 +156,19 @@ fn dechunk(raw: &[u8]) -> (Vec<u8>, usize, bool) {
 
 impl Client {
     pub fn new(addr: SocketAddr) -> Self {
-        Client { addr, cookie: None, csrf: true, bearer: None, extra: Vec::new() }
+        Client { addr, cookie: None, csrf: true, bearer: None, extra: Vec::new(), source: None }
+    }
+
+    /// A connection to the server, from `source` when set.
+    pub async fn connect(&self) -> TcpStream {
+        match self.source {
+            None => TcpStream::connect(self.addr).await.expect("connect"),
+            Some(ip) => {
+                let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+                sock.bind(std::net::SocketAddr::new(ip, 0)).expect("bind the source address");
+                sock.connect(self.addr).await.expect("connect")
+            }
+        }
     }
 
     fn request_text(&self, method: &str, path: &str, body: Option<&str>) -> String {
@@ -181,7 +195,7 @@ impl Client {
     }
 
     pub async fn send(&self, method: &str, path: &str, body: Option<&str>) -> Resp {
-        let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        let mut s = self.connect().await;
         s.write_all(self.request_text(method, path, body).as_bytes()).await.expect("write");
         let mut raw = Vec::new();
         tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut raw)).await.expect("response within 30 s").expect("read");
@@ -221,7 +235,7 @@ impl Client {
 
     /// Opens a request whose answer is read as server-sent events.
     pub async fn stream(&self, path: &str, body: &Value) -> Events {
-        let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        let mut s = self.connect().await;
         s.write_all(self.request_text("POST", path, Some(&body.to_string())).as_bytes()).await.expect("write");
         let mut raw = Vec::new();
         let split = loop {

@@ -39,7 +39,7 @@ pub async fn create(
     let secret = secret::api_key().map_err(WebError::internal)?;
     let prefix: String = secret.chars().take(SHOWN_KEY_CHARS).collect();
     let key = st.store.create_api_key(user.id, &name, &prefix, &store::token_hash(&secret)).await?;
-    tracing::info!(user = %user.username, key = %key.id, "created an API key");
+    tracing::info!(user = ?user.username, key = %key.id, "created an API key");
     Ok((StatusCode::CREATED, Json(CreatedKeyJson { key: KeyJson::from(&key), secret })).into_response())
 }
 

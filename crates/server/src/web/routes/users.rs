@@ -39,12 +39,12 @@ pub async fn create(
 ) -> Result<Response, WebError> {
     let username = Username::parse(&req.username)?;
     let password = Password::parse(req.password)?;
-    let hash = secret::hash_password(password.into_inner()).await.map_err(WebError::internal)?;
+    let hash = secret::hash_password(password.into_inner()).await?;
     let user = st.store.create_user(username.as_str(), &hash, req.is_admin).await.map_err(|e| match e {
         store::StoreError::Conflict(_) => WebError::Conflict(format!("the username `{}` is taken", username.as_str())),
         other => other.into(),
     })?;
-    tracing::info!(by = %admin.username, user = %user.username, admin = user.is_admin, "added an account");
+    tracing::info!(by = ?admin.username, user = ?user.username, admin = user.is_admin, "added an account");
     Ok((StatusCode::CREATED, Json(UserJson::from(&user))).into_response())
 }
 
@@ -59,6 +59,6 @@ pub async fn delete(
         return Err(WebError::Forbidden("you cannot remove your own account".into()));
     }
     st.store.delete_user(admin.id, target).await.map_err(WebError::store("user"))?;
-    tracing::info!(by = %admin.username, user = %target, "removed an account");
+    tracing::info!(by = ?admin.username, user = %target, "removed an account");
     Ok(StatusCode::NO_CONTENT)
 }

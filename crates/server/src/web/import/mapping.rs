@@ -92,7 +92,7 @@ fn depths(kparent: &mut [Option<usize>], nodes: &[usize]) -> Vec<usize> {
 
 /// Unix seconds (ChatGPT's times) as milliseconds, if plausible.
 fn ms(t: f64) -> Option<i64> {
-    (t.is_finite() && t > 0.0 && t < 1e11).then(|| (t * 1000.0) as i64)
+    (t.is_finite() && t > 0.0 && t < 1e11).then_some((t * 1000.0) as i64)
 }
 
 /// Maps one exported conversation (see the module docs). `now_ms` dates the messages of a

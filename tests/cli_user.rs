@@ -185,3 +185,130 @@ fn replicas_share_one_postgres_store() {
     drop((a_guard, b_guard));
     // The uniquely named account stays in the test database (the store keeps at least one admin).
 }
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+}
+
+/// The data directory is 0700 and the SQLite file, its WAL and its SHM are 0600 (SQLite's own
+/// default is 0644: every local user could read the conversations and the password hashes);
+/// an existing store with looser modes is tightened when opened again, and the log says so.
+#[cfg(unix)]
+#[test]
+fn data_at_rest_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = scratch("cli-user-private");
+    let data = d.join("data");
+    // A data directory someone made world-readable beforehand.
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let model = d.join("tiny.gguf");
+    write_tiny(&model, &Tiny::default());
+    let (server, addr) = serve(&model, &["--data-dir".as_ref(), data.as_os_str()]);
+    // A write: the first account.
+    let setup = http(&addr, "POST", "/api/auth/setup", "X-Daehwa-CSRF: 1\r\n", r#"{"username":"alice","password":"alice's password"}"#);
+    assert!(setup.starts_with("HTTP/1.1 201"), "{setup}");
+    let db = data.join("daehwa.sqlite3");
+    let wal = data.join("daehwa.sqlite3-wal");
+    let shm = data.join("daehwa.sqlite3-shm");
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for f in [&db, &wal, &shm] {
+        assert!(f.is_file(), "{} exists while the server runs", f.display());
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    drop(server);
+
+    // A store left 0644 (by an older daehwa) is tightened when opened again, with a log line.
+    for f in [&db, &wal, &shm] {
+        if f.exists() {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+    }
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let o = user(&data, &["list"], "");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("alice"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("permissions tightened") && stderr(&o).contains("daehwa.sqlite3"), "{}", stderr(&o));
+    assert_eq!(mode(&data), 0o700);
+    for f in [&db, &wal, &shm] {
+        if f.exists() {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+    }
+    // A fresh store made by `daehwa user add` is private from the start.
+    let fresh = d.join("fresh");
+    assert!(user(&fresh, &["add", "bob", "--password-stdin"], "bob's password\n").status.success());
+    assert_eq!(mode(&fresh), 0o700);
+    assert_eq!(mode(&fresh.join("daehwa.sqlite3")), 0o600);
+}
+
+/// `daehwa serve --import-limit`: an export over it is 413 with a message naming the flag.
+#[test]
+fn import_limit_flag() {
+    let d = scratch("cli-user-import-limit");
+    let data = d.join("data");
+    let model = d.join("tiny.gguf");
+    write_tiny(&model, &Tiny::default());
+    let (server, addr) =
+        serve(&model, &["--data-dir".as_ref(), data.as_os_str(), "--import-limit".as_ref(), "1KiB".as_ref()]);
+    let setup = http(&addr, "POST", "/api/auth/setup", "X-Daehwa-CSRF: 1\r\n", r#"{"username":"alice","password":"alice's password"}"#);
+    assert!(setup.starts_with("HTTP/1.1 201"), "{setup}");
+    let cookie = sign_in(&addr, "alice", "alice's password");
+    let h = format!("Cookie: {cookie}\r\nX-Daehwa-CSRF: 1\r\n");
+    let small = r#"[{"title":"t","mapping":{"a":{"message":{"author":{"role":"user"},"content":{"parts":["hi"]}}}}}]"#;
+    let ok = http(&addr, "POST", "/api/import", &h, small);
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let big = format!(r#"[{{"title":"{}","mapping":{{}}}}]"#, "x".repeat(2000));
+    let refused = http(&addr, "POST", "/api/import", &h, &big);
+    assert!(refused.starts_with("HTTP/1.1 413") && refused.contains("--import-limit"), "{refused}");
+    drop(server);
+}
+
+/// A username sent to the sign-in with a newline and a terminal escape cannot forge a line of
+/// the server's log (it is written escaped); and with `--trusted-proxy` the log names the
+/// client address the proxy forwarded for.
+#[test]
+fn user_strings_cannot_forge_log_lines() {
+    let d = scratch("cli-user-log");
+    let data = d.join("data");
+    let model = d.join("tiny.gguf");
+    write_tiny(&model, &Tiny::default());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_daehwa"))
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "-t", "1", "--trusted-proxy", "127.0.0.1", "-m"])
+        .arg(&model)
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("DAEHWA_CONFIG")
+        .env_remove("DAEHWA_DATABASE")
+        .env_remove("DAEHWA_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start daehwa serve");
+    let out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let log = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let server = Serve(child);
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).expect("the URL line");
+    let addr = line.trim().trim_start_matches("http://").trim_end_matches("/v1").to_string();
+
+    let forged = "ghost\n2026-01-01T00:00:00.000000Z  INFO server: FORGED admin signed in\u{1b}[2K";
+    let body = serde_json::json!({"username": forged, "password": "whatever"}).to_string();
+    let r = http(&addr, "POST", "/api/auth/login", "X-Daehwa-CSRF: 1\r\nX-Forwarded-For: 10.9.8.7\r\n", &body);
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    drop(server);
+    let log = log.join().expect("log reader");
+    assert!(!log.contains('\u{1b}'), "a raw escape reached the log: {log:?}");
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("FORGED")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("failed sign-in") && lines[0].contains("\\n2026-01-01"), "escaped inside its own line: {}", lines[0]);
+    assert!(!log.lines().any(|l| l.starts_with("2026-01-01T00:00:00.000000Z")), "{log}");
+    assert!(lines[0].contains("addr=10.9.8.7"), "the forwarded client address: {}", lines[0]);
+}

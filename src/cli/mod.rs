@@ -152,6 +152,19 @@ pub fn store_url(database: Option<&str>, data_dir_flag: Option<&std::path::Path>
     }
 }
 
+/// Makes the data directory private (0700; created so if missing) when the store lives in it
+/// (no `--database`): it holds every conversation and the password hashes. A looser existing
+/// directory is tightened, and the log says so.
+pub fn secure_data_dir(database: Option<&str>, data_dir_flag: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if database.map(str::trim).is_some_and(|d| !d.is_empty()) {
+        return Ok(());
+    }
+    let dir = data_dir(data_dir_flag)?;
+    server::store::private::create_private_dir(&dir)?;
+    server::store::private::tighten_dir(&dir)?;
+    Ok(())
+}
+
 /// The store's URL for people: a PostgreSQL password is hidden.
 pub fn describe_store(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {

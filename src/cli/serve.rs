@@ -90,6 +90,15 @@ pub struct ServeArgs {
     /// for all); by default each has its own, so cached prompts reveal nothing across them
     #[arg(long, env = "DAEHWA_SHARED_PREFIX_CACHE")]
     pub shared_prefix_cache: bool,
+    /// Largest ChatGPT export the web UI's import takes, e.g. 64MiB or 1G; larger uploads
+    /// get 413 [default: 64MiB]
+    #[arg(long, env = "DAEHWA_IMPORT_LIMIT")]
+    pub import_limit: Option<String>,
+    /// A reverse proxy (address or CIDR range) whose X-Forwarded-For names the client and
+    /// whose X-Forwarded-Host is believed (repeatable; the environment variable takes a
+    /// comma-separated list) [default: none: the TCP peer is the client]
+    #[arg(long = "trusted-proxy", env = "DAEHWA_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxy: Vec<String>,
     /// A TOML file with any of these settings (keys in snake_case: `port = 9000`,
     /// `api_key = ["..."]`)
     #[arg(long, env = "DAEHWA_CONFIG")]
@@ -120,6 +129,8 @@ impl ServeArgs {
             secure_cookies: self.secure_cookies || file.secure_cookies,
             parse_special_in_messages: self.parse_special_in_messages || file.parse_special_in_messages,
             shared_prefix_cache: self.shared_prefix_cache || file.shared_prefix_cache,
+            import_limit: self.import_limit.or(file.import_limit),
+            trusted_proxy: if self.trusted_proxy.is_empty() { file.trusted_proxy } else { self.trusted_proxy },
             config: self.config,
         }
     }
@@ -163,6 +174,13 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     server::memory::limit_arenas(4);
     let a = a.resolved()?;
     let store_url = super::store_url(a.database.as_deref(), a.data_dir.as_deref())?;
+    super::secure_data_dir(a.database.as_deref(), a.data_dir.as_deref())?;
+    let import_limit = a.import_limit.as_deref().map(parse_size).transpose().context("--import-limit")?;
+    let trusted_proxies = a
+        .trusted_proxy
+        .iter()
+        .map(|p| server::web::proxy::parse_proxy(p).map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let path = models::resolve_model(a.model.as_deref(), dir)?;
     // The API name of the model: the pulled model's name (its file stem, e.g. `smollm2`).
     let model_id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
@@ -233,6 +251,10 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         let n_users = store.count_users().await.context("reading the accounts")?;
         let mut accounts = server::web::Accounts::new(store);
         accounts.secure_cookies = secure_cookies;
+        if let Some(limit) = import_limit {
+            accounts.import_body_limit = limit;
+        }
+        accounts.trusted_proxies = trusted_proxies;
         let state = state.with_accounts(accounts);
         let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("serving on {addr}"))?;
         let bound = listener.local_addr()?;
@@ -301,7 +323,7 @@ mod tests {
         let p = dir.join("serve.toml");
         std::fs::write(
             &p,
-            "port = 9000\nhost = \"0.0.0.0\"\napi_key = [\"k1\"]\nkv_memory = \"1G\"\nheader_timeout = 5\nmax_connections = 64\n",
+            "port = 9000\nhost = \"0.0.0.0\"\napi_key = [\"k1\"]\nkv_memory = \"1G\"\nheader_timeout = 5\nmax_connections = 64\nimport_limit = \"8MiB\"\ntrusted_proxy = [\"10.0.0.0/8\"]\n",
         )
         .expect("write");
         let flags = ServeArgs { port: Some(7000), config: Some(p.clone()), ..ServeArgs::default() };
@@ -310,6 +332,8 @@ mod tests {
         assert_eq!(r.host.as_deref(), Some("0.0.0.0"));
         assert_eq!(r.api_key, vec!["k1".to_string()]);
         assert_eq!(r.kv_memory.as_deref(), Some("1G"));
+        assert_eq!(r.import_limit.as_deref(), Some("8MiB"));
+        assert_eq!(r.trusted_proxy, vec!["10.0.0.0/8".to_string()]);
         assert_eq!(r.ctx, None);
         assert_eq!((r.header_timeout, r.max_connections, r.body_timeout), (Some(5), Some(64), None));
         std::fs::write(&p, "prot = 1\n").expect("write");

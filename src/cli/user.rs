@@ -49,6 +49,7 @@ pub enum UserCommand {
 
 pub fn user(a: UserArgs) -> anyhow::Result<()> {
     let url = super::store_url(a.database.as_deref(), a.data_dir.as_deref())?;
+    super::secure_data_dir(a.database.as_deref(), a.data_dir.as_deref())?;
     super::block_on(async move {
         let store = Store::connect(&url).await.with_context(|| format!("opening the conversation store {}", super::describe_store(&url)))?;
         let r = match a.command {

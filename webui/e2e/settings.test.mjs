@@ -1,5 +1,6 @@
 // Settings and the conversation panel, without waiting for the model: import a ChatGPT export (19),
-// the conversation settings (17), export (18), API keys (16), themes and the phone layout (20).
+// the conversation settings (17), export (18), API keys (16), themes and the phone layout (20), and a
+// password change that signs other browsers out and revokes the API keys when asked (21).
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -230,5 +231,30 @@ scenario("20 dark theme and the phone layout", async () => {
   assert.equal(routeId(p), imported);
   await p.locator('[data-testid="message-assistant"]').waitFor();
   assertNoPageErrors(phone);
+  assertNoPageErrors(s);
+});
+
+scenario("21 a password change signs other browsers out and can revoke the API keys", async () => {
+  const created = await s.api("POST", "/api/keys", { name: "script" });
+  assert.equal(created.status, 201);
+  const secret = created.body.key;
+  const v1 = () => fetch(`${suite.server.base}/v1/models`, { headers: { Authorization: `Bearer ${secret}` } });
+  assert.equal((await v1()).status, 200);
+
+  await s.goto("#/settings");
+  await s.tid("change-password").waitFor();
+  await s.tid("current-password").fill(suite.credentials.password);
+  await s.tid("changed-password").fill("a brand new password");
+  await s.tid("revoke-keys").check();
+  await screenshot(s.page, "21-change-password");
+  await s.tid("change-password-submit").click();
+  await s.tid("password-changed").waitFor();
+  assert.match(await s.tid("password-changed").textContent(), /API keys are revoked/);
+
+  assert.equal((await v1()).status, 401, "the key was revoked");
+  assert.equal((await s.api("GET", "/api/conversations")).status, 200, "this browser stays signed in");
+  if (phone) assert.equal((await phone.api("GET", "/api/conversations")).status, 401, "the other browser is signed out");
+  const again = await s.api("POST", "/api/auth/login", { username: suite.credentials.username, password: "a brand new password" });
+  assert.equal(again.status, 200, "the new password works");
   assertNoPageErrors(s);
 });

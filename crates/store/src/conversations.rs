@@ -196,14 +196,30 @@ impl Store {
 
     /// Deletes one of the actor's conversations with all its messages (a real delete: the
     /// rows are gone, not hidden).
+    ///
+    /// The messages' parent links are cut first: the cascade along `parent_id` would otherwise
+    /// recurse once per level, and an imported chain of thousands of messages exceeds SQLite's
+    /// 1000 levels of trigger recursion (and PostgreSQL's stack).
     pub async fn delete_conversation(&self, actor: UserId, id: ConversationId) -> Result<()> {
-        let affected = with_pool!(self, pool => sqlx::query(
-            "DELETE FROM conversations WHERE id = $1 AND user_id = $2",
-        )
-        .bind(id)
-        .bind(actor)
-        .execute(pool)
-        .await?.rows_affected());
+        let affected = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "UPDATE messages SET parent_id = NULL WHERE conversation_id = $1 AND parent_id IS NOT NULL \
+                   AND conversation_id IN (SELECT id FROM conversations WHERE user_id = $2)",
+            )
+            .bind(id)
+            .bind(actor)
+            .execute(&mut *tx)
+            .await?;
+            let affected = sqlx::query("DELETE FROM conversations WHERE id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(actor)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            affected
+        });
         if affected == 0 {
             return Err(StoreError::NotFound);
         }

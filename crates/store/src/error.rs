@@ -36,6 +36,12 @@ pub enum StoreError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// Creating the SQLite file or making it private (mode 0600) failed.
+    #[error("cannot secure {path}: {source}")]
+    Private {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -23,7 +23,9 @@
 
 mod conversations;
 mod error;
+mod import;
 mod messages;
+pub mod private;
 mod rows;
 pub mod tree;
 mod types;
@@ -39,6 +41,7 @@ use sqlx::sqlite::{
 };
 
 pub use error::{Result, StoreError};
+pub use import::{ImportConversation, ImportMessage, IMPORT_BATCH};
 pub use types::{
     ApiKey, ApiKeyId, Conversation, ConversationId, ConversationPatch, Message, MessageFinish,
     MessageId, MessageStatus, NewConversation, NewMessage, Role, SearchHit, User,
@@ -127,11 +130,11 @@ impl Store {
     /// Opens or creates the SQLite store at `path` and applies migrations (without the
     /// recovery pass of [`Store::connect`]).
     pub async fn open_sqlite(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        // Private before SQLite touches it: a missing directory 0700, the file 0600 (the WAL
+        // and SHM take the file's mode), an existing store's files tightened.
+        let in_memory = path.as_os_str() == ":memory:";
+        if !in_memory {
+            private::prepare_sqlite_file(path)?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -147,6 +150,11 @@ impl Store {
             .connect_with(options)
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
+        if !in_memory {
+            // The WAL and SHM exist now; a filesystem that ignored the file's mode for them
+            // (or an older daehwa that made them) is corrected here.
+            private::secure_sqlite_files(path)?;
+        }
         Ok(Store {
             backend: Backend::Sqlite(pool),
         })

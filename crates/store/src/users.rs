@@ -148,10 +148,24 @@ impl Store {
             return Err(StoreError::Forbidden("an admin cannot delete their own account"));
         }
         self.require_admin(actor).await?;
-        let affected = with_pool!(self, pool => sqlx::query("DELETE FROM users WHERE id = $1")
+        // Parent links cut first, as in `delete_conversation` (deep chains).
+        let affected = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "UPDATE messages SET parent_id = NULL WHERE parent_id IS NOT NULL \
+                   AND conversation_id IN (SELECT id FROM conversations WHERE user_id = $1)",
+            )
             .bind(target)
-            .execute(pool)
-            .await?.rows_affected());
+            .execute(&mut *tx)
+            .await?;
+            let affected = sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(target)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            affected
+        });
         if affected == 0 {
             return Err(StoreError::NotFound);
         }
@@ -182,10 +196,23 @@ impl Store {
         target: UserId,
         password_hash: &str,
     ) -> Result<()> {
+        self.change_password(actor, target, password_hash, false).await.map(drop)
+    }
+
+    /// [`Store::set_password_hash`], and with `revoke_api_keys` also revokes every API key of
+    /// the target (a password change after a leak); one transaction. Returns how many keys it
+    /// revoked.
+    pub async fn change_password(
+        &self,
+        actor: UserId,
+        target: UserId,
+        password_hash: &str,
+        revoke_api_keys: bool,
+    ) -> Result<u64> {
         if actor != target {
             self.require_admin(actor).await?;
         }
-        with_pool!(self, pool => {
+        let revoked = with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
                 .bind(target)
@@ -199,9 +226,20 @@ impl Store {
                 .bind(target)
                 .execute(&mut *tx)
                 .await?;
+            let revoked = if revoke_api_keys {
+                sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+                    .bind(target)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            } else {
+                0
+            };
             tx.commit().await?;
+            revoked
         });
-        Ok(())
+        Ok(revoked)
     }
 
     async fn require_admin(&self, actor: UserId) -> Result<()> {

@@ -6,7 +6,7 @@ use common::TestDb;
 use serde_json::json;
 use store::tree;
 use store::{
-    ConversationPatch, MessageFinish, MessageId, MessageStatus, NewConversation, NewMessage, Role,
+    ConversationPatch, ImportConversation, ImportMessage, MessageFinish, MessageId, MessageStatus, NewConversation, NewMessage, Role,
     Store, StoreError, User,
 };
 
@@ -22,6 +22,7 @@ backend_tests!(
     reconnect_keeps_data_and_recovers_streams,
     concurrent_streams_all_commit,
     imported_times_and_operator_listing,
+    bulk_import_of_a_deep_chain,
 );
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
@@ -94,6 +95,16 @@ async fn sessions_expire_and_end(db: &TestDb) {
     let bob = user(&store, "bob").await;
     let r = store.set_password_hash(bob.id, alice.id, "$argon2id$evil").await;
     assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    // A change that asks for it also revokes the user's API keys (only theirs).
+    store.create_api_key(alice.id, "a1", "dh-a1", "hash-a1").await.unwrap();
+    store.create_api_key(alice.id, "a2", "dh-a2", "hash-a2").await.unwrap();
+    store.create_api_key(bob.id, "b1", "dh-b1", "hash-b1").await.unwrap();
+    assert_eq!(store.change_password(alice.id, alice.id, "$argon2id$kept", false).await.unwrap(), 0);
+    assert!(store.api_key_user("hash-a1").await.unwrap().is_some());
+    assert_eq!(store.change_password(alice.id, alice.id, "$argon2id$newer", true).await.unwrap(), 2);
+    assert!(store.api_key_user("hash-a1").await.unwrap().is_none());
+    assert!(store.api_key_user("hash-a2").await.unwrap().is_none());
+    assert!(store.api_key_user("hash-b1").await.unwrap().is_some());
     store.close().await;
 }
 
@@ -551,5 +562,71 @@ async fn imported_times_and_operator_listing(db: &TestDb) {
     not_found(store.set_imported_times(a.id, old.id, 7, 8, &[(q.id, 9), (other.id, 9)]).await);
     let c = store.conversation(a.id, old.id).await.unwrap();
     assert_eq!(c.created_at, t0, "the failed call rolled back");
+    store.close().await;
+}
+
+/// A 5000-message chain (deeper than SQLite's 1000 levels of trigger recursion, which foreign
+/// key cascades count in) goes in by batches with its times, its branch and its current leaf,
+/// and can be deleted again, as can its owner.
+async fn bulk_import_of_a_deep_chain(db: &TestDb) {
+    let store = db.connect().await;
+    let a = user(&store, "importer").await;
+    let b = user(&store, "other").await;
+    let t0 = 1_690_000_000_000i64;
+    let n = 5000usize;
+    let mut messages: Vec<ImportMessage> = (0..n)
+        .map(|i| ImportMessage {
+            parent: i.checked_sub(1),
+            role: if i % 2 == 0 { Role::User } else { Role::Assistant },
+            content: format!("message {i}"),
+            model: Some("gpt-4o".into()),
+            created_at: t0 + i as i64,
+        })
+        .collect();
+    // A branch off the first answer.
+    messages.push(ImportMessage { parent: Some(1), role: Role::User, content: "edited".into(), model: None, created_at: t0 + 5 });
+    let c = ImportConversation {
+        new: conv("deep"),
+        messages,
+        current: Some(n - 1),
+        created_at: Some(t0),
+        updated_at: Some(t0 + n as i64),
+    };
+    let made = store.import_conversation(a.id, &c).await.unwrap();
+    assert_eq!((made.created_at, made.updated_at), (t0, t0 + n as i64));
+    let all = store.messages(a.id, made.id).await.unwrap();
+    assert_eq!(all.len(), n + 1);
+    assert_eq!(made.current_message_id, Some(all[n - 1].id));
+    for (i, m) in all.iter().take(n).enumerate() {
+        assert_eq!(m.content, format!("message {i}"));
+        assert_eq!(m.created_at, t0 + i as i64);
+        assert_eq!(m.parent_id, i.checked_sub(1).map(|p| all[p].id));
+        assert_eq!(m.status, MessageStatus::Complete);
+        assert_eq!(m.model.as_deref(), (m.role == Role::Assistant).then_some("gpt-4o"));
+    }
+    assert_eq!(all[n].parent_id, Some(all[1].id));
+    let branch = tree::path_to(&all, all[n - 1].id);
+    assert_eq!(branch.len(), n);
+    not_found(store.conversation(b.id, made.id).await);
+
+    // A parent after its child is refused before anything is written.
+    let bad = ImportConversation {
+        messages: vec![
+            ImportMessage { parent: Some(1), role: Role::User, content: "x".into(), model: None, created_at: t0 },
+            ImportMessage { parent: None, role: Role::User, content: "y".into(), model: None, created_at: t0 },
+        ],
+        current: None,
+        ..c.clone()
+    };
+    assert!(matches!(store.import_conversation(a.id, &bad).await, Err(StoreError::Invalid(_))));
+    assert_eq!(store.list_conversations(a.id, 10, 0).await.unwrap().len(), 1);
+
+    // The deep chain can be deleted, alone or with its owner.
+    store.delete_conversation(a.id, made.id).await.unwrap();
+    not_found(store.conversation(a.id, made.id).await);
+    let again = store.import_conversation(a.id, &c).await.unwrap();
+    let admin = store.create_user("root", HASH, true).await.unwrap();
+    store.delete_user(admin.id, a.id).await.unwrap();
+    not_found(store.conversation(a.id, again.id).await);
     store.close().await;
 }

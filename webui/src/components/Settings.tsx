@@ -1,4 +1,4 @@
-/** The settings page: language, theme, API keys, ChatGPT import, and (for admins) users. */
+/** The settings page: language, theme, password, API keys, ChatGPT import, and (for admins) users. */
 import { useEffect, useState } from "preact/hooks";
 import { api } from "../lib/api";
 import { parseChatGptExport } from "../lib/chatgpt";
@@ -55,11 +55,73 @@ export function SettingsPage({ user, theme, setTheme, onOpenMenu, onImported }: 
             </label>
           </div>
         </section>
+        <ChangePassword />
         <ApiKeys />
         <Import onImported={onImported} />
         {user.is_admin && <Users me={user} />}
       </div>
     </div>
+  );
+}
+
+function ChangePassword() {
+  const { t } = useI18n();
+  const [current, setCurrent] = useState("");
+  const [next, setNext] = useState("");
+  const [revokeKeys, setRevokeKeys] = useState(false);
+  const [done, setDone] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    try {
+      await api.changePassword(current, next, revokeKeys);
+      setDone(t(revokeKeys ? "settings.passwordChangedKeys" : "settings.passwordChanged"));
+      setCurrent("");
+      setNext("");
+      setRevokeKeys(false);
+      setError(null);
+    } catch (err) {
+      setDone(null);
+      setError(errorText(err));
+    }
+  };
+
+  return (
+    <section data-testid="change-password">
+      <h3>{t("settings.password")}</h3>
+      <form class="row wrap" onSubmit={submit}>
+        <input
+          type="password"
+          autoComplete="current-password"
+          placeholder={t("settings.currentPassword")}
+          aria-label={t("settings.currentPassword")}
+          value={current}
+          required
+          onInput={(e) => setCurrent(e.currentTarget.value)}
+          data-testid="current-password"
+        />
+        <input
+          type="password"
+          autoComplete="new-password"
+          placeholder={t("settings.newPassword")}
+          aria-label={t("settings.newPassword")}
+          value={next}
+          required
+          onInput={(e) => setNext(e.currentTarget.value)}
+          data-testid="changed-password"
+        />
+        <label class="inline">
+          <input type="checkbox" checked={revokeKeys} onChange={(e) => setRevokeKeys(e.currentTarget.checked)} data-testid="revoke-keys" />{" "}
+          {t("settings.revokeKeys")}
+        </label>
+        <button class="primary" type="submit" data-testid="change-password-submit">
+          {t("settings.changePassword")}
+        </button>
+      </form>
+      {done && <p class="muted small" data-testid="password-changed">{done}</p>}
+      {error && <p class="error">{t("common.error", { message: error })}</p>}
+    </section>
   );
 }
 

@@ -96,6 +96,13 @@ export const en = {
   "settings.importSubmit": "Import",
   "settings.importDone": "Imported {count} conversations.",
   "settings.importInvalid": "This file is not a ChatGPT conversations.json export.",
+  "settings.password": "Password",
+  "settings.currentPassword": "Current password",
+  "settings.newPassword": "New password",
+  "settings.revokeKeys": "Also revoke all my API keys",
+  "settings.changePassword": "Change password",
+  "settings.passwordChanged": "Password changed. Your other browsers are signed out.",
+  "settings.passwordChangedKeys": "Password changed. Your other browsers are signed out and your API keys are revoked.",
 } as const;
 
 export type MessageKey = keyof typeof en;

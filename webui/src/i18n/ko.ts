@@ -95,4 +95,11 @@ export const ko: Dictionary = {
   "settings.importSubmit": "가져오기",
   "settings.importDone": "대화 {count}개를 가져왔습니다.",
   "settings.importInvalid": "ChatGPT conversations.json 내보내기 파일이 아닙니다.",
+  "settings.password": "비밀번호",
+  "settings.currentPassword": "현재 비밀번호",
+  "settings.newPassword": "새 비밀번호",
+  "settings.revokeKeys": "내 API 키도 모두 폐기",
+  "settings.changePassword": "비밀번호 변경",
+  "settings.passwordChanged": "비밀번호를 변경했습니다. 다른 브라우저에서는 로그아웃되었습니다.",
+  "settings.passwordChangedKeys": "비밀번호를 변경했습니다. 다른 브라우저에서는 로그아웃되었고 API 키가 모두 폐기되었습니다.",
 };

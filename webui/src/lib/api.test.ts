@@ -58,6 +58,18 @@ describe("API client", () => {
     }
   });
 
+  it("changes the password with the revoke-keys choice", async () => {
+    const calls = mockFetch(200, { id: "1", username: "a", is_admin: false });
+    await api.changePassword("old one!", "new one!", true);
+    await api.changePassword("new one!", "newer one", false);
+    expect(calls.map((c) => [c.init.method, c.url])).toEqual([
+      ["POST", "/api/auth/password"],
+      ["POST", "/api/auth/password"],
+    ]);
+    expect(JSON.parse(String(calls[0]?.init.body))).toEqual({ current_password: "old one!", new_password: "new one!", revoke_api_keys: true });
+    expect(JSON.parse(String(calls[1]?.init.body))).toEqual({ current_password: "new one!", new_password: "newer one", revoke_api_keys: false });
+  });
+
   it("turns error bodies into ApiError and reports 401 outside /api/auth as signed out", async () => {
     mockFetch(429, { error: { message: "slow down", type: "rate_limit", param: null, code: "rate_limited" } });
     const err = await api.login("a", "b").catch((e: unknown) => e);

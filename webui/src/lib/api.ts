@@ -118,6 +118,13 @@ export const api = {
   setup: (username: string, password: string) => json<User>("POST", "/api/auth/setup", { username, password }),
   login: (username: string, password: string) => json<User>("POST", "/api/auth/login", { username, password }),
   logout: () => json<void>("POST", "/api/auth/logout"),
+  /** Ends the user's other sessions; with `revokeApiKeys` also revokes all their API keys. */
+  changePassword: (currentPassword: string, newPassword: string, revokeApiKeys: boolean) =>
+    json<User>("POST", "/api/auth/password", {
+      current_password: currentPassword,
+      new_password: newPassword,
+      revoke_api_keys: revokeApiKeys,
+    }),
 
   models: async () => listOf<ModelInfo>(await json<unknown>("GET", "/api/models"), "models"),
 

@@ -279,7 +279,7 @@ impl AnswerTask {
         match self.st.store.append_to_message(self.user, self.answer, piece).await {
             Ok(()) => true,
             Err(e) => {
-                tracing::warn!(error = %e, message = %self.answer, "could not save the streamed text (retrying)");
+                tracing::warn!(error = ?e.to_string(), message = %self.answer, "could not save the streamed text (retrying)");
                 false
             }
         }
@@ -291,7 +291,7 @@ impl AnswerTask {
             End::Finished(_) => (MessageStatus::Complete, None),
             End::ClientGone => (MessageStatus::Incomplete, None),
             End::Failed(e) => {
-                tracing::error!(error = %e, message = %self.answer, "generation failed");
+                tracing::error!(error = ?e.to_string(), message = %self.answer, "generation failed");
                 (MessageStatus::Incomplete, Some("the model failed while answering; the text so far is saved"))
             }
         };
@@ -312,7 +312,7 @@ impl AnswerTask {
         let message = match saved {
             Ok(m) => m,
             Err(e) => {
-                tracing::error!(error = %e, message = %self.answer, "could not finish the answer");
+                tracing::error!(error = ?e.to_string(), message = %self.answer, "could not finish the answer");
                 let body = WebError::internal(e).body();
                 let _ = self.tx.send(event("error", &body));
                 return;

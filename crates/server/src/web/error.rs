@@ -27,6 +27,12 @@ pub enum WebError {
     /// A unique value is taken, or the first account exists already (409).
     #[error("{0}")]
     Conflict(String),
+    /// A body over a route's own limit (413), saying which limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Too many password checks at once (429 with `Retry-After`).
+    #[error("the server is busy checking passwords; try again in {retry_after_secs} second(s)")]
+    Busy { retry_after_secs: u64 },
     /// Too many failed sign-ins (429 with `Retry-After` in seconds).
     #[error("too many failed sign-ins; try again in {retry_after_secs} seconds")]
     RateLimited { retry_after_secs: u64 },
@@ -56,7 +62,8 @@ impl WebError {
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::Conflict(_) => StatusCode::CONFLICT,
-            WebError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::RateLimited { .. } | WebError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -67,7 +74,8 @@ impl WebError {
             WebError::Forbidden(_) => ("invalid_request_error", "forbidden"),
             WebError::NotFound(_) => ("invalid_request_error", "not_found"),
             WebError::Conflict(_) => ("invalid_request_error", "conflict"),
-            WebError::RateLimited { .. } => ("requests", "rate_limit_exceeded"),
+            WebError::TooLarge(_) => ("invalid_request_error", "payload_too_large"),
+            WebError::RateLimited { .. } | WebError::Busy { .. } => ("requests", "rate_limit_exceeded"),
         };
         ErrorBody {
             error: ErrorDetail {
@@ -76,6 +84,15 @@ impl WebError {
                 param: None,
                 code: Some(code.to_string()),
             },
+        }
+    }
+}
+
+impl From<super::secret::SecretError> for WebError {
+    fn from(e: super::secret::SecretError) -> Self {
+        match e {
+            super::secret::SecretError::Busy => WebError::Busy { retry_after_secs: 1 },
+            other => WebError::internal(other),
         }
     }
 }
@@ -98,7 +115,7 @@ impl IntoResponse for WebError {
             return e.into_response();
         }
         let mut resp = (self.status(), Json(self.body())).into_response();
-        if let WebError::RateLimited { retry_after_secs } = self {
+        if let WebError::RateLimited { retry_after_secs } | WebError::Busy { retry_after_secs } = self {
             resp.headers_mut().insert(header::RETRY_AFTER, retry_after_secs.into());
         }
         resp

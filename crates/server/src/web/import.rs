@@ -9,279 +9,152 @@
 //! * messages are inserted parents first, siblings by time, one row each; the current branch is
 //!   ChatGPT's `current_node` (or its nearest kept ancestor).
 //!
-//! The mapping ([`map_conversation`]) is pure and tested on its own.
+//! An export is untrusted and can be large, so the work is bounded:
+//!
+//! * the body is read up to [`ImportLimits::max_bytes`] (`daehwa serve --import-limit`, 64 MiB
+//!   by default): a larger `Content-Length` is refused at once and a body that grows past it
+//!   while streaming is cut off, 413 either way;
+//! * one import per user at a time (a second answers 409), and at most [`PARSE_SLOTS`] files
+//!   are parsed at once on the whole server;
+//! * parsing and mapping run on the blocking pool, never on the async workers, in time linear
+//!   in the nodes ([`mapping`]), keeping only what is imported ([`export`]), with at most
+//!   [`ImportLimits::max_nodes`] nodes (400 beyond);
+//! * the rows go in by batches, one transaction each ([`store::Store::import_conversation`]).
 
-use std::collections::{HashMap, HashSet};
-use std::fmt;
+pub mod export;
+pub mod mapping;
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
-use serde_json::{json, Value};
-use store::{MessageId, NewConversation, NewMessage, Role};
+use futures_util::StreamExt;
+use serde_json::json;
+use store::UserId;
 
 use super::error::WebError;
 use super::session::CurrentUser;
-use super::{title, WebState};
-use crate::error::ApiError;
+use super::WebState;
 
-/// The body limit of this route (exports of long histories are large).
-pub const DEFAULT_BODY_LIMIT: usize = 512 << 20;
+/// The default largest export (`--import-limit`).
+pub const DEFAULT_BODY_LIMIT: usize = 64 << 20;
+/// The default most nodes (and conversations) of one export.
+pub const DEFAULT_NODE_LIMIT: usize = 1_000_000;
+/// How many exports the server parses at once (each holds its file and what it keeps).
+pub const PARSE_SLOTS: usize = 2;
 
-/// One conversation of the export, as far as the import reads it.
-#[derive(Debug, Deserialize)]
-pub struct ExportConversation {
-    #[serde(default)]
-    title: Value,
-    mapping: Mapping,
-    #[serde(default)]
-    current_node: Value,
-    #[serde(default)]
-    create_time: Value,
-    #[serde(default)]
-    update_time: Value,
+/// The bounds of one import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLimits {
+    pub max_bytes: usize,
+    pub max_nodes: usize,
 }
 
-/// `mapping` in the file's order (serde_json's own map would sort the ids).
-#[derive(Debug, Default)]
-pub struct Mapping(Vec<(String, Node)>);
-
-#[derive(Debug, Deserialize, Default)]
-pub struct Node {
-    #[serde(default)]
-    message: Value,
-    #[serde(default)]
-    parent: Value,
+impl Default for ImportLimits {
+    fn default() -> Self {
+        ImportLimits { max_bytes: DEFAULT_BODY_LIMIT, max_nodes: DEFAULT_NODE_LIMIT }
+    }
 }
 
-impl<'de> Deserialize<'de> for Mapping {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Mapping;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object of message nodes")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Mapping, A::Error> {
-                let mut out = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                    // A node that is not an object holds no message; keep its id for the tree walk.
-                    let node = serde_json::from_value::<Node>(v).unwrap_or_default();
-                    out.push((k, node));
-                }
-                Ok(Mapping(out))
-            }
+/// The imports in progress: one per user, and the parse slots.
+#[derive(Debug)]
+pub struct Imports {
+    limits: ImportLimits,
+    running: Mutex<HashSet<UserId>>,
+    parsing: tokio::sync::Semaphore,
+}
+
+impl Imports {
+    pub fn new(limits: ImportLimits) -> Self {
+        Imports { limits, running: Mutex::default(), parsing: tokio::sync::Semaphore::new(PARSE_SLOTS) }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashSet<UserId>> {
+        // Inserts and removes only: a poisoned set is still consistent.
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks `user`'s import as running until the returned guard drops; 409 if one is.
+    fn begin(self: &Arc<Self>, user: UserId) -> Result<Running, WebError> {
+        if !self.running().insert(user) {
+            return Err(WebError::Conflict(
+                "an import of yours is already running: wait for it to finish, then try again".into(),
+            ));
         }
-        d.deserialize_map(V)
+        Ok(Running { imports: self.clone(), user })
     }
 }
 
-/// A message to insert.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Imported {
-    pub node: String,
-    /// The node of the parent message (already mapped to a kept one), `None` at a root.
-    pub parent: Option<String>,
-    pub role: Role,
-    pub content: String,
-    pub create_time: Option<f64>,
-    pub model: Option<String>,
+struct Running {
+    imports: Arc<Imports>,
+    user: UserId,
 }
 
-/// A conversation ready to insert: messages parents first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImportedConversation {
-    pub title: String,
-    pub messages: Vec<Imported>,
-    /// The node of the message ChatGPT showed last.
-    pub current: Option<String>,
-    /// The conversation's times in ChatGPT (Unix seconds), kept on import.
-    pub create_time: Option<f64>,
-    pub update_time: Option<f64>,
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.imports.running().remove(&self.user);
+    }
 }
 
-fn text_of(message: &Value) -> String {
-    let content = &message["content"];
-    if let Some(parts) = content["parts"].as_array() {
-        return parts.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n");
-    }
-    content["text"].as_str().unwrap_or("").to_string()
+fn too_large(limit: usize) -> WebError {
+    WebError::TooLarge(format!(
+        "the export is larger than this server's import limit of {} MiB (daehwa serve --import-limit)",
+        limit >> 20
+    ))
 }
 
-fn kept(node_id: &str, node: &Node) -> Option<Imported> {
-    let m = &node.message;
-    if !m.is_object() {
-        return None;
+/// Reads the body up to `limit` bytes: 413 as soon as it is known to be larger.
+async fn read_body(req: Request, limit: usize) -> Result<Vec<u8>, WebError> {
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
     }
-    let role = match m["author"]["role"].as_str() {
-        Some("user") => Role::User,
-        Some("assistant") => Role::Assistant,
-        _ => return None,
-    };
-    if m["metadata"]["is_visually_hidden_from_conversation"] == Value::Bool(true) {
-        return None;
-    }
-    let content = text_of(m);
-    if content.trim().is_empty() {
-        return None;
-    }
-    Some(Imported {
-        node: node_id.to_string(),
-        parent: None,
-        role,
-        content,
-        create_time: m["create_time"].as_f64(),
-        model: m["metadata"]["model_slug"].as_str().map(str::to_string),
-    })
-}
-
-/// Maps one exported conversation (see the module docs).
-pub fn map_conversation(c: &ExportConversation) -> ImportedConversation {
-    let nodes: HashMap<&str, &Node> = c.mapping.0.iter().map(|(k, n)| (k.as_str(), n)).collect();
-    let kept_list: Vec<Imported> = c.mapping.0.iter().filter_map(|(k, n)| kept(k, n)).collect();
-    let kept_ids: HashSet<&str> = kept_list.iter().map(|m| m.node.as_str()).collect();
-    // The nearest kept ancestor of a node (itself excluded); cycles end the walk.
-    let kept_ancestor = |id: &str| -> Option<String> {
-        let mut seen: HashSet<&str> = HashSet::from([id]);
-        let mut cur = nodes.get(id).copied();
-        while let Some(parent) = cur.and_then(|n| n.parent.as_str()) {
-            if !seen.insert(parent) {
-                return None;
-            }
-            if kept_ids.contains(parent) {
-                return Some(parent.to_string());
-            }
-            cur = nodes.get(parent).copied();
+    let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    let mut stream = req.into_body().into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| WebError::param("body", format!("could not read the request body: {e}")))?;
+        if out.len() + chunk.len() > limit {
+            return Err(too_large(limit));
         }
-        None
-    };
-    let mut messages: Vec<Imported> =
-        kept_list.iter().map(|m| Imported { parent: kept_ancestor(&m.node), ..m.clone() }).collect();
-    let parent_of: HashMap<String, Option<String>> = messages.iter().map(|m| (m.node.clone(), m.parent.clone())).collect();
-    let depth = |id: &str| {
-        let mut d = 0usize;
-        let mut at = parent_of.get(id).cloned().flatten();
-        while let Some(p) = at {
-            d += 1;
-            if d > parent_of.len() {
-                break;
-            }
-            at = parent_of.get(&p).cloned().flatten();
-        }
-        d
-    };
-    let depths: HashMap<String, usize> = messages.iter().map(|m| (m.node.clone(), depth(&m.node))).collect();
-    // Stable: equal depth and time keep the file's order.
-    messages.sort_by(|a, b| {
-        let (da, db) = (depths.get(&a.node), depths.get(&b.node));
-        da.cmp(&db).then(a.create_time.unwrap_or(f64::MIN).total_cmp(&b.create_time.unwrap_or(f64::MIN)))
-    });
-    let current = c.current_node.as_str().and_then(|n| if kept_ids.contains(n) { Some(n.to_string()) } else { kept_ancestor(n) });
-    let title = c.title.as_str().map(str::trim).unwrap_or("").to_string();
-    ImportedConversation { title, messages, current, create_time: c.create_time.as_f64(), update_time: c.update_time.as_f64() }
-}
-
-/// Parses the export: 400 with a clear message when it is not one.
-pub fn parse(bytes: &[u8]) -> Result<Vec<ExportConversation>, WebError> {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'[') {
-        return Err(WebError::param(
-            "body",
-            "this is not a ChatGPT export: send the array in conversations.json (from ChatGPT's Settings > Data controls > Export)",
-        ));
+        out.extend_from_slice(&chunk);
     }
-    let convs: Vec<ExportConversation> = crate::extract::parse(bytes).map_err(|e| {
-        let detail = match e {
-            ApiError::InvalidParam { message, .. } | ApiError::InvalidJson(message) => message,
-            other => other.to_string(),
-        };
-        WebError::param("body", format!("this is not a ChatGPT conversations.json ({detail})"))
-    })?;
-    if convs.is_empty() {
-        return Err(WebError::param("body", "the file has no conversations"));
-    }
-    Ok(convs)
+    Ok(out)
 }
 
 /// `POST /api/import`: `{imported, skipped, conversations: [ids]}` (skipped: no message with text).
 pub async fn import(State(st): State<WebState>, CurrentUser(user): CurrentUser, req: Request) -> Result<Response, WebError> {
-    let body = Bytes::from_request(req, &()).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            WebError::Api(ApiError::PayloadTooLarge)
-        } else {
-            WebError::param("body", format!("could not read the request body: {}", e.body_text()))
-        }
-    })?;
-    let convs = parse(&body)?;
-    drop(body);
-    let mut ids = Vec::new();
-    let mut skipped = 0usize;
-    for c in &convs {
-        let mapped = map_conversation(c);
-        if mapped.messages.is_empty() {
-            skipped += 1;
-            continue;
-        }
-        let title = if mapped.title.is_empty() {
-            mapped.messages.iter().find(|m| m.role == Role::User).map(|m| title::fallback(&m.content)).unwrap_or_default()
-        } else {
-            mapped.title.chars().take(super::input::MAX_TITLE_CHARS).collect()
-        };
-        let new = NewConversation { title, system_prompt: None, model: None, settings: Value::Null };
-        let conv = st.store.create_conversation(user.id, &new).await?;
-        if let Err(e) = insert(&st, user.id, conv.id, &mapped).await {
-            // Leave no half-imported conversation behind.
-            let _ = st.store.delete_conversation(user.id, conv.id).await;
-            return Err(e);
-        }
+    let _running = st.imports.begin(user.id)?;
+    let limits = st.imports.limits;
+    let body = read_body(req, limits.max_bytes).await?;
+    let parsed = {
+        let _slot = st.imports.parsing.acquire().await.map_err(WebError::internal)?;
+        let now = store::now_ms();
+        tokio::task::spawn_blocking(move || export::parse(&body, limits.max_nodes, now))
+            .await
+            .map_err(WebError::internal)?
+    };
+    let export = parsed.map_err(|e| WebError::param("body", e.to_string()))?;
+    let mut ids = Vec::with_capacity(export.conversations.len());
+    for c in &export.conversations {
+        let conv = st.store.import_conversation(user.id, c).await?;
         ids.push(conv.id.to_string());
     }
-    tracing::info!(user = ?user.username, imported = ids.len(), skipped, "imported a ChatGPT export");
-    Ok((StatusCode::OK, Json(json!({"imported": ids.len(), "skipped": skipped, "conversations": ids}))).into_response())
-}
-
-async fn insert(st: &WebState, user: store::UserId, conv: store::ConversationId, c: &ImportedConversation) -> Result<(), WebError> {
-    let mut ids: HashMap<&str, MessageId> = HashMap::new();
-    for m in &c.messages {
-        let parent = m.parent.as_deref().and_then(|p| ids.get(p).copied());
-        let mut new = NewMessage::complete(conv, parent, m.role, m.content.clone());
-        new.model = m.model.clone().filter(|_| m.role == Role::Assistant);
-        let row = st.store.add_message(user, &new).await?;
-        ids.insert(&m.node, row.id);
-    }
-    if let Some(leaf) = c.current.as_deref().and_then(|n| ids.get(n)) {
-        st.store.set_current_message(user, conv, *leaf).await?;
-    }
-    // ChatGPT's own times, where the file has them, so the import sorts among the other
-    // conversations by when it happened. Messages without a time take their parent's (or the
-    // conversation's), keeping every child at or after its parent.
-    let ms = |t: f64| (t.is_finite() && t > 0.0 && t < 1e11).then(|| (t * 1000.0) as i64);
-    let conv_created = c.create_time.and_then(ms).or_else(|| c.messages.iter().filter_map(|m| m.create_time.and_then(ms)).min());
-    if let Some(created) = conv_created {
-        let mut at: HashMap<&str, i64> = HashMap::new();
-        let mut times = Vec::with_capacity(c.messages.len());
-        for m in &c.messages {
-            let parent_at = m.parent.as_deref().and_then(|p| at.get(p).copied()).unwrap_or(created);
-            let t = m.create_time.and_then(ms).unwrap_or(parent_at).max(parent_at);
-            at.insert(&m.node, t);
-            if let Some(id) = ids.get(m.node.as_str()) {
-                times.push((*id, t));
-            }
-        }
-        let last = times.iter().map(|(_, t)| *t).max().unwrap_or(created);
-        let updated = c.update_time.and_then(ms).unwrap_or(last).max(last).max(created);
-        st.store.set_imported_times(user, conv, created, updated, &times).await?;
-    }
-    Ok(())
+    let messages: usize = export.conversations.iter().map(|c| c.messages.len()).sum();
+    tracing::info!(user = ?user.username, imported = ids.len(), messages, skipped = export.skipped, "imported a ChatGPT export");
+    let body = json!({"imported": ids.len(), "skipped": export.skipped, "conversations": ids});
+    Ok((StatusCode::OK, Json(body)).into_response())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::export::{parse, ExportError};
+    use serde_json::{json, Value};
+    use std::time::{Duration, Instant};
+    use store::Role;
 
     fn node(id: &str, parent: Option<&str>, role: &str, text: &str, t: f64) -> (String, Value) {
         (
@@ -309,26 +182,125 @@ mod tests {
             mapping.insert(k, v);
         }
         let raw = json!([{"title": " 한국어 제목 ", "mapping": mapping, "current_node": "empty"}]).to_string();
-        let convs = parse(raw.as_bytes()).expect("export");
-        let c = map_conversation(&convs[0]);
-        assert_eq!(c.title, "한국어 제목");
-        let shape: Vec<(&str, Option<&str>)> = c.messages.iter().map(|m| (m.node.as_str(), m.parent.as_deref())).collect();
+        let export = parse(raw.as_bytes(), 100, 0).expect("export");
+        let c = &export.conversations[0];
+        assert_eq!(c.new.title, "한국어 제목");
+        let text = |i: Option<usize>| i.map(|i| c.messages[i].content.as_str());
+        let shape: Vec<(&str, Option<&str>)> = c.messages.iter().map(|m| (m.content.as_str(), text(m.parent))).collect();
         assert_eq!(
             shape,
-            vec![("u1", None), ("a1", Some("u1")), ("u2", Some("a1")), ("u2b", Some("a1")), ("a2b", Some("u2b"))]
+            vec![
+                ("첫 질문", None),
+                ("first answer", Some("첫 질문")),
+                ("original", Some("first answer")),
+                ("edited", Some("first answer")),
+                ("after tool", Some("edited"))
+            ]
         );
-        assert_eq!(c.current.as_deref(), Some("a2b"), "the empty current node maps to its kept ancestor");
+        assert_eq!(text(c.current), Some("after tool"), "the empty current node maps to its kept ancestor");
         assert_eq!(c.messages[1].model.as_deref(), Some("gpt-4o"));
+        assert_eq!(c.messages[0].model, None, "a user's message has no model");
+        assert_eq!(c.messages[0].created_at, 2000);
+        assert_eq!(c.updated_at, Some(7000));
     }
 
     #[test]
     fn refuses_what_is_not_an_export() {
-        for bad in [r#"{"a": 1}"#, "", "[]", r#"[{"title": "x"}]"#, r#"[1, 2]"#, "[{"] {
-            assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+        for bad in [r#"{"a": 1}"#, "", "[]", r#"[{"title": "x"}]"#, r#"[1, 2]"#, "[{", "[] x"] {
+            assert!(parse(bad.as_bytes(), 100, 0).is_err(), "{bad}");
         }
-        // Parts that are not text (images) are skipped; content.text is read.
-        let v = json!({"content": {"parts": ["a", {"asset": 1}, "b"]}});
-        assert_eq!(text_of(&v), "a\nb");
-        assert_eq!(text_of(&json!({"content": {"content_type": "code", "text": "print(1)"}})), "print(1)");
+        // Parts that are not text (images) are skipped; content.text is read; fields of an
+        // unexpected type are read as absent.
+        let raw = json!([{"title": 5, "create_time": "yesterday", "mapping": {
+            "a": {"message": {"author": {"role": "user"}, "content": {"parts": ["a", {"asset": 1}, "b"]}}},
+            "b": {"parent": "a", "message": {"author": {"role": "assistant"}, "create_time": "noon", "metadata": [],
+                  "content": {"content_type": "code", "text": "print(1)"}}},
+            "c": 7,
+            "d": {"parent": ["a"], "message": {"author": "user", "content": {"parts": ["x"]}}}
+        }}]);
+        let export = parse(raw.to_string().as_bytes(), 100, 42).expect("export");
+        let c = &export.conversations[0];
+        let texts: Vec<(&str, Option<usize>, Role)> = c.messages.iter().map(|m| (m.content.as_str(), m.parent, m.role)).collect();
+        assert_eq!(texts, vec![("a\nb", None, Role::User), ("print(1)", Some(0), Role::Assistant)]);
+        assert_eq!(c.new.title, "a", "no title: from the first question");
+        assert!(c.messages.iter().all(|m| m.created_at == 42), "no times at all: the import's time");
+        assert_eq!(c.created_at, None);
+    }
+
+    #[test]
+    fn the_node_budget_covers_the_whole_file() {
+        let conv = |n: usize| {
+            let mapping: serde_json::Map<String, Value> =
+                (0..n).map(|i| (format!("n{i}"), json!({"parent": i.checked_sub(1).map(|p| format!("n{p}"))}))).collect();
+            json!({"mapping": mapping})
+        };
+        let raw = json!([conv(40), conv(40)]).to_string();
+        assert_eq!(parse(raw.as_bytes(), 100, 0).expect("82 fit in 100").skipped, 2);
+        let e = parse(raw.as_bytes(), 60, 0).expect_err("82 do not fit in 60");
+        assert_eq!(e, ExportError::TooManyNodes(60));
+        assert!(e.to_string().contains("more than 60 message nodes"), "{e}");
+    }
+
+    /// A chain of `n` nodes where every other node is dropped (no message), as a file.
+    fn chain(n: usize) -> Vec<u8> {
+        let mut s = String::from(r#"[{"title":"chain","current_node":"n"#);
+        s.push_str(&format!("{}\",\"mapping\":{{", n - 1));
+        for i in 0..n {
+            if i > 0 {
+                s.push(',');
+            }
+            let parent = if i == 0 { "null".to_string() } else { format!("\"n{}\"", i - 1) };
+            if i % 2 == 0 {
+                s.push_str(&format!(r#""n{i}":{{"parent":{parent},"message":null}}"#));
+            } else {
+                let role = if i % 4 == 1 { "user" } else { "assistant" };
+                s.push_str(&format!(
+                    r#""n{i}":{{"parent":{parent},"message":{{"author":{{"role":"{role}"}},"create_time":{},"content":{{"parts":["m{i}"]}}}}}}"#,
+                    1_700_000_000 + i
+                ));
+            }
+        }
+        s.push_str("}}]");
+        s.into_bytes()
+    }
+
+    fn time_to_map(n: usize) -> Duration {
+        let file = chain(n);
+        let t = Instant::now();
+        let export = parse(&file, usize::MAX, 0).expect("chain");
+        let took = t.elapsed();
+        let c = &export.conversations[0];
+        assert_eq!(c.messages.len(), n / 2);
+        assert!(c.messages.iter().enumerate().all(|(i, m)| m.parent == i.checked_sub(1)), "one chain, in order");
+        assert_eq!(c.current, Some(n / 2 - 1));
+        took
+    }
+
+    /// The old mapping walked to the root from every message (quadratic: minutes for this
+    /// chain); now 200 000 nodes take well under a second, and ten times the nodes about ten
+    /// times the time. No recursion: the chain is 200 000 levels deep.
+    #[test]
+    fn a_200k_node_chain_maps_in_linear_time() {
+        let small = time_to_map(20_000);
+        let big = time_to_map(200_000);
+        assert!(big < Duration::from_secs(5), "200k nodes took {big:?}");
+        assert!(big < small * 40 + Duration::from_millis(200), "20k: {small:?}, 200k: {big:?}");
+    }
+
+    #[test]
+    fn cycles_are_cut() {
+        let raw = json!([{"current_node": "b", "mapping": {
+            "a": {"parent": "c", "message": {"author": {"role": "user"}, "content": {"parts": ["a"]}}},
+            "b": {"parent": "a", "message": {"author": {"role": "assistant"}, "content": {"parts": ["b"]}}},
+            "c": {"parent": "b", "message": null},
+            "d": {"parent": "d", "message": {"author": {"role": "user"}, "content": {"parts": ["d"]}}}
+        }}]);
+        let export = parse(raw.to_string().as_bytes(), 100, 0).expect("export");
+        let c = &export.conversations[0];
+        assert_eq!(c.messages.len(), 3);
+        for (i, m) in c.messages.iter().enumerate() {
+            assert!(m.parent.is_none_or(|p| p < i), "parents first: {:?}", c.messages);
+        }
+        assert!(c.messages.iter().any(|m| m.parent.is_none()));
     }
 }

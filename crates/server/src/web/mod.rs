@@ -29,6 +29,7 @@ pub mod error;
 pub mod import;
 pub mod input;
 pub mod json;
+pub mod proxy;
 pub mod ratelimit;
 mod routes;
 pub mod secret;
@@ -60,15 +61,27 @@ pub struct Accounts {
     /// Mark session cookies `Secure` even without a proxy's `X-Forwarded-Proto: https`
     /// (set this when TLS is terminated in front of daehwa by something that does not say so).
     pub secure_cookies: bool,
-    /// Largest `/api/import` body in bytes.
+    /// Largest `/api/import` body in bytes (`--import-limit`).
     pub import_body_limit: usize,
-    /// Failed sign-ins allowed per username and per client address.
+    /// Most message nodes (and conversations) of one `/api/import`.
+    pub import_node_limit: usize,
+    /// Failed sign-ins allowed per account at a client address and per client address.
     pub login_limits: Limits,
+    /// Reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Host` are believed
+    /// (`--trusted-proxy`); none by default.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Accounts {
     pub fn new(store: Store) -> Self {
-        Accounts { store, secure_cookies: false, import_body_limit: import::DEFAULT_BODY_LIMIT, login_limits: Limits::default() }
+        Accounts {
+            store,
+            secure_cookies: false,
+            import_body_limit: import::DEFAULT_BODY_LIMIT,
+            import_node_limit: import::DEFAULT_NODE_LIMIT,
+            login_limits: Limits::default(),
+            trusted_proxies: Vec::new(),
+        }
     }
 }
 
@@ -84,6 +97,7 @@ pub struct WebState {
     pub titling: Arc<title::InFlight>,
     /// The request queue (`--queue`), shared with `/v1`.
     pub admission: Arc<crate::admission::Admission>,
+    pub imports: Arc<import::Imports>,
 }
 
 /// Whether a path authenticates itself (the `/api` routes use the session cookie) or needs no
@@ -113,6 +127,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accou
         limiter: Arc::new(LoginLimiter::new(accounts.login_limits)),
         titling: Arc::default(),
         admission: app.admission.clone(),
+        imports: Arc::new(import::Imports::new(import::ImportLimits {
+            max_bytes: accounts.import_body_limit,
+            max_nodes: accounts.import_node_limit,
+        })),
     };
     let api = Router::new()
         .route("/api/auth/state", get(routes::auth::state))
@@ -132,8 +150,9 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accou
         .route("/api/keys/{id}", delete(routes::keys::revoke))
         .route("/api/users", get(routes::users::list).post(routes::users::create))
         .route("/api/users/{id}", delete(routes::users::delete))
-        .route("/api/import", post(import::import).layer(DefaultBodyLimit::max(accounts.import_body_limit)))
+        .route("/api/import", post(import::import).layer(DefaultBodyLimit::disable()))
         .layer(middleware::from_fn(csrf::guard))
+        .layer(axum::Extension(Arc::new(proxy::TrustedProxies::new(accounts.trusted_proxies.clone()))))
         .layer(middleware::from_fn(api_headers))
         .with_state(st);
     api.merge(assets::router())

@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use store::User;
 
 use super::error::WebError;
+use super::proxy::TrustedProxies;
 use super::secret;
 use super::WebState;
 
@@ -114,17 +115,27 @@ impl FromRequestParts<WebState> for Admin {
     }
 }
 
-/// The client's address for rate limiting (the peer of the TCP connection); `unknown` when
-/// the server runs without connection info (in-process tests).
+/// The client's address for rate limiting and logs: the peer of the TCP connection, or, when
+/// that peer is a trusted proxy, the address it forwarded for ([`super::proxy`]); `unknown`
+/// when the server runs without connection info (in-process tests).
 #[derive(Debug, Clone)]
 pub struct ClientAddr(pub String);
+
+/// The TCP peer's address, if the server records it.
+pub fn peer(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-        Ok(ClientAddr(ip.unwrap_or_else(|| "unknown".into())))
+        let peer = peer(&parts.extensions);
+        let ip = match parts.extensions.get::<std::sync::Arc<TrustedProxies>>() {
+            Some(p) => p.client(peer, &parts.headers),
+            None => peer,
+        };
+        Ok(ClientAddr(ip.map_or_else(|| "unknown".into(), |ip| ip.to_string())))
     }
 }
 

@@ -65,12 +65,12 @@ pub fn spawn(st: WebState, user: UserId, conversation: ConversationId, question:
         match st.store.conversation(user, conversation).await {
             Ok(c) if c.title.trim().is_empty() => {
                 if let Err(e) = st.store.rename_conversation(user, conversation, &title).await {
-                    tracing::warn!(error = %e, %conversation, "could not store the title");
+                    tracing::warn!(error = ?e.to_string(), %conversation, "could not store the title");
                 }
             }
             // Named meanwhile, or deleted: leave it.
             Ok(_) | Err(store::StoreError::NotFound) => {}
-            Err(e) => tracing::warn!(error = %e, %conversation, "could not read the conversation to title it"),
+            Err(e) => tracing::warn!(error = ?e.to_string(), %conversation, "could not read the conversation to title it"),
         }
     });
 }

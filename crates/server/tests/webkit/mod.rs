@@ -44,11 +44,13 @@ pub fn scratch(name: &str) -> PathBuf {
 pub struct Options {
     pub n_ctx: usize,
     pub keys: Vec<&'static str>,
+    /// Adjusts the account settings (limits, trusted proxies) before the server starts.
+    pub accounts: fn(&mut server::web::Accounts),
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { n_ctx: 4096, keys: Vec::new() }
+        Options { n_ctx: 4096, keys: Vec::new(), accounts: |_| {} }
     }
 }
 
@@ -68,7 +70,9 @@ pub async fn start_with(name: &str, o: Options) -> TestServer {
     cfg.body_limit = 1 << 20;
     cfg.keep_alive = Duration::from_millis(500);
     state.config = Arc::new(cfg);
-    let state = state.with_accounts(server::web::Accounts::new(store.clone()));
+    let mut accounts = server::web::Accounts::new(store.clone());
+    (o.accounts)(&mut accounts);
+    let state = state.with_accounts(accounts);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -112,6 +116,8 @@ pub struct Client {
     pub csrf: bool,
     pub bearer: Option<String>,
     pub extra: Vec<(String, String)>,
+    /// The loopback address to connect from (another client address: 127.0.0.2, ...).
+    pub source: Option<std::net::IpAddr>,
 }
 
 fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
@@ -150,7 +156,19 @@ fn dechunk(raw: &[u8]) -> (Vec<u8>, usize, bool) {
 
 impl Client {
     pub fn new(addr: SocketAddr) -> Self {
-        Client { addr, cookie: None, csrf: true, bearer: None, extra: Vec::new() }
+        Client { addr, cookie: None, csrf: true, bearer: None, extra: Vec::new(), source: None }
+    }
+
+    /// A connection to the server, from `source` when set.
+    pub async fn connect(&self) -> TcpStream {
+        match self.source {
+            None => TcpStream::connect(self.addr).await.expect("connect"),
+            Some(ip) => {
+                let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+                sock.bind(std::net::SocketAddr::new(ip, 0)).expect("bind the source address");
+                sock.connect(self.addr).await.expect("connect")
+            }
+        }
     }
 
     fn request_text(&self, method: &str, path: &str, body: Option<&str>) -> String {
@@ -177,7 +195,7 @@ impl Client {
     }
 
     pub async fn send(&self, method: &str, path: &str, body: Option<&str>) -> Resp {
-        let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        let mut s = self.connect().await;
         s.write_all(self.request_text(method, path, body).as_bytes()).await.expect("write");
         let mut raw = Vec::new();
         tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut raw)).await.expect("response within 30 s").expect("read");
@@ -217,7 +235,7 @@ impl Client {
 
     /// Opens a request whose answer is read as server-sent events.
     pub async fn stream(&self, path: &str, body: &Value) -> Events {
-        let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        let mut s = self.connect().await;
         s.write_all(self.request_text("POST", path, Some(&body.to_string())).as_bytes()).await.expect("write");
         let mut raw = Vec::new();
         let split = loop {

@@ -1,5 +1,8 @@
 //! `/api/auth/*`: the first-run setup, sign-in (rate limited), sign-out, the session's state and
 //! a password change.
+//!
+//! Usernames in log lines are written with `?` (Debug): a name a client sent can hold a
+//! newline or a terminal escape, and must not forge a line of the server's log.
 
 use std::time::Instant;
 
@@ -49,19 +52,24 @@ pub async fn setup(
     if st.store.count_users().await? > 0 {
         return Err(taken());
     }
-    let hash = secret::hash_password(password.into_inner()).await.map_err(WebError::internal)?;
+    let hash = secret::hash_password(password.into_inner()).await?;
     let user = match st.store.create_first_admin(username.as_str(), &hash).await {
         Ok(u) => u,
         Err(store::StoreError::Forbidden(_)) => return Err(taken()),
         Err(e) => return Err(e.into()),
     };
-    tracing::info!(user = %user.username, "created the first account (admin)");
+    tracing::info!(user = ?user.username, "created the first account (admin)");
     let cookie = session::start(&st, &user, &headers).await?;
     Ok(signed_in_response(StatusCode::CREATED, &user, cookie))
 }
 
 /// `POST /api/auth/login {username, password}`: 401 for a wrong name or password (the same
-/// answer and the same time for both), 429 with `Retry-After` after too many failures.
+/// answer and the same time for both), 429 with `Retry-After` after too many failures of this
+/// account from this address, or from this address at all, or when too many passwords are
+/// being checked at once.
+///
+/// The failure is counted before the password is checked and given back on success, so
+/// parallel guesses cannot run more hash checks than the limit allows.
 pub async fn login(
     State(st): State<WebState>,
     ClientAddr(addr): ClientAddr,
@@ -69,22 +77,24 @@ pub async fn login(
     ApiJson(req): ApiJson<Credentials>,
 ) -> Result<Response, WebError> {
     let name = req.username.trim();
-    if let Err(wait) = st.limiter.check(&addr, name, Instant::now()) {
-        tracing::warn!(%addr, username = %name, "sign-in refused: too many failures");
-        return Err(WebError::RateLimited { retry_after_secs: wait.as_secs().max(1) });
-    }
+    let slot = match st.limiter.reserve(&addr, name, Instant::now()) {
+        Ok(slot) => slot,
+        Err(wait) => {
+            tracing::warn!(%addr, username = ?name, "sign-in refused: too many failures");
+            return Err(WebError::RateLimited { retry_after_secs: wait.as_secs().max(1) });
+        }
+    };
     let creds = st.store.user_credentials(name).await?;
     let (user, hash) = match creds {
         Some(c) => (Some(c.user), Some(c.password_hash)),
         None => (None, None),
     };
-    let ok = secret::verify_password(req.password, hash).await.map_err(WebError::internal)?;
+    let ok = secret::verify_password(req.password, hash).await?;
     let Some(user) = user.filter(|_| ok) else {
-        st.limiter.record_failure(&addr, name, Instant::now());
-        tracing::info!(%addr, username = %name, "failed sign-in");
+        tracing::info!(%addr, username = ?name, "failed sign-in");
         return Err(WebError::Unauthorized("incorrect username or password"));
     };
-    st.limiter.record_success(name);
+    st.limiter.release(slot);
     if let Err(e) = st.store.purge_expired_sessions().await {
         tracing::warn!(error = %e, "could not purge expired sessions");
     }
@@ -105,10 +115,14 @@ pub async fn logout(State(st): State<WebState>, headers: HeaderMap) -> Result<Re
 pub struct PasswordChange {
     current_password: String,
     new_password: String,
+    /// Also revoke every personal API key of the user (after a leak).
+    #[serde(default)]
+    revoke_api_keys: bool,
 }
 
-/// `POST /api/auth/password {current_password, new_password}`: ends every session of the user
-/// (other browsers are signed out) and signs this one in again.
+/// `POST /api/auth/password {current_password, new_password, revoke_api_keys?}`: ends every
+/// session of the user (other browsers are signed out), revokes their API keys when asked,
+/// and signs this browser in again. A wrong current password counts as a failed sign-in.
 pub async fn change_password(
     State(st): State<WebState>,
     CurrentUser(user): CurrentUser,
@@ -116,19 +130,21 @@ pub async fn change_password(
     headers: HeaderMap,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> Result<Response, WebError> {
-    if let Err(wait) = st.limiter.check(&addr, &user.username, Instant::now()) {
-        return Err(WebError::RateLimited { retry_after_secs: wait.as_secs().max(1) });
-    }
     let new = Password::parse(req.new_password).map_err(|_| {
         WebError::param("new_password", format!("a password has at least {} characters", crate::web::input::MIN_PASSWORD_CHARS))
     })?;
+    let slot = st
+        .limiter
+        .reserve(&addr, &user.username, Instant::now())
+        .map_err(|wait| WebError::RateLimited { retry_after_secs: wait.as_secs().max(1) })?;
     let hash = st.store.user_credentials(&user.username).await?.map(|c| c.password_hash);
-    if !secret::verify_password(req.current_password, hash).await.map_err(WebError::internal)? {
-        st.limiter.record_failure(&addr, &user.username, Instant::now());
+    if !secret::verify_password(req.current_password, hash).await? {
         return Err(WebError::Forbidden("the current password is not correct".into()));
     }
-    let new_hash = secret::hash_password(new.into_inner()).await.map_err(WebError::internal)?;
-    st.store.set_password_hash(user.id, user.id, &new_hash).await?;
+    st.limiter.release(slot);
+    let new_hash = secret::hash_password(new.into_inner()).await?;
+    let revoked = st.store.change_password(user.id, user.id, &new_hash, req.revoke_api_keys).await?;
+    tracing::info!(user = ?user.username, revoked_api_keys = revoked, "changed the password; other sessions ended");
     let cookie = session::start(&st, &user, &headers).await?;
     Ok(signed_in_response(StatusCode::OK, &user, cookie))
 }

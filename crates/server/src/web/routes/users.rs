@@ -39,7 +39,7 @@ pub async fn create(
 ) -> Result<Response, WebError> {
     let username = Username::parse(&req.username)?;
     let password = Password::parse(req.password)?;
-    let hash = secret::hash_password(password.into_inner()).await.map_err(WebError::internal)?;
+    let hash = secret::hash_password(password.into_inner()).await?;
     let user = st.store.create_user(username.as_str(), &hash, req.is_admin).await.map_err(|e| match e {
         store::StoreError::Conflict(_) => WebError::Conflict(format!("the username `{}` is taken", username.as_str())),
         other => other.into(),

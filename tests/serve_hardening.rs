@@ -7,31 +7,29 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const KEY: &str = "sk-hardening";
 
 struct Server {
-    child: Child,
-    addr: String,
+    serve: support::Serve,
     log: PathBuf,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Server {
+    type Target = support::Serve;
+    fn deref(&self) -> &support::Serve {
+        &self.serve
     }
 }
 
 impl Server {
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.serve.child.id()
     }
 
     fn log(&self) -> String {
@@ -59,20 +57,10 @@ fn start(name: &str, args: &[&str], nofile: Option<usize>) -> Server {
         .env_remove("DAEHWA_DATABASE")
         .env("DAEHWA_DATA_DIR", data_dir.join("data"))
         .env("DAEHWA_LOG", "warn,server=info")
-        .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).expect("log file"));
-    let mut child = cmd.spawn().expect("start daehwa serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(120)).expect("daehwa serve printed no URL within 120 s");
-    let addr = line.trim().trim_start_matches("http://").trim_end_matches("/v1").to_string();
-    assert!(addr.starts_with("127.0.0.1:"), "first stdout line should be the URL: {line:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-    Server { child, addr, log }
+    let log_path = log.clone();
+    let serve = support::spawn_serve(cmd, move || std::fs::read_to_string(&log_path).unwrap_or_default());
+    Server { serve, log }
 }
 
 /// One request on a fresh connection (`Connection: close`); the raw response, or "" when the

@@ -4,52 +4,22 @@
 //! Before the trimmer (crates/server/src/memory.rs), glibc kept the freed request memory in its
 //! arenas and the idle server stayed hundreds of megabytes larger.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod support;
 
-struct Server {
-    child: Child,
-    addr: String,
-}
+use support::Serve;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Server {
+fn start() -> Serve {
     let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve-memory-data");
     let _ = std::fs::remove_dir_all(&data_dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_daehwa"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--ctx", "1024", "--max-seqs", "8", "-t", "1"])
-        .arg("-m")
-        .arg(support::smollm2())
-        .env_remove("DAEHWA_CONFIG")
-        .env_remove("DAEHWA_DATABASE")
-        .env("DAEHWA_DATA_DIR", &data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start daehwa serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(120)).expect("daehwa serve printed no URL within 120 s");
-    let addr = line.trim().trim_start_matches("http://").trim_end_matches("/v1").to_string();
-    assert!(addr.starts_with("127.0.0.1:"), "first stdout line should be the URL: {line:?}");
-    Server { child, addr }
+    let mut cmd = support::serve_command(&data_dir);
+    cmd.args(["--ctx", "1024", "--max-seqs", "8", "-t", "1"]).arg("-m").arg(support::smollm2()).stderr(Stdio::inherit());
+    support::spawn_serve(cmd, String::new)
 }
 
 fn post(addr: &str, path: &str, body: &[u8]) -> String {

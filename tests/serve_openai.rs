@@ -4,12 +4,15 @@
 //!
 //! Needs `python3 -m pip install openai pytest` (`.ci/run` installs them).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
+
+use support::Serve;
 
 fn model_path() -> PathBuf {
     if let Some(p) = std::env::var_os("DAEHWA_SMOLLM2_GGUF") {
@@ -31,56 +34,21 @@ fn golden_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"))
 }
 
-/// Kills the server if the test fails before shutting it down.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 const KEY: &str = "sk-daehwa-test";
 const MAX_SEQS: usize = 16;
 const QUEUE: usize = 16;
 
-fn start() -> Server {
-    let model = model_path();
+fn start() -> Serve {
     // A fresh conversation store for this run, never the user's own.
     let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve-openai-data");
     let _ = std::fs::remove_dir_all(&data_dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_daehwa"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--ctx", "2048", "--drain-timeout", "20"])
+    let mut cmd = support::serve_command(&data_dir);
+    cmd.args(["--ctx", "2048", "--drain-timeout", "20"])
         .args(["--max-seqs", &MAX_SEQS.to_string(), "--queue", &QUEUE.to_string(), "--api-key", KEY])
         .arg("-m")
-        .arg(&model)
-        .env_remove("DAEHWA_CONFIG")
-        .env_remove("DAEHWA_DATABASE")
-        .env("DAEHWA_DATA_DIR", &data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start daehwa serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(120)).expect("daehwa serve printed no URL within 120 s");
-    assert!(
-        !line.is_empty(),
-        "daehwa serve exited before printing its URL (see its stderr above; is the `serve` subcommand wired in src/cli/mod.rs?)"
-    );
-    let url = line.trim().to_string();
-    let addr = url.trim_start_matches("http://").trim_end_matches("/v1").to_string();
-    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/v1"), "first stdout line should be the URL: {line:?}");
-    Server { child, addr }
+        .arg(model_path())
+        .stderr(Stdio::inherit());
+    support::spawn_serve(cmd, String::new)
 }
 
 /// A bare HTTP/1.1 request (no client crate needed); returns the raw response.

@@ -5,54 +5,24 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use support::Serve;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(name: &str, extra: &[&str]) -> Server {
-    let data_dir = support::scratch(name);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_daehwa"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--ctx", "1024", "--max-seqs", "2", "--threads", "2"])
+fn start(name: &str, extra: &[&str]) -> Serve {
+    let mut cmd = support::serve_command(&support::scratch(name));
+    cmd.args(["--ctx", "1024", "--max-seqs", "2", "--threads", "2"])
         .args(["--api-key", "key-a", "--api-key", "key-b"])
         .args(extra)
         .arg("-m")
         .arg(support::smollm2())
-        .env_remove("DAEHWA_CONFIG")
-        .env_remove("DAEHWA_DATABASE")
-        .env_remove("DAEHWA_API_KEY")
-        .env_remove("DAEHWA_SHARED_PREFIX_CACHE")
-        .env("DAEHWA_DATA_DIR", &data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start daehwa serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(120)).expect("daehwa serve printed no URL within 120 s");
-    let addr = line.trim().trim_start_matches("http://").trim_end_matches("/v1").to_string();
-    assert!(addr.starts_with("127.0.0.1:"), "first stdout line should be the URL: {line:?}");
-    Server { child, addr }
+        .stderr(Stdio::inherit());
+    support::spawn_serve(cmd, String::new)
 }
 
 /// `cached_tokens` of a one-token completion of `prompt` under `key`.

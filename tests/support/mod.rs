@@ -3,7 +3,10 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use gguf::{Array, GgmlType, GgufWriter, Value};
 
@@ -37,6 +40,51 @@ pub fn smollm2() -> PathBuf {
     let p = dir.join("smollm2.gguf");
     assert!(p.exists(), "{} is missing: run `cargo run --release -- pull smollm2` first", p.display());
     p
+}
+
+/// A running `daehwa serve`, killed when dropped.
+pub struct Serve {
+    pub child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `daehwa serve --host 127.0.0.1 --port 0` on a fresh store in `data_dir`, with none of the
+/// caller's `DAEHWA_*` settings leaking in; the caller adds flags (and `-m`).
+pub fn serve_command(data_dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_daehwa"));
+    c.args(["serve", "--host", "127.0.0.1", "--port", "0"]);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("DAEHWA_") && k != "DAEHWA_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c.env("DAEHWA_DATA_DIR", data_dir);
+    c
+}
+
+/// Spawns a `daehwa serve` command and waits (up to 120 s) for its first stdout line, the URL.
+/// `describe` adds context (its log) to a failure.
+pub fn spawn_serve(mut cmd: Command, describe: impl Fn() -> String) -> Serve {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("start daehwa serve");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(120)).expect("daehwa serve printed no URL within 120 s");
+    let addr = line.trim().trim_start_matches("http://").trim_end_matches("/v1").to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "first stdout line should be the URL: {line:?}\n{}", describe());
+    Serve { child, addr }
 }
 
 /// A scratch directory under the target dir, emptied first.

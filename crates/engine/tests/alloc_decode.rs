@@ -72,9 +72,9 @@ fn warm_decode_steps_allocate_nothing() {
         batch.push(t, i, 0, i + 1 == PROMPT.len());
     }
     e.model.forward(&batch, &mut ForwardCtx { pool: &e.pool, kv: &mut kv, ws: &mut ws }, &mut logits).expect("prefill");
-    let mut pos = PROMPT.len();
     let mut counted = 0;
     for step in 0..WARM_STEPS + COUNTED_STEPS {
+        let pos = PROMPT.len() + step;
         let token = argmax(&logits);
         batch.clear();
         batch.push(token, pos, 0, true);
@@ -83,7 +83,6 @@ fn warm_decode_steps_allocate_nothing() {
         if step >= WARM_STEPS {
             counted += allocations() - a;
         }
-        pos += 1;
     }
     assert_eq!(counted, 0, "contiguous KV: {counted} allocations in {COUNTED_STEPS} warm decode steps");
     assert_eq!(logits.len(), hp.n_vocab);
@@ -111,10 +110,10 @@ fn warm_decode_steps_allocate_nothing() {
     }
     let mut paged = PagedKv { buffers: &mut buffers, tables: &tables, n_ctx };
     e.model.forward(&batch, &mut ForwardCtx { pool: &e.pool, kv: &mut paged, ws: &mut ws }, &mut logits).expect("paged prefill");
-    let mut pos = PROMPT.len();
     let mut counted = 0;
     let mut tokens = vec![0u32; n_seq];
     for step in 0..WARM_STEPS + COUNTED_STEPS {
+        let pos = PROMPT.len() + step;
         for (s, t) in tokens.iter_mut().enumerate() {
             *t = argmax(&logits[s * hp.n_vocab..(s + 1) * hp.n_vocab]);
         }
@@ -127,7 +126,6 @@ fn warm_decode_steps_allocate_nothing() {
         if step >= WARM_STEPS {
             counted += allocations() - a;
         }
-        pos += 1;
     }
     assert_eq!(counted, 0, "paged KV, {n_seq} sequences: {counted} allocations in {COUNTED_STEPS} warm decode steps");
     assert_eq!(logits.len(), n_seq * hp.n_vocab);

@@ -238,8 +238,19 @@ impl Store {
         const SQL: &str = concat!(
             "DELETE FROM messages WHERE id = $1 AND ", owned!(), " RETURNING conversation_id, parent_id"
         );
+        // Every descendant is re-parented onto the deleted message first, so the cascade along
+        // `parent_id` is one level deep however long the branch is (SQLite caps the recursion of
+        // cascading deletes, and a 200k-message imported chain is far deeper).
+        const FLATTEN: &str = concat!(
+            "UPDATE messages SET parent_id = $1 WHERE id IN (",
+            "WITH RECURSIVE sub(id) AS (",
+            "SELECT c.id FROM messages c WHERE c.parent_id = $1 ",
+            "UNION ALL SELECT m.id FROM messages m JOIN sub ON m.parent_id = sub.id) ",
+            "SELECT id FROM sub) AND EXISTS (SELECT 1 FROM messages r WHERE r.id = $1 AND r.", owned!(), ")"
+        );
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            sqlx::query(FLATTEN).bind(id).bind(actor).execute(&mut *tx).await?;
             let row: Option<(i64, Option<i64>)> = sqlx::query_as(SQL)
                 .bind(id)
                 .bind(actor)

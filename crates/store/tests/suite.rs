@@ -621,6 +621,15 @@ async fn bulk_import_of_a_deep_chain(db: &TestDb) {
     assert!(matches!(store.import_conversation(a.id, &bad).await, Err(StoreError::Invalid(_))));
     assert_eq!(store.list_conversations(a.id, 10, 0).await.unwrap().len(), 1);
 
+    // A deep branch can be deleted from its first message (the cascade is one level deep);
+    // the other branch stays.
+    let first_answer = all[1].id;
+    store.delete_message(a.id, all[2].id).await.unwrap();
+    let left = store.messages(a.id, made.id).await.unwrap();
+    assert_eq!(left.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["message 0", "message 1", "edited"]);
+    assert_eq!(left[2].parent_id, Some(first_answer));
+    not_found(store.delete_message(b.id, left[2].id).await);
+
     // The deep chain can be deleted, alone or with its owner.
     store.delete_conversation(a.id, made.id).await.unwrap();
     not_found(store.conversation(a.id, made.id).await);

@@ -326,6 +326,8 @@ impl EngineHandle {
     pub fn stats(&self) -> Stats {
         let s = &*self.inner.stats;
         let z = self.inner.sizes;
+        // First: the engine thread stores it last, so what follows is at least that step's state.
+        let requests_finished = s.requests_finished.load(Ordering::Acquire);
         Stats {
             queue_depth: s.queue_depth.load(Ordering::Acquire),
             running: s.running.load(Ordering::Acquire),
@@ -341,7 +343,7 @@ impl EngineHandle {
             prompt_tokens_total: s.prompt_tokens_total.load(Ordering::Acquire),
             cached_tokens_total: s.cached_tokens_total.load(Ordering::Acquire),
             generated_tokens_total: s.generated_tokens_total.load(Ordering::Acquire),
-            requests_finished: s.requests_finished.load(Ordering::Acquire),
+            requests_finished,
             preemptions_total: s.preemptions_total.load(Ordering::Acquire),
             panics_total: s.panics_total.load(Ordering::Acquire),
             rejected_queue_full_total: s.rejected_queue_full_total.load(Ordering::Acquire),

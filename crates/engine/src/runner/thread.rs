@@ -43,6 +43,8 @@ pub(super) struct Worker {
     pub fault: Option<Fault>,
     /// Set by [`Fault::KillOnToken`]: the thread dies at the next turn of its loop.
     kill: bool,
+    /// Requests ended so far; published with the rest of the step's stats.
+    ended: u64,
 }
 
 impl Worker {
@@ -78,6 +80,7 @@ impl Worker {
             sched_cfg: cfg,
             fault: None,
             kill: false,
+            ended: 0,
         }
     }
 
@@ -144,7 +147,7 @@ impl Worker {
                 if seq.max_tokens() == 0 {
                     self.stats.queue_depth.fetch_sub(1, Ordering::AcqRel);
                     seq.finish(FinishReason::Length, None);
-                    self.stats.requests_finished.fetch_add(1, Ordering::Relaxed);
+                    self.ended += 1;
                     return;
                 }
                 self.sched.add_salted(id, req.prompt, req.salt);
@@ -174,7 +177,7 @@ impl Worker {
             if !s.started {
                 self.stats.queue_depth.fetch_sub(1, Ordering::AcqRel);
             }
-            self.stats.requests_finished.fetch_add(1, Ordering::Relaxed);
+            self.ended += 1;
         }
     }
 
@@ -212,7 +215,7 @@ impl Worker {
                 if !s.started {
                     self.stats.queue_depth.fetch_sub(1, Ordering::AcqRel);
                 }
-                self.stats.requests_finished.fetch_add(1, Ordering::Relaxed);
+                self.ended += 1;
             }
             if !fresh {
                 self.sched.remove(&mut self.kv, id);
@@ -344,5 +347,8 @@ impl Worker {
         }
         self.stats.kv_window_blocks_used.store(used, Ordering::Release);
         self.stats.kv_window_blocks_cached.store(cached, Ordering::Release);
+        // Last, so that a reader who sees a request counted as finished (it loads this first)
+        // also sees the running count and blocks of the step that finished it.
+        self.stats.requests_finished.store(self.ended, Ordering::Release);
     }
 }

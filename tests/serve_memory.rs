@@ -98,7 +98,7 @@ fn idle_rss_returns_to_near_its_start_after_load() {
     eprintln!("load took {:.1} s; RSS after warm-up {} MiB, right after the load {} MiB", t.elapsed().as_secs_f64(), start_rss >> 20, peak_note >> 20);
 
     // Idle: within a few trimmer intervals the resident size must come back.
-    let limit = start_rss + start_rss / 7 + (32 << 20);
+    let limit = start_rss + start_rss / 4 + (48 << 20);
     let deadline = Instant::now() + Duration::from_secs(25);
     let mut now = rss_bytes(pid);
     while now > limit && Instant::now() < deadline {

@@ -7,6 +7,8 @@
 //! runner's contract (`Request`, `Event`, `Usage`, `SubmitError`, `Stats`), so this crate keeps
 //! compiling while the engine is rebuilt underneath it.
 
+use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -45,6 +47,52 @@ pub struct GenSpec {
     pub top_logprobs: Option<usize>,
     /// Generate past end-of-generation tokens, up to `max_tokens` (benchmarks).
     pub ignore_eos: bool,
+    /// Constrained decoding: the output must match this grammar (compiled by
+    /// [`Backend::compile_grammar`]).
+    pub grammar: Option<Grammar>,
+    /// Added to the logits of these tokens before sampling (OpenAI's `logit_bias`, -100..100).
+    pub logit_bias: Vec<(TokenId, f32)>,
+}
+
+/// What a sequence's output must match (constrained decoding, `response_format`, forced tool calls).
+#[derive(Clone, Debug, PartialEq)]
+pub enum GrammarSpec {
+    /// Any JSON object (`response_format: {"type": "json_object"}`).
+    JsonObject,
+    /// JSON valid against a JSON Schema (`response_format: {"type": "json_schema"}`).
+    JsonSchema { schema: serde_json::Value, strict: bool },
+    /// A grammar in llguidance's Lark dialect, which may embed JSON schemas (`%json{...}`): tool
+    /// calls in a model family's own format.
+    Lark(String),
+}
+
+/// A grammar compiled for one backend's vocabulary: opaque to the HTTP layer, cheap to clone,
+/// shared by every choice of a request (each sequence gets its own matcher state).
+#[derive(Clone)]
+pub struct Grammar(pub Arc<dyn Any + Send + Sync>);
+
+impl std::fmt::Debug for Grammar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Grammar(..)")
+    }
+}
+
+impl PartialEq for Grammar {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Why a grammar cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GrammarError {
+    /// The schema or grammar is invalid or uses something the grammar library cannot handle (a 400
+    /// naming it).
+    #[error("{0}")]
+    Unsupported(String),
+    /// This backend cannot constrain decoding at all.
+    #[error("constrained decoding is not available on this backend")]
+    Unavailable,
 }
 
 /// One sequence to run.
@@ -237,6 +285,12 @@ pub trait Backend: Send + Sync + 'static {
     fn raw_prompt(&self, text: &str, max_tokens: usize) -> Result<Vec<TokenId>, PromptError>;
     /// The bytes a token stands for (special tokens spelled out): `logprobs[].bytes`.
     fn token_bytes(&self, id: TokenId) -> Vec<u8>;
+    /// Compiles a grammar for this model's vocabulary (CPU-heavy for large schemas: the routes call
+    /// it on the blocking pool).
+    fn compile_grammar(&self, spec: &GrammarSpec) -> Result<Grammar, GrammarError> {
+        let _ = spec;
+        Err(GrammarError::Unavailable)
+    }
     /// Queues one sequence; its events go to `sink`.
     fn submit(&self, req: GenRequest, sink: ChoiceSink) -> Result<(), SubmitError>;
     fn stats(&self) -> Stats;

@@ -270,6 +270,8 @@ pub fn chat(req: ChatCompletionRequest, cfg: &ServeConfig) -> Result<Job, ApiErr
         stop: stops(req.stop)?,
         top_logprobs,
         ignore_eos: req.ignore_eos.unwrap_or(false),
+        grammar: None,
+        logit_bias: Vec::new(),
     };
     let input = JobInput::Chat(messages(req.messages)?);
     Ok(Job { model, input, params, n, stream, include_usage })
@@ -339,6 +341,8 @@ pub fn completion(req: CompletionRequest, cfg: &ServeConfig, n_vocab: usize) -> 
         stop: stops(req.stop)?,
         top_logprobs: int("logprobs", req.logprobs, 0, MAX_TOP_LOGPROBS as i64)?,
         ignore_eos: req.ignore_eos.unwrap_or(false),
+        grammar: None,
+        logit_bias: Vec::new(),
     };
     Ok(Job { model, input: JobInput::Prompts(prompts), params, n, stream, include_usage })
 }

@@ -158,6 +158,8 @@ async fn start(st: &WebState, user: UserId, conv: &Conversation, chat: Vec<ChatM
             stop: Vec::new(),
             top_logprobs: None,
             ignore_eos: false,
+            grammar: None,
+            logit_bias: Vec::new(),
         },
         n: 1,
         stream: true,

@@ -103,6 +103,8 @@ async fn ask_model(st: &WebState, question: &str, answer: &str, tenant: Tenant) 
             stop: vec!["\n".into()],
             top_logprobs: None,
             ignore_eos: false,
+            grammar: None,
+            logit_bias: Vec::new(),
         },
         n: 1,
         stream: false,

@@ -6,7 +6,6 @@ mod models;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 
 fn main() -> ExitCode {
     // Logs go to stderr; `DAEHWA_LOG=debug` (tracing's env-filter syntax) shows more.
@@ -17,7 +16,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let args = cli::Cli::parse();
+    let matches = <cli::Cli as clap::CommandFactory>::command().get_matches();
+    let mut args = <cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `daehwa serve --models-dir DIR` serves every model in DIR; the environment variable only
+    // says where models live.
+    args.models_dir_on_command_line = matches.value_source("models_dir") == Some(clap::parser::ValueSource::CommandLine);
     match cli::dispatch(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -24,6 +24,9 @@ pub struct Cli {
     /// Where pulled models live [default: $XDG_DATA_HOME/daehwa/models]
     #[arg(long, global = true, env = "DAEHWA_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
+    /// `--models-dir` was given on the command line (not only by the environment).
+    #[arg(skip)]
+    pub models_dir_on_command_line: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -118,7 +121,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(a) => chat::chat(a, &dir),
         Command::Tokenize(a) => tokenize::tokenize(a, &dir),
         Command::Bench(a) => bench::bench(a, &dir),
-        Command::Serve(a) => serve::serve(a, &dir),
+        Command::Serve(mut a) => {
+            if cli.models_dir_on_command_line {
+                a.models_dir = cli.models_dir.clone();
+            }
+            serve::serve(a, &dir)
+        }
         Command::User(a) => user::user(a),
     }
 }

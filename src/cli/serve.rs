@@ -25,9 +25,22 @@ const DEFAULT_STEP_TOKENS: usize = 512;
 #[derive(clap::Args, Deserialize, Debug, Default, Clone)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServeArgs {
-    /// A catalog name, a pulled model's name, or a path to a .gguf file [default: smollm2]
-    #[arg(short = 'm', long, env = "DAEHWA_MODEL")]
-    pub model: Option<String>,
+    /// A catalog name, a pulled model's name, or a path to a .gguf file; repeat it to serve
+    /// several (the first is the default; the others load on first use; the environment
+    /// variable and the config file take a comma-separated list or a list) [default: smollm2]
+    #[arg(short = 'm', long, env = "DAEHWA_MODEL", value_delimiter = ',')]
+    #[serde(deserialize_with = "one_or_many")]
+    pub model: Vec<String>,
+    /// Serve every .gguf file in this directory too, named by their file stems (on the
+    /// command line this is the global `--models-dir`, which also says where `-m` names are
+    /// found; in the config file `models_dir = "..."`)
+    #[arg(skip)]
+    pub models_dir: Option<PathBuf>,
+    /// Memory for loaded models together, e.g. 8GiB: loading one more unloads the least
+    /// recently used idle ones (a model counts as its file size plus its KV cache)
+    /// [default: no limit]
+    #[arg(long, env = "DAEHWA_MODEL_MEMORY")]
+    pub model_memory: Option<String>,
     /// Address to listen on; 0.0.0.0 exposes the server to the network [default: 127.0.0.1]
     #[arg(long, env = "DAEHWA_HOST")]
     pub host: Option<String>,
@@ -110,7 +123,9 @@ impl ServeArgs {
     /// Fills every setting the command line and environment left out from `file`.
     fn or_file(self, file: ServeArgs) -> ServeArgs {
         ServeArgs {
-            model: self.model.or(file.model),
+            model: if self.model.is_empty() { file.model } else { self.model },
+            models_dir: self.models_dir.or(file.models_dir),
+            model_memory: self.model_memory.or(file.model_memory),
             host: self.host.or(file.host),
             port: self.port.or(file.port),
             ctx: self.ctx.or(file.ctx),
@@ -147,6 +162,57 @@ impl ServeArgs {
     }
 }
 
+/// `model = "a"` or `model = ["a", "b"]` in the config file.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// The models to serve, the default first: each `-m` (resolved as `-m` always is), then every
+/// `.gguf` in `--models-dir` not named already; with neither, the default model. Ids are file
+/// stems and must differ.
+fn served_models(a: &ServeArgs, dir: &ModelsDir) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    let stem = |p: &std::path::Path| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    for m in a.model.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+        let path = models::resolve_model(Some(m), dir)?;
+        let id = stem(&path);
+        match out.iter().find(|(i, _)| *i == id) {
+            Some((_, p)) if *p == path => continue,
+            Some(_) => bail!("two models are named `{id}`: serve files with different names"),
+            None => {}
+        }
+        out.push((id, path));
+    }
+    if let Some(d) = &a.models_dir {
+        let listed = ModelsDir { root: d.clone() };
+        let names = listed.pulled()?;
+        if names.is_empty() && out.is_empty() {
+            bail!("--models-dir {}: no .gguf files in it", d.display());
+        }
+        for name in names {
+            let path = listed.model_path(&name);
+            if out.iter().any(|(i, _)| *i == name) {
+                continue;
+            }
+            out.push((name, path));
+        }
+    }
+    if out.is_empty() {
+        let path = models::resolve_model(None, dir)?;
+        out.push((stem(&path), path));
+    }
+    Ok(out)
+}
+
 /// Parses a memory size: plain bytes or a number with K/M/G/T (powers of 1024, with or
 /// without `i`/`B`: `512M`, `512MiB`, `1.5GB`).
 pub fn parse_size(s: &str) -> anyhow::Result<usize> {
@@ -173,6 +239,8 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     // Before any thread starts: few malloc arenas, so freed memory is reusable and trimmable.
     server::memory::limit_arenas(4);
     let a = a.resolved()?;
+    // `--models-dir` (or `models_dir` in the config file) is also where `-m` names are found.
+    let dir = &a.models_dir.clone().map_or_else(|| dir.clone(), |root| ModelsDir { root });
     let store_url = super::store_url(a.database.as_deref(), a.data_dir.as_deref())?;
     super::secure_data_dir(a.database.as_deref(), a.data_dir.as_deref())?;
     let import_limit = a.import_limit.as_deref().map(parse_size).transpose().context("--import-limit")?;
@@ -181,24 +249,22 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         .iter()
         .map(|p| server::web::proxy::parse_proxy(p).map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let path = models::resolve_model(a.model.as_deref(), dir)?;
-    // The API name of the model: the pulled model's name (its file stem, e.g. `smollm2`).
-    let model_id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    // The API name of each model: the pulled model's name (its file stem, e.g. `smollm2`).
+    let served = served_models(&a, dir)?;
+    let (model_id, path) = served[0].clone();
     let engine_cfg = engine::EngineConfig {
         threads: a.threads.unwrap_or(0),
         parse_special_in_messages: a.parse_special_in_messages,
     };
-    let engine = engine::Engine::load(&path, &engine_cfg).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let hp = engine.model.hparams();
-    let n_ctx = a.ctx.unwrap_or_else(|| hp.n_ctx_train.min(DEFAULT_MAX_CTX));
-    if n_ctx < 2 {
+    if a.ctx.is_some_and(|c| c < 2) {
         bail!("--ctx must be at least 2");
     }
-    let general_name = engine.file.opt_str("general.name").ok().flatten().map(str::to_string);
     let queue = a.queue.unwrap_or(DEFAULT_QUEUE).max(1);
     let kv_memory_bytes = a.kv_memory.as_deref().map(parse_size).transpose().context("--kv-memory")?;
+    let model_memory = a.model_memory.as_deref().map(parse_size).transpose().context("--model-memory")?;
     let runner_cfg = engine::runner::RunnerConfig {
-        n_ctx,
+        // Each model's own (EngineLoader::runner_config).
+        n_ctx: 0,
         max_seqs: a.max_seqs.unwrap_or(DEFAULT_MAX_SEQS).max(1),
         kv_memory_bytes,
         // The server admits `queue` requests (each counted once); the engine's queue counts
@@ -208,9 +274,18 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         ..engine::runner::RunnerConfig::default()
     };
     let max_seqs = runner_cfg.max_seqs;
-    let handle = engine::runner::EngineHandle::start(Arc::new(engine), runner_cfg)
-        .map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
+    let mut loader = server::registry::EngineLoader::new(engine_cfg, runner_cfg, a.ctx, DEFAULT_MAX_CTX);
+    let mut specs = Vec::with_capacity(served.len());
+    for (id, p) in &served {
+        specs.push(loader.add(id, p).map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    let general_name = specs[0].aliases.first().cloned();
+    // The default model loads now, so a broken file stops the start.
+    let load_started = std::time::Instant::now();
+    let handle = loader.start(&model_id).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let n_ctx = handle.n_ctx();
     let stats = handle.stats();
+    let loader = Arc::new(loader);
 
     let mut cfg = server::ServeConfig::new(model_id.clone());
     cfg.model_aliases = general_name.iter().cloned().collect();
@@ -230,10 +305,21 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
     let n_keys = cfg.api_keys.len();
-    let backend: Arc<dyn server::Backend> = Arc::new(server::EngineBackend::new(handle.clone()));
-    let state = server::AppState::new(backend.clone(), cfg);
+    let backend: Arc<dyn server::Backend> = Arc::new(server::EngineBackend::new(handle));
+    let others: Vec<String> = specs[1..]
+        .iter()
+        .map(|s| {
+            let p = loader.path(&s.id).map(|p| p.display().to_string()).unwrap_or_default();
+            format!("daehwa: also serving {} from {p} (loads on first use; about {})", s.id, models::human_size(s.memory))
+        })
+        .collect();
+    let admission = server::admission::Admission::new(queue);
+    let registry = server::Models::new(specs, loader, model_memory.map(|m| m as u64), admission)
+        .preloaded(&model_id, backend, load_started.elapsed());
+    let state = server::AppState::with_models(registry, cfg);
     // Hands memory freed after bursts of load back to the system (see server::memory).
-    server::memory::Trimmer::spawn(backend, state.metrics.clone(), server::memory::TrimPolicy::default())
+    let models_for_trim = state.models.clone();
+    server::memory::Trimmer::spawn_with(move || models_for_trim.stats(), state.metrics.clone(), server::memory::TrimPolicy::default())
         .context("starting the memory trimmer")?;
 
     let host = a.host.unwrap_or_else(|| DEFAULT_HOST.to_string());
@@ -273,6 +359,12 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
             stats.kv_block_size,
             stats.kv_tokens,
         );
+        for line in &others {
+            eprintln!("{line}");
+        }
+        if let Some(m) = model_memory {
+            eprintln!("daehwa: models may hold {} together (--model-memory); the least recently used idle ones unload to make room", models::human_size(m as u64));
+        }
         eprintln!("daehwa: conversations and accounts in {}", super::describe_store(&store_url));
         if n_keys > 0 {
             eprintln!("daehwa: API keys required ({n_keys} configured)");

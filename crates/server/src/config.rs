@@ -32,6 +32,17 @@ pub struct ServeConfig {
     /// One KV prefix cache for all tenants (`--shared-prefix-cache`); by default each API key
     /// and each user has its own (see [`crate::tenant`]).
     pub shared_prefix_cache: bool,
+    /// The models served besides the default one (`model_id`), in their configured order
+    /// (`daehwa serve -m A -m B`, `--models-dir`); set from the registry by
+    /// [`crate::AppState::with_models`].
+    pub extra_models: Vec<ModelNames>,
+}
+
+/// A served model's id and its other accepted names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModelNames {
+    pub id: String,
+    pub aliases: Vec<String>,
 }
 
 impl ServeConfig {
@@ -47,6 +58,7 @@ impl ServeConfig {
             queue: 256,
             connections: crate::connections::ConnOptions::default(),
             shared_prefix_cache: false,
+            extra_models: Vec::new(),
         }
     }
 
@@ -67,12 +79,22 @@ impl ServeConfig {
         names
     }
 
-    /// The model a request means: none given = the served model; an unknown name = 404.
+    /// The model a request means: none given = the served (default) model; an unknown name =
+    /// 404 (naming the served models when there are several).
     pub fn resolve_model(&self, requested: Option<&str>) -> Result<String, ApiError> {
         match requested {
             None => Ok(self.model_id.clone()),
             Some(m) if self.model_names().contains(&m) => Ok(self.model_id.clone()),
-            Some(m) => Err(ApiError::ModelNotFound(m.to_string())),
+            Some(m) => {
+                if let Some(x) = self.extra_models.iter().find(|x| x.id == m || x.aliases.iter().any(|a| a == m)) {
+                    return Ok(x.id.clone());
+                }
+                if self.extra_models.is_empty() {
+                    return Err(ApiError::ModelNotFound(m.to_string()));
+                }
+                let known: Vec<&str> = std::iter::once(self.model_id.as_str()).chain(self.extra_models.iter().map(|x| x.id.as_str())).collect();
+                Err(ApiError::ModelNotFoundAmong { model: m.to_string(), known: known.join(", ") })
+            }
         }
     }
 }
@@ -105,6 +127,19 @@ mod tests {
         assert_eq!(c.resolve_model(None).expect("default"), "smollm2");
         assert_eq!(c.resolve_model(Some("SmolLM2 135M Instruct")).expect("alias"), "smollm2");
         assert_eq!(c.resolve_model(Some("gpt-4o")), Err(ApiError::ModelNotFound("gpt-4o".into())));
+    }
+
+    #[test]
+    fn resolves_every_served_model_and_names_them_when_unknown() {
+        let mut c = ServeConfig::new("a");
+        c.extra_models = vec![ModelNames { id: "b".into(), aliases: vec!["Bee".into()] }];
+        assert_eq!(c.resolve_model(None).expect("default"), "a");
+        assert_eq!(c.resolve_model(Some("b")).expect("b"), "b");
+        assert_eq!(c.resolve_model(Some("Bee")).expect("alias"), "b");
+        let e = c.resolve_model(Some("c")).expect_err("unknown");
+        assert_eq!(e, ApiError::ModelNotFoundAmong { model: "c".into(), known: "a, b".into() });
+        assert_eq!(e.status(), axum::http::StatusCode::NOT_FOUND);
+        assert_eq!(e.body().error.code.as_deref(), Some("model_not_found"));
     }
 
     #[test]

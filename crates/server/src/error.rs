@@ -14,6 +14,8 @@ use crate::metrics::Rejection;
 /// `Retry-After` of a 429 for a full queue: queued requests start as running ones finish,
 /// typically within a second or two.
 pub const RETRY_AFTER_SECS: &str = "1";
+/// `Retry-After` of a 503 when `--model-memory` cannot fit a model until busy ones finish.
+pub const MODEL_RETRY_AFTER_SECS: &str = "5";
 
 /// An error a client sees. Internal causes are logged, never leaked into the body.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -38,6 +40,16 @@ pub enum ApiError {
     /// No such model (404, `model_not_found`).
     #[error("the model `{0}` does not exist")]
     ModelNotFound(String),
+    /// No such model on a server with several (404, `model_not_found`), naming the ones it has.
+    #[error("the model `{model}` does not exist; this server has: {known}")]
+    ModelNotFoundAmong { model: String, known: String },
+    /// A model could not be loaded (503, `model_load_failed`), saying why.
+    #[error("the model `{model}` could not be loaded: {reason}")]
+    ModelLoadFailed { model: String, reason: String },
+    /// Loading a model would exceed `--model-memory` while the loaded ones are busy (503 with
+    /// `Retry-After`, `model_memory_exhausted`).
+    #[error("{0}")]
+    ModelMemoryBusy(String),
     /// No such route (404).
     #[error("unknown path {0}")]
     UnknownRoute(String),
@@ -79,7 +91,8 @@ impl ApiError {
             | ApiError::ContextLengthExceeded { .. }
             | ApiError::PromptTooManyBytes { .. }
             | ApiError::ContextLengthExceededAtLeast { .. } => StatusCode::BAD_REQUEST,
-            ApiError::ModelNotFound(_) | ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::ModelNotFound(_) | ApiError::ModelNotFoundAmong { .. } | ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::ModelLoadFailed { .. } | ApiError::ModelMemoryBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -116,7 +129,11 @@ impl ApiError {
             | ApiError::ContextLengthExceededAtLeast { .. } => {
                 ("invalid_request_error", Some("messages".into()), Some("context_length_exceeded"))
             }
-            ApiError::ModelNotFound(_) => ("invalid_request_error", Some("model".into()), Some("model_not_found")),
+            ApiError::ModelNotFound(_) | ApiError::ModelNotFoundAmong { .. } => {
+                ("invalid_request_error", Some("model".into()), Some("model_not_found"))
+            }
+            ApiError::ModelLoadFailed { .. } => ("server_error", Some("model".into()), Some("model_load_failed")),
+            ApiError::ModelMemoryBusy(_) => ("server_error", Some("model".into()), Some("model_memory_exhausted")),
             ApiError::UnknownRoute(_) => ("invalid_request_error", None, Some("unknown_url")),
             ApiError::MethodNotAllowed => ("invalid_request_error", None, Some("method_not_allowed")),
             ApiError::Unauthorized(_) => ("invalid_request_error", None, Some("invalid_api_key")),
@@ -166,6 +183,9 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status(), Json(self.body())).into_response();
         if matches!(self, ApiError::QueueFull | ApiError::TooManyConnections) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        if matches!(self, ApiError::ModelMemoryBusy(_)) {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(MODEL_RETRY_AFTER_SECS));
         }
         if let Some(r) = self.rejection() {
             resp.extensions_mut().insert(r);

@@ -30,6 +30,7 @@ pub mod memory;
 pub mod metrics;
 pub mod openai;
 pub mod prompt_limits;
+pub mod registry;
 pub mod request_log;
 pub mod routes;
 mod serve;
@@ -56,12 +57,15 @@ pub use config::ServeConfig;
 pub use engine_backend::EngineBackend;
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use registry::{ModelLease, Models};
 pub use serve::{run, serve, shutdown_signal};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    pub engine: Arc<dyn Backend>,
+    /// The served models: `st.models.get(requested).await?` gives a request its backend
+    /// (see [`registry`]).
+    pub models: Arc<Models>,
     pub config: Arc<ServeConfig>,
     pub metrics: Arc<Metrics>,
     /// Accounts and conversations; `None` serves the bare `/v1` API.
@@ -71,9 +75,25 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// One ready model (`config.model_id`), never unloaded.
     pub fn new(engine: Arc<dyn Backend>, config: ServeConfig) -> Self {
         let admission = admission::Admission::new(config.queue);
-        AppState { engine, config: Arc::new(config), metrics: Arc::new(Metrics::default()), accounts: None, admission }
+        let spec = registry::ModelSpec {
+            aliases: config.model_aliases.clone(),
+            created: config.created,
+            n_ctx: engine.n_ctx(),
+            ..registry::ModelSpec::new(config.model_id.clone())
+        };
+        let models = Arc::new(Models::single(spec, engine, admission.clone()));
+        AppState { models, config: Arc::new(config), metrics: Arc::new(Metrics::default()), accounts: None, admission }
+    }
+
+    /// Several models (loaded on first use); the first is the default. The request queue is the
+    /// registry's; `config`'s model names are set from the registry.
+    pub fn with_models(models: Models, mut config: ServeConfig) -> Self {
+        registry::name_config(&mut config, &models);
+        let admission = models.admission().clone();
+        AppState { models: Arc::new(models), config: Arc::new(config), metrics: Arc::new(Metrics::default()), accounts: None, admission }
     }
 
     /// Adds the chat product over `accounts.store`: the `/api` routes, the web UI at `/`, and

@@ -113,9 +113,15 @@ impl Trimmer {
     /// Starts the thread; it counts its work in `metrics.memory`. Fails only if the thread cannot
     /// be spawned.
     pub fn spawn(engine: Arc<dyn Backend>, metrics: Arc<Metrics>, policy: TrimPolicy) -> std::io::Result<()> {
+        Self::spawn_with(move || engine.stats(), metrics, policy)
+    }
+
+    /// [`Trimmer::spawn`] over any source of the engines' figures (the summed stats of every
+    /// loaded model, [`crate::registry::Models::stats`]).
+    pub fn spawn_with(stats: impl Fn() -> crate::backend::Stats + Send + 'static, metrics: Arc<Metrics>, policy: TrimPolicy) -> std::io::Result<()> {
         std::thread::Builder::new().name("daehwa-trim".into()).spawn(move || {
             let tick = || {
-                let s = engine.stats();
+                let s = stats();
                 Some(Tick { rss: resident_bytes()?, idle: s.running == 0 && s.queue_depth == 0, requests: metrics.requests_total() })
             };
             let Some(mut last) = tick() else {

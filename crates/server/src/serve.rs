@@ -18,7 +18,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let engine = state.engine.clone();
+    let engine = state.models.clone();
     let metrics = state.metrics.clone();
     let opts = state.config.connections.clone();
     let budget = Budget::for_process(opts.max_connections);

@@ -118,7 +118,7 @@ async fn queue_places_count_requests_not_prompts() {
     let mut st = common::state(fake.clone(), &[]);
     let mut cfg = (*st.config).clone();
     cfg.queue = 1;
-    st = server::AppState::new(st.engine.clone(), cfg);
+    st = server::AppState::new(st.models.default_backend().expect("the model"), cfg);
     let app = server::app(st.clone());
     // One request with 16 prompts x n=4 = 64 sequences takes one place of a queue of one.
     let prompts: Vec<String> = (0..16).map(|i| format!("prompt {i}")).collect();
@@ -169,7 +169,7 @@ async fn prompts_beyond_the_context_in_bytes_are_refused_before_tokenizing() {
     let mut st = common::state(fake.clone(), &[]);
     let mut cfg = (*st.config).clone();
     cfg.body_limit = 32 << 20;
-    st = server::AppState::new(st.engine.clone(), cfg);
+    st = server::AppState::new(st.models.default_backend().expect("the model"), cfg);
     let app = server::app(st);
     // 15 MiB against a 64-token context of one-byte tokens.
     let big = "x".repeat(15 << 20);
@@ -230,7 +230,7 @@ async fn a_body_that_does_not_arrive_in_time_is_cut_with_408() {
     let st = common::state(fake, &[]);
     let mut cfg = (*st.config).clone();
     cfg.connections.body_timeout = Duration::from_millis(300);
-    let app = server::app(server::AppState::new(st.engine.clone(), cfg));
+    let app = server::app(server::AppState::new(st.models.default_backend().expect("the model"), cfg));
     // One byte now, then nothing: a client trickling its body.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
     tx.send(Ok(axum::body::Bytes::from_static(b"{"))).await.expect("send");

@@ -8,6 +8,9 @@ pub struct Model {
     pub object: String,
     pub created: u64,
     pub owned_by: String,
+    /// daehwa's addition: `loaded`, `loading` or `unloaded` (a model loads on first use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

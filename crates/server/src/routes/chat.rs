@@ -22,11 +22,12 @@ pub async fn chat_completions(
     ApiJson(req): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let job = validate::chat(req, &st.config)?;
-    let Started { gen, id, created } = choices::start(&st, &job, "chatcmpl", super::tenant_of(&st, tenant)).await?;
+    let backend = st.models.get(Some(&job.model)).await?;
+    let Started { gen, id, created } = choices::start(&st, &backend, &job, "chatcmpl", super::tenant_of(&st, tenant)).await?;
     let logprobs = job.params.top_logprobs.is_some();
     if job.stream {
         let header = ChunkHeader {
-            backend: st.engine.clone(),
+            backend: backend.clone(),
             id,
             object: "chat.completion.chunk",
             created,
@@ -36,7 +37,7 @@ pub async fn chat_completions(
         };
         return Ok(sse::stream(gen, ChatChunks(header), job.include_usage, st.config.keep_alive).into_response());
     }
-    let (choices, usage) = choices::collect::<ChatChoice>(st.engine.as_ref(), gen, logprobs).await?;
+    let (choices, usage) = choices::collect::<ChatChoice>(backend.as_ref(), gen, logprobs).await?;
     Ok(Json(ChatCompletion { id, object: "chat.completion".into(), created, model: job.model, choices, usage })
         .into_response())
 }

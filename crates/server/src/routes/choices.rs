@@ -23,9 +23,9 @@ pub struct Started {
 
 /// Tokenizes the job's prompts, submits one sequence per choice and names the response
 /// (`{id_prefix}-...`).
-pub async fn start(st: &AppState, job: &Job, id_prefix: &str, tenant: Tenant) -> Result<Started, ApiError> {
-    let prompts = generation::tokenize(&st.engine, job).await?;
-    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &st.admission, job, prompts, tenant)?;
+pub async fn start(st: &AppState, backend: &Arc<dyn Backend>, job: &Job, id_prefix: &str, tenant: Tenant) -> Result<Started, ApiError> {
+    let prompts = generation::tokenize(backend, job).await?;
+    let gen = generation::submit(backend.as_ref(), st.metrics.clone(), &st.admission, job, prompts, tenant)?;
     Ok(Started { gen, id: generation::response_id(id_prefix), created: generation::unix_now() })
 }
 

@@ -22,13 +22,14 @@ pub async fn completions(
     tenant: Option<Extension<Tenant>>,
     ApiJson(req): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let job = validate::completion(req, &st.config, st.engine.n_vocab())?;
-    let Started { gen, id, created } = choices::start(&st, &job, "cmpl", super::tenant_of(&st, tenant)).await?;
+    let backend = st.models.get(req.model.as_deref()).await?;
+    let job = validate::completion(req, &st.config, backend.n_vocab())?;
+    let Started { gen, id, created } = choices::start(&st, &backend, &job, "cmpl", super::tenant_of(&st, tenant)).await?;
     let logprobs = job.params.top_logprobs.is_some();
     if job.stream {
         let offsets = vec![0; gen.n_choices()];
         let header = ChunkHeader {
-            backend: st.engine.clone(),
+            backend: backend.clone(),
             id,
             object: "text_completion",
             created,
@@ -39,7 +40,7 @@ pub async fn completions(
         let fmt = CompletionChunks { header, offsets };
         return Ok(sse::stream(gen, fmt, job.include_usage, st.config.keep_alive).into_response());
     }
-    let (choices, usage) = choices::collect::<CompletionChoice>(st.engine.as_ref(), gen, logprobs).await?;
+    let (choices, usage) = choices::collect::<CompletionChoice>(backend.as_ref(), gen, logprobs).await?;
     Ok(Json(Completion { id, object: "text_completion".into(), created, model: job.model, choices, usage }).into_response())
 }
 

@@ -20,15 +20,25 @@ fn tenant_of(st: &AppState, t: Option<axum::Extension<crate::tenant::Tenant>>) -
     t.map_or_else(|| crate::tenant::Tenant::of(&st.config, crate::tenant::Identity::Anyone), |e| e.0)
 }
 
+/// Each served model under its id, then its other names, with its state.
 fn model_entries(st: &AppState) -> Vec<Model> {
-    st.config
-        .model_names()
-        .into_iter()
-        .map(|id| Model { id: id.to_string(), object: "model".into(), created: st.config.created, owned_by: "daehwa".into() })
-        .collect()
+    let mut out = Vec::new();
+    for m in st.models.statuses() {
+        for name in std::iter::once(&m.id).chain(&m.aliases) {
+            out.push(Model {
+                id: name.clone(),
+                object: "model".into(),
+                created: m.created,
+                owned_by: "daehwa".into(),
+                state: Some(m.state.as_str().into()),
+            });
+        }
+    }
+    out
 }
 
-/// `GET /v1/models`: the served model under its name, then its other names.
+/// `GET /v1/models`: each served model (the default first) under its name, then its other
+/// names, each with its `state`.
 pub async fn list_models(State(st): State<AppState>) -> Json<ModelList> {
     Json(ModelList { object: "list".into(), data: model_entries(&st) })
 }
@@ -42,14 +52,15 @@ pub async fn get_model(State(st): State<AppState>, Path(id): Path<String>) -> Re
 /// the reason when not ok, plus the scheduler's load (never needs a key). 200 only when the
 /// engine can serve, 503 otherwise.
 pub async fn health(State(st): State<AppState>) -> impl IntoResponse {
-    let s = st.engine.stats();
-    let h = st.engine.health();
+    let s = st.models.stats();
+    let h = st.models.health();
     let status = if h.state.can_serve() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let mut body = serde_json::json!({
         "status": h.state.as_str(),
         "model": st.config.model_id,
         "queue_depth": s.queue_depth,
         "running": s.running,
+        "models": model_health(&st),
     });
     if let Some(reason) = h.reason {
         body["reason"] = reason.into();
@@ -57,9 +68,34 @@ pub async fn health(State(st): State<AppState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
+/// Each model's part of `/health`: its state and, while loaded, its engine's.
+fn model_health(st: &AppState) -> Vec<serde_json::Value> {
+    st.models
+        .statuses()
+        .into_iter()
+        .map(|m| {
+            let mut v = serde_json::json!({ "id": m.id, "state": m.state.as_str() });
+            if let (Some(h), Some(s)) = (m.health, m.stats) {
+                v["status"] = h.state.as_str().into();
+                v["queue_depth"] = s.queue_depth.into();
+                v["running"] = s.running.into();
+                if let Some(r) = h.reason {
+                    v["reason"] = r.into();
+                }
+            }
+            if let Some(e) = m.last_error {
+                v["last_error"] = e.into();
+            }
+            v
+        })
+        .collect()
+}
+
 /// `GET /metrics` in Prometheus' text format.
 pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
-    let mut body = st.metrics.render(&st.engine.stats());
-    crate::metrics::render_engine(&mut body, &st.engine.stats(), st.engine.health().state);
+    let stats = st.models.stats();
+    let mut body = st.metrics.render(&stats);
+    crate::metrics::render_engine(&mut body, &stats, st.models.health().state);
+    st.models.render_metrics(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }

@@ -145,8 +145,17 @@ enum Turn {
 
 async fn start(st: &WebState, user: UserId, conv: &Conversation, chat: Vec<ChatMessage>, turn: Turn) -> Result<Response, WebError> {
     let settings = Settings::parse(&conv.settings).unwrap_or_default();
+    // The conversation's model; one the server no longer serves answers with the default.
+    let model = match st.config.resolve_model(conv.model.as_deref()) {
+        Ok(m) => m,
+        Err(_) => {
+            tracing::info!(conversation = %conv.id, model = ?conv.model, "the conversation's model is not served: answering with the default");
+            st.config.model_id.clone()
+        }
+    };
+    let backend = st.models.get(Some(&model)).await?;
     let job = Job {
-        model: st.config.model_id.clone(),
+        model,
         input: JobInput::Chat(chat),
         params: GenSpec {
             sampling: SamplingSpec {
@@ -165,14 +174,15 @@ async fn start(st: &WebState, user: UserId, conv: &Conversation, chat: Vec<ChatM
         stream: true,
         include_usage: true,
     };
-    let prompts = generation::tokenize(&st.engine, &job).await.map_err(|e| match e {
+    let prompts = generation::tokenize(&backend, &job).await.map_err(|e| match e {
         crate::ApiError::InvalidParam { message, .. } => WebError::param("content", message),
         other => other.into(),
     })?;
     // Submitted before anything is stored: a full queue (429) leaves no trace. Events wait in
     // the channel until the task reads them.
     let tenant = Tenant::of(&st.config, Identity::User(user.0));
-    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &st.admission, &job, prompts, tenant)?;
+    let gen = generation::submit(backend.as_ref(), st.metrics.clone(), &st.admission, &job, prompts, tenant)?;
+    drop(backend);
     let (question, answer_parent, title_source) = match turn {
         Turn::Question { parent, content } => {
             let q = st.store.add_message(user, &NewMessage::complete(conv.id, parent, Role::User, content.clone())).await?;
@@ -194,6 +204,7 @@ async fn start(st: &WebState, user: UserId, conv: &Conversation, chat: Vec<ChatM
         conversation: conv.id,
         answer: answer.id,
         title_source: title_source.filter(|_| conv.title.trim().is_empty()),
+        model: job.model.clone(),
         tx,
     };
     tokio::spawn(task.run(gen));
@@ -224,6 +235,8 @@ struct AnswerTask {
     answer: MessageId,
     /// The question to title the conversation from, when it has no title yet.
     title_source: Option<String>,
+    /// The model answering (it titles the conversation too).
+    model: String,
     tx: UnboundedSender<SseEvent>,
 }
 
@@ -334,7 +347,7 @@ impl AnswerTask {
             &json!({ "message": MessageJson::from(&message), "usage": usage, "finish_reason": finish_reason }),
         ));
         if let Some(question) = self.title_source {
-            title::spawn(self.st.clone(), self.user, self.conversation, question, text);
+            title::spawn(self.st.clone(), self.user, self.conversation, self.model, question, text);
         }
     }
 }

@@ -46,7 +46,6 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use store::Store;
 
-use crate::backend::Backend;
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
 use crate::AppState;
@@ -88,7 +87,8 @@ impl Accounts {
 /// What the `/api` handlers share.
 #[derive(Clone)]
 pub struct WebState {
-    pub engine: Arc<dyn Backend>,
+    /// The served models (a conversation answers with its own, see [`answer`]).
+    pub models: Arc<crate::registry::Models>,
     pub config: Arc<ServeConfig>,
     pub metrics: Arc<Metrics>,
     pub store: Store,
@@ -119,7 +119,7 @@ async fn api_headers(req: axum::extract::Request, next: middleware::Next) -> Res
 pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accounts) -> Router<S> {
     secret::warm_up();
     let st = WebState {
-        engine: app.engine.clone(),
+        models: app.models.clone(),
         config: app.config.clone(),
         metrics: app.metrics.clone(),
         store: accounts.store.clone(),

@@ -57,11 +57,11 @@ impl Drop for Claim {
 
 /// Makes and stores the title in the background (unless a title task for this conversation is
 /// running already).
-pub fn spawn(st: WebState, user: UserId, conversation: ConversationId, question: String, answer: String) {
+pub fn spawn(st: WebState, user: UserId, conversation: ConversationId, model: String, question: String, answer: String) {
     let Some(claim) = st.titling.claim(conversation) else { return };
     tokio::spawn(async move {
         let _claim = claim;
-        let title = make(&st, user, &question, &answer).await;
+        let title = make(&st, user, &model, &question, &answer).await;
         match st.store.conversation(user, conversation).await {
             Ok(c) if c.title.trim().is_empty() => {
                 if let Err(e) = st.store.rename_conversation(user, conversation, &title).await {
@@ -75,11 +75,12 @@ pub fn spawn(st: WebState, user: UserId, conversation: ConversationId, question:
     });
 }
 
-/// The title for `user`'s conversation that starts with `question` and `answer`.
-pub async fn make(st: &WebState, user: UserId, question: &str, answer: &str) -> String {
+/// The title for `user`'s conversation that starts with `question` and `answer`, asked of
+/// `model` (the one that answered).
+pub async fn make(st: &WebState, user: UserId, model: &str, question: &str, answer: &str) -> String {
     let tenant = Tenant::of(&st.config, Identity::User(user.0));
     let from_model: Option<String> =
-        tokio::time::timeout(TIMEOUT, ask_model(st, question, answer, tenant)).await.unwrap_or_default();
+        tokio::time::timeout(TIMEOUT, ask_model(st, model, question, answer, tenant)).await.unwrap_or_default();
     from_model.and_then(|raw| clean(&raw, question)).unwrap_or_else(|| fallback(question))
 }
 
@@ -87,15 +88,16 @@ fn head(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
-async fn ask_model(st: &WebState, question: &str, answer: &str, tenant: Tenant) -> Option<String> {
+async fn ask_model(st: &WebState, model: &str, question: &str, answer: &str, tenant: Tenant) -> Option<String> {
     let prompt = format!(
         "Write a short title (at most six words) for a conversation that starts like this. Reply with the title \
          only, in the language of the question.\n\nQuestion: {}\n\nAnswer: {}",
         head(question, QUESTION_CHARS),
         head(answer, ANSWER_CHARS)
     );
+    let backend = st.models.get(Some(model)).await.ok()?;
     let job = Job {
-        model: st.config.model_id.clone(),
+        model: backend.id().to_string(),
         input: JobInput::Chat(vec![ChatMessage { role: "user".into(), content: prompt }]),
         params: GenSpec {
             sampling: SamplingSpec { temperature: Some(0.0), ..SamplingSpec::default() },
@@ -110,9 +112,9 @@ async fn ask_model(st: &WebState, question: &str, answer: &str, tenant: Tenant) 
         stream: false,
         include_usage: false,
     };
-    let prompts = generation::tokenize(&st.engine, &job).await.ok()?;
-    let gen = generation::submit(st.engine.as_ref(), st.metrics.clone(), &st.admission, &job, prompts, tenant).ok()?;
-    let (choices, _) = choices::collect::<ChatChoice>(st.engine.as_ref(), gen, false).await.ok()?;
+    let prompts = generation::tokenize(&backend, &job).await.ok()?;
+    let gen = generation::submit(backend.as_ref(), st.metrics.clone(), &st.admission, &job, prompts, tenant).ok()?;
+    let (choices, _) = choices::collect::<ChatChoice>(backend.as_ref(), gen, false).await.ok()?;
     choices.into_iter().next().map(|c| c.message.content)
 }
 

@@ -13,10 +13,22 @@ use serde_json::{json, Value};
 use super::session::CurrentUser;
 use super::WebState;
 
-/// `GET /api/models`: the served model (`{models: [{id, name, context_length}]}`).
+/// `GET /api/models`: the served models, the default first
+/// (`{models: [{id, name, context_length, state?}]}`; `state` (`loaded`, `loading`, `unloaded`)
+/// when the server has several).
 pub async fn models(State(st): State<WebState>, _user: CurrentUser) -> Json<Value> {
-    let name = st.config.model_aliases.iter().find(|a| !a.is_empty()).unwrap_or(&st.config.model_id);
-    Json(json!({
-        "models": [{"id": st.config.model_id, "name": name, "context_length": st.engine.n_ctx()}]
-    }))
+    let all = st.models.statuses();
+    let several = all.len() > 1;
+    let models: Vec<Value> = all
+        .into_iter()
+        .map(|m| {
+            let name = m.aliases.iter().find(|a| !a.is_empty()).unwrap_or(&m.id);
+            let mut v = json!({"id": m.id, "name": name, "context_length": m.n_ctx});
+            if several {
+                v["state"] = m.state.as_str().into();
+            }
+            v
+        })
+        .collect();
+    Json(json!({ "models": models }))
 }

@@ -65,8 +65,12 @@ fn spec(id: &str, memory: u64) -> ModelSpec {
 }
 
 fn state(ids: &[&str], memory: u64, budget: Option<u64>, loader: Arc<FakeLoader>) -> server::AppState {
+    state_waiting(ids, memory, budget, loader, server::registry::DEFAULT_BUSY_WAIT)
+}
+
+fn state_waiting(ids: &[&str], memory: u64, budget: Option<u64>, loader: Arc<FakeLoader>, busy_wait: Duration) -> server::AppState {
     let admission = server::admission::Admission::new(256);
-    let models = Models::new(ids.iter().map(|i| spec(i, memory)).collect(), loader, budget, admission);
+    let models = Models::new(ids.iter().map(|i| spec(i, memory)).collect(), loader, budget, admission).with_busy_wait(busy_wait);
     server::AppState::with_models(models, server::ServeConfig::new("ignored"))
 }
 
@@ -215,8 +219,8 @@ async fn the_least_recently_used_idle_model_unloads_when_the_budget_is_exceeded(
 #[tokio::test]
 async fn a_busy_model_is_not_unloaded_and_the_request_gets_503_with_retry_after() {
     let loader = FakeLoader::new(0, &[]);
-    // Room for one.
-    let app = server::app(state(&["a", "b"], 100, Some(150), loader.clone()));
+    // Room for one; a request waits 300 ms for room.
+    let app = server::app(state_waiting(&["a", "b"], 100, Some(150), loader.clone(), Duration::from_millis(300)));
     let (s, _) = send_json(&app, post("/v1/chat/completions", &chat("a"))).await;
     assert_eq!(s, 200);
     // A slow answer keeps `a` busy.
@@ -236,9 +240,32 @@ async fn a_busy_model_is_not_unloaded_and_the_request_gets_503_with_retry_after(
     let (s, body) = slow.await.expect("task");
     assert_eq!(s, 200);
     assert!(body.contains("[DONE]"), "the busy model's answer completed: {body}");
-    // Idle now: `b` loads in its place.
+    // Idle now (or within the wait): `b` loads in its place.
     let (s, _) = send_json(&app, post("/v1/chat/completions", &chat("b"))).await;
     assert_eq!(s, 200);
+    assert_eq!(states(&app).await, pairs(&[("a", "unloaded"), ("b", "loaded")]));
+}
+
+#[tokio::test]
+async fn a_request_waits_for_a_busy_model_to_finish_when_the_budget_has_no_room() {
+    let loader = FakeLoader::new(0, &[]);
+    // Room for one; the default wait (10 s) outlasts the busy answer (~1.3 s).
+    let app = server::app(state(&["a", "b"], 100, Some(150), loader.clone()));
+    let (s, _) = send_json(&app, post("/v1/chat/completions", &chat("a"))).await;
+    assert_eq!(s, 200);
+    loader.backend("a").delay_ms.store(60, Ordering::SeqCst);
+    let slow = {
+        let app = app.clone();
+        tokio::spawn(async move { send(&app, post("/v1/chat/completions", &json!({"model": "a", "messages": [{"role": "user", "content": "x"}]}).to_string())).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = std::time::Instant::now();
+    let (s, v) = send_json(&app, post("/v1/chat/completions", &chat("b"))).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(t.elapsed() >= Duration::from_millis(500), "it waited for `a` to finish: {:?}", t.elapsed());
+    let (s, body) = slow.await.expect("task");
+    assert_eq!(s, 200, "the busy model's answer was not cut: {body}");
+    assert!(body.contains(common::ANSWER), "{body}");
     assert_eq!(states(&app).await, pairs(&[("a", "unloaded"), ("b", "loaded")]));
 }
 

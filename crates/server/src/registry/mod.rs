@@ -169,7 +169,15 @@ pub struct Models {
     budget: Option<u64>,
     /// The server's request queue: requests waiting for a load hold a place in it.
     admission: Arc<Admission>,
+    /// How long a request waits for busy models to finish when the budget has no room for its
+    /// model (then 503).
+    busy_wait: Duration,
 }
+
+/// The default of [`Models::with_busy_wait`].
+pub const DEFAULT_BUSY_WAIT: Duration = Duration::from_secs(10);
+/// How often a request waiting for room looks again.
+const BUSY_POLL: Duration = Duration::from_millis(50);
 
 /// A model taken for one request: derefs to its backend. While it lives the model is busy and
 /// is not unloaded; once the request's sequences are submitted the engine's own queue keeps it
@@ -259,7 +267,20 @@ impl Models {
                 pinned: false,
             })
             .collect();
-        Models { inner: Mutex::new(Inner { entries, clock: 0, stopping: false }), loader: Some(loader), budget, admission }
+        Models {
+            inner: Mutex::new(Inner { entries, clock: 0, stopping: false }),
+            loader: Some(loader),
+            budget,
+            admission,
+            busy_wait: DEFAULT_BUSY_WAIT,
+        }
+    }
+
+    /// How long a request waits for busy models to finish (and free their memory) before a 503
+    /// when the budget has no room for its model.
+    pub fn with_busy_wait(mut self, wait: Duration) -> Self {
+        self.busy_wait = wait;
+        self
     }
 
     /// One ready backend that is never unloaded: the single-model server (and the tests').
@@ -274,7 +295,13 @@ impl Models {
             counts: Counts { loads: 1, ..Counts::default() },
             pinned: true,
         };
-        Models { inner: Mutex::new(Inner { entries: vec![entry], clock: 0, stopping: false }), loader: None, budget: None, admission }
+        Models {
+            inner: Mutex::new(Inner { entries: vec![entry], clock: 0, stopping: false }),
+            loader: None,
+            budget: None,
+            admission,
+            busy_wait: DEFAULT_BUSY_WAIT,
+        }
     }
 
     /// Puts an already loaded backend in place for model `id` (the binary loads the default
@@ -350,13 +377,26 @@ impl Models {
     /// The model `requested` names (`None`: the default), loaded: at once when it is, else
     /// after its load (started here or by another request), which this request waits for
     /// holding a place in the request queue (429 when full). 404 for an unknown name, 503 when
-    /// the load fails or the memory budget cannot be met while other models are busy.
+    /// the load fails, or when the memory budget has no room while other models stay busy for
+    /// longer than the busy wait ([`Models::with_busy_wait`]).
     pub async fn get(self: &Arc<Self>, requested: Option<&str>) -> Result<ModelLease, ApiError> {
         let mut slot = None;
+        let started = Instant::now();
         loop {
-            let rx = match self.try_get(requested)? {
-                Next::Ready(lease) => return Ok(lease),
-                Next::Wait(rx) => rx,
+            let rx = match self.try_get(requested) {
+                Ok(Next::Ready(lease)) => return Ok(lease),
+                Ok(Next::Wait(rx)) => rx,
+                Err(ApiError::ModelMemoryBusy(why)) => {
+                    if started.elapsed() >= self.busy_wait {
+                        return Err(ApiError::ModelMemoryBusy(why));
+                    }
+                    if slot.is_none() {
+                        slot = Some(self.admission.try_take().ok_or(ApiError::QueueFull)?);
+                    }
+                    tokio::time::sleep(BUSY_POLL).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             if slot.is_none() {
                 slot = Some(self.admission.try_take().ok_or(ApiError::QueueFull)?);

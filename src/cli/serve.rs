@@ -409,6 +409,34 @@ mod tests {
     }
 
     #[test]
+    fn served_models_are_the_m_flags_then_the_directory_without_repeats() {
+        let root = std::env::temp_dir().join(format!("daehwa-served-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("tmp");
+        for f in ["b.gguf", "a.gguf", "notes.txt"] {
+            std::fs::write(root.join(f), b"x").expect("write");
+        }
+        let dir = ModelsDir { root: root.clone() };
+        let ids = |a: &ServeArgs| served_models(a, &dir).expect("served").into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        let all = ServeArgs { models_dir: Some(root.clone()), ..ServeArgs::default() };
+        assert_eq!(ids(&all), ["a", "b"], "every .gguf, by name");
+        let b_first = ServeArgs { model: vec!["b".into()], models_dir: Some(root.clone()), ..ServeArgs::default() };
+        assert_eq!(ids(&b_first), ["b", "a"], "-m first: the default");
+        let twice = ServeArgs { model: vec!["a".into(), "b".into(), "a".into()], ..ServeArgs::default() };
+        assert_eq!(ids(&twice), ["a", "b"]);
+        let clash = ServeArgs { model: vec!["a".into(), root.join("sub/a.gguf").display().to_string()], ..ServeArgs::default() };
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        std::fs::write(root.join("sub/a.gguf"), b"x").expect("write");
+        let e = served_models(&clash, &dir).expect_err("two files named a");
+        assert!(e.to_string().contains("two models are named `a`"), "{e}");
+        let empty = root.join("empty");
+        std::fs::create_dir_all(&empty).expect("mkdir");
+        let none = ServeArgs { models_dir: Some(empty), ..ServeArgs::default() };
+        assert!(served_models(&none, &dir).expect_err("nothing to serve").to_string().contains("no .gguf files"));
+        std::fs::remove_dir_all(&root).ok();
+    }
+
+    #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let dir = std::env::temp_dir().join(format!("daehwa-serve-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("tmp");
@@ -428,6 +456,17 @@ mod tests {
         assert_eq!(r.trusted_proxy, vec!["10.0.0.0/8".to_string()]);
         assert_eq!(r.ctx, None);
         assert_eq!((r.header_timeout, r.max_connections, r.body_timeout), (Some(5), Some(64), None));
+        // `model` takes one name or a list; `models_dir` and `model_memory` too.
+        std::fs::write(&p, "model = \"smollm2\"\nmodels_dir = \"/srv/models\"\nmodel_memory = \"8GiB\"\n").expect("write");
+        let r = ServeArgs { config: Some(p.clone()), ..ServeArgs::default() }.resolved().expect("one model");
+        assert_eq!(r.model, vec!["smollm2".to_string()]);
+        assert_eq!(r.models_dir, Some(PathBuf::from("/srv/models")));
+        assert_eq!(r.model_memory.as_deref(), Some("8GiB"));
+        std::fs::write(&p, "model = [\"a\", \"b\"]\n").expect("write");
+        let r = ServeArgs { config: Some(p.clone()), ..ServeArgs::default() }.resolved().expect("a list");
+        assert_eq!(r.model, vec!["a".to_string(), "b".to_string()]);
+        let flags = ServeArgs { model: vec!["c".into()], config: Some(p.clone()), ..ServeArgs::default() };
+        assert_eq!(flags.resolved().expect("flags").model, vec!["c".to_string()], "-m replaces the file's list");
         std::fs::write(&p, "prot = 1\n").expect("write");
         let e = ServeArgs { config: Some(p), ..ServeArgs::default() }.resolved().expect_err("unknown key");
         assert!(format!("{e:#}").contains("prot"), "{e:#}");

@@ -89,9 +89,10 @@ function Main({ user, theme, setTheme, onSignedOut }: MainProps) {
   const queryRef = useRef(query);
   queryRef.current = query;
 
-  useEffect(() => {
+  const refreshModels = useCallback(() => {
     api.models().then(setModels).catch(() => setModels([]));
   }, []);
+  useEffect(refreshModels, [refreshModels]);
 
   const refreshList = useCallback(() => {
     const q = queryRef.current;
@@ -150,6 +151,7 @@ function Main({ user, theme, setTheme, onSignedOut }: MainProps) {
           <Chat
             routeId={route.id}
             models={models}
+            onRefreshModels={refreshModels}
             onOpenMenu={() => setDrawerOpen(true)}
             onListChanged={refreshList}
           />

@@ -8,6 +8,7 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, ApiError } from "../lib/api";
 import { SendGuard } from "../lib/composer";
+import { effectiveModel } from "../lib/models";
 import { download, exportFileName, toJson, toMarkdown } from "../lib/exporting";
 import { chatHref, navigate } from "../lib/route";
 import { consumeChatStream, type ChatStreamEvent } from "../lib/stream";
@@ -26,6 +27,8 @@ const SETTLE_TRIES = 5;
 interface Props {
   routeId: string | null;
   models: ModelInfo[];
+  /** Asks for the model list again (their states change as models load and unload). */
+  onRefreshModels?: () => void;
   onOpenMenu: () => void;
   onListChanged: () => void;
 }
@@ -39,7 +42,7 @@ function isAbort(err: unknown): boolean {
   return err instanceof DOMException && err.name === "AbortError";
 }
 
-export function Chat({ routeId, models, onOpenMenu, onListChanged }: Props) {
+export function Chat({ routeId, models, onRefreshModels, onOpenMenu, onListChanged }: Props) {
   const { t } = useI18n();
   const [state, setState] = useState<State>({ conv: null, selections: {} });
   const [draft, setDraft] = useState<ConversationOptions>({ system_prompt: "", model: null, temperature: DEFAULT_TEMPERATURE });
@@ -221,10 +224,10 @@ export function Chat({ routeId, models, onOpenMenu, onListChanged }: Props) {
   const options: ConversationOptions = state.conv
     ? {
         system_prompt: state.conv.system_prompt ?? "",
-        model: state.conv.model ?? models[0]?.id ?? null,
+        model: effectiveModel(models, state.conv.model),
         temperature: state.conv.settings?.temperature ?? DEFAULT_TEMPERATURE,
       }
-    : { ...draft, model: draft.model ?? models[0]?.id ?? null };
+    : { ...draft, model: effectiveModel(models, draft.model) };
 
   const send = (text: string): boolean => {
     if (!text.trim() || !guard.begin()) return false;
@@ -299,9 +302,17 @@ export function Chat({ routeId, models, onOpenMenu, onListChanged }: Props) {
         <h2 class="chat-title" data-testid="chat-title">
           {title}
         </h2>
+        {models.length > 1 && options.model && (
+          <span class="muted small chat-model" title={t("conv.modelInUse", { model: options.model })} data-testid="chat-model">
+            {options.model}
+          </span>
+        )}
         <button
           class={`icon${panelOpen ? " on" : ""}`}
-          onClick={() => setPanelOpen((o) => !o)}
+          onClick={() => {
+            if (!panelOpen) onRefreshModels?.();
+            setPanelOpen((o) => !o);
+          }}
           title={t("conv.settings")}
           aria-label={t("conv.settings")}
           aria-expanded={panelOpen}

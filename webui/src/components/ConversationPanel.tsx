@@ -1,6 +1,7 @@
 /** Per-conversation settings: system prompt, model, temperature, and export. */
 import { useEffect, useState } from "preact/hooks";
 import type { ModelInfo } from "../lib/types";
+import { effectiveModel, modelLabel } from "../lib/models";
 import { useI18n } from "../i18n";
 
 export interface ConversationOptions {
@@ -44,12 +45,12 @@ export function ConversationPanel({ options, models, canExport, onChange, onExpo
             <span class="muted small">{t("conv.noModels")}</span>
           ) : (
             <select
-              value={options.model ?? models[0]?.id ?? ""}
+              value={effectiveModel(models, options.model) ?? ""}
               onChange={(e) => onChange({ model: e.currentTarget.value })}
               data-testid="model-select"
             >
               {models.map((m) => (
-                <option value={m.id}>{m.name || m.id}</option>
+                <option value={m.id}>{modelLabel(m, t)}</option>
               ))}
             </select>
           )}

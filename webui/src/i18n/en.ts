@@ -65,6 +65,9 @@ export const en = {
   "conv.exportMarkdown": "Export as Markdown",
   "conv.exportJson": "Export as JSON",
   "conv.noModels": "No model is loaded.",
+  "conv.modelLoading": "loading…",
+  "conv.modelUnloaded": "loads on first use",
+  "conv.modelInUse": "Model: {model}",
 
   "settings.title": "Settings",
   "settings.back": "Back to chat",

@@ -64,6 +64,9 @@ export const ko: Dictionary = {
   "conv.exportMarkdown": "Markdown으로 내보내기",
   "conv.exportJson": "JSON으로 내보내기",
   "conv.noModels": "불러온 모델이 없습니다.",
+  "conv.modelLoading": "불러오는 중…",
+  "conv.modelUnloaded": "처음 쓸 때 불러옴",
+  "conv.modelInUse": "모델: {model}",
 
   "settings.title": "설정",
   "settings.back": "대화로 돌아가기",

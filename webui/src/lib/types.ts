@@ -15,6 +15,8 @@ export interface ModelInfo {
   id: string;
   name: string;
   context_length: number;
+  /** Sent when the server has several models (each loads on first use). */
+  state?: "loaded" | "loading" | "unloaded";
 }
 
 export interface ConversationSummary {

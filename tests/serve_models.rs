@@ -97,6 +97,9 @@ fn rss_bytes(pid: u32) -> u64 {
     kib * 1024
 }
 
+/// (model, prompt) asked, and (text, model that answered).
+type Answered = ((&'static str, &'static str), (String, String));
+
 const PROMPTS: [&str; 3] = ["The capital of France is", "Once upon a time, a small robot", "def fibonacci(n):"];
 const MODELS: [&str; 2] = ["smollm2", "gemma3-270m"];
 
@@ -115,7 +118,7 @@ fn two_models_answer_interleaved_requests_as_each_does_alone() {
             std::thread::spawn(move || ((m, p), complete(&addr, m, p)))
         })
         .collect();
-    let together: Vec<((&str, &str), (String, String))> = threads.into_iter().map(|t| t.join().expect("client")).collect();
+    let together: Vec<Answered> = threads.into_iter().map(|t| t.join().expect("client")).collect();
     assert_eq!(metric(&addr, "daehwa_model_loads_total{model=\"gemma3-270m\"}"), 1.0, "three first requests, one load");
     assert_eq!(states(&addr), pairs(&[("smollm2", "loaded"), ("gemma3-270m", "loaded")]));
 

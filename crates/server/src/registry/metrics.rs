@@ -21,7 +21,8 @@ impl Models {
                 let _ = writeln!(out, "daehwa_model_state{{model=\"{m}\",state=\"{}\"}} {}", st.as_str(), u8::from(e.state() == st));
             }
         }
-        let series: [(&str, &str, &str, fn(&super::Entry) -> String); 5] = [
+        type Series = (&'static str, &'static str, &'static str, fn(&super::Entry) -> String);
+        let series: [Series; 5] = [
             ("daehwa_model_loads_total", "counter", "Times each model was loaded.", |e| e.counts.loads.to_string()),
             ("daehwa_model_load_failures_total", "counter", "Loads that failed.", |e| e.counts.load_failures.to_string()),
             ("daehwa_model_unloads_total", "counter", "Times each model was unloaded to make room under --model-memory.", |e| {

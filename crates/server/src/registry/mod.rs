@@ -84,6 +84,9 @@ impl ModelState {
     }
 }
 
+/// Models unloaded to make room, to shut down off the lock: (id, backend).
+type Evicted = Vec<(String, Arc<dyn Backend>)>;
+
 /// The outcome of one load, as its waiters see it.
 type LoadOutcome = Option<Result<(), String>>;
 
@@ -448,7 +451,7 @@ impl Models {
     /// Unloads idle models, least recently used first, until model `i` fits in the budget
     /// beside the rest. Their backends are returned to be shut down off the lock. Refuses
     /// (503) when the busy models leave no room; a model alone is loaded whatever its size.
-    fn make_room(&self, inner: &mut Inner, i: usize) -> Result<Vec<(String, Arc<dyn Backend>)>, ApiError> {
+    fn make_room(&self, inner: &mut Inner, i: usize) -> Result<Evicted, ApiError> {
         let Some(budget) = self.budget else { return Ok(Vec::new()) };
         let need = inner.entries[i].memory;
         let held = |inner: &Inner| -> u64 {
@@ -488,7 +491,7 @@ impl Models {
 
     /// The blocking half of a load: shuts the evicted models down (their memory goes back
     /// first), then loads model `id` and tells the waiters.
-    fn load(&self, id: String, evicted: Vec<(String, Arc<dyn Backend>)>, loader: Arc<dyn Loader>, tx: watch::Sender<LoadOutcome>) {
+    fn load(&self, id: String, evicted: Evicted, loader: Arc<dyn Loader>, tx: watch::Sender<LoadOutcome>) {
         if !evicted.is_empty() {
             for (name, b) in evicted {
                 b.shutdown(Duration::ZERO);

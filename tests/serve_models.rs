@@ -181,3 +181,38 @@ fn the_memory_budget_unloads_the_least_recently_used_model_and_a_request_reloads
     );
     eprintln!("RSS {} MiB with Gemma loaded, {} MiB after it was unloaded", with_gemma >> 20, now >> 20);
 }
+
+#[test]
+fn models_dir_on_the_command_line_serves_every_model_in_it_and_the_variable_does_not() {
+    let models = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve-models-dir");
+    let _ = std::fs::remove_dir_all(&models);
+    std::fs::create_dir_all(&models).expect("models dir");
+    for name in ["smollm2.gguf", "twin.gguf"] {
+        std::os::unix::fs::symlink(support::smollm2(), models.join(name)).expect("symlink");
+    }
+    let ids = |server: &Serve| -> Vec<(String, String)> {
+        let (status, body) = http(&server.addr, "GET", "/v1/models", "");
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        v["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter(|m| ["smollm2", "twin"].contains(&m["id"].as_str().expect("id")))
+            .map(|m| (m["id"].as_str().expect("id").to_string(), m["state"].as_str().expect("state").to_string()))
+            .collect()
+    };
+    let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve-models-dir-data");
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let mut cmd = support::serve_command(&data_dir);
+    cmd.args(["--ctx", "256", "-t", "1", "--models-dir"]).arg(&models).stderr(Stdio::inherit());
+    let flag = support::spawn_serve(cmd, String::new);
+    assert_eq!(ids(&flag), pairs(&[("smollm2", "loaded"), ("twin", "unloaded")]), "every .gguf, the first by name the default");
+    drop(flag);
+
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let mut cmd = support::serve_command(&data_dir);
+    cmd.args(["--ctx", "256", "-t", "1"]).env("DAEHWA_MODELS_DIR", &models).stderr(Stdio::inherit());
+    let env = support::spawn_serve(cmd, String::new);
+    assert_eq!(ids(&env), pairs(&[("smollm2", "loaded")]), "the variable only says where models live");
+}

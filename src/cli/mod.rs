@@ -21,7 +21,9 @@ use crate::models::{self, ModelsDir};
 #[derive(Parser, Debug)]
 #[command(name = "daehwa", version, about, long_about = None, after_help = EXAMPLES)]
 pub struct Cli {
-    /// Where pulled models live [default: $XDG_DATA_HOME/daehwa/models]
+    /// Where pulled models live; given to `serve` on the command line, every .gguf in it is
+    /// served too (the environment variable does not do that) [default:
+    /// $XDG_DATA_HOME/daehwa/models]
     #[arg(long, global = true, env = "DAEHWA_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
     /// `--models-dir` was given on the command line (not only by the environment).

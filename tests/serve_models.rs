@@ -190,6 +190,8 @@ fn models_dir_on_the_command_line_serves_every_model_in_it_and_the_variable_does
     for name in ["smollm2.gguf", "twin.gguf"] {
         std::os::unix::fs::symlink(support::smollm2(), models.join(name)).expect("symlink");
     }
+    // A file that is no model is left out with a warning, not a failed start.
+    std::fs::write(models.join("broken.gguf"), b"not a gguf").expect("write");
     let ids = |server: &Serve| -> Vec<(String, String)> {
         let (status, body) = http(&server.addr, "GET", "/v1/models", "");
         assert_eq!(status, 200, "{body}");

@@ -178,19 +178,19 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 
 /// The models to serve, the default first: each `-m` (resolved as `-m` always is), then every
 /// `.gguf` in `--models-dir` not named already; with neither, the default model. Ids are file
-/// stems and must differ.
-fn served_models(a: &ServeArgs, dir: &ModelsDir) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let mut out: Vec<(String, PathBuf)> = Vec::new();
+/// stems and must differ. The flag says whether the model came from the directory.
+fn served_models(a: &ServeArgs, dir: &ModelsDir) -> anyhow::Result<Vec<(String, PathBuf, bool)>> {
+    let mut out: Vec<(String, PathBuf, bool)> = Vec::new();
     let stem = |p: &std::path::Path| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     for m in a.model.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
         let path = models::resolve_model(Some(m), dir)?;
         let id = stem(&path);
-        match out.iter().find(|(i, _)| *i == id) {
-            Some((_, p)) if *p == path => continue,
+        match out.iter().find(|(i, _, _)| *i == id) {
+            Some((_, p, _)) if *p == path => continue,
             Some(_) => bail!("two models are named `{id}`: serve files with different names"),
             None => {}
         }
-        out.push((id, path));
+        out.push((id, path, false));
     }
     if let Some(d) = &a.models_dir {
         let listed = ModelsDir { root: d.clone() };
@@ -200,15 +200,15 @@ fn served_models(a: &ServeArgs, dir: &ModelsDir) -> anyhow::Result<Vec<(String, 
         }
         for name in names {
             let path = listed.model_path(&name);
-            if out.iter().any(|(i, _)| *i == name) {
+            if out.iter().any(|(i, _, _)| *i == name) {
                 continue;
             }
-            out.push((name, path));
+            out.push((name, path, true));
         }
     }
     if out.is_empty() {
         let path = models::resolve_model(None, dir)?;
-        out.push((stem(&path), path));
+        out.push((stem(&path), path, false));
     }
     Ok(out)
 }
@@ -251,7 +251,6 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     // The API name of each model: the pulled model's name (its file stem, e.g. `smollm2`).
     let served = served_models(&a, dir)?;
-    let (model_id, path) = served[0].clone();
     let engine_cfg = engine::EngineConfig {
         threads: a.threads.unwrap_or(0),
         parse_special_in_messages: a.parse_special_in_messages,
@@ -276,9 +275,18 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     let max_seqs = runner_cfg.max_seqs;
     let mut loader = server::registry::EngineLoader::new(engine_cfg, runner_cfg, a.ctx, DEFAULT_MAX_CTX);
     let mut specs = Vec::with_capacity(served.len());
-    for (id, p) in &served {
-        specs.push(loader.add(id, p).map_err(|e| anyhow::anyhow!("{e}"))?);
+    for (id, p, from_dir) in &served {
+        match loader.add(id, p) {
+            Ok(spec) => specs.push(spec),
+            // A file in --models-dir that is no model daehwa can serve is left out; a model
+            // named with -m must load.
+            Err(e) if *from_dir => eprintln!("daehwa: not serving {e}"),
+            Err(e) => bail!("{e}"),
+        }
     }
+    let Some(first) = specs.first() else { bail!("no model to serve") };
+    let model_id = first.id.clone();
+    let path = loader.path(&model_id).map(PathBuf::from).unwrap_or_default();
     let general_name = specs[0].aliases.first().cloned();
     // The default model loads now, so a broken file stops the start.
     let load_started = std::time::Instant::now();
@@ -417,7 +425,7 @@ mod tests {
             std::fs::write(root.join(f), b"x").expect("write");
         }
         let dir = ModelsDir { root: root.clone() };
-        let ids = |a: &ServeArgs| served_models(a, &dir).expect("served").into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        let ids = |a: &ServeArgs| served_models(a, &dir).expect("served").into_iter().map(|(id, _, _)| id).collect::<Vec<_>>();
         let all = ServeArgs { models_dir: Some(root.clone()), ..ServeArgs::default() };
         assert_eq!(ids(&all), ["a", "b"], "every .gguf, by name");
         let b_first = ServeArgs { model: vec!["b".into()], models_dir: Some(root.clone()), ..ServeArgs::default() };

@@ -1,7 +1,9 @@
 //! daehwa's OpenAI-compatible HTTP API (axum): `/v1/chat/completions`, `/v1/completions`,
 //! `/v1/models`, `/health` and `/metrics`, over any [`Backend`] (the engine runner in production,
 //! a scripted backend in tests). With a conversation store ([`AppState::with_accounts`]) it is
-//! also the chat product: accounts, the `/api` routes and the embedded web UI ([`web`]).
+//! also the chat product: accounts, the `/api` routes and the embedded web UI ([`web`]). Several
+//! models can be served at once ([`AppState::with_models`], [`registry`]): a handler takes its
+//! backend with `st.models.get(requested_model).await?`.
 //!
 //! ```text
 //!  client ── HTTP ──> auth ─> ApiJson (400 on bad JSON) ─> validate (400 naming the param)

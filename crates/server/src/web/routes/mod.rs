@@ -14,6 +14,7 @@ use super::session::CurrentUser;
 use super::WebState;
 
 /// `GET /api/models`: the served model (`{models: [{id, name, context_length}]}`).
+#[utoipa::path(get, operation_id = "web_models", path = "/api/models", tag = "web", responses((status = 200, description = "`{{models: [{{id, name, context_length}}]}}`", body = Object)))]
 pub async fn models(State(st): State<WebState>, _user: CurrentUser) -> Json<Value> {
     let name = st.config.model_aliases.iter().find(|a| !a.is_empty()).unwrap_or(&st.config.model_id);
     Json(json!({

@@ -31,6 +31,7 @@ pub mod generation;
 pub mod memory;
 pub mod metrics;
 pub mod openai;
+pub mod openapi;
 pub mod prompt_limits;
 pub mod registry;
 pub mod request_log;
@@ -51,8 +52,9 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use backend::{Backend, ChoiceSink, Event, FinishReason, GenRequest, GenSpec, SamplingSpec, Stats, SubmitError, Usage};
 pub use config::ServeConfig;
@@ -108,19 +110,29 @@ impl AppState {
 
 /// The router with every route, auth, request metrics and OpenAI-shaped 404/405s.
 pub fn app(state: AppState) -> Router {
-    let mut router = Router::new()
-        .route("/v1/chat/completions", post(routes::chat::chat_completions))
-        .route("/v1/completions", post(routes::completions::completions))
-        .route("/v1/models", get(routes::list_models))
-        .route("/v1/models/{id}", get(routes::get_model))
-        .route("/health", get(routes::health))
-        .route("/metrics", get(routes::metrics));
+    app_and_openapi(state).0
+}
+
+/// [`app`] and the OpenAPI document of its routes (served at `GET /openapi.json`): every route is
+/// registered through `utoipa_axum`, which records its documentation with it.
+pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let mut routes = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(routes::chat::chat_completions))
+        .routes(routes!(routes::completions::completions))
+        .routes(routes!(routes::list_models))
+        .routes(routes!(routes::get_model))
+        .routes(routes!(routes::health))
+        .routes(routes!(routes::metrics))
+        .routes(routes!(openapi::openapi_json));
     if let Some(accounts) = &state.accounts {
-        router = router.merge(web::router(&state, accounts));
+        routes = routes.merge(web::router(&state, accounts));
     }
-    router
+    let (router, doc) = routes.split_for_parts();
+    let doc = openapi::openapi_paths(doc);
+    let router = router
         .fallback(|req: Request| async move { ApiError::UnknownRoute(req.uri().path().to_string()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::Extension(openapi::Document::new(&doc)))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
         .layer(middleware::from_fn({
             let limit = state.config.connections.body_timeout;
@@ -129,7 +141,8 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), require_key))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(middleware::from_fn(request_log::layer))
-        .with_state(state)
+        .with_state(state);
+    (router, doc)
 }
 
 /// Compares without an early exit, so response time does not reveal how much of a key matched.

@@ -9,7 +9,7 @@ use super::common::{Chunk, ChoiceLogprobs, Ignored, Response, StopParam, StreamO
 /// instead of failing deserialization. An unknown field is a 400 naming it (nothing is silently
 /// ignored); OpenAI's parameters this server does not implement are listed as [`Unsupported`]
 /// and accepted only when absent, `null` or at their no-op value (see [`crate::validate`]).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatCompletionRequest {
     #[serde(default)]
@@ -56,28 +56,40 @@ pub struct ChatCompletionRequest {
     // Not implemented: a 400 unless absent, `null` or a no-op (`tools: []`, `tool_choice: "none"`,
     // `response_format: {"type": "text"}`, `logit_bias: {}`, `modalities: ["text"]`).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub tools: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub tool_choice: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub functions: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub function_call: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub response_format: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub logit_bias: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub modalities: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub audio: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub prediction: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub reasoning_effort: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub verbosity: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub web_search_options: Unsupported,
     // Harmless by definition (bookkeeping and routing hints that cannot change the answer):
     // accepted and ignored.
@@ -95,7 +107,7 @@ pub struct ChatCompletionRequest {
     pub safety_identifier: Ignored,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMessage {
     pub role: String,
@@ -106,26 +118,31 @@ pub struct RawMessage {
     pub name: Option<String>,
     // Not implemented: a 400 unless absent, `null` (or `tool_calls: []`).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub tool_calls: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub tool_call_id: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub function_call: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub refusal: Unsupported,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub audio: Unsupported,
 }
 
 /// `content`: a string or an array of typed parts (only `text` parts are supported).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum MessageContent {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 pub struct ContentPart {
     #[serde(rename = "type")]
     pub kind: String,
@@ -136,7 +153,7 @@ pub struct ContentPart {
 /// The non-streaming response.
 pub type ChatCompletion = Response<ChatChoice>;
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ChatChoice {
     pub index: usize,
     pub message: AssistantMessage,
@@ -144,7 +161,7 @@ pub struct ChatChoice {
     pub logprobs: Option<ChoiceLogprobs>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AssistantMessage {
     pub role: String,
     pub content: String,
@@ -153,7 +170,7 @@ pub struct AssistantMessage {
 /// One `data:` event of a stream.
 pub type ChatCompletionChunk = Chunk<ChunkChoice>;
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ChunkChoice {
     pub index: usize,
     pub delta: Delta,
@@ -161,7 +178,7 @@ pub struct ChunkChoice {
     pub finish_reason: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Delta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,

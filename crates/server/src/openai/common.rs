@@ -8,30 +8,39 @@ use serde::{Deserialize, Serialize};
 pub type Unsupported = Option<serde_json::Value>;
 
 /// A parameter that cannot change the answer (`user`-like bookkeeping): read and dropped
-/// without allocating.
-pub type Ignored = Option<serde::de::IgnoredAny>;
+/// without allocating. Documented as "any value" in `/openapi.json`.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+pub struct Ignored(#[allow(dead_code)] Option<serde::de::IgnoredAny>);
+
+impl utoipa::PartialSchema for Ignored {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <serde_json::Value as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for Ignored {}
 
 /// `stop`: one string or a list of up to four.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum StopParam {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: Option<bool>,
 }
 
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PromptTokensDetails {
     pub cached_tokens: usize,
 }
 
 /// `usage` as OpenAI reports it.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ApiUsage {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
@@ -51,14 +60,14 @@ impl ApiUsage {
 }
 
 /// Chat's `choices[].logprobs`: one entry per generated token.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ChoiceLogprobs {
     pub content: Vec<LogprobEntry>,
 }
 
 /// One token's log-prob. `token` is the token's text (lossy where the token is only part of a
 /// UTF-8 character); `bytes` are its real bytes, so a client can reassemble the text exactly.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct LogprobEntry {
     pub token: String,
     pub logprob: f32,
@@ -66,7 +75,7 @@ pub struct LogprobEntry {
     pub top_logprobs: Vec<TopLogprob>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TopLogprob {
     pub token: String,
     pub logprob: f32,
@@ -74,7 +83,7 @@ pub struct TopLogprob {
 }
 
 /// A whole non-streaming response: `chat.completion` or `text_completion`, with its choices.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Response<C> {
     pub id: String,
     pub object: String,
@@ -85,7 +94,7 @@ pub struct Response<C> {
 }
 
 /// One `data:` event of a stream.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Chunk<C> {
     pub id: String,
     pub object: String,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::common::{Chunk, Response, StopParam, StreamOptions, Unsupported};
 
 /// Like the chat request: an unknown field is a 400 naming it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompletionRequest {
     #[serde(default)]
@@ -57,11 +57,12 @@ pub struct CompletionRequest {
     pub best_of: Option<i64>,
     /// Not implemented: a 400 unless absent, `null` or `{}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub logit_bias: Unsupported,
 }
 
 /// `prompt`: a string, a list of strings, a token list or a list of token lists.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum PromptParam {
     Text(String),
@@ -73,7 +74,7 @@ pub enum PromptParam {
 /// The non-streaming response.
 pub type Completion = Response<CompletionChoice>;
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct CompletionChoice {
     pub text: String,
     pub index: usize,
@@ -82,7 +83,7 @@ pub struct CompletionChoice {
 }
 
 /// The completions API's column-wise log-probs.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct LegacyLogprobs {
     pub tokens: Vec<String>,
     pub token_logprobs: Vec<f32>,

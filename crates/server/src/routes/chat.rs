@@ -16,6 +16,7 @@ use crate::sse::{self, ChunkFormat};
 use crate::tenant::Tenant;
 use crate::{validate, AppState};
 
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatCompletionRequest, responses((status = 200, description = "`chat.completion`, or with `stream: true` server-sent `chat.completion.chunk` events", content((crate::openai::chat::ChatCompletion = "application/json"), (crate::openai::chat::ChatCompletionChunk = "text/event-stream"))), (status = "4XX", description = "An OpenAI-shaped error", body = crate::error::ErrorBody), (status = "5XX", description = "An OpenAI-shaped error", body = crate::error::ErrorBody)))]
 pub async fn chat_completions(
     State(st): State<AppState>,
     tenant: Option<Extension<Tenant>>,

@@ -17,6 +17,7 @@ use crate::sse::{self, ChunkFormat};
 use crate::tenant::Tenant;
 use crate::{validate, AppState};
 
+#[utoipa::path(post, path = "/v1/completions", tag = "openai", request_body = crate::openai::CompletionRequest, responses((status = 200, description = "`text_completion`, or with `stream: true` server-sent chunks", content((crate::openai::completions::Completion = "application/json"), (crate::openai::completions::CompletionChunk = "text/event-stream"))), (status = "4XX", description = "An OpenAI-shaped error", body = crate::error::ErrorBody), (status = "5XX", description = "An OpenAI-shaped error", body = crate::error::ErrorBody)))]
 pub async fn completions(
     State(st): State<AppState>,
     tenant: Option<Extension<Tenant>>,

@@ -39,11 +39,13 @@ fn model_entries(st: &AppState) -> Vec<Model> {
 
 /// `GET /v1/models`: each served model (the default first) under its name, then its other
 /// names, each with its `state`.
+#[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, description = "success", body = ModelList)))]
 pub async fn list_models(State(st): State<AppState>) -> Json<ModelList> {
     Json(ModelList { object: "list".into(), data: model_entries(&st) })
 }
 
 /// `GET /v1/models/{id}`.
+#[utoipa::path(get, path = "/v1/models/{id}", tag = "openai", params(("id" = String, Path, description = "a model id")), responses((status = 200, description = "success", body = Model), (status = "4XX", description = "An OpenAI-shaped error", body = crate::error::ErrorBody), (status = "5XX", description = "An OpenAI-shaped error", body = crate::error::ErrorBody)))]
 pub async fn get_model(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Model>, ApiError> {
     model_entries(&st).into_iter().find(|m| m.id == id).map(Json).ok_or(ApiError::ModelNotFound(id))
 }
@@ -51,6 +53,7 @@ pub async fn get_model(State(st): State<AppState>, Path(id): Path<String>) -> Re
 /// `GET /health`: the engine's real state (`ok`, `degraded`, `loading`, `stopping`, `dead`) with
 /// the reason when not ok, plus the scheduler's load (never needs a key). 200 only when the
 /// engine can serve, 503 otherwise.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "`{{status, model, queue_depth, running, reason?, models: [{{id, state, status?, queue_depth?, running?, reason?, last_error?}}]}}`: the loaded engines can serve", body = Object), (status = 503, description = "the engine cannot serve (loading, stopping, dead)", body = Object)))]
 pub async fn health(State(st): State<AppState>) -> impl IntoResponse {
     let s = st.models.stats();
     let h = st.models.health();
@@ -92,6 +95,7 @@ fn model_health(st: &AppState) -> Vec<serde_json::Value> {
 }
 
 /// `GET /metrics` in Prometheus' text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     let stats = st.models.stats();
     let mut body = st.metrics.render(&stats);

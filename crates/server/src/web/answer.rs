@@ -46,14 +46,14 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// The temperature of a conversation without one (what the UI shows as the default).
 pub const DEFAULT_TEMPERATURE: f32 = 0.7;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PostMessage {
     #[serde(default)]
     parent_id: Option<String>,
     content: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Regenerate {
     message_id: String,
 }
@@ -85,6 +85,7 @@ async fn load(st: &WebState, user: UserId, id: &str) -> Result<(Conversation, Ve
 }
 
 /// `POST /api/conversations/{id}/messages`.
+#[utoipa::path(post, path = "/api/conversations/{id}/messages", tag = "web", params(("id" = String, Path)), request_body = PostMessage, responses((status = 200, description = "server-sent events: the stored user message, answer deltas, the stored answer", body = String, content_type = "text/event-stream"), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn post_message(
     State(st): State<WebState>,
     CurrentUser(user): CurrentUser,
@@ -107,6 +108,7 @@ pub async fn post_message(
 
 /// `POST /api/conversations/{id}/regenerate`: a new answer beside `message_id` (an answer; a
 /// question's id answers that question again).
+#[utoipa::path(post, path = "/api/conversations/{id}/regenerate", tag = "web", params(("id" = String, Path)), request_body = Regenerate, responses((status = 200, description = "server-sent events of a new answer beside `message_id`", body = String, content_type = "text/event-stream"), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn regenerate(
     State(st): State<WebState>,
     CurrentUser(user): CurrentUser,

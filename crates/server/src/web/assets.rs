@@ -12,7 +12,10 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+use utoipa::openapi::ResponseBuilder;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 
@@ -91,6 +94,8 @@ fn respond(path: &str, body: &'static [u8], cache: &'static str) -> Response {
     r
 }
 
+/// `GET /`: the web chat.
+#[utoipa::path(get, path = "/", tag = "web", responses((status = 200, description = "the web chat's page", body = String, content_type = "text/html")))]
 async fn index() -> Response {
     match file("index.html") {
         Some(b) => respond("index.html", b, "no-cache"),
@@ -98,6 +103,14 @@ async fn index() -> Response {
     }
 }
 
+/// `GET /index.html`: the same page.
+#[utoipa::path(get, path = "/index.html", tag = "web", responses((status = 200, description = "the web chat's page", body = String, content_type = "text/html")))]
+async fn index_html() -> Response {
+    index().await
+}
+
+/// `GET /assets/{path}`: the page's scripts, styles and fonts (content-hashed names, cached for a year).
+#[utoipa::path(get, path = "/assets/{*path}", tag = "web", params(("path" = String, Path, description = "an asset of the build")), responses((status = 200, description = "the file"), (status = 404, description = "no such asset")))]
 async fn asset(Path(rest): Path<String>) -> Response {
     let path = format!("assets/{rest}");
     match file(&path) {
@@ -110,12 +123,15 @@ async fn asset(Path(rest): Path<String>) -> Response {
     }
 }
 
-/// The UI's routes (stateless, so they merge into any router).
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    let mut r = Router::new().route("/", get(index)).route("/index.html", get(index)).route("/assets/{*path}", get(asset));
+/// The UI's routes (stateless, so they merge into any router): the page, its hashed assets and
+/// each top-level file of the build (favicon, ...), which are registered from the embedded files
+/// at run time and so document themselves here.
+pub fn router<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+    let mut r = OpenApiRouter::new().routes(routes!(index)).routes(routes!(index_html)).routes(routes!(asset));
     for name in paths().filter(|p| !p.contains('/') && *p != "index.html") {
+        let path = format!("/{name}");
         r = r.route(
-            &format!("/{name}"),
+            &path,
             get(move || async move {
                 match file(name) {
                     Some(b) => respond(name, b, "public, max-age=3600"),
@@ -123,6 +139,12 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
                 }
             }),
         );
+        let op = OperationBuilder::new()
+            .tag("web")
+            .summary(Some(format!("the web UI's `{name}`")))
+            .response("200", ResponseBuilder::new().description(content_type(name)).build())
+            .build();
+        r.get_openapi_mut().paths.add_path_operation(&path, vec![HttpMethod::Get], op);
     }
     r
 }

@@ -126,6 +126,7 @@ async fn read_body(req: Request, limit: usize) -> Result<Vec<u8>, WebError> {
 }
 
 /// `POST /api/import`: `{imported, skipped, conversations: [ids]}` (skipped: no message with text).
+#[utoipa::path(post, path = "/api/import", tag = "web", request_body(content = Object, description = "a ChatGPT export (`conversations.json` or its zip)", content_type = "application/json"), responses((status = 201, description = "`{imported, skipped}`", body = Object), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn import(State(st): State<WebState>, CurrentUser(user): CurrentUser, req: Request) -> Result<Response, WebError> {
     let _running = st.imports.begin(user.id)?;
     let limits = st.imports.limits;

@@ -29,7 +29,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserJson {
     pub id: String,
     pub username: String,
@@ -43,7 +43,7 @@ impl From<&User> for UserJson {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageJson {
     pub id: String,
     pub parent_id: Option<String>,
@@ -75,7 +75,7 @@ impl From<&Message> for MessageJson {
 }
 
 /// A conversation with every message of its tree (all branches; the UI picks the path).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConversationJson {
     pub id: String,
     pub title: String,
@@ -105,7 +105,7 @@ impl ConversationJson {
 }
 
 /// A sidebar entry; a search hit adds the matching message and an excerpt.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SummaryJson {
     pub id: String,
     pub title: String,
@@ -142,7 +142,7 @@ impl From<&SearchHit> for SummaryJson {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyJson {
     pub id: String,
     pub name: String,
@@ -164,7 +164,7 @@ impl From<&ApiKey> for KeyJson {
 }
 
 /// A new key with its secret, shown exactly once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedKeyJson {
     #[serde(flatten)]
     pub key: KeyJson,

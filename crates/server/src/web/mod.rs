@@ -42,8 +42,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
 use axum::middleware;
 use axum::response::Response;
-use axum::routing::{delete, get, post};
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use store::Store;
 
 use crate::config::ServeConfig;
@@ -116,7 +116,7 @@ async fn api_headers(req: axum::extract::Request, next: middleware::Next) -> Res
 }
 
 /// The UI and `/api` routes, to merge into the app's router.
-pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accounts) -> Router<S> {
+pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accounts) -> OpenApiRouter<S> {
     secret::warm_up();
     let st = WebState {
         models: app.models.clone(),
@@ -132,25 +132,23 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accou
             max_nodes: accounts.import_node_limit,
         })),
     };
-    let api = Router::new()
-        .route("/api/auth/state", get(routes::auth::state))
-        .route("/api/auth/setup", post(routes::auth::setup))
-        .route("/api/auth/login", post(routes::auth::login))
-        .route("/api/auth/logout", post(routes::auth::logout))
-        .route("/api/auth/password", post(routes::auth::change_password))
-        .route("/api/models", get(routes::models))
-        .route("/api/conversations", get(routes::conversations::list).post(routes::conversations::create))
-        .route(
-            "/api/conversations/{id}",
-            get(routes::conversations::get_one).patch(routes::conversations::patch).delete(routes::conversations::delete),
-        )
-        .route("/api/conversations/{id}/messages", post(answer::post_message))
-        .route("/api/conversations/{id}/regenerate", post(answer::regenerate))
-        .route("/api/keys", get(routes::keys::list).post(routes::keys::create))
-        .route("/api/keys/{id}", delete(routes::keys::revoke))
-        .route("/api/users", get(routes::users::list).post(routes::users::create))
-        .route("/api/users/{id}", delete(routes::users::delete))
-        .route("/api/import", post(import::import).layer(DefaultBodyLimit::disable()))
+    let (import_schemas, import_paths, import_route) = routes!(import::import);
+    let api = OpenApiRouter::new()
+        .routes(routes!(routes::auth::state))
+        .routes(routes!(routes::auth::setup))
+        .routes(routes!(routes::auth::login))
+        .routes(routes!(routes::auth::logout))
+        .routes(routes!(routes::auth::change_password))
+        .routes(routes!(routes::models))
+        .routes(routes!(routes::conversations::list, routes::conversations::create))
+        .routes(routes!(routes::conversations::get_one, routes::conversations::patch, routes::conversations::delete))
+        .routes(routes!(answer::post_message))
+        .routes(routes!(answer::regenerate))
+        .routes(routes!(routes::keys::list, routes::keys::create))
+        .routes(routes!(routes::keys::revoke))
+        .routes(routes!(routes::users::list, routes::users::create))
+        .routes(routes!(routes::users::delete))
+        .routes((import_schemas, import_paths, import_route.layer(DefaultBodyLimit::disable())))
         .layer(middleware::from_fn(csrf::guard))
         .layer(axum::Extension(Arc::new(proxy::TrustedProxies::new(accounts.trusted_proxies.clone()))))
         .layer(middleware::from_fn(api_headers))

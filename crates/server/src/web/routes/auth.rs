@@ -21,7 +21,7 @@ use crate::web::json::UserJson;
 use crate::web::session::{self, ClientAddr, CurrentUser};
 use crate::web::{secret, WebState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
     username: String,
     password: String,
@@ -29,6 +29,7 @@ pub struct Credentials {
 
 /// `GET /api/auth/state`: `{needs_setup, user}` (no account yet: the first visitor creates the
 /// admin; `user` is null when signed out). Never 401.
+#[utoipa::path(get, operation_id = "auth_state", path = "/api/auth/state", tag = "web", responses((status = 200, description = "`{{needs_setup, user}}`", body = Object)))]
 pub async fn state(State(st): State<WebState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, WebError> {
     let needs_setup = st.store.count_users().await? == 0;
     let user = session::signed_in(&st, &headers).await?;
@@ -41,6 +42,7 @@ fn signed_in_response(status: StatusCode, user: &store::User, cookie: axum::http
 
 /// `POST /api/auth/setup {username, password}`: creates the first account, an admin, and signs
 /// it in. Only while no account exists (409 after); two racing visitors cannot both succeed.
+#[utoipa::path(post, operation_id = "auth_setup", path = "/api/auth/setup", tag = "web", request_body = Credentials, responses((status = 201, description = "the first (admin) account, signed in", body = Object), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn setup(
     State(st): State<WebState>,
     headers: HeaderMap,
@@ -70,6 +72,7 @@ pub async fn setup(
 ///
 /// The failure is counted before the password is checked and given back on success, so
 /// parallel guesses cannot run more hash checks than the limit allows.
+#[utoipa::path(post, operation_id = "login", path = "/api/auth/login", tag = "web", request_body = Credentials, responses((status = 200, description = "signed in (session cookie)", body = Object), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn login(
     State(st): State<WebState>,
     ClientAddr(addr): ClientAddr,
@@ -103,6 +106,7 @@ pub async fn login(
 }
 
 /// `POST /api/auth/logout`: deletes the session row and the cookie (204, also when signed out).
+#[utoipa::path(post, operation_id = "logout", path = "/api/auth/logout", tag = "web", responses((status = 204, description = "signed out")))]
 pub async fn logout(State(st): State<WebState>, headers: HeaderMap) -> Result<Response, WebError> {
     if let Some(token) = session::cookie_token(&headers) {
         st.store.delete_session(&store::token_hash(token)).await?;
@@ -111,7 +115,7 @@ pub async fn logout(State(st): State<WebState>, headers: HeaderMap) -> Result<Re
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, clear)]).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordChange {
     current_password: String,
     new_password: String,
@@ -123,6 +127,7 @@ pub struct PasswordChange {
 /// `POST /api/auth/password {current_password, new_password, revoke_api_keys?}`: ends every
 /// session of the user (other browsers are signed out), revokes their API keys when asked,
 /// and signs this browser in again. A wrong current password counts as a failed sign-in.
+#[utoipa::path(post, operation_id = "change_password", path = "/api/auth/password", tag = "web", request_body = PasswordChange, responses((status = 200, description = "changed; signed in again", body = Object), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn change_password(
     State(st): State<WebState>,
     CurrentUser(user): CurrentUser,

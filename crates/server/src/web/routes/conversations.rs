@@ -33,6 +33,7 @@ fn number(q: &HashMap<String, String>, key: &str, default: i64, max: i64) -> Res
 
 /// `GET /api/conversations[?q=text][&limit=N][&offset=N]`: most recently updated first; with
 /// `q`, the conversations whose title or any message contains it, each with a snippet.
+#[utoipa::path(get, operation_id = "list_conversations", path = "/api/conversations", tag = "web", params(("q" = Option<String>, Query, description = "search titles and messages")), responses((status = 200, description = "`{conversations: [..]}`", body = Object), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn list(
     State(st): State<WebState>,
     CurrentUser(user): CurrentUser,
@@ -47,7 +48,7 @@ pub async fn list(
     Ok(Json(json!({ "conversations": items })))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct Create {
     title: Option<String>,
     system_prompt: Option<String>,
@@ -56,6 +57,7 @@ pub struct Create {
 }
 
 /// `POST /api/conversations {title?, system_prompt?, model?, settings?}` (201).
+#[utoipa::path(post, operation_id = "create_conversation", path = "/api/conversations", tag = "web", request_body = Create, responses((status = 201, description = "created", body = crate::web::json::ConversationJson), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn create(
     State(st): State<WebState>,
     CurrentUser(user): CurrentUser,
@@ -72,6 +74,7 @@ pub async fn create(
 }
 
 /// `GET /api/conversations/{id}`: the conversation and every message of its tree.
+#[utoipa::path(get, operation_id = "get_conversation", path = "/api/conversations/{id}", tag = "web", params(("id" = String, Path)), responses((status = 200, description = "success", body = crate::web::json::ConversationJson), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn get_one(
     State(st): State<WebState>,
     CurrentUser(user): CurrentUser,
@@ -83,7 +86,7 @@ pub async fn get_one(
     Ok(Json(ConversationJson::new(&c, &messages)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Patch {
     title: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -97,6 +100,7 @@ pub struct Patch {
 
 /// `PATCH /api/conversations/{id}`: any of `title`, `system_prompt` (null or blank clears it),
 /// `model` (null clears it), `settings` (replaced whole), `current_message_id`.
+#[utoipa::path(patch, operation_id = "patch_conversation", path = "/api/conversations/{id}", tag = "web", params(("id" = String, Path)), request_body = Patch, responses((status = 200, description = "success", body = crate::web::json::ConversationJson), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn patch(
     State(st): State<WebState>,
     CurrentUser(user): CurrentUser,
@@ -129,6 +133,7 @@ pub async fn patch(
 }
 
 /// `DELETE /api/conversations/{id}` (204): the rows are gone, not hidden.
+#[utoipa::path(delete, operation_id = "delete_conversation", path = "/api/conversations/{id}", tag = "web", params(("id" = String, Path)), responses((status = 204, description = "deleted"), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn delete(
     State(st): State<WebState>,
     CurrentUser(user): CurrentUser,

@@ -18,18 +18,20 @@ use crate::web::session::CurrentUser;
 use crate::web::WebState;
 
 /// `GET /api/keys`: the user's keys that still work, newest first.
+#[utoipa::path(get, operation_id = "list_keys", path = "/api/keys", tag = "web", responses((status = 200, description = "`{{keys: [..]}}`", body = Object)))]
 pub async fn list(State(st): State<WebState>, CurrentUser(user): CurrentUser) -> Result<Json<Value>, WebError> {
     let keys: Vec<KeyJson> =
         st.store.list_api_keys(user.id).await?.iter().filter(|k| k.revoked_at.is_none()).map(KeyJson::from).collect();
     Ok(Json(json!({ "keys": keys })))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct Create {
     name: Option<String>,
 }
 
 /// `POST /api/keys {name}` (201): `{id, name, prefix, created_at, key}`.
+#[utoipa::path(post, operation_id = "create_key", path = "/api/keys", tag = "web", request_body = Create, responses((status = 201, description = "created", body = crate::web::json::CreatedKeyJson), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn create(
     State(st): State<WebState>,
     CurrentUser(user): CurrentUser,
@@ -44,6 +46,7 @@ pub async fn create(
 }
 
 /// `DELETE /api/keys/{id}` (204): the key stops working at once.
+#[utoipa::path(delete, operation_id = "revoke_key", path = "/api/keys/{id}", tag = "web", params(("id" = String, Path)), responses((status = 204, description = "revoked"), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn revoke(
     State(st): State<WebState>,
     CurrentUser(user): CurrentUser,

@@ -16,6 +16,7 @@ use super::WebState;
 /// `GET /api/models`: the served models, the default first
 /// (`{models: [{id, name, context_length, state?}]}`; `state` (`loaded`, `loading`, `unloaded`)
 /// when the server has several).
+#[utoipa::path(get, operation_id = "web_models", path = "/api/models", tag = "web", responses((status = 200, description = "`{{models: [{{id, name, context_length, state?}}]}}`", body = Object)))]
 pub async fn models(State(st): State<WebState>, _user: CurrentUser) -> Json<Value> {
     let all = st.models.statuses();
     let several = all.len() > 1;

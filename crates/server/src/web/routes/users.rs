@@ -17,12 +17,13 @@ use crate::web::session::Admin;
 use crate::web::{secret, WebState};
 
 /// `GET /api/users`.
+#[utoipa::path(get, operation_id = "list_users", path = "/api/users", tag = "web", responses((status = 200, description = "`{users: [..]}` (admins only)", body = Object), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn list(State(st): State<WebState>, Admin(admin): Admin) -> Result<Json<Value>, WebError> {
     let users: Vec<UserJson> = st.store.list_users(admin.id).await?.iter().map(UserJson::from).collect();
     Ok(Json(json!({ "users": users })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Create {
     username: String,
     password: String,
@@ -32,6 +33,7 @@ pub struct Create {
 
 /// `POST /api/users {username, password, is_admin}` (201; 409 when the name is taken, in any
 /// letter case).
+#[utoipa::path(post, operation_id = "create_user", path = "/api/users", tag = "web", request_body = Create, responses((status = 201, description = "created", body = crate::web::json::UserJson), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn create(
     State(st): State<WebState>,
     Admin(admin): Admin,
@@ -49,6 +51,7 @@ pub async fn create(
 }
 
 /// `DELETE /api/users/{id}` (204; 403 for one's own account).
+#[utoipa::path(delete, operation_id = "delete_user", path = "/api/users/{id}", tag = "web", params(("id" = String, Path)), responses((status = 204, description = "removed"), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
 pub async fn delete(
     State(st): State<WebState>,
     Admin(admin): Admin,

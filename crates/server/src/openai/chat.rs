@@ -70,9 +70,10 @@ pub struct ChatCompletionRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub response_format: Unsupported,
+    /// `{"<token id>": bias}`, biases in -100..=100 (see [`crate::logit_bias`]).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub logit_bias: Unsupported,
+    #[schema(value_type = Option<HashMap<String, f64>>)]
+    pub logit_bias: Option<serde_json::Value>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub modalities: Unsupported,

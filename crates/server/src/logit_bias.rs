@@ -24,7 +24,7 @@ pub fn parse(raw: &Option<serde_json::Value>) -> Result<Vec<(TokenId, f32)>, Api
             .parse()
             .map_err(|_| ApiError::param("logit_bias", format!("`logit_bias` key `{}` is not a token id", k.chars().take(40).collect::<String>())))?;
         let bias = b.as_f64().filter(|x| x.is_finite() && (-100.0..=100.0).contains(x)).ok_or_else(|| {
-            ApiError::param("logit_bias", format!("the bias of token {id} must be a number between -100 and 100"))
+            ApiError::param("logit_bias", format!("`logit_bias`: the bias of token {id} must be a number between -100 and 100"))
         })?;
         out.push((id, bias as f32));
     }
@@ -35,7 +35,7 @@ pub fn parse(raw: &Option<serde_json::Value>) -> Result<Vec<(TokenId, f32)>, Api
 /// Every biased id must be in the vocabulary.
 pub fn check_vocab(bias: &[(TokenId, f32)], n_vocab: usize) -> Result<(), ApiError> {
     match bias.iter().find(|(id, _)| *id as usize >= n_vocab) {
-        Some((id, _)) => Err(ApiError::param("logit_bias", format!("token id {id} is outside the vocabulary (0..{n_vocab})"))),
+        Some((id, _)) => Err(ApiError::param("logit_bias", format!("`logit_bias` names token id {id}, outside the vocabulary (0..{n_vocab})"))),
         None => Ok(()),
     }
 }

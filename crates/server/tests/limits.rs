@@ -43,13 +43,16 @@ async fn unimplemented_parameters_are_refused_by_name() {
             chat(json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}})),
             "response_format",
         ),
+        // logit_bias is implemented: a bias outside -100..100 or an id outside the vocabulary is
+        // refused by name.
         (chat(json!({"logit_bias": {"15339": 100}})), "logit_bias"),
+        (chat(json!({"logit_bias": {"1": 150}})), "logit_bias"),
         (chat(json!({"cache_prompt": true})), "cache_prompt"),
         (
             chat(json!({"messages": [{"role": "user", "content": "hi", "weight": 2}]})),
             "messages[0].weight",
         ),
-        (completion(json!({"logit_bias": {"1": -100}})), "logit_bias"),
+        (completion(json!({"logit_bias": {"1": -100.5}})), "logit_bias"),
         (completion(json!({"n_predict": 5})), "n_predict"),
         (completion(json!({"best_of": 4})), "best_of"),
     ];

@@ -20,6 +20,7 @@
 pub mod admission;
 pub mod backend;
 pub mod body_deadline;
+pub mod chat;
 pub mod config;
 pub mod connections;
 pub mod engine_backend;

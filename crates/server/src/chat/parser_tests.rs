@@ -152,3 +152,12 @@ fn events_come_in_stream_order() {
         .collect();
     assert_eq!(kinds, ["r", "r", "c", "b", "a"]);
 }
+
+#[test]
+fn generic_envelope_finishes_with_leading_whitespace_and_empty() {
+    let c = cfg(Family::Generic, true, false);
+    let m = parse_all_splits(&c, "{\"tool_calls\": [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}]}");
+    assert_eq!(m.tool_calls.len(), 1);
+    let m = parse_all_splits(&c, "");
+    assert_eq!(m, ParsedMessage::default());
+}

@@ -35,11 +35,21 @@ fn call_rules(tools: &[&ToolDef], args_key: &str) -> String {
     g
 }
 
+/// An embedded schema with the engine's compact JSON layout (one space after `,` and `:`, no
+/// other whitespace) unless it sets its own: flexible whitespace lets a small model write
+/// newlines forever inside a valid object.
+fn with_layout(mut schema: Value) -> Value {
+    if let Some(o) = schema.as_object_mut() {
+        o.entry("x-guidance").or_insert_with(|| json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}));
+    }
+    schema
+}
+
 /// A tool's parameter schema as embedded: an object schema (`{"type": "object"}` when empty).
 fn params_schema(p: &Value) -> Value {
     match p {
-        Value::Object(m) if !m.is_empty() => p.clone(),
-        _ => json!({"type": "object"}),
+        Value::Object(m) if !m.is_empty() => with_layout(p.clone()),
+        _ => with_layout(json!({"type": "object"})),
     }
 }
 
@@ -79,7 +89,7 @@ pub fn answer_grammar(input: &ChatInput, family: Family) -> Option<GrammarSpec> 
                     OutputFormat::JsonSchema { schema, .. } => schema.clone(),
                 };
                 g.push_str(&format!("response: {} answer \"}}\"\n", lit("{\"response\": ")));
-                g.push_str(&format!("answer: %json {answer}\n"));
+                g.push_str(&format!("answer: %json {}\n", with_layout(answer)));
             }
             g.push_str(&call_rules(&tools, "arguments"));
             Some(GrammarSpec::Lark(g))
@@ -126,8 +136,11 @@ mod tests {
         assert!(g.contains("calls: \"{\\\"tool_calls\\\": [\" call (\", \" call)* \"]}\""), "{g}");
         assert!(g.contains("call: call_0 | call_1\n"));
         assert!(g.contains("call_1: \"{\\\"name\\\": \\\"lookup\\\", \\\"arguments\\\": \" args_1 \"}\"\n"), "{g}");
-        assert!(g.contains("args_0: %json {\"properties\":{\"x\":{\"type\":\"integer\"}},\"type\":\"object\"}") || g.contains("args_0: %json {\"type\":\"object\",\"properties\""), "{g}");
-        assert!(g.contains("answer: %json {\"type\":\"string\"}"));
+        let args0 = g.lines().find_map(|l| l.strip_prefix("args_0: %json ")).expect("args_0");
+        let args0: Value = serde_json::from_str(args0).expect("embedded JSON");
+        assert_eq!(args0["properties"], json!({"x": {"type": "integer"}}));
+        assert_eq!(args0["x-guidance"]["whitespace_flexible"], false);
+        assert!(g.contains("answer: %json {") && g.contains("\"type\":\"string\""), "{g}");
         // A named function, one call, no direct response.
         let input = ChatInput { tool_choice: ToolChoice::Function("lookup".into()), ..input };
         let g = lark(answer_grammar(&input, Family::Generic));

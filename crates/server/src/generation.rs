@@ -106,6 +106,7 @@ pub fn submit(
     prompts: Vec<Vec<TokenId>>,
     tenant: Tenant,
 ) -> Result<Generation, ApiError> {
+    crate::logit_bias::check_vocab(&job.params.logit_bias, backend.n_vocab())?;
     let slot = admission.try_take().ok_or(ApiError::QueueFull)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let n = job.n;

@@ -27,6 +27,7 @@ pub mod engine_backend;
 pub mod error;
 pub mod extract;
 pub mod generation;
+pub mod logit_bias;
 pub mod memory;
 pub mod metrics;
 pub mod openai;

@@ -109,10 +109,6 @@ fn empty_list(v: &serde_json::Value) -> bool {
     v.as_array().is_some_and(Vec::is_empty)
 }
 
-fn empty_object(v: &serde_json::Value) -> bool {
-    v.as_object().is_some_and(serde_json::Map::is_empty)
-}
-
 /// `"none"` or `"auto"`: no tool (function) is called when none is given.
 fn no_tool_choice(v: &serde_json::Value) -> bool {
     matches!(v.as_str(), Some("none" | "auto"))
@@ -136,7 +132,6 @@ fn chat_unsupported(req: &ChatCompletionRequest) -> Result<(), ApiError> {
     unsupported("functions", &req.functions, empty_list)?;
     unsupported("function_call", &req.function_call, no_tool_choice)?;
     unsupported("response_format", &req.response_format, text_format)?;
-    unsupported("logit_bias", &req.logit_bias, empty_object)?;
     unsupported("modalities", &req.modalities, text_only)?;
     unsupported("audio", &req.audio, never)?;
     unsupported("prediction", &req.prediction, never)?;
@@ -274,7 +269,7 @@ pub fn chat(req: ChatCompletionRequest, cfg: &ServeConfig) -> Result<Job, ApiErr
         top_logprobs,
         ignore_eos: req.ignore_eos.unwrap_or(false),
         grammar: None,
-        logit_bias: Vec::new(),
+        logit_bias: crate::logit_bias::parse(&req.logit_bias)?,
     };
     let input = JobInput::Chat(messages(req.messages)?);
     Ok(Job { model, input, params, n, stream, include_usage })
@@ -289,7 +284,8 @@ pub fn completion(req: CompletionRequest, cfg: &ServeConfig, n_vocab: usize) -> 
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::param("suffix", "`suffix` is not supported"));
     }
-    unsupported("logit_bias", &req.logit_bias, empty_object)?;
+    let logit_bias = crate::logit_bias::parse(&req.logit_bias)?;
+    crate::logit_bias::check_vocab(&logit_bias, n_vocab)?;
     let stream = req.stream.unwrap_or(false);
     let include_usage = include_usage(stream, req.stream_options)?;
     let prompts = match req.prompt {
@@ -345,7 +341,7 @@ pub fn completion(req: CompletionRequest, cfg: &ServeConfig, n_vocab: usize) -> 
         top_logprobs: int("logprobs", req.logprobs, 0, MAX_TOP_LOGPROBS as i64)?,
         ignore_eos: req.ignore_eos.unwrap_or(false),
         grammar: None,
-        logit_bias: Vec::new(),
+        logit_bias,
     };
     Ok(Job { model, input: JobInput::Prompts(prompts), params, n, stream, include_usage })
 }
@@ -409,7 +405,6 @@ mod tests {
             (serde_json::json!({"messages": m, "tools": [{"type": "function", "function": {"name": "f"}}]}), "tools"),
             (serde_json::json!({"messages": m, "tool_choice": "required"}), "tool_choice"),
             (serde_json::json!({"messages": m, "response_format": {"type": "json_object"}}), "response_format"),
-            (serde_json::json!({"messages": m, "logit_bias": {"50256": -100}}), "logit_bias"),
             (serde_json::json!({"messages": m, "reasoning_effort": "high"}), "reasoning_effort"),
             (serde_json::json!({"messages": [{"role": "assistant", "content": null, "function_call": {"name": "c"}}]}), "messages[0].function_call"),
             (serde_json::json!({"messages": m, "presence_penalty": 3}), "presence_penalty"),
@@ -445,7 +440,8 @@ mod tests {
         let parse = |v: serde_json::Value| serde_json::from_value::<CompletionRequest>(v).expect("well-formed");
         assert!(completion(parse(serde_json::json!({"prompt": "x", "logit_bias": {}, "best_of": 2, "n": 2})), &cfg, 100).is_ok());
         for (body, param) in [
-            (serde_json::json!({"prompt": "x", "logit_bias": {"1": 5}}), "logit_bias"),
+            (serde_json::json!({"prompt": "x", "logit_bias": {"100": 5}}), "logit_bias"),
+            (serde_json::json!({"prompt": "x", "logit_bias": {"1": 500}}), "logit_bias"),
             (serde_json::json!({"prompt": "x", "best_of": 3}), "best_of"),
         ] {
             assert_eq!(err_param(completion(parse(body.clone()), &cfg, 100)).as_deref(), Some(param), "{body}");

@@ -12,7 +12,7 @@ type Computed = (Matcher, Result<SimpleVob, String>);
 
 enum State {
     /// The mask for the next token is known.
-    Ready(Matcher, SimpleVob),
+    Ready(Box<Matcher>, SimpleVob),
     /// A worker is computing it.
     Pending(Receiver<Computed>),
     /// The grammar failed (or a worker was lost): the sequence ends with this error.
@@ -67,7 +67,7 @@ impl SeqConstraint {
     fn settle(&mut self) {
         if let State::Pending(rx) = &self.state {
             self.state = match rx.recv() {
-                Ok((m, Ok(mask))) => State::Ready(m, mask),
+                Ok((m, Ok(mask))) => State::Ready(Box::new(m), mask),
                 Ok((m, Err(e))) => State::Failed(m.get_error().unwrap_or(e)),
                 Err(_) => State::Failed("the grammar's mask computation failed".into()),
             };
@@ -119,7 +119,7 @@ impl SeqConstraint {
     pub fn commit(&mut self, id: u32) -> Result<Step, String> {
         self.settle();
         let m = match std::mem::replace(&mut self.state, State::Done) {
-            State::Ready(m, _) => m,
+            State::Ready(m, _) => *m,
             State::Failed(e) => {
                 self.state = State::Failed(e.clone());
                 return Err(e);

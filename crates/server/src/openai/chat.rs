@@ -67,17 +67,17 @@ pub struct ChatCompletionRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<serde_json::Value>,
-    // Not implemented: a 400 unless absent, `null` or a no-op (`logit_bias: {}`,
-    // `modalities: ["text"]`).
+    // Not implemented: a 400 unless absent, `null` or a no-op (`modalities: ["text"]`).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub functions: Unsupported,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub function_call: Unsupported,
+    /// `{"<token id>": bias}`, biases in -100..=100 (see [`crate::logit_bias`]).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub logit_bias: Unsupported,
+    #[schema(value_type = Option<HashMap<String, f64>>)]
+    pub logit_bias: Option<serde_json::Value>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub modalities: Unsupported,

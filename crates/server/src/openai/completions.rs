@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{Chunk, Response, StopParam, StreamOptions, Unsupported};
+use super::common::{Chunk, Response, StopParam, StreamOptions};
 
 /// Like the chat request: an unknown field is a 400 naming it.
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
@@ -55,10 +55,10 @@ pub struct CompletionRequest {
     /// Accepted only when it changes nothing (equal to `n`).
     #[serde(default)]
     pub best_of: Option<i64>,
-    /// Not implemented: a 400 unless absent, `null` or `{}`.
+    /// `{"<token id>": bias}`, biases in -100..=100 (see [`crate::logit_bias`]).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub logit_bias: Unsupported,
+    #[schema(value_type = Option<HashMap<String, f64>>)]
+    pub logit_bias: Option<serde_json::Value>,
 }
 
 /// `prompt`: a string, a list of strings, a token list or a list of token lists.

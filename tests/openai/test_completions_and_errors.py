@@ -53,7 +53,8 @@ def test_bad_parameters_are_bad_request(client):
     expect(openai.BadRequestError, lambda: chat(model=MODEL, messages=msgs, logprobs=True, top_logprobs=50), param="top_logprobs")
     expect(openai.BadRequestError, lambda: chat(model=MODEL, messages=msgs, presence_penalty=-3), param="presence_penalty")
     expect(openai.BadRequestError, lambda: chat(model=MODEL, messages=[]), param="messages")
-    expect(openai.BadRequestError, lambda: chat(model=MODEL, messages=[{"role": "tool", "content": "x"}]), param="messages[0].role")
+    expect(openai.BadRequestError, lambda: chat(model=MODEL, messages=[{"role": "critic", "content": "x"}]), param="messages[0].role")
+    expect(openai.BadRequestError, lambda: chat(model=MODEL, messages=[{"role": "tool", "content": "x"}]), param="messages[0].tool_call_id")
 
 
 def test_prompt_over_the_context(client):

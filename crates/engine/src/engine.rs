@@ -121,6 +121,35 @@ impl Engine {
         Ok(self.tokenizer.encode_with(&text, &opts)?)
     }
 
+    /// The chat template's Jinja source (the file's, or the built-in format's), when chat works.
+    pub fn chat_template_source(&self) -> Option<&str> {
+        self.template.as_ref().ok().map(ChatTemplate::source)
+    }
+
+    /// [`chat_prompt_limited`](Self::chat_prompt_limited) for Hugging Face-style JSON messages
+    /// (with tool calls and tool results) and OpenAI `tools`, rendered by the template
+    /// ([`ChatTemplate::render_json`]); the messages' `content` strings stay plain text.
+    pub fn chat_prompt_json(
+        &self,
+        messages: &serde_json::Value,
+        tools: Option<&serde_json::Value>,
+        max_tokens: Option<usize>,
+    ) -> Result<Vec<TokenId>> {
+        let template = self.template.as_ref().map_err(|e| Error::NoChat(e.clone()))?;
+        let text = template.render_json(messages, tools, true)?;
+        let contents: Vec<&str> = messages
+            .as_array()
+            .map(|a| a.iter().filter_map(|m| m.get("content").and_then(|c| c.as_str())).collect())
+            .unwrap_or_default();
+        let plain = if self.parse_special_in_messages {
+            Vec::new()
+        } else {
+            content::locate(&text, contents, |c| self.tokenizer.has_control_spelling(c))?
+        };
+        let opts = EncodeOptions { add_special: true, parse_special: true, plain: &plain, max_tokens };
+        Ok(self.tokenizer.encode_with(&text, &opts)?)
+    }
+
     /// Tokenizes a raw prompt: special tokens written in it are recognized, BOS added where the
     /// GGUF's `add_bos_token` says so.
     pub fn raw_prompt(&self, text: &str) -> Vec<TokenId> {

@@ -281,6 +281,23 @@ pub trait Backend: Send + Sync + 'static {
     /// Renders `messages` with the chat template and tokenizes the result, stopping with
     /// [`PromptError::TooLong`] as soon as it has more than `max_tokens` tokens.
     fn chat_prompt(&self, messages: &[ChatMessage], max_tokens: usize) -> Result<Vec<TokenId>, PromptError>;
+    /// The chat template's Jinja source (`None` without one): the chat core reads the model's
+    /// tool-call format and whether it thinks from it.
+    fn chat_template_source(&self) -> Option<String> {
+        None
+    }
+    /// Renders Hugging Face-style JSON `messages` (with `tool_calls`, `tool_call_id`, ...) and
+    /// `tools` through the chat template and tokenizes the result like
+    /// [`chat_prompt`](Self::chat_prompt) (message contents stay plain text).
+    fn chat_prompt_json(
+        &self,
+        messages: &serde_json::Value,
+        tools: Option<&serde_json::Value>,
+        max_tokens: usize,
+    ) -> Result<Vec<TokenId>, PromptError> {
+        let _ = (messages, tools, max_tokens);
+        Err(PromptError::Invalid("this model's chat template cannot render tools".into()))
+    }
     /// Tokenizes a raw completion prompt, stopping as soon as it has more than `max_tokens` tokens.
     fn raw_prompt(&self, text: &str, max_tokens: usize) -> Result<Vec<TokenId>, PromptError>;
     /// The bytes a token stands for (special tokens spelled out): `logprobs[].bytes`.

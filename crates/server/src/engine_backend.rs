@@ -126,6 +126,19 @@ impl Backend for EngineBackend {
         self.handle.engine().chat_prompt_limited(&msgs, Some(max_tokens)).map_err(prompt_error)
     }
 
+    fn chat_template_source(&self) -> Option<String> {
+        self.handle.engine().chat_template_source().map(str::to_string)
+    }
+
+    fn chat_prompt_json(
+        &self,
+        messages: &serde_json::Value,
+        tools: Option<&serde_json::Value>,
+        max_tokens: usize,
+    ) -> Result<Vec<TokenId>, PromptError> {
+        self.handle.engine().chat_prompt_json(messages, tools, Some(max_tokens)).map_err(prompt_error)
+    }
+
     fn raw_prompt(&self, text: &str, max_tokens: usize) -> Result<Vec<TokenId>, PromptError> {
         self.handle.engine().raw_prompt_limited(text, max_tokens).map_err(prompt_error)
     }

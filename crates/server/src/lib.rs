@@ -22,6 +22,7 @@
 pub mod admission;
 pub mod backend;
 pub mod body_deadline;
+pub mod chat;
 pub mod config;
 pub mod connections;
 pub mod engine_backend;

@@ -25,6 +25,11 @@ pub trait ChunkFormat: Send + 'static {
     fn start(&mut self, index: usize) -> Option<String>;
     /// A token; `None` when there is nothing to send (no text and no log-probs).
     fn token(&mut self, index: usize, t: &TokenOut) -> Option<String>;
+    /// A token as any number of chunks (a chat token may complete a tool call's name and start
+    /// its arguments); by default [`token`](Self::token)'s one chunk.
+    fn token_chunks(&mut self, index: usize, t: &TokenOut) -> Vec<String> {
+        self.token(index, t).into_iter().collect()
+    }
     /// The held-back `tail` text (if any) and the chunk with `finish_reason`.
     fn finish(&mut self, index: usize, finish: FinishReason, tail: &str) -> Vec<String>;
     /// The `include_usage` chunk.
@@ -50,11 +55,7 @@ impl<F: ChunkFormat> Driver<F> {
                 return None;
             }
             match self.gen.next().await {
-                Step::Token(i, t) => {
-                    if let Some(p) = self.fmt.token(i, &t) {
-                        return Some(p);
-                    }
-                }
+                Step::Token(i, t) => self.queue.extend(self.fmt.token_chunks(i, &t)),
                 Step::Done { index, finish, tail } => self.queue.extend(self.fmt.finish(index, finish, &tail)),
                 Step::Failed(e) => {
                     tracing::error!(error = ?e, "stream failed");

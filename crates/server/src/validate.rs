@@ -124,6 +124,9 @@ fn text_only(v: &serde_json::Value) -> bool {
 
 /// The chat request's unimplemented parameters.
 fn chat_unsupported(req: &ChatCompletionRequest) -> Result<(), ApiError> {
+    // `tools`, `tool_choice` and `response_format` are read by the chat core
+    // (`crate::chat::request`), which takes them out of the request before this runs; any left
+    // here come from a caller that does not use them, so only their no-op values pass.
     unsupported("tools", &req.tools, empty_list)?;
     unsupported("tool_choice", &req.tool_choice, no_tool_choice)?;
     unsupported("functions", &req.functions, empty_list)?;
@@ -136,8 +139,6 @@ fn chat_unsupported(req: &ChatCompletionRequest) -> Result<(), ApiError> {
     unsupported("verbosity", &req.verbosity, never)?;
     unsupported("web_search_options", &req.web_search_options, never)?;
     for (i, m) in req.messages.iter().enumerate() {
-        unsupported(&format!("messages[{i}].tool_calls"), &m.tool_calls, empty_list)?;
-        unsupported(&format!("messages[{i}].tool_call_id"), &m.tool_call_id, never)?;
         unsupported(&format!("messages[{i}].function_call"), &m.function_call, never)?;
         unsupported(&format!("messages[{i}].refusal"), &m.refusal, never)?;
         unsupported(&format!("messages[{i}].audio"), &m.audio, never)?;
@@ -191,6 +192,8 @@ fn messages(raw: Vec<crate::openai::chat::RawMessage>) -> Result<Vec<ChatMessage
                 "system" | "developer" => "system",
                 "user" => "user",
                 "assistant" => "assistant",
+                // Tool results: the chat core checks and renders them (`crate::chat::request`).
+                "tool" => "tool",
                 other => {
                     return Err(ApiError::param(
                         format!("messages[{i}].role"),
@@ -403,17 +406,14 @@ mod tests {
             (serde_json::json!({"messages": m, "tool_choice": "required"}), "tool_choice"),
             (serde_json::json!({"messages": m, "response_format": {"type": "json_object"}}), "response_format"),
             (serde_json::json!({"messages": m, "reasoning_effort": "high"}), "reasoning_effort"),
-            (
-                serde_json::json!({"messages": [{"role": "assistant", "content": null, "tool_calls": [{"id": "c"}]}]}),
-                "messages[0].tool_calls",
-            ),
+            (serde_json::json!({"messages": [{"role": "assistant", "content": null, "function_call": {"name": "c"}}]}), "messages[0].function_call"),
             (serde_json::json!({"messages": m, "presence_penalty": 3}), "presence_penalty"),
             (serde_json::json!({"messages": m, "frequency_penalty": -2.01}), "frequency_penalty"),
             (serde_json::json!({"messages": m, "top_logprobs": 2}), "top_logprobs"),
             (serde_json::json!({"messages": m, "logprobs": true, "top_logprobs": 21}), "top_logprobs"),
             (serde_json::json!({"messages": m, "stream_options": {"include_usage": true}}), "stream_options"),
             (serde_json::json!({"messages": []}), "messages"),
-            (serde_json::json!({"messages": [{"role": "tool", "content": "x"}]}), "messages[0].role"),
+            (serde_json::json!({"messages": [{"role": "critic", "content": "x"}]}), "messages[0].role"),
             (serde_json::json!({"messages": [{"role": "user"}]}), "messages[0].content"),
             (
                 serde_json::json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),

@@ -104,6 +104,8 @@ impl ChatMessage {
 /// A compiled chat template together with the BOS/EOS texts it may print.
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// The Jinja source as given (before compatibility patches).
+    source: String,
     bos_token: String,
     eos_token: String,
 }
@@ -121,6 +123,7 @@ impl ChatTemplate {
     /// Compiles a Hugging Face-style Jinja chat template. `bos_token`/`eos_token` are the token texts.
     /// A syntax error is reported here, not at the first render.
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, TemplateError> {
+        let source_text = source.to_owned();
         let mut env = Environment::new();
         compat::apply(&mut env);
         env.set_fuel(Some(FUEL));
@@ -129,6 +132,7 @@ impl ChatTemplate {
             .map_err(|e| TemplateError::Invalid(describe(&e)))?;
         Ok(Self {
             env,
+            source: source_text,
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
         })
@@ -159,6 +163,11 @@ impl ChatTemplate {
         Self::new(source, &bos, &eos).map(Some)
     }
 
+    /// The template's Jinja source as given.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// The BOS token text the template sees as `bos_token`.
     pub fn bos_token(&self) -> &str {
         &self.bos_token
@@ -186,23 +195,63 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         now: SystemTime,
     ) -> Result<String, TemplateError> {
+        let limit = output_limit(messages);
+        self.render_value(minijinja::value::Serde(messages).into(), minijinja::Value::from(()), limit, add_generation_prompt, now)
+    }
+
+    /// Renders Hugging Face-style JSON messages (an array of objects that may carry
+    /// `tool_calls`, `tool_call_id`, `name`, `reasoning_content` besides `role` and `content`)
+    /// with `tools` (OpenAI's tool definitions; `None`: the template sees `tools` as none), the
+    /// way transformers' `apply_chat_template(messages, tools=tools)` does.
+    pub fn render_json(
+        &self,
+        messages: &serde_json::Value,
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
+        self.render_json_at(messages, tools, add_generation_prompt, SystemTime::now())
+    }
+
+    /// [`render_json`](Self::render_json) with a fixed clock.
+    pub fn render_json_at(
+        &self,
+        messages: &serde_json::Value,
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+        now: SystemTime,
+    ) -> Result<String, TemplateError> {
+        let size = messages.to_string().len() + tools.map_or(0, |t| t.to_string().len());
+        let limit = (1 << 20) + 4 * size;
+        // transformers passes `tools=None` when there are none: defined, none.
+        let tools = tools.map_or(minijinja::Value::from(()), |t| minijinja::value::Serde(t).into());
+        self.render_value(minijinja::value::Serde(messages).into(), tools, limit, add_generation_prompt, now)
+    }
+
+    fn render_value(
+        &self,
+        messages: minijinja::Value,
+        tools: minijinja::Value,
+        limit: usize,
+        add_generation_prompt: bool,
+        now: SystemTime,
+    ) -> Result<String, TemplateError> {
         let unix = time::unix_seconds(now);
         let tmpl = self
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| TemplateError::Invalid(describe(&e)))?;
         let ctx = context! {
-            messages => minijinja::value::Serde(messages),
+            messages => messages,
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
             // transformers passes `tools=None, documents=None` when there are none: defined, none.
-            tools => (),
+            tools => tools,
             documents => (),
             date_string => time::strftime("%d %b %Y", unix),
             __daehwa_now_unix => unix,
         };
-        let mut out = CappedOutput { buf: Vec::new(), limit: output_limit(messages) };
+        let mut out = CappedOutput { buf: Vec::new(), limit };
         tmpl.render_captured_to(ctx, &mut out).map_err(|e| match compat::raised_message(&e) {
             Some(msg) => TemplateError::Raised(msg),
             None if matches!(e.kind(), ErrorKind::OutOfFuel) => {

@@ -53,23 +53,27 @@ pub struct ChatCompletionRequest {
     /// Keep generating past end-of-generation tokens (benchmarks; llama.cpp's name).
     #[serde(default)]
     pub ignore_eos: Option<bool>,
-    // Not implemented: a 400 unless absent, `null` or a no-op (`tools: []`, `tool_choice: "none"`,
-    // `response_format: {"type": "text"}`, `logit_bias: {}`, `modalities: ["text"]`).
+    /// OpenAI's function tools (`[{"type": "function", "function": {name, description,
+    /// parameters, strict}}]`), read by the chat core ([`crate::chat::request`]).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tools: Option<serde_json::Value>,
+    /// `none`, `auto`, `required` or `{"type": "function", "function": {"name": ...}}`.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub tools: Unsupported,
+    pub tool_choice: Option<serde_json::Value>,
+    /// `{"type": "text" | "json_object"}` or `{"type": "json_schema", "json_schema": {name,
+    /// schema, strict}}`: the answer is constrained to it.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub tool_choice: Unsupported,
+    pub response_format: Option<serde_json::Value>,
+    // Not implemented: a 400 unless absent, `null` or a no-op (`modalities: ["text"]`).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub functions: Unsupported,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub function_call: Unsupported,
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub response_format: Unsupported,
     /// `{"<token id>": bias}`, biases in -100..=100 (see [`crate::logit_bias`]).
     #[serde(default)]
     #[schema(value_type = Option<HashMap<String, f64>>)]
@@ -100,8 +104,9 @@ pub struct ChatCompletionRequest {
     pub store: Ignored,
     #[serde(default)]
     pub service_tier: Ignored,
+    /// More than one tool call per answer (default true).
     #[serde(default)]
-    pub parallel_tool_calls: Ignored,
+    pub parallel_tool_calls: Option<bool>,
     #[serde(default)]
     pub prompt_cache_key: Ignored,
     #[serde(default)]
@@ -114,16 +119,18 @@ pub struct RawMessage {
     pub role: String,
     #[serde(default)]
     pub content: Option<MessageContent>,
-    /// A participant's name: templates do not use it; harmless.
+    /// A participant's name (a tool result's tool name).
     #[serde(default)]
     pub name: Option<String>,
-    // Not implemented: a 400 unless absent, `null` (or `tool_calls: []`).
+    /// An assistant turn's calls: `[{"id", "type": "function", "function": {name, arguments}}]`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub tool_calls: Unsupported,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tool_calls: Option<serde_json::Value>,
+    /// The call a `tool` message answers.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub tool_call_id: Unsupported,
+    #[schema(value_type = Option<String>)]
+    pub tool_call_id: Option<serde_json::Value>,
+    // Not implemented: a 400 unless absent or `null`.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub function_call: Unsupported,
@@ -165,7 +172,50 @@ pub struct ChatChoice {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AssistantMessage {
     pub role: String,
+    /// The answer's text (empty when the answer is only tool calls).
     pub content: String,
+    /// The model's reasoning (thinking models), never mixed into `content`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallOut>,
+}
+
+/// A tool call of the answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct ToolCallOut {
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCallOut,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct FunctionCallOut {
+    pub name: String,
+    /// The arguments as a JSON text.
+    pub arguments: String,
+}
+
+/// A stream's piece of a tool call: the first carries `id`, `type` and `function.name`, the
+/// next ones `function.arguments` fragments, all with the call's `index`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct ToolCallDelta {
+    pub index: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub function: FunctionDelta,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct FunctionDelta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
 }
 
 /// One `data:` event of a stream.
@@ -185,4 +235,8 @@ pub struct Delta {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
 }

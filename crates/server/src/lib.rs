@@ -33,6 +33,7 @@ pub mod openai;
 pub mod openapi;
 pub mod prompt_limits;
 pub mod request_log;
+pub mod responses;
 pub mod routes;
 mod serve;
 pub mod sse;
@@ -71,12 +72,14 @@ pub struct AppState {
     pub accounts: Option<web::Accounts>,
     /// The request queue (`ServeConfig::queue` requests waiting to start).
     pub admission: Arc<admission::Admission>,
+    /// Stored Responses when there is no store (`accounts` is `None`): a bounded in-memory map.
+    pub responses: Arc<responses::saved::MemoryResponses>,
 }
 
 impl AppState {
     pub fn new(engine: Arc<dyn Backend>, config: ServeConfig) -> Self {
         let admission = admission::Admission::new(config.queue);
-        AppState { engine, config: Arc::new(config), metrics: Arc::new(Metrics::default()), accounts: None, admission }
+        AppState { engine, config: Arc::new(config), metrics: Arc::new(Metrics::default()), accounts: None, admission, responses: Arc::default() }
     }
 
     /// Adds the chat product over `accounts.store`: the `/api` routes, the web UI at `/`, and
@@ -102,7 +105,9 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::get_model))
         .routes(routes!(routes::health))
         .routes(routes!(routes::metrics))
-        .routes(routes!(openapi::openapi_json));
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(routes::responses::create_response))
+        .routes(routes!(routes::responses::get_response, routes::responses::delete_response));
     if let Some(accounts) = &state.accounts {
         routes = routes.merge(web::router(&state, accounts));
     }
@@ -154,6 +159,7 @@ async fn require_key(State(st): State<AppState>, mut req: Request, next: Next) -
     if let Some(k) = given {
         if st.config.api_keys.iter().any(|key| same_key(key.as_bytes(), k.as_bytes())) {
             req.extensions_mut().insert(Tenant::of(&st.config, Identity::ApiKey(k)));
+            req.extensions_mut().insert(store::ResponseOwner::of_key(k));
             return next.run(req).await;
         }
     }
@@ -167,6 +173,7 @@ async fn require_key(State(st): State<AppState>, mut req: Request, next: Next) -
     };
     if !required {
         req.extensions_mut().insert(Tenant::of(&st.config, Identity::Anyone));
+        req.extensions_mut().insert(store::ResponseOwner::Anyone);
         return next.run(req).await;
     }
     let Some(k) = given else {
@@ -176,6 +183,7 @@ async fn require_key(State(st): State<AppState>, mut req: Request, next: Next) -
         match web::personal_key_user(&a.store, k).await {
             Ok(Some(u)) => {
                 req.extensions_mut().insert(Tenant::of(&st.config, Identity::User(u.id.0)));
+                req.extensions_mut().insert(store::ResponseOwner::User(u.id));
                 return next.run(req).await;
             }
             Ok(None) => {}

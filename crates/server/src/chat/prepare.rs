@@ -62,6 +62,15 @@ pub fn prepare_blocking(backend: &dyn Backend, input: &ChatInput, n_ctx: usize) 
         PromptError::Invalid(m) => ApiError::param("messages", m),
     };
     let tools_on = !input.active_tools().is_empty();
+    // The grammar first: a schema the library cannot handle is the more useful error.
+    let family = if traits.template_tools { traits.family } else { Family::Generic };
+    let grammar = match grammar::answer_grammar(input, family) {
+        None => None,
+        Some(spec) => {
+            let param = if tools_on { "tools" } else { "response_format" };
+            Some(backend.compile_grammar(&spec).map_err(|e| grammar_error(e, param))?)
+        }
+    };
     let prompt = if !render::uses_tools(input) && input.turns.iter().all(|t| t.reasoning.is_none()) {
         let msgs: Vec<ChatMessage> =
             input.turns.iter().map(|t| ChatMessage { role: t.role.as_str().to_string(), content: t.content.clone() }).collect();
@@ -78,14 +87,6 @@ pub fn prepare_blocking(backend: &dyn Backend, input: &ChatInput, n_ctx: usize) 
     if prompt.len() >= n_ctx {
         return Err(ApiError::ContextLengthExceeded { n_prompt: prompt.len(), n_ctx });
     }
-    let family = if traits.template_tools { traits.family } else { Family::Generic };
-    let grammar = match grammar::answer_grammar(input, family) {
-        None => None,
-        Some(spec) => {
-            let param = if tools_on && !matches!(input.tool_choice, ToolChoice::None) { "tools" } else { "response_format" };
-            Some(backend.compile_grammar(&spec).map_err(|e| grammar_error(e, param))?)
-        }
-    };
     let parser = ParserConfig {
         family,
         tools: tools_on,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use gguf::GgufFile;
 use kernels::pool::ThreadPool;
 
+use crate::constraint::{CompiledGrammar, ConstraintError, GrammarSource, Grammars};
 use crate::model::{self, Model};
 use crate::text::template::builtin::{BuiltinFormat, ChatFormat};
 use crate::text::template::{ChatMessage, ChatTemplate};
@@ -36,6 +37,8 @@ pub struct Engine {
     pub pool: ThreadPool,
     /// See [`EngineConfig::parse_special_in_messages`].
     pub parse_special_in_messages: bool,
+    /// The grammar compiler of this vocabulary, built on first use ([`Engine::grammars`]).
+    grammars: std::sync::OnceLock<std::result::Result<Grammars, ConstraintError>>,
 }
 
 impl Engine {
@@ -79,7 +82,19 @@ impl Engine {
             builtin_chat,
             pool: ThreadPool::new(threads),
             parse_special_in_messages: cfg.parse_special_in_messages,
+            grammars: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The grammar compiler for constrained decoding (its token trie is built on the first call,
+    /// tens of milliseconds: call it off the engine thread).
+    pub fn grammars(&self) -> std::result::Result<&Grammars, ConstraintError> {
+        self.grammars.get_or_init(|| Grammars::new(&self.tokenizer)).as_ref().map_err(Clone::clone)
+    }
+
+    /// Compiles a grammar for this model's vocabulary (see [`crate::constraint`]).
+    pub fn compile_grammar(&self, src: &GrammarSource) -> std::result::Result<CompiledGrammar, ConstraintError> {
+        self.grammars()?.compile(src)
     }
 
     /// Renders `messages` with the model's chat template (generation prompt added) and tokenizes

@@ -22,6 +22,8 @@ pub enum Error {
     Model(String),
     #[error("the prompt has {n_prompt} tokens but the context holds {n_ctx}")]
     PromptTooLong { n_prompt: usize, n_ctx: usize },
+    #[error("constrained decoding: {0}")]
+    Grammar(String),
     #[error("invalid parameter `{param}`: {message}")]
     InvalidParam { param: &'static str, message: String },
 }

@@ -1,6 +1,7 @@
 //! The daehwa inference engine: models, tokenizers, chat templates, sampling and the KV cache.
 //! No async runtime and no HTTP here; the server drives the engine through plain types.
 
+pub mod constraint;
 mod decode;
 pub mod engine;
 pub mod error;

@@ -33,11 +33,24 @@ pub struct GenParams {
     pub top_logprobs: Option<usize>,
     /// Keep going past end-of-generation tokens (benchmarks).
     pub ignore_eos: bool,
+    /// Constrained decoding: the output must match this grammar (it ends the sequence with
+    /// `stop` once complete).
+    pub grammar: Option<crate::constraint::CompiledGrammar>,
+    /// Added to these tokens' logits before sampling (OpenAI's `logit_bias`).
+    pub logit_bias: Vec<(TokenId, f32)>,
 }
 
 impl Default for GenParams {
     fn default() -> Self {
-        GenParams { sampling: SamplingParams::default(), max_tokens: 512, stop: Vec::new(), top_logprobs: None, ignore_eos: false }
+        GenParams {
+            sampling: SamplingParams::default(),
+            max_tokens: 512,
+            stop: Vec::new(),
+            top_logprobs: None,
+            ignore_eos: false,
+            grammar: None,
+            logit_bias: Vec::new(),
+        }
     }
 }
 
@@ -189,7 +202,7 @@ impl<'e> Session<'e> {
             if tokens.len() >= params.max_tokens {
                 break FinishReason::Length;
             }
-            let (out, stop) = dec.step(tok, &self.logits, &history, &mut self.lp_scratch);
+            let (out, stop) = dec.step(tok, &self.logits, &history, &mut self.lp_scratch).map_err(Error::Grammar)?;
             let id = out.id;
             history.push(id);
             text.push_str(&out.text);

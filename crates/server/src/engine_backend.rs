@@ -10,7 +10,7 @@ use engine::sample::SamplingParams;
 use engine::text::template::ChatMessage as EngineMessage;
 
 use crate::backend::{
-    Backend, ChatMessage, ChoiceSink, Event, FinishReason, GenRequest, EngineState, GenSpec, Health, PromptError, Stats, SubmitError, TokenId,
+    Backend, ChatMessage, ChoiceSink, Event, FinishReason, GenRequest, EngineState, GenSpec, Grammar, GrammarError, GrammarSpec, Health, PromptError, Stats, SubmitError, TokenId,
     TokenLogprob, TokenOut, Usage,
 };
 
@@ -53,6 +53,10 @@ fn gen_params(p: GenSpec) -> engine::GenParams {
         stop: p.stop,
         top_logprobs: p.top_logprobs,
         ignore_eos: p.ignore_eos,
+        // A grammar compiled by another backend (not expected: routes compile with the backend
+        // they submit to) is dropped rather than misapplied; `compile_grammar` makes them.
+        grammar: p.grammar.and_then(|g| g.0.downcast_ref::<engine::constraint::CompiledGrammar>().cloned()),
+        logit_bias: p.logit_bias,
     }
 }
 
@@ -141,6 +145,20 @@ impl Backend for EngineBackend {
 
     fn token_bytes(&self, id: TokenId) -> Vec<u8> {
         self.handle.engine().tokenizer.token_to_piece(id, true)
+    }
+
+    fn compile_grammar(&self, spec: &GrammarSpec) -> Result<Grammar, GrammarError> {
+        use engine::constraint::{ConstraintError, GrammarSource};
+        let src = match spec {
+            GrammarSpec::JsonObject => GrammarSource::JsonObject,
+            GrammarSpec::JsonSchema { schema, strict } => GrammarSource::JsonSchema { schema: schema.clone(), strict: *strict },
+            GrammarSpec::Lark(text) => GrammarSource::Lark(text.clone()),
+        };
+        match self.handle.engine().compile_grammar(&src) {
+            Ok(g) => Ok(Grammar(std::sync::Arc::new(g))),
+            Err(ConstraintError::Unsupported(m)) => Err(GrammarError::Unsupported(m)),
+            Err(ConstraintError::Unavailable(_)) => Err(GrammarError::Unavailable),
+        }
     }
 
     fn submit(&self, req: GenRequest, sink: ChoiceSink) -> Result<(), SubmitError> {

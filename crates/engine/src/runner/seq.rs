@@ -63,7 +63,13 @@ impl LiveSeq {
     /// decides whether generation ends. `history` is prompt + generated so far; the sampled id
     /// is returned through `out` when generation continues.
     pub fn on_logits(&mut self, tok: &Tokenizer, logits: &[f32], history: &[TokenId], n_ctx: usize, lp_scratch: &mut Vec<f32>, out: &mut TokenId) -> Next {
-        let (token, stop) = self.dec.step(tok, logits, history, lp_scratch);
+        let (token, stop) = match self.dec.step(tok, logits, history, lp_scratch) {
+            Ok(r) => r,
+            Err(e) => {
+                self.send_error(format!("constrained decoding failed: {e}"));
+                return Next::Finished;
+            }
+        };
         let id = token.id;
         self.n_generated += 1;
         self.send(Event::Token(token));

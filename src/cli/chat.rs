@@ -51,6 +51,8 @@ pub fn chat(a: ChatArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         stop: a.sampling.stop.clone(),
         top_logprobs: None,
         ignore_eos: false,
+        grammar: None,
+        logit_bias: Vec::new(),
     };
     let name = engine.file.opt_str("general.name").ok().flatten().unwrap_or("model").to_string();
     eprintln!("daehwa chat with {name}. /help for commands.");

@@ -94,6 +94,8 @@ pub fn run(a: RunArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         stop: a.sampling.stop.clone(),
         top_logprobs: if a.json { a.top_logprobs } else { None },
         ignore_eos: false,
+        grammar: None,
+        logit_bias: Vec::new(),
     };
     let mut session = Session::new(&engine, a.sampling.n_ctx(&engine));
     let stdout = std::io::stdout();

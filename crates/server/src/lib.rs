@@ -18,6 +18,7 @@
 //! ```
 
 pub mod admission;
+pub mod anthropic;
 pub mod backend;
 pub mod body_deadline;
 pub mod chat;
@@ -102,7 +103,9 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::get_model))
         .routes(routes!(routes::health))
         .routes(routes!(routes::metrics))
-        .routes(routes!(openapi::openapi_json));
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(anthropic::messages))
+        .routes(routes!(anthropic::count_tokens));
     if let Some(accounts) = &state.accounts {
         routes = routes.merge(web::router(&state, accounts));
     }
@@ -118,6 +121,7 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             move |req, next| body_deadline::layer(limit, req, next)
         }))
         .layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .layer(middleware::from_fn(anthropic::error::reshape))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(middleware::from_fn(request_log::layer))
         .with_state(state);
@@ -129,12 +133,13 @@ fn same_key(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The `Authorization: Bearer` value of a request.
+/// The `Authorization: Bearer` value of a request, or its `x-api-key` header (Anthropic's).
 fn bearer(req: &Request) -> Option<&str> {
     req.headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim)
 }
 

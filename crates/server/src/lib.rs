@@ -18,6 +18,7 @@
 //! ```
 
 pub mod admission;
+pub mod anthropic;
 pub mod backend;
 pub mod body_deadline;
 pub mod chat;
@@ -107,7 +108,9 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::metrics))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(routes::responses::create_response))
-        .routes(routes!(routes::responses::get_response, routes::responses::delete_response));
+        .routes(routes!(routes::responses::get_response, routes::responses::delete_response))
+        .routes(routes!(anthropic::messages))
+        .routes(routes!(anthropic::count_tokens));
     if let Some(accounts) = &state.accounts {
         routes = routes.merge(web::router(&state, accounts));
     }
@@ -123,6 +126,7 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             move |req, next| body_deadline::layer(limit, req, next)
         }))
         .layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .layer(middleware::from_fn(anthropic::error::reshape))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(middleware::from_fn(request_log::layer))
         .with_state(state);
@@ -134,12 +138,13 @@ fn same_key(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The `Authorization: Bearer` value of a request.
+/// The `Authorization: Bearer` value of a request, or its `x-api-key` header (Anthropic's).
 fn bearer(req: &Request) -> Option<&str> {
     req.headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim)
 }
 

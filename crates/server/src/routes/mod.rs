@@ -3,6 +3,7 @@
 pub mod chat;
 pub(crate) mod choices;
 pub mod completions;
+pub mod converse;
 pub mod responses;
 
 use axum::extract::{Path, State};

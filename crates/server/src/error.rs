@@ -53,6 +53,9 @@ pub enum ApiError {
     /// No such route (404).
     #[error("unknown path {0}")]
     UnknownRoute(String),
+    /// No such object of the caller's (a stored response; 404, also for other callers' ids).
+    #[error("{message}")]
+    NotFound { param: Option<String>, message: String },
     /// Wrong method on a known route (405).
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -93,6 +96,7 @@ impl ApiError {
             | ApiError::ContextLengthExceededAtLeast { .. } => StatusCode::BAD_REQUEST,
             ApiError::ModelNotFound(_) | ApiError::ModelNotFoundAmong { .. } | ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
             ApiError::ModelLoadFailed { .. } | ApiError::ModelMemoryBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,6 +139,7 @@ impl ApiError {
             ApiError::ModelLoadFailed { .. } => ("server_error", Some("model".into()), Some("model_load_failed")),
             ApiError::ModelMemoryBusy(_) => ("server_error", Some("model".into()), Some("model_memory_exhausted")),
             ApiError::UnknownRoute(_) => ("invalid_request_error", None, Some("unknown_url")),
+            ApiError::NotFound { param, .. } => ("invalid_request_error", param.clone(), None),
             ApiError::MethodNotAllowed => ("invalid_request_error", None, Some("method_not_allowed")),
             ApiError::Unauthorized(_) => ("invalid_request_error", None, Some("invalid_api_key")),
             ApiError::PayloadTooLarge => ("invalid_request_error", None, Some("payload_too_large")),

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod admission;
+pub mod anthropic;
 pub mod backend;
 pub mod body_deadline;
 pub mod chat;
@@ -37,6 +38,7 @@ pub mod openapi;
 pub mod prompt_limits;
 pub mod registry;
 pub mod request_log;
+pub mod responses;
 pub mod routes;
 mod serve;
 pub mod sse;
@@ -78,6 +80,8 @@ pub struct AppState {
     pub accounts: Option<web::Accounts>,
     /// The request queue (`ServeConfig::queue` requests waiting to start).
     pub admission: Arc<admission::Admission>,
+    /// Stored Responses when there is no store (`accounts` is `None`): a bounded in-memory map.
+    pub responses: Arc<responses::saved::MemoryResponses>,
 }
 
 impl AppState {
@@ -91,7 +95,7 @@ impl AppState {
             ..registry::ModelSpec::new(config.model_id.clone())
         };
         let models = Arc::new(Models::single(spec, engine, admission.clone()));
-        AppState { models, config: Arc::new(config), metrics: Arc::new(Metrics::default()), accounts: None, admission }
+        AppState { models, config: Arc::new(config), metrics: Arc::new(Metrics::default()), accounts: None, admission, responses: Arc::default() }
     }
 
     /// Several models (loaded on first use); the first is the default. The request queue is the
@@ -99,7 +103,7 @@ impl AppState {
     pub fn with_models(models: Models, mut config: ServeConfig) -> Self {
         registry::name_config(&mut config, &models);
         let admission = models.admission().clone();
-        AppState { models: Arc::new(models), config: Arc::new(config), metrics: Arc::new(Metrics::default()), accounts: None, admission }
+        AppState { models: Arc::new(models), config: Arc::new(config), metrics: Arc::new(Metrics::default()), accounts: None, admission, responses: Arc::default() }
     }
 
     /// Adds the chat product over `accounts.store`: the `/api` routes, the web UI at `/`, and
@@ -125,7 +129,11 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::get_model))
         .routes(routes!(routes::health))
         .routes(routes!(routes::metrics))
-        .routes(routes!(openapi::openapi_json));
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(routes::responses::create_response))
+        .routes(routes!(routes::responses::get_response, routes::responses::delete_response))
+        .routes(routes!(anthropic::messages))
+        .routes(routes!(anthropic::count_tokens));
     if let Some(accounts) = &state.accounts {
         routes = routes.merge(web::router(&state, accounts));
     }
@@ -141,6 +149,7 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             move |req, next| body_deadline::layer(limit, req, next)
         }))
         .layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .layer(middleware::from_fn(anthropic::error::reshape))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(middleware::from_fn(request_log::layer))
         .with_state(state);
@@ -152,12 +161,13 @@ fn same_key(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The `Authorization: Bearer` value of a request.
+/// The `Authorization: Bearer` value of a request, or its `x-api-key` header (Anthropic's).
 fn bearer(req: &Request) -> Option<&str> {
     req.headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim)
 }
 
@@ -177,6 +187,7 @@ async fn require_key(State(st): State<AppState>, mut req: Request, next: Next) -
     if let Some(k) = given {
         if st.config.api_keys.iter().any(|key| same_key(key.as_bytes(), k.as_bytes())) {
             req.extensions_mut().insert(Tenant::of(&st.config, Identity::ApiKey(k)));
+            req.extensions_mut().insert(store::ResponseOwner::of_key(k));
             return next.run(req).await;
         }
     }
@@ -190,6 +201,7 @@ async fn require_key(State(st): State<AppState>, mut req: Request, next: Next) -
     };
     if !required {
         req.extensions_mut().insert(Tenant::of(&st.config, Identity::Anyone));
+        req.extensions_mut().insert(store::ResponseOwner::Anyone);
         return next.run(req).await;
     }
     let Some(k) = given else {
@@ -199,6 +211,7 @@ async fn require_key(State(st): State<AppState>, mut req: Request, next: Next) -
         match web::personal_key_user(&a.store, k).await {
             Ok(Some(u)) => {
                 req.extensions_mut().insert(Tenant::of(&st.config, Identity::User(u.id.0)));
+                req.extensions_mut().insert(store::ResponseOwner::User(u.id));
                 return next.run(req).await;
             }
             Ok(None) => {}

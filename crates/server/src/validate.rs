@@ -172,6 +172,12 @@ fn sampling(r: RawSampling) -> Result<SamplingSpec, ApiError> {
     })
 }
 
+/// `temperature`, `top_p` and `top_k` checked as in chat completions (the other chat-shaped APIs
+/// take only these).
+pub fn basic_sampling(temperature: Option<f64>, top_p: Option<f64>, top_k: Option<i64>) -> Result<SamplingSpec, ApiError> {
+    sampling(RawSampling { temperature, top_p, top_k, min_p: None, presence_penalty: None, frequency_penalty: None, repeat_penalty: None, seed: None })
+}
+
 fn include_usage(stream: bool, opts: Option<StreamOptions>) -> Result<bool, ApiError> {
     match opts.and_then(|o| o.include_usage) {
         Some(_) if !stream => {

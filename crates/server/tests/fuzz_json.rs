@@ -1,4 +1,5 @@
-//! Fuzzing the request JSON of `/v1/chat/completions` and `/v1/completions` (issue 12, "How it
+//! Fuzzing the request JSON of `/v1/chat/completions`, `/v1/completions`, `/v1/responses` and
+//! `/v1/messages` (issue 12, "How it
 //! is checked"): valid requests mutated (wrong types, huge numbers, deep nesting, huge strings,
 //! unknown fields, invalid UTF-8, truncation) go through the real router over the scripted
 //! backend. Never a panic, never a 5xx, and the memory a request allocates at its peak stays
@@ -78,6 +79,34 @@ fn chat_seed() -> Value {
 
 fn completion_seed() -> Value {
     json!({"model": "smollm2", "prompt": ["a", "b"], "max_tokens": 3, "n": 1, "logprobs": 1, "stop": "x", "echo": false})
+}
+
+fn responses_seed() -> Value {
+    json!({
+        "model": "smollm2",
+        "instructions": "be brief",
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hello", "annotations": []}]},
+            {"role": "user", "content": "again"},
+        ],
+        "tool_choice": "none",
+        "max_output_tokens": 4, "temperature": 0.5, "top_p": 0.9, "store": false, "metadata": {"k": "v"},
+    })
+}
+
+fn messages_seed() -> Value {
+    json!({
+        "model": "smollm2",
+        "system": [{"type": "text", "text": "be brief"}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": "again"},
+        ],
+        "tool_choice": {"type": "none"},
+        "max_tokens": 4, "temperature": 0.5, "stop_sequences": ["\n"],
+    })
 }
 
 /// A JSON value of any type, including the extremes a parser must survive.
@@ -238,15 +267,39 @@ proptest! {
         let body = serialize(&apply(completion_seed(), &muts), &b);
         APP.with(|(rt, app)| check(rt, app, "/v1/completions", body))?;
     }
+
+    #[test]
+    fn responses_bodies_never_panic_or_fail_the_server(muts in prop::collection::vec(mutation(), 0..5), b in bytes_mutation()) {
+        thread_local!(static APP: (tokio::runtime::Runtime, axum::Router) = setup());
+        let body = serialize(&apply(responses_seed(), &muts), &b);
+        APP.with(|(rt, app)| check(rt, app, "/v1/responses", body))?;
+    }
+
+    #[test]
+    fn messages_bodies_never_panic_or_fail_the_server(muts in prop::collection::vec(mutation(), 0..5), b in bytes_mutation()) {
+        thread_local!(static APP: (tokio::runtime::Runtime, axum::Router) = setup());
+        let body = serialize(&apply(messages_seed(), &muts), &b);
+        APP.with(|(rt, app)| check(rt, app, "/v1/messages", body))?;
+    }
 }
 
 #[test]
 fn the_seeds_are_valid_requests() {
     let (rt, app) = setup();
-    for (path, seed) in [("/v1/chat/completions", chat_seed()), ("/v1/completions", completion_seed())] {
+    for (path, seed) in [
+        ("/v1/chat/completions", chat_seed()),
+        ("/v1/completions", completion_seed()),
+        ("/v1/responses", responses_seed()),
+        ("/v1/messages", messages_seed()),
+    ] {
         let body = serde_json::to_vec(&seed).expect("json");
         let req = axum::http::Request::post(path).body(axum::body::Body::from(body)).expect("request");
-        let status = rt.block_on(async { app.clone().oneshot(req).await.expect("infallible").status().as_u16() });
-        assert_eq!(status, 200, "{path}");
+        let (status, text) = rt.block_on(async {
+            let resp = app.clone().oneshot(req).await.expect("infallible");
+            let status = resp.status().as_u16();
+            let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        });
+        assert_eq!(status, 200, "{path}: {text}");
     }
 }

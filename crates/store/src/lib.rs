@@ -26,6 +26,7 @@ mod error;
 mod import;
 mod messages;
 pub mod private;
+mod responses;
 mod rows;
 pub mod tree;
 mod types;
@@ -42,6 +43,7 @@ use sqlx::sqlite::{
 
 pub use error::{Result, StoreError};
 pub use import::{ImportConversation, ImportMessage, IMPORT_BATCH};
+pub use responses::{ResponseOwner, StoredResponse};
 pub use types::{
     ApiKey, ApiKeyId, Conversation, ConversationId, ConversationPatch, Message, MessageFinish,
     MessageId, MessageStatus, NewConversation, NewMessage, Role, SearchHit, User,

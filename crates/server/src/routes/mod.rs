@@ -3,6 +3,8 @@
 pub mod chat;
 pub(crate) mod choices;
 pub mod completions;
+pub mod converse;
+pub mod responses;
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -16,7 +18,7 @@ use crate::AppState;
 pub use choices::to_json;
 
 /// The tenant the key check put on the request (an open server's "anyone" if none).
-fn tenant_of(st: &AppState, t: Option<axum::Extension<crate::tenant::Tenant>>) -> crate::tenant::Tenant {
+pub(crate) fn tenant_of(st: &AppState, t: Option<axum::Extension<crate::tenant::Tenant>>) -> crate::tenant::Tenant {
     t.map_or_else(|| crate::tenant::Tenant::of(&st.config, crate::tenant::Identity::Anyone), |e| e.0)
 }
 

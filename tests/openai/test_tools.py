@@ -253,3 +253,24 @@ def test_agent_loop_with_two_tools(client):
     r0 = client.chat.completions.create(model=MODEL, messages=blank, tools=tools, tool_choice="none", max_tokens=1)
     assert final.usage.prompt_tokens - r0.usage.prompt_tokens >= 8, (final.usage, r0.usage)
     assert http("GET", "/health")[0] == 200
+
+
+def test_auto_stream_equals_non_stream(client):
+    """At temperature 0 a streamed answer (text or calls) is the non-streamed one."""
+    for content in ("Say hello to Anna.", "Is it raining in Oslo?"):
+        kw = dict(
+            model=MODEL,
+            messages=[{"role": "user", "content": content}],
+            tools=[WEATHER],
+            temperature=0,
+            max_tokens=64,
+        )
+        full = client.chat.completions.create(**kw).choices[0]
+        with client.chat.completions.stream(**kw) as s:
+            for _ in s:
+                pass
+            streamed = s.get_final_completion().choices[0]
+        assert (streamed.message.content or "") == (full.message.content or ""), (streamed, full)
+        calls = lambda m: [(t.function.name, t.function.arguments) for t in (m.tool_calls or [])]
+        assert calls(streamed.message) == calls(full.message)
+        assert streamed.finish_reason == full.finish_reason

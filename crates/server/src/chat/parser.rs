@@ -99,6 +99,55 @@ enum Body {
     LlamaCalls,
     /// The generic JSON envelope, parsed at the end.
     Envelope,
+    /// The envelope's `{"response": "` was read: its string is content, decoded as it comes.
+    EnvelopeString,
+    /// After the response string (the closing `}`): nothing more to show.
+    EnvelopeDone,
+}
+
+/// How the generic envelope writes a direct text answer (the grammar's literal).
+const RESPONSE_OPEN: &str = "{\"response\": \"";
+
+/// Decodes the start of a JSON string body: the text decoded, the bytes consumed, and whether
+/// the closing quote was reached. Stops before an incomplete escape.
+fn json_string_prefix(s: &str) -> (String, usize, bool) {
+    let mut out = String::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return (out, i + 1, true),
+            b'\\' => {
+                // `\uXXXX`, possibly a surrogate pair `\uXXXX\uXXXX`; other escapes are 2 bytes.
+                let Some(&e) = b.get(i + 1) else { break };
+                let len = match e {
+                    b'u' => {
+                        let hi = s.get(i + 2..i + 6).and_then(|h| u16::from_str_radix(h, 16).ok());
+                        match hi {
+                            None if s.len() < i + 6 => break,
+                            Some(h) if (0xD800..0xDC00).contains(&h) && s.len() < i + 12 => break,
+                            Some(h) if (0xD800..0xDC00).contains(&h) => 12,
+                            _ => 6,
+                        }
+                    }
+                    _ => 2,
+                };
+                let piece = &s[i..i + len];
+                match serde_json::from_str::<String>(&format!("\"{piece}\"")) {
+                    Ok(t) => out.push_str(&t),
+                    Err(_) => out.push_str(piece),
+                }
+                i += len;
+            }
+            _ => {
+                // A whole character (the buffer holds complete UTF-8).
+                let ch = s[i..].chars().next().unwrap_or('\u{fffd}');
+                out.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    (out, i, false)
 }
 
 /// Parses one choice's output.
@@ -177,7 +226,11 @@ fn envelope(s: &str) -> Option<Envelope> {
     if let Some(c) = o.get("tool_call") {
         return call_of(c).map(|c| Envelope::Calls(vec![c]));
     }
-    o.get("response").and_then(|r| r.as_str()).map(|r| Envelope::Response(r.to_string()))
+    match o.get("response")? {
+        serde_json::Value::String(r) => Some(Envelope::Response(r.clone())),
+        // A structured answer (`response_format` beside tools): its JSON text.
+        other => Some(Envelope::Response(other.to_string())),
+    }
 }
 
 impl OutputParser {
@@ -424,6 +477,12 @@ impl OutputParser {
                     return;
                 }
                 Body::Envelope => {
+                    let t = self.buf.trim_start();
+                    if let Some(rest) = t.strip_prefix(RESPONSE_OPEN) {
+                        self.buf = rest.to_string();
+                        self.body = Body::EnvelopeString;
+                        continue;
+                    }
                     if !end {
                         return;
                     }
@@ -434,6 +493,19 @@ impl OutputParser {
                         None => self.text(out, &all),
                     }
                     self.body = Body::Plain;
+                    return;
+                }
+                Body::EnvelopeString => {
+                    let (text, used, closed) = json_string_prefix(&self.buf);
+                    self.buf.drain(..used);
+                    Self::content(out, text);
+                    if closed {
+                        self.body = Body::EnvelopeDone;
+                    }
+                    return;
+                }
+                Body::EnvelopeDone => {
+                    self.buf.clear();
                     return;
                 }
             }

@@ -161,3 +161,18 @@ fn generic_envelope_finishes_with_leading_whitespace_and_empty() {
     let m = parse_all_splits(&c, "");
     assert_eq!(m, ParsedMessage::default());
 }
+
+#[test]
+fn generic_response_streams_as_it_is_decoded() {
+    let c = cfg(Family::Generic, true, false);
+    let text = "{\"response\": \"Line 1\\nSay \\\"hi\\\" \\u00e9 \\ud83d\\ude00 안녕\"}";
+    let m = parse_all_splits(&c, text);
+    assert_eq!(m.content, "Line 1\nSay \"hi\" é 😀 안녕");
+    // Content comes out before the envelope is complete.
+    let mut p = OutputParser::new(c.clone());
+    let ev = p.push("{\"response\": \"Hello wor");
+    assert_eq!(ev, vec![ParseEvent::Content("Hello wor".into())]);
+    // A structured response (response_format beside tools) is its JSON text.
+    let m = parse_all_splits(&c, "{\"response\": {\"a\": 1}}");
+    assert_eq!(m.content, "{\"a\":1}");
+}

@@ -5,8 +5,9 @@
 //!
 //! Every sequence generates exactly `--tokens` tokens: the unconstrained ones ignore EOS, the
 //! constrained ones must write a string longer than the budget, so their grammar never completes.
-//! Throughput = all generated tokens / wall time from the round's first token to its last (prompt
-//! processing excluded).
+//! Throughput = tokens generated while all `--seqs` sequences decode together (from the moment the
+//! last one has its first token to the moment the first one has its last) / that time: batch
+//! decode only, prompt processing excluded. Every round's prompts are new (no prefix-cache hits).
 
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
@@ -49,7 +50,7 @@ fn args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn round(e: &Engine, h: &EngineHandle, a: &Args, constrained: usize, tokens: usize, seed: u64) -> Result<f64, String> {
+fn round(e: &Engine, h: &EngineHandle, a: &Args, constrained: usize, tokens: usize, tag: u64) -> Result<f64, String> {
     let schema = serde_json::json!({
         "type": "object",
         "properties": {"story": {"type": "string", "minLength": 4000, "maxLength": 5000}},
@@ -57,48 +58,57 @@ fn round(e: &Engine, h: &EngineHandle, a: &Args, constrained: usize, tokens: usi
         "additionalProperties": false,
     });
     let grammar = e.compile_grammar(&GrammarSource::JsonSchema { schema, strict: true }).map_err(|e| e.to_string())?;
-    let (tx, rx) = mpsc::channel::<Event>();
+    let mut rxs = Vec::new();
     for i in 0..a.seqs {
-        let text = format!("Write a long story about a lighthouse keeper, part {}.", seed * 100 + i as u64);
+        // A prompt of its own in every round (`tag`): a prompt seen before would be a cache hit and
+        // make that round's prefill, inside the measured window for the first sequences, cheaper.
+        let text = format!("Write a long story about a lighthouse keeper, part {tag:04}{i:02}.");
         let prompt = e.chat_prompt(&[ChatMessage::new("user", &text)]).map_err(|e| e.to_string())?;
         let c = i < constrained;
         let params = GenParams {
-            sampling: SamplingParams { seed: Some(seed * 100 + i as u64), temperature: 0.7, ..SamplingParams::default() },
+            sampling: SamplingParams { seed: Some(tag * 100 + i as u64), temperature: 0.7, ..SamplingParams::default() },
             max_tokens: tokens,
             ignore_eos: !c,
             grammar: c.then(|| grammar.clone()),
             ..GenParams::default()
         };
-        h.submit(Request { prompt, params, salt: 0 }, Box::new(tx.clone())).map_err(|e| format!("{e:?}"))?;
+        let (tx, rx) = mpsc::channel::<Event>();
+        h.submit(Request { prompt, params, salt: 0 }, Box::new(tx)).map_err(|e| format!("{e:?}"))?;
+        rxs.push(rx);
     }
-    drop(tx);
-    let (mut first, mut last, mut n, mut done) = (None, Instant::now(), 0usize, 0usize);
-    while done < a.seqs {
-        match rx.recv_timeout(Duration::from_secs(600)).map_err(|e| e.to_string())? {
-            Event::Token(_) => {
-                let now = Instant::now();
-                first.get_or_insert(now);
-                last = now;
-                n += 1;
-            }
-            Event::Done { finish, .. } => {
-                if finish != FinishReason::Length {
-                    return Err(format!("a sequence ended early ({finish:?})"));
-                }
-                done += 1;
-            }
-            Event::Error(e) => return Err(e.to_string()),
-        }
-    }
-    let first = first.ok_or("no token")?;
-    Ok(n as f64 / last.duration_since(first).as_secs_f64())
+    // Each sequence's token arrival times, collected by one thread per sequence.
+    let times: Vec<Result<Vec<Instant>, String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = rxs
+            .into_iter()
+            .map(|rx| {
+                s.spawn(move || {
+                    let mut t = Vec::new();
+                    loop {
+                        match rx.recv_timeout(Duration::from_secs(600)).map_err(|e| e.to_string())? {
+                            Event::Token(_) => t.push(Instant::now()),
+                            Event::Done { finish: FinishReason::Length, .. } => return Ok(t),
+                            Event::Done { finish, .. } => return Err(format!("a sequence ended early ({finish:?})")),
+                            Event::Error(e) => return Err(e.to_string()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a collector panicked".into()))).collect()
+    });
+    let times = times.into_iter().collect::<Result<Vec<_>, _>>()?;
+    // The window where every sequence is decoding (all prefills done, none finished).
+    let start = times.iter().filter_map(|t| t.first()).max().ok_or("no token")?;
+    let end = times.iter().filter_map(|t| t.last()).min().ok_or("no token")?;
+    let n = times.iter().flatten().filter(|t| *t > start && *t <= end).count();
+    Ok(n as f64 / end.duration_since(*start).as_secs_f64())
 }
 
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let m = s.len() / 2;
-    if s.len() % 2 == 0 {
+    if s.len().is_multiple_of(2) {
         (s[m - 1] + s[m]) / 2.0
     } else {
         s[m]
@@ -113,8 +123,8 @@ fn main() -> Result<(), String> {
     round(&e, &h, &a, a.constrained, 16, 999)?; // warm-up: the token trie, caches, the worker threads
     let (mut plain, mut mixed) = (Vec::new(), Vec::new());
     for p in 0..a.pairs {
-        plain.push(round(&e, &h, &a, 0, a.tokens, p as u64)?);
-        mixed.push(round(&e, &h, &a, a.constrained, a.tokens, p as u64)?);
+        plain.push(round(&e, &h, &a, 0, a.tokens, 2 * p as u64)?);
+        mixed.push(round(&e, &h, &a, a.constrained, a.tokens, 2 * p as u64 + 1)?);
         eprintln!("[constrained_batch] pair {}: A {:.1} tok/s, B {:.1} tok/s", p + 1, plain[p], mixed[p]);
     }
     let (ma, mb) = (median(&plain), median(&mixed));

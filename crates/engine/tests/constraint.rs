@@ -104,6 +104,27 @@ proptest! {
     }
 }
 
+/// Unbounded JSON numbers: a sampled model once wrote 400 fraction digits until the budget ran
+/// out. Generated numbers have at most 6 fraction digits, so the value always ends.
+#[test]
+fn numbers_end_and_stay_valid() {
+    let e = engine();
+    let p = prompt(&e, "Give me a precise measurement as JSON.");
+    let schema = json!({"type": "object", "properties": {"x": {"type": "number", "minimum": -10, "maximum": 90}, "y": {"type": ["number", "null"]}}, "required": ["x", "y"], "additionalProperties": false});
+    for seed in 0..8 {
+        let mut params = constrained(GrammarSource::JsonSchema { schema: schema.clone(), strict: true }, seed, 120);
+        params.sampling.temperature = 1.3;
+        let g = generate(&e, &p, params);
+        assert_eq!(g.finish, FinishReason::Stop, "{}", g.text);
+        let v: Value = serde_json::from_str(&g.text).unwrap_or_else(|err| panic!("{err}: {}", g.text));
+        let x = v["x"].as_f64().expect("x is a number");
+        assert!((-10.0..=90.0).contains(&x), "{}", g.text);
+        for raw in g.text.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter(|t| t.contains('.')) {
+            assert!(raw.split('.').nth(1).is_some_and(|f| f.len() <= 6), "{raw} in {}", g.text);
+        }
+    }
+}
+
 #[test]
 fn json_object_mode_gives_an_object_and_stops() {
     let e = engine();

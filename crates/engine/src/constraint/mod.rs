@@ -58,10 +58,42 @@ fn json_layout() -> serde_json::Value {
 }
 
 fn with_layout(mut schema: serde_json::Value) -> serde_json::Value {
+    cap_fraction_digits(&mut schema, 0);
     if let Some(obj) = schema.as_object_mut() {
         obj.entry("x-guidance").or_insert_with(json_layout);
     }
     schema
+}
+
+/// JSON numbers have no length limit, and a sampled model can write fraction digits until the
+/// token budget ends (seen: 400 digits), leaving invalid JSON. Like llama.cpp's JSON grammars
+/// (at most 16 fraction digits), generated non-integer numbers get at most 6 fraction digits:
+/// `multipleOf: 0.000001` on every `number` schema without its own `multipleOf`. Every number it
+/// allows is still valid against the original schema.
+fn cap_fraction_digits(v: &mut serde_json::Value, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    match v {
+        serde_json::Value::Object(map) => {
+            let is_number = match map.get("type") {
+                Some(serde_json::Value::String(t)) => t == "number",
+                Some(serde_json::Value::Array(ts)) => ts.iter().any(|t| t == "number"),
+                _ => false,
+            };
+            if is_number && !map.contains_key("multipleOf") {
+                map.insert("multipleOf".into(), serde_json::json!(0.000001));
+            }
+            for (k, child) in map.iter_mut() {
+                // Literal values are data, not schemas.
+                if k != "enum" && k != "const" && k != "default" && k != "examples" {
+                    cap_fraction_digits(child, depth + 1);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|c| cap_fraction_digits(c, depth + 1)),
+        _ => {}
+    }
 }
 
 impl GrammarSource {

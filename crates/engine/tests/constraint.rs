@@ -89,18 +89,25 @@ fn top_schema() -> impl Strategy<Value = Value> {
     })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
-    #[test]
-    fn random_schemas_and_seeds_always_give_valid_json(s in top_schema(), seed in any::<u64>()) {
-        let e = engine();
-        let p = prompt(&e, "Describe a city as JSON.");
+/// 24 random schemas with random seeds. The case count is fixed here, not taken from
+/// `PROPTEST_CASES` (which `.ci/run` raises for the cheap GGUF fuzzers): each case generates text.
+#[test]
+fn random_schemas_and_seeds_always_give_valid_json() {
+    use proptest::test_runner::{Config, TestRunner};
+    let mut runner = TestRunner::new(Config { cases: 24, failure_persistence: None, ..Config::with_cases(24) });
+    let e = engine();
+    let p = prompt(&e, "Describe a city as JSON.");
+    let result = runner.run(&(top_schema(), any::<u64>()), |(s, seed)| {
         let g = generate(&e, &p, constrained(GrammarSource::JsonSchema { schema: s.clone(), strict: true }, seed, 400));
         prop_assert_eq!(g.finish, FinishReason::Stop, "the grammar completes within the budget: {}", g.text);
         let v: Value = serde_json::from_str(&g.text).map_err(|err| TestCaseError::fail(format!("not JSON ({err}): {}", g.text)))?;
         let validator = jsonschema::validator_for(&s).expect("a valid schema");
         let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
         prop_assert!(errors.is_empty(), "{} against {}: {:?}", g.text, s, errors);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use store::{ResponseOwner, StoredResponse};
 
 use crate::backend::FinishReason;
-use crate::chat::{self, ChatInput, OutputParser, Role, Turn};
+use crate::chat::{ChatInput, OutputParser, Role, Turn};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::generation::{self, Generation, Step};
@@ -25,7 +25,6 @@ use crate::responses::wire::{
     ResponseUsage,
 };
 use crate::tenant::Tenant;
-use crate::validate::{Job, JobInput};
 use crate::AppState;
 
 /// Where this server keeps responses (see [`crate::responses::saved`]).
@@ -92,21 +91,11 @@ pub async fn create_response(
         parallel_tool_calls: req.parallel_tool_calls,
         format: req.format.clone(),
     };
-    let prepared = chat::prepare(&backend, chat_input).await.map_err(rename_param)?;
-    let mut params = req.params.clone();
-    params.grammar = prepared.grammar.clone();
-    let job = Job { model: req.model.clone(), input: JobInput::Chat(Vec::new()), params, n: 1, stream: req.stream, include_usage: false };
-    let gen = generation::submit(
-        backend.as_ref(),
-        st.metrics.clone(),
-        &st.admission,
-        &job,
-        vec![prepared.prompt],
-        super::tenant_of(&st, tenant),
-    )?;
+    let tenant = super::tenant_of(&st, tenant);
+    let started = super::converse::start(&st, &backend, tenant, req.model.clone(), chat_input, req.params.clone()).await.map_err(rename_param)?;
     let run = Run {
-        gen,
-        parser: OutputParser::new(prepared.parser),
+        gen: started.gen,
+        parser: OutputParser::new(started.prepared.parser),
         builder: OutputBuilder::new(),
         finish: None,
         meta: Meta { id: item_id("resp"), created_at: generation::unix_now(), req, owner, history },

@@ -49,6 +49,21 @@ def test_message_matches_chat_completions(claude, client):
     assert a.usage.input_tokens + a.usage.cache_read_input_tokens != m.usage.input_tokens + m.usage.cache_read_input_tokens
 
 
+def test_stop_sequence_is_reported(claude):
+    """A stop sequence taken from the greedy answer ends it there, named as Anthropic names it."""
+    full = create(claude, messages=[{"role": "user", "content": QUESTION}])
+    words = full.content[0].text.split()
+    assert len(words) >= 3, full
+    stop = " " + words[2]
+    m = create(claude, messages=[{"role": "user", "content": QUESTION}], stop_sequences=["@@never@@", stop])
+    assert (m.stop_reason, m.stop_sequence) == ("stop_sequence", stop), m
+    assert full.content[0].text.startswith(m.content[0].text) and stop not in m.content[0].text
+    with claude.messages.stream(model=MODEL, max_tokens=32, extra_body=GREEDY, stop_sequences=[stop], messages=[{"role": "user", "content": QUESTION}]) as s:
+        final = s.get_final_message()
+    assert (final.stop_reason, final.stop_sequence, final.content[0].text) == ("stop_sequence", stop, m.content[0].text)
+    assert full.stop_sequence is None
+
+
 def test_stream_text_and_final_message(claude):
     full = create(claude, messages=[{"role": "user", "content": QUESTION}])
     with claude.messages.stream(model=MODEL, max_tokens=32, extra_body=GREEDY, messages=[{"role": "user", "content": QUESTION}]) as s:

@@ -113,12 +113,26 @@ def test_retrieve_delete_and_store_false(client):
     r = create(client, input=QUESTION, metadata={"case": "retrieve"})
     got = client.responses.retrieve(r.id)
     assert got.id == r.id and got.output_text == r.output_text and got.metadata == {"case": "retrieve"}
+    items = client.responses.input_items.list(r.id)
+    assert [(i.type, i.role, i.content[0].text) for i in items.data] == [("message", "user", QUESTION)]
+    assert items.data[0].id and items.has_more is False
+    # Two inputs, newest first by default, paged one at a time.
+    two = create(client, input=[{"role": "user", "content": "first"}, {"role": "user", "content": QUESTION}])
+    page = client.responses.input_items.list(two.id, limit=1)
+    assert [i.content[0].text for i in page.data] == [QUESTION] and page.has_more is True
+    rest = client.responses.input_items.list(two.id, limit=1, after=page.data[0].id)
+    assert [i.content[0].text for i in rest.data] == ["first"] and rest.has_more is False
+    assert [i.content[0].text for i in client.responses.input_items.list(two.id, order="asc").data] == ["first", QUESTION]
+    with pytest.raises(openai.BadRequestError):
+        client.responses.input_items.list(two.id, limit=0)
     assert got.usage.output_tokens == r.usage.output_tokens and got.status == r.status
     client.responses.delete(r.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(r.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.delete(r.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_items.list(r.id)
     with pytest.raises(openai.NotFoundError):
         create(client, input="again?", previous_response_id=r.id)
     unsaved = create(client, input=QUESTION, store=False)

@@ -99,6 +99,11 @@ impl Decoding {
         Ok((TokenOut { id, text, logprob, top }, stopped))
     }
 
+    /// The stop string that ended generation, if one did.
+    pub fn stop_string(&self) -> Option<String> {
+        self.stops.matched().map(str::to_string)
+    }
+
     /// Text held back until the end (an incomplete UTF-8 sequence, a possible stop-string
     /// prefix); nothing after a stop string.
     pub fn tail(&mut self, stopped: Option<Stopped>) -> String {

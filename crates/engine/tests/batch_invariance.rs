@@ -53,7 +53,7 @@ fn collect(rx: &mpsc::Receiver<Event>) -> (Outcome, Usage) {
                 o.top.push(top_bits(&t.top));
                 o.text.push_str(&t.text);
             }
-            Event::Done { finish, usage, tail } => {
+            Event::Done { finish, usage, tail, .. } => {
                 o.text.push_str(&tail);
                 o.finish = finish;
                 o.completion_tokens = usage.completion_tokens;

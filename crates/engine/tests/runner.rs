@@ -45,7 +45,7 @@ fn collect(rx: &mpsc::Receiver<Event>) -> (Outcome, Usage) {
                 o.ids.push(t.id);
                 o.text.push_str(&t.text);
             }
-            Event::Done { finish, usage, tail } => {
+            Event::Done { finish, usage, tail, .. } => {
                 o.text.push_str(&tail);
                 o.finish = finish;
                 assert_eq!(usage.completion_tokens, o.ids.len());

@@ -155,7 +155,8 @@ pub enum Event {
     Token(TokenOut),
     /// `tail`: text released only at the end (held back as a possible stop string or an incomplete
     /// UTF-8 sequence that turned out not to be one).
-    Done { finish: FinishReason, usage: Usage, tail: String },
+    /// `stop`: the stop string that ended generation, if one did.
+    Done { finish: FinishReason, usage: Usage, tail: String, stop: Option<String> },
     Error(String),
 }
 

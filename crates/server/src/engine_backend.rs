@@ -76,7 +76,7 @@ fn event(e: runner::Event) -> Event {
             logprob: t.logprob,
             top: t.top.into_iter().map(|a| TokenLogprob { id: a.id, logprob: a.logprob }).collect(),
         }),
-        runner::Event::Done { finish: f, usage, tail } => Event::Done {
+        runner::Event::Done { finish: f, usage, tail, stop } => Event::Done {
             finish: finish(f),
             usage: Usage {
                 prompt_tokens: usage.prompt_tokens,
@@ -84,6 +84,7 @@ fn event(e: runner::Event) -> Event {
                 cached_tokens: usage.cached_tokens,
             },
             tail,
+            stop,
         },
         runner::Event::Error(e) => Event::Error(e),
     }

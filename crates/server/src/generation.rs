@@ -77,6 +77,8 @@ struct ChoiceState {
     done: bool,
     /// Its sequence has sent an event (it has left the engine's queue).
     started: bool,
+    /// The stop string that ended it.
+    stop: Option<String>,
 }
 
 /// The running choices of one HTTP request. Dropping it drops the receiver, which cancels every
@@ -123,7 +125,7 @@ pub fn submit(
     }
     Ok(Generation {
         rx,
-        choices: (0..index).map(|_| ChoiceState { last: None, done: false, started: false }).collect(),
+        choices: (0..index).map(|_| ChoiceState { last: None, done: false, started: false, stop: None }).collect(),
         open: index,
         n_per_prompt: n.max(1),
         started: Instant::now(),
@@ -143,6 +145,11 @@ impl Generation {
     /// accounting for `n > 1`).
     pub fn usage(&self) -> ApiUsage {
         self.usage
+    }
+
+    /// The stop string (`stop` / `stop_sequences`) that ended choice `index`, once it is done.
+    pub fn stop_sequence(&self, index: usize) -> Option<&str> {
+        self.choices.get(index)?.stop.as_deref()
     }
 
     fn add_usage(&mut self, index: usize, u: Usage) {
@@ -187,8 +194,9 @@ impl Generation {
                     self.metrics.generated_tokens.fetch_add(1, Ordering::Relaxed);
                     return Step::Token(index, t);
                 }
-                Event::Done { finish, usage, tail } => {
+                Event::Done { finish, usage, tail, stop } => {
                     c.done = true;
+                    c.stop = stop;
                     self.open -= 1;
                     self.add_usage(index, usage);
                     return Step::Done { index, finish, tail };

@@ -132,6 +132,7 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(routes::responses::create_response))
         .routes(routes!(routes::responses::get_response, routes::responses::delete_response))
+        .routes(routes!(routes::responses::list_input_items))
         .routes(routes!(anthropic::messages))
         .routes(routes!(anthropic::count_tokens));
     if let Some(accounts) = &state.accounts {

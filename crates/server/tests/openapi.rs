@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/responses"),
     ("get", "/v1/responses/{id}"),
     ("delete", "/v1/responses/{id}"),
+    ("get", "/v1/responses/{id}/input_items"),
     ("post", "/v1/messages"),
     ("post", "/v1/messages/count_tokens"),
     ("get", "/api/auth/state"),

@@ -91,7 +91,8 @@ pub enum Event {
     Token(TokenOut),
     /// Generation ended; `tail` is text held back until now (a partial stop string that did
     /// not complete, an incomplete UTF-8 sequence): print it after the last token.
-    Done { finish: FinishReason, usage: Usage, tail: String },
+    /// `stop`: the stop string that ended generation, if one did.
+    Done { finish: FinishReason, usage: Usage, tail: String, stop: Option<String> },
     Error(String),
 }
 

@@ -94,6 +94,7 @@ impl LiveSeq {
     pub fn finish(&mut self, finish: FinishReason, stopped: Option<Stopped>) {
         let tail = self.dec.tail(stopped);
         let usage = Usage { prompt_tokens: self.n_prompt, completion_tokens: self.n_generated, cached_tokens: self.cached_tokens };
-        self.send(Event::Done { finish, usage, tail });
+        let stop = if stopped == Some(Stopped::StopString) { self.dec.stop_string() } else { None };
+        self.send(Event::Done { finish, usage, tail, stop });
     }
 }

@@ -20,6 +20,8 @@ pub struct StopMatcher {
     /// Text received but not yet emitted: always a proper prefix of some stop string (between pushes).
     held: String,
     stopped: bool,
+    /// The stop string that ended the text.
+    matched: Option<String>,
 }
 
 impl StopMatcher {
@@ -30,7 +32,13 @@ impl StopMatcher {
             stops,
             held: String::new(),
             stopped: false,
+            matched: None,
         }
+    }
+
+    /// The stop string that ended the text, once one has.
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.as_deref()
     }
 
     /// Whether a stop string has been seen; after that every push returns `("", true)`.
@@ -49,9 +57,10 @@ impl StopMatcher {
         let first_hit = self
             .stops
             .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
-            .min();
-        if let Some(at) = first_hit {
+            .filter_map(|s| self.held.find(s.as_str()).map(|at| (at, s)))
+            .min_by_key(|&(at, _)| at);
+        if let Some((at, s)) = first_hit {
+            self.matched = Some(s.clone());
             self.held.truncate(at);
             self.stopped = true;
             return (std::mem::take(&mut self.held), true);

@@ -29,10 +29,11 @@ pub fn tool_use_id(call: &ToolCall) -> String {
 }
 
 /// `stop_reason` of a finished answer.
-pub fn stop_reason(finish: FinishReason, msg: &ParsedMessage) -> &'static str {
+pub fn stop_reason(finish: FinishReason, msg: &ParsedMessage, stop_sequence: Option<&str>) -> &'static str {
     match finish {
         FinishReason::Length => "max_tokens",
         _ if !msg.tool_calls.is_empty() => "tool_use",
+        _ if stop_sequence.is_some() => "stop_sequence",
         _ => "end_turn",
     }
 }
@@ -102,8 +103,8 @@ pub async fn messages(
         role: "assistant",
         model,
         content: content(&answer.message),
-        stop_reason: Some(stop_reason(answer.finish, &answer.message)),
-        stop_sequence: None,
+        stop_reason: Some(stop_reason(answer.finish, &answer.message, answer.stop_sequence.as_deref())),
+        stop_sequence: answer.stop_sequence.clone(),
         usage: usage(&answer.usage),
     })
     .into_response())

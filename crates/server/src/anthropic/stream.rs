@@ -103,7 +103,7 @@ impl EventFormat for MessageEvents {
             "message_delta",
             json!({
                 "type": "message_delta",
-                "delta": {"stop_reason": stop_reason(answer.finish, &answer.message), "stop_sequence": null},
+                "delta": {"stop_reason": stop_reason(answer.finish, &answer.message, answer.stop_sequence.as_deref()), "stop_sequence": answer.stop_sequence},
                 "usage": {"output_tokens": u.output_tokens, "input_tokens": u.input_tokens, "cache_read_input_tokens": u.cache_read_input_tokens, "cache_creation_input_tokens": 0},
             }),
         ));

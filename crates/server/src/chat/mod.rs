@@ -14,6 +14,7 @@
 //! - [`OutputParser`] turns the generated text, in pieces of any size, into content, reasoning and
 //!   tool calls, the same however the text is split (streaming and not give one answer).
 
+pub mod call_stream;
 pub mod family;
 pub mod grammar;
 pub mod parser;

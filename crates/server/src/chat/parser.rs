@@ -6,6 +6,7 @@
 //! the body parser of the model's tool-call [`Family`]. Text that may still become a tag is held
 //! back until it is clear; whitespace around reasoning and calls is dropped.
 
+use super::call_stream::{CallPiece, CallScanner};
 use super::family::Family;
 use super::{new_call_id, ToolCall};
 
@@ -99,6 +100,8 @@ enum Body {
     LlamaCalls,
     /// The generic JSON envelope, parsed at the end.
     Envelope,
+    /// The envelope's `{"tool_calls": [` was read (at this byte of the buffer): calls stream.
+    EnvelopeCalls(usize),
     /// The envelope's `{"response": "` was read: its string is content, decoded as it comes.
     EnvelopeString,
     /// After the response string (the closing `}`): nothing more to show.
@@ -107,6 +110,8 @@ enum Body {
 
 /// How the generic envelope writes a direct text answer (the grammar's literal).
 const RESPONSE_OPEN: &str = "{\"response\": \"";
+/// How the generic envelope opens its calls.
+const CALLS_OPEN: &str = "{\"tool_calls\": [";
 
 /// Decodes the start of a JSON string body: the text decoded, the bytes consumed, and whether
 /// the closing quote was reached. Stops before an incomplete escape.
@@ -163,6 +168,10 @@ pub struct OutputParser {
     /// No tools and no reasoning: the text is passed through exactly.
     raw: bool,
     msg: ParsedMessage,
+    /// The calls being written (streamed as they come).
+    scan: CallScanner,
+    /// The index of the call being streamed; `None` when it is dropped (`single_call`).
+    scan_index: Option<usize>,
 }
 
 /// The length of the longest suffix of `s` that is a proper prefix of `tag` (text that may still
@@ -247,7 +256,7 @@ impl OutputParser {
             (true, Family::Generic) => Body::Envelope,
         };
         let raw = !cfg.tools && !cfg.reasoning && !cfg.in_reasoning;
-        OutputParser { cfg, think, think_buf: String::new(), body, buf: String::new(), ws: String::new(), raw, msg: ParsedMessage::default() }
+        OutputParser { cfg, think, think_buf: String::new(), body, buf: String::new(), ws: String::new(), raw, msg: ParsedMessage::default(), scan: CallScanner::default(), scan_index: None }
     }
 
     /// The answer so far (all events emitted until now).
@@ -397,14 +406,62 @@ impl OutputParser {
         self.ws.push_str(ws);
     }
 
-    fn call(&mut self, out: &mut Vec<ParseEvent>, name: String, arguments: String) {
+    /// Announces a call: its index, or `None` when it is dropped (`parallel_tool_calls: false`).
+    fn begin_call(&mut self, out: &mut Vec<ParseEvent>, name: String) -> Option<usize> {
         let index = self.msg.tool_calls.len() + out.iter().filter(|e| matches!(e, ParseEvent::ToolCallBegin { .. })).count();
         self.ws.clear();
         if self.cfg.single_call && index > 0 {
-            return;
+            return None;
         }
         out.push(ParseEvent::ToolCallBegin { index, id: new_call_id(), name });
-        out.push(ParseEvent::ToolCallArguments { index, fragment: arguments });
+        Some(index)
+    }
+
+    /// A whole call (parsed at the end).
+    fn call(&mut self, out: &mut Vec<ParseEvent>, name: String, arguments: String) {
+        if let Some(index) = self.begin_call(out, name) {
+            out.push(ParseEvent::ToolCallArguments { index, fragment: arguments });
+        }
+    }
+
+    /// Streams the calls written in the buffer from byte `from` on: each call as soon as its name
+    /// is complete, then its arguments in pieces.
+    fn stream_calls(&mut self, from: usize, out: &mut Vec<ParseEvent>) {
+        let mut pieces = Vec::new();
+        if let Some(text) = self.buf.get(from..) {
+            self.scan.scan(text, &mut pieces);
+        }
+        for p in pieces {
+            match p {
+                CallPiece::Begin(name) => self.scan_index = self.begin_call(out, name),
+                CallPiece::Args(fragment) => {
+                    if let Some(index) = self.scan_index {
+                        out.push(ParseEvent::ToolCallArguments { index, fragment });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The end of a run of calls: those the scanner did not stream come from the whole-text
+    /// parse (`calls`); with no call at all, the text is content.
+    fn end_calls(&mut self, out: &mut Vec<ParseEvent>, calls: Option<Vec<(String, String)>>, all: &str) {
+        let begun = self.scan.begun();
+        match calls {
+            Some(calls) => calls.into_iter().skip(begun).for_each(|(n, a)| self.call(out, n, a)),
+            None if begun == 0 => self.text(out, all),
+            // A call cut short (the token budget): what was written stays.
+            None => {}
+        }
+        self.scan = CallScanner::default();
+        self.scan_index = None;
+    }
+
+    /// Where Llama 3's calls start in the buffer (after whitespace and `<|python_tag|>`).
+    fn llama_calls_start(&self) -> usize {
+        let t = self.buf.trim_start();
+        let t = t.strip_prefix(PYTHON_TAG).unwrap_or(t);
+        self.buf.len() - t.len()
     }
 
     /// Stage 2: the body in the family's format.
@@ -435,6 +492,7 @@ impl OutputParser {
                     return;
                 }
                 Body::HermesCall => {
+                    self.stream_calls(0, out);
                     let close = self.buf.find(CALL_CLOSE);
                     if close.is_none() && !end {
                         return;
@@ -442,13 +500,9 @@ impl OutputParser {
                     let inner_end = close.unwrap_or(self.buf.len());
                     let inner = self.buf[..inner_end].to_string();
                     self.buf.drain(..close.map_or(inner_end, |i| i + CALL_CLOSE.len()));
-                    match serde_json::from_str::<serde_json::Value>(inner.trim()).ok().as_ref().and_then(call_of) {
-                        Some((name, args)) => self.call(out, name, args),
-                        None => {
-                            let raw = format!("{CALL_OPEN}{inner}{}", if close.is_some() { CALL_CLOSE } else { "" });
-                            self.text(out, &raw);
-                        }
-                    }
+                    let call = serde_json::from_str::<serde_json::Value>(inner.trim()).ok().as_ref().and_then(call_of);
+                    let raw = format!("{CALL_OPEN}{inner}{}", if close.is_some() { CALL_CLOSE } else { "" });
+                    self.end_calls(out, call.map(|c| vec![c]), &raw);
                     self.body = Body::HermesText;
                 }
                 Body::LlamaStart => {
@@ -465,14 +519,15 @@ impl OutputParser {
                     }
                 }
                 Body::LlamaCalls => {
+                    let from = self.llama_calls_start();
+                    if self.buf.len() > from {
+                        self.stream_calls(from, out);
+                    }
                     if !end {
                         return;
                     }
                     let all = std::mem::take(&mut self.buf);
-                    match llama_calls(&all) {
-                        Some(calls) => calls.into_iter().for_each(|(n, a)| self.call(out, n, a)),
-                        None => self.text(out, &all),
-                    }
+                    self.end_calls(out, llama_calls(&all), &all);
                     self.body = Body::Plain;
                     return;
                 }
@@ -481,6 +536,10 @@ impl OutputParser {
                     if let Some(rest) = t.strip_prefix(RESPONSE_OPEN) {
                         self.buf = rest.to_string();
                         self.body = Body::EnvelopeString;
+                        continue;
+                    }
+                    if t.starts_with(CALLS_OPEN) {
+                        self.body = Body::EnvelopeCalls(self.buf.len() - t.len() + CALLS_OPEN.len());
                         continue;
                     }
                     if !end {
@@ -492,6 +551,20 @@ impl OutputParser {
                         Some(Envelope::Response(r)) => Self::content(out, r),
                         None => self.text(out, &all),
                     }
+                    self.body = Body::Plain;
+                    return;
+                }
+                Body::EnvelopeCalls(from) => {
+                    self.stream_calls(from, out);
+                    if !end {
+                        return;
+                    }
+                    let all = std::mem::take(&mut self.buf);
+                    let calls = match envelope(&all) {
+                        Some(Envelope::Calls(calls)) => Some(calls),
+                        _ => None,
+                    };
+                    self.end_calls(out, calls, &all);
                     self.body = Body::Plain;
                     return;
                 }

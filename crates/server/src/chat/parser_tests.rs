@@ -176,3 +176,53 @@ fn generic_response_streams_as_it_is_decoded() {
     let m = parse_all_splits(&c, "{\"response\": {\"a\": 1}}");
     assert_eq!(m.content, "{\"a\":1}");
 }
+
+/// Feeds `text` a character at a time: the argument fragments of each call, in order.
+fn arg_fragments(c: &ParserConfig, text: &str) -> Vec<Vec<String>> {
+    let mut p = OutputParser::new(c.clone());
+    let mut ev = Vec::new();
+    for (i, ch) in text.char_indices() {
+        ev.extend(p.push(&text[i..i + ch.len_utf8()]));
+    }
+    ev.extend(p.finish());
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for e in ev {
+        match e {
+            ParseEvent::ToolCallBegin { index, .. } => {
+                assert_eq!(index, out.len());
+                out.push(Vec::new());
+            }
+            ParseEvent::ToolCallArguments { index, fragment } => out[index].push(fragment),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn arguments_stream_in_pieces_in_every_format() {
+    let cases = [
+        (Family::Hermes, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"서울\", \"days\": 3}}\n</tool_call>\n<tool_call>\n{\"name\": \"t\", \"arguments\": {}}\n</tool_call>"),
+        (Family::Llama3, "<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {\"city\": \"서울\", \"days\": 3}}; {\"name\": \"t\", \"parameters\": {}}"),
+        (Family::Generic, "{\"tool_calls\": [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"서울\", \"days\": 3}}, {\"name\": \"t\", \"arguments\": {}}]}"),
+    ];
+    for (family, text) in cases {
+        let c = cfg(family, true, false);
+        let frags = arg_fragments(&c, text);
+        assert_eq!(frags.len(), 2, "{family:?}");
+        assert!(frags[0].len() > 5, "{family:?}: {:?}", frags[0]);
+        assert_eq!(frags[0].concat(), "{\"city\": \"서울\", \"days\": 3}", "{family:?}");
+        assert_eq!(frags[1].concat(), "{}");
+        let m = parse_all_splits(&c, text);
+        assert_eq!(calls(&m), vec![("get_weather", serde_json::json!({"city": "서울", "days": 3})), ("t", serde_json::json!({}))], "{family:?}");
+        // One call only: the second is dropped, streamed or not.
+        let single = ParserConfig { single_call: true, ..c };
+        let m = parse_all_splits(&single, text);
+        assert_eq!(m.tool_calls.len(), 1, "{family:?}");
+        assert_eq!(arg_fragments(&single, text).len(), 1);
+    }
+    // Cut off by the token budget: the call stays, with what was written.
+    let c = cfg(Family::Generic, true, false);
+    let m = parse_all_splits(&c, "{\"tool_calls\": [{\"name\": \"f\", \"arguments\": {\"a\": [1, 2");
+    assert_eq!((m.tool_calls.len(), m.tool_calls[0].arguments.as_str(), m.content.as_str()), (1, "{\"a\": [1, 2", ""));
+}

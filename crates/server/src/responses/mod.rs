@@ -15,6 +15,7 @@
 //! 404 for everyone else.
 
 pub mod input;
+pub mod items;
 pub mod output;
 pub mod saved;
 pub mod wire;

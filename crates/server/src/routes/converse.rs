@@ -48,6 +48,8 @@ pub struct Answer {
     pub message: ParsedMessage,
     pub finish: FinishReason,
     pub usage: ApiUsage,
+    /// The stop sequence that ended the answer, if one did.
+    pub stop_sequence: Option<String>,
 }
 
 /// Waits for the answer and parses it.
@@ -66,7 +68,10 @@ pub async fn collect(started: Started) -> Result<Answer, ApiError> {
                 finish = f;
             }
             Step::Failed(e) => return Err(ApiError::Internal(e)),
-            Step::Finished => return Ok(Answer { message: parser.into_message(), finish, usage: gen.usage() }),
+            Step::Finished => {
+                let stop_sequence = gen.stop_sequence(0).map(str::to_string);
+                return Ok(Answer { message: parser.into_message(), finish, usage: gen.usage(), stop_sequence });
+            }
         }
     }
 }
@@ -123,7 +128,8 @@ impl<F: EventFormat> Driver<F> {
                     return Some(self.fmt.error("internal error"));
                 }
                 Step::Finished => {
-                    let answer = Answer { message: self.parser.message().clone(), finish: self.finish, usage: self.gen.usage() };
+                    let stop_sequence = self.gen.stop_sequence(0).map(str::to_string);
+                    let answer = Answer { message: self.parser.message().clone(), finish: self.finish, usage: self.gen.usage(), stop_sequence };
                     self.queue.extend(self.fmt.finish(&answer));
                     self.ended = true;
                 }

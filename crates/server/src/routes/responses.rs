@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -114,6 +114,18 @@ pub async fn get_response(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(saved(&st).get(&owner_of(owner), &id).await?.response))
+}
+
+#[utoipa::path(get, path = "/v1/responses/{id}/input_items", tag = "openai", params(("id" = String, Path, description = "a response id (`resp_...`)"), ("order" = Option<String>, Query, description = "`desc` (default, newest first) or `asc`"), ("limit" = Option<u32>, Query, description = "1 to 100, default 20"), ("after" = Option<String>, Query, description = "list the items after this item id")), responses((status = 200, description = "`{object: \"list\", data: [input items with ids], first_id, last_id, has_more}`", body = Object), (status = "4XX", description = "An OpenAI-shaped error (404 for an id that is not the caller's)", body = crate::error::ErrorBody), (status = "5XX", description = "An OpenAI-shaped error", body = crate::error::ErrorBody)))]
+pub async fn list_input_items(
+    State(st): State<AppState>,
+    owner: Option<Extension<ResponseOwner>>,
+    Path(id): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let q = crate::responses::items::ListQuery::parse(&q)?;
+    let saved = saved(&st).get(&owner_of(owner), &id).await?;
+    Ok(Json(crate::responses::items::list(&id, &saved.input_items, &q)?))
 }
 
 #[utoipa::path(delete, path = "/v1/responses/{id}", tag = "openai", params(("id" = String, Path, description = "a response id (`resp_...`)")), responses((status = 200, description = "deleted", body = DeletedResponse), (status = "4XX", description = "An OpenAI-shaped error (404 for an id that is not the caller's)", body = crate::error::ErrorBody), (status = "5XX", description = "An OpenAI-shaped error", body = crate::error::ErrorBody)))]

@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// Most tokens in one forward pass (long prompts are prefilled in chunks) [default: 512]
     #[arg(long, env = "DAEHWA_STEP_TOKENS")]
     pub step_tokens: Option<usize>,
+    /// Watts one busy core draws, for the energy figure of each answer when the CPU's RAPL
+    /// counters cannot be read (setting it always uses it) [default: a figure for the CPU model]
+    #[arg(long, env = "DAEHWA_WATTS_PER_CORE")]
+    pub watts_per_core: Option<f64>,
     /// Worker threads for the model [default: one per core]
     #[arg(short = 't', long, env = "DAEHWA_THREADS")]
     pub threads: Option<usize>,
@@ -134,6 +138,7 @@ impl ServeArgs {
             api_key: if self.api_key.is_empty() { file.api_key } else { self.api_key },
             queue: self.queue.or(file.queue),
             step_tokens: self.step_tokens.or(file.step_tokens),
+            watts_per_core: self.watts_per_core.or(file.watts_per_core),
             threads: self.threads.or(file.threads),
             drain_timeout: self.drain_timeout.or(file.drain_timeout),
             header_timeout: self.header_timeout.or(file.header_timeout),
@@ -255,6 +260,9 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         threads: a.threads.unwrap_or(0),
         parse_special_in_messages: a.parse_special_in_messages,
     };
+    if a.watts_per_core.is_some_and(|w| !(w.is_finite() && w > 0.0 && w <= 1000.0)) {
+        bail!("--watts-per-core must be a number of watts above 0 and at most 1000");
+    }
     if a.ctx.is_some_and(|c| c < 2) {
         bail!("--ctx must be at least 2");
     }
@@ -270,6 +278,7 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         // sequences, so it holds every choice of that many requests and is never the limit.
         queue_capacity: queue.saturating_mul(server::ServeConfig::new("").max_choices()).saturating_add(64),
         step_token_budget: a.step_tokens.unwrap_or(DEFAULT_STEP_TOKENS).max(1),
+        energy: engine::runner::EnergyConfig { watts_per_core: a.watts_per_core, powercap_root: None },
         ..engine::runner::RunnerConfig::default()
     };
     let max_seqs = runner_cfg.max_seqs;

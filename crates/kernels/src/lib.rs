@@ -12,3 +12,4 @@ pub mod matmul;
 pub mod attention;
 pub mod rows;
 pub mod packed;
+pub mod cputime;

@@ -113,6 +113,14 @@ impl ThreadPool {
         ThreadPool { n_threads, shared, workers }
     }
 
+    /// CPU time the workers have used since they started (spinning included: it is spent). The
+    /// calling thread's own time is [`crate::cputime::thread_cpu_time`].
+    pub fn workers_cpu_time(&self) -> Duration {
+        use std::os::unix::thread::JoinHandleExt;
+        // The workers are joined only in `Drop`, so each handle names a live thread.
+        self.workers.iter().map(|h| crate::cputime::pthread_cpu_time(h.as_pthread_t())).sum()
+    }
+
     /// Number of threads that execute tasks, the caller included.
     pub fn n_threads(&self) -> usize {
         self.n_threads

@@ -147,6 +147,8 @@ pub struct Usage {
     pub completion_tokens: usize,
     /// Prompt tokens whose KV came from the prefix cache.
     pub cached_tokens: usize,
+    /// Energy attributed to the sequence, in microjoules ([`Backend::energy_method`] says how).
+    pub energy_uj: u64,
 }
 
 /// What a sequence reports, in order: tokens, then exactly one `Done` or `Error`.
@@ -311,6 +313,10 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// Queues one sequence; its events go to `sink`.
     fn submit(&self, req: GenRequest, sink: ChoiceSink) -> Result<(), SubmitError>;
+    /// How [`Usage::energy_uj`] is measured; `None` when the backend does not measure energy.
+    fn energy_method(&self) -> Option<crate::openai::common::EnergyMethod> {
+        None
+    }
     fn stats(&self) -> Stats;
     /// The engine's state for `/health` (a backend that cannot fail is always ok).
     fn health(&self) -> Health {

@@ -82,6 +82,7 @@ fn event(e: runner::Event) -> Event {
                 prompt_tokens: usage.prompt_tokens,
                 completion_tokens: usage.completion_tokens,
                 cached_tokens: usage.cached_tokens,
+                energy_uj: usage.energy_uj,
             },
             tail,
             stop,
@@ -169,6 +170,13 @@ impl Backend for EngineBackend {
             runner::SubmitError::PromptTooLong { n_prompt, n_ctx } => SubmitError::PromptTooLong { n_prompt, n_ctx },
             runner::SubmitError::Invalid(m) => SubmitError::Invalid(m),
             runner::SubmitError::Stopped => SubmitError::Stopped,
+        })
+    }
+
+    fn energy_method(&self) -> Option<crate::openai::common::EnergyMethod> {
+        Some(match self.handle.energy_method() {
+            runner::EnergyMethod::Rapl => crate::openai::common::EnergyMethod::Rapl,
+            runner::EnergyMethod::Estimate => crate::openai::common::EnergyMethod::Estimate,
         })
     }
 

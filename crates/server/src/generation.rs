@@ -130,7 +130,7 @@ pub fn submit(
         n_per_prompt: n.max(1),
         started: Instant::now(),
         metrics,
-        usage: ApiUsage::default(),
+        usage: ApiUsage { energy: backend.energy_method().map(|method| crate::openai::common::Energy { microjoules: 0, method }), ..ApiUsage::default() },
         slot: Some(slot),
         unstarted: index,
     })
@@ -154,6 +154,10 @@ impl Generation {
 
     fn add_usage(&mut self, index: usize, u: Usage) {
         self.usage.completion_tokens += u.completion_tokens;
+        if let Some(e) = self.usage.energy.as_mut() {
+            e.microjoules += u.energy_uj;
+        }
+        self.metrics.energy_uj.fetch_add(u.energy_uj, Ordering::Relaxed);
         if index.is_multiple_of(self.n_per_prompt) {
             self.usage.prompt_tokens += u.prompt_tokens;
             self.usage.prompt_tokens_details.cached_tokens += u.cached_tokens;

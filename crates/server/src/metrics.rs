@@ -109,6 +109,8 @@ pub struct Metrics {
     pub prompt_tokens: AtomicU64,
     pub cached_tokens: AtomicU64,
     pub generated_tokens: AtomicU64,
+    /// Energy of finished sequences, in microjoules.
+    pub energy_uj: AtomicU64,
     /// Time from submitting a sequence to its first token.
     pub ttft: Histogram,
     /// Time between consecutive tokens of one sequence.
@@ -125,6 +127,7 @@ impl Default for Metrics {
             prompt_tokens: AtomicU64::new(0),
             cached_tokens: AtomicU64::new(0),
             generated_tokens: AtomicU64::new(0),
+            energy_uj: AtomicU64::new(0),
             ttft: Histogram::new(TTFT_BOUNDS),
             itl: Histogram::new(ITL_BOUNDS),
             memory: crate::memory::TrimStats::default(),
@@ -182,6 +185,8 @@ impl Metrics {
         counter(&mut out, "daehwa_prompt_tokens_total", "Prompt tokens of finished sequences.", self.prompt_tokens.load(Ordering::Relaxed));
         counter(&mut out, "daehwa_cached_prompt_tokens_total", "Prompt tokens served from the prefix cache.", self.cached_tokens.load(Ordering::Relaxed));
         counter(&mut out, "daehwa_generated_tokens_total", "Generated tokens.", self.generated_tokens.load(Ordering::Relaxed));
+        let joules = self.energy_uj.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "# HELP daehwa_energy_joules_total Energy of finished sequences (RAPL counters where readable, else CPU time times watts per core).\n# TYPE daehwa_energy_joules_total counter\ndaehwa_energy_joules_total {joules}");
         gauge(&mut out, "daehwa_queue_depth", "Sequences waiting to start.", s.queue_depth);
         gauge(&mut out, "daehwa_running_sequences", "Sequences being generated.", s.running);
         gauge(&mut out, "daehwa_kv_blocks_total", "KV cache blocks in the pool (all layer groups).", s.kv_blocks_total);

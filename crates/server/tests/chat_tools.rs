@@ -79,7 +79,7 @@ impl Backend for Scripted {
                     return;
                 }
             }
-            let usage = Usage { prompt_tokens: req.prompt.len(), completion_tokens: n, cached_tokens: 0 };
+            let usage = Usage { prompt_tokens: req.prompt.len(), completion_tokens: n, cached_tokens: 0, energy_uj: 0 };
             sink.send(Event::Done { finish: FinishReason::Stop, usage, tail: String::new(), stop: None });
         });
         Ok(())

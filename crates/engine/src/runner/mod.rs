@@ -20,10 +20,12 @@
 //!
 //! No async runtime here: the server adapts [`EventSink`] to its own channels.
 
+mod energy;
 mod health;
 mod seq;
 mod thread;
 
+pub use energy::{default_watts_per_core, EnergyConfig, EnergyMethod};
 pub use health::{EngineState, Health, DEGRADED_FOR};
 #[doc(hidden)]
 pub use health::Fault;
@@ -53,6 +55,8 @@ pub struct RunnerConfig {
     pub step_token_budget: usize,
     /// Token positions per KV block.
     pub block_size: usize,
+    /// How energy per answer is measured.
+    pub energy: EnergyConfig,
     /// Tests of panic isolation only: a fault the engine thread injects into itself.
     #[doc(hidden)]
     pub fault: Option<Fault>,
@@ -60,7 +64,7 @@ pub struct RunnerConfig {
 
 impl Default for RunnerConfig {
     fn default() -> Self {
-        RunnerConfig { n_ctx: 4096, max_seqs: 8, kv_memory_bytes: None, queue_capacity: 256, step_token_budget: 512, block_size: DEFAULT_BLOCK_SIZE, fault: None }
+        RunnerConfig { n_ctx: 4096, max_seqs: 8, kv_memory_bytes: None, queue_capacity: 256, step_token_budget: 512, block_size: DEFAULT_BLOCK_SIZE, energy: EnergyConfig::default(), fault: None }
     }
 }
 
@@ -81,6 +85,8 @@ pub struct Usage {
     pub completion_tokens: usize,
     /// Prompt tokens whose K/V came from the prefix cache.
     pub cached_tokens: usize,
+    /// Energy attributed to the request, in microjoules (see [`EnergyMethod`]).
+    pub energy_uj: u64,
 }
 
 /// What a request's sink receives: tokens, then exactly one `Done` or `Error`.
@@ -164,6 +170,8 @@ pub struct Stats {
     /// Prompt tokens served from the prefix cache.
     pub cached_tokens_total: u64,
     pub generated_tokens_total: u64,
+    /// Energy of all steps so far, in microjoules.
+    pub energy_uj_total: u64,
     pub requests_finished: u64,
     /// Times a running sequence was preempted (freed, recomputed later) for lack of KV blocks.
     pub preemptions_total: u64,
@@ -187,6 +195,7 @@ struct SharedStats {
     prompt_tokens_total: AtomicU64,
     cached_tokens_total: AtomicU64,
     generated_tokens_total: AtomicU64,
+    energy_uj_total: AtomicU64,
     requests_finished: AtomicU64,
     preemptions_total: AtomicU64,
     panics_total: AtomicU64,
@@ -215,6 +224,8 @@ struct Sizes {
 }
 
 struct Inner {
+    energy_method: EnergyMethod,
+    energy_watts: f64,
     engine: Arc<Engine>,
     tx: mpsc::Sender<Msg>,
     stats: Arc<SharedStats>,
@@ -257,13 +268,16 @@ impl EngineHandle {
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(SharedStats::default());
         let sched_cfg = crate::sched::SchedConfig { max_seqs, step_token_budget };
-        let mut worker = thread::Worker::new(engine.clone(), buffers, &groups, sched_cfg, n_ctx, rx, stats.clone());
+        let meter = energy::EnergyMeter::new(&cfg.energy);
+        let energy_method = meter.method();
+        let energy_watts = meter.watts_per_core();
+        let mut worker = thread::Worker::new(engine.clone(), buffers, &groups, sched_cfg, n_ctx, rx, stats.clone(), meter);
         worker.fault = cfg.fault;
         let join = std::thread::Builder::new()
             .name("daehwa-engine".into())
             .spawn(move || worker.run())
             .map_err(|e| crate::Error::Model(format!("cannot spawn the engine thread: {e}")))?;
-        let inner = Inner { engine, tx, stats, stopping: AtomicBool::new(false), sizes, thread: Mutex::new(Some(join)) };
+        let inner = Inner { engine, tx, stats, stopping: AtomicBool::new(false), sizes, thread: Mutex::new(Some(join)), energy_method, energy_watts };
         Ok(EngineHandle { inner: Arc::new(inner) })
     }
 
@@ -324,6 +338,16 @@ impl EngineHandle {
         self.inner.sizes.n_ctx
     }
 
+    /// How this engine measures energy.
+    pub fn energy_method(&self) -> EnergyMethod {
+        self.inner.energy_method
+    }
+
+    /// The per-core power figure an estimate uses (watts).
+    pub fn energy_watts_per_core(&self) -> f64 {
+        self.inner.energy_watts
+    }
+
     pub fn stats(&self) -> Stats {
         let s = &*self.inner.stats;
         let z = self.inner.sizes;
@@ -344,6 +368,7 @@ impl EngineHandle {
             prompt_tokens_total: s.prompt_tokens_total.load(Ordering::Acquire),
             cached_tokens_total: s.cached_tokens_total.load(Ordering::Acquire),
             generated_tokens_total: s.generated_tokens_total.load(Ordering::Acquire),
+            energy_uj_total: s.energy_uj_total.load(Ordering::Acquire),
             requests_finished,
             preemptions_total: s.preemptions_total.load(Ordering::Acquire),
             panics_total: s.panics_total.load(Ordering::Acquire),

@@ -13,6 +13,8 @@ pub(super) struct LiveSeq {
     pub n_prompt: usize,
     pub n_generated: usize,
     pub cached_tokens: usize,
+    /// Energy of the steps it took part in, by its share of their tokens.
+    pub energy_uj: u64,
     /// Whether it has started running (it then no longer counts in the queue depth).
     pub started: bool,
     /// The receiver is gone: cancel at the next step.
@@ -33,6 +35,7 @@ impl LiveSeq {
             n_prompt,
             n_generated: 0,
             cached_tokens: 0,
+            energy_uj: 0,
             started: false,
             closed: false,
         }
@@ -93,7 +96,7 @@ impl LiveSeq {
     /// Sends `Done`, releasing held-back text unless a stop string ended the stream.
     pub fn finish(&mut self, finish: FinishReason, stopped: Option<Stopped>) {
         let tail = self.dec.tail(stopped);
-        let usage = Usage { prompt_tokens: self.n_prompt, completion_tokens: self.n_generated, cached_tokens: self.cached_tokens };
+        let usage = Usage { prompt_tokens: self.n_prompt, completion_tokens: self.n_generated, cached_tokens: self.cached_tokens, energy_uj: self.energy_uj };
         let stop = if stopped == Some(Stopped::StopString) { self.dec.stop_string() } else { None };
         self.send(Event::Done { finish, usage, tail, stop });
     }

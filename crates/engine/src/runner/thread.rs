@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use super::energy::{self, EnergyMeter};
 use super::health::{panic_message, Fault, LastPanic};
 use super::seq::{LiveSeq, Next};
 use super::{Msg, SharedStats};
@@ -45,6 +46,10 @@ pub(super) struct Worker {
     kill: bool,
     /// Requests ended so far; published with the rest of the step's stats.
     ended: u64,
+    meter: EnergyMeter,
+    /// Reused: the step's tokens per item and their energy shares.
+    energy_tokens: Vec<usize>,
+    energy_shares: Vec<u64>,
 }
 
 impl Worker {
@@ -57,6 +62,7 @@ impl Worker {
         n_ctx: usize,
         rx: Receiver<Msg>,
         stats: Arc<SharedStats>,
+        meter: EnergyMeter,
     ) -> Self {
         let kv = KvManager::with_groups(groups, buffers.block_size(), cfg.max_seqs);
         Worker {
@@ -81,6 +87,9 @@ impl Worker {
             fault: None,
             kill: false,
             ended: 0,
+            meter,
+            energy_tokens: Vec::new(),
+            energy_shares: Vec::new(),
         }
     }
 
@@ -248,6 +257,7 @@ impl Worker {
                     self.batch.push(t, it.start + j, it.slot, last);
                 }
             }
+            let before = self.meter.read(&self.engine.pool);
             let result = {
                 let mut store = PagedKv { buffers: &mut self.buffers, tables: &self.kv, n_ctx: self.n_ctx };
                 let mut ctx = ForwardCtx { pool: &self.engine.pool, kv: &mut store, ws: &mut self.ws };
@@ -255,6 +265,7 @@ impl Worker {
             };
             match result {
                 Ok(()) => {
+                    self.attribute_energy(&plan, &before);
                     self.sched.complete(&mut self.kv, &plan);
                     self.sample(&plan);
                 }
@@ -271,6 +282,21 @@ impl Worker {
             }
         }
         self.publish();
+    }
+
+    /// Shares the step's energy among its sequences by their tokens in it.
+    fn attribute_energy(&mut self, plan: &Plan, before: &energy::Reading) {
+        let after = self.meter.read(&self.engine.pool);
+        let uj = self.meter.microjoules(before, &after);
+        self.stats.energy_uj_total.fetch_add(uj, Ordering::Relaxed);
+        self.energy_tokens.clear();
+        self.energy_tokens.extend(plan.items.iter().map(|it| it.len));
+        energy::share(uj, &self.energy_tokens, &mut self.energy_shares);
+        for (it, &e) in plan.items.iter().zip(&self.energy_shares) {
+            if let Some(s) = self.live.get_mut(&it.id) {
+                s.energy_uj += e;
+            }
+        }
     }
 
     fn handle_admissions(&mut self, plan: &Plan) {

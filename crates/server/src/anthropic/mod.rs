@@ -46,6 +46,7 @@ pub fn usage(u: &ApiUsage) -> MessageUsage {
         output_tokens: u.completion_tokens,
         cache_creation_input_tokens: 0,
         cache_read_input_tokens: cached,
+        energy: u.energy,
     }
 }
 

@@ -241,4 +241,8 @@ pub struct MessageUsage {
     pub output_tokens: usize,
     pub cache_creation_input_tokens: usize,
     pub cache_read_input_tokens: usize,
+    /// The energy the answer took (daehwa's extension; absent when not measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::openai::common::EnergyWire>)]
+    pub energy: Option<crate::openai::common::Energy>,
 }

@@ -46,6 +46,75 @@ pub struct ApiUsage {
     pub completion_tokens: usize,
     pub total_tokens: usize,
     pub prompt_tokens_details: PromptTokensDetails,
+    /// The energy the answer took (daehwa's extension; absent when not measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<EnergyWire>)]
+    pub energy: Option<Energy>,
+}
+
+/// How joules were obtained: `rapl` (the CPU's energy counters) or `estimate` (CPU time times a
+/// per-core power figure).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EnergyMethod {
+    Rapl,
+    Estimate,
+}
+
+impl EnergyMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnergyMethod::Rapl => "rapl",
+            EnergyMethod::Estimate => "estimate",
+        }
+    }
+}
+
+/// `usage.energy`: `{"joules": 1.25, "method": "estimate"}` (kept in microjoules, so usages
+/// add up exactly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Energy {
+    pub microjoules: u64,
+    pub method: EnergyMethod,
+}
+
+/// [`Energy`] as it is written.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only its schema is used
+pub struct EnergyWire {
+    joules: f64,
+    method: EnergyMethod,
+}
+
+impl Energy {
+    pub fn joules(&self) -> f64 {
+        self.microjoules as f64 / 1e6
+    }
+}
+
+impl Serialize for Energy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Energy", 2)?;
+        st.serialize_field("joules", &self.joules())?;
+        st.serialize_field("method", &self.method)?;
+        st.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Energy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            joules: f64,
+            method: EnergyMethod,
+        }
+        let r = Raw::deserialize(d)?;
+        if !(r.joules.is_finite() && r.joules >= 0.0) {
+            return Err(serde::de::Error::custom("joules must be a non-negative number"));
+        }
+        Ok(Energy { microjoules: (r.joules * 1e6).round() as u64, method: r.method })
+    }
 }
 
 impl ApiUsage {
@@ -55,6 +124,7 @@ impl ApiUsage {
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
             prompt_tokens_details: PromptTokensDetails { cached_tokens },
+            energy: None,
         }
     }
 }

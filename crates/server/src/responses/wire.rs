@@ -285,6 +285,10 @@ pub struct ResponseUsage {
     pub output_tokens: usize,
     pub output_tokens_details: OutputTokensDetails,
     pub total_tokens: usize,
+    /// The energy the answer took (daehwa's extension; absent when not measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::openai::common::EnergyWire>)]
+    pub energy: Option<crate::openai::common::Energy>,
 }
 
 /// An output item.

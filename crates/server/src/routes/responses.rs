@@ -230,6 +230,7 @@ impl Run {
             output_tokens: u.completion_tokens,
             output_tokens_details: OutputTokensDetails::default(),
             total_tokens: u.prompt_tokens + u.completion_tokens,
+            energy: u.energy,
         };
         let items = std::mem::take(&mut self.builder).into_items();
         let obj = self.meta.object(status_of(self.finish), items, Some(usage));

@@ -122,7 +122,7 @@ fn run(me: &Shared, req: GenRequest, sink: ChoiceSink, delay: Duration) {
         }
     }
     let finish = if n < bytes.len() { FinishReason::Length } else { FinishReason::Stop };
-    let usage = Usage { prompt_tokens: req.prompt.len(), completion_tokens: n, cached_tokens: 1 };
+    let usage = Usage { prompt_tokens: req.prompt.len(), completion_tokens: n, cached_tokens: 1, energy_uj: 0 };
     let tail = String::from_utf8_lossy(&pending).into_owned();
     sink.send(Event::Done { finish, usage, tail, stop: None });
 }

@@ -1,6 +1,6 @@
 // The chat itself, on one server and one conversation as far as possible: a streamed answer (3), the
 // automatic title (4), stop (5), regenerate (6), edit and branches (7), reload and the sidebar (8),
-// search (9), rename with a Hangul IME and delete (10).
+// search (9), rename with a Hangul IME and delete (10); the energy of the answers in Settings (23).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { ANSWER_TIMEOUT, screenshot, sleep, startSuite, withDiagnostics } from "./harness.mjs";
@@ -80,6 +80,13 @@ scenario("3 send a message and see the streamed answer", async () => {
   assert.equal(a.status, "complete");
   assert.equal(String(a.id), shown[1].id);
   answers.first = { id: shown[1].id, text: shown[1].text };
+  // The energy the answer took: stored with it, shown under it, the tooltip says how it was measured.
+  assert.ok(a.energy && a.energy.joules > 0 && ["rapl", "estimate"].includes(a.energy.method), `stored energy: ${JSON.stringify(a.energy)}`);
+  const badge = s.page.locator(`[data-testid="message-assistant"][data-id="${shown[1].id}"] [data-testid="energy"]`);
+  await badge.waitFor();
+  assert.match((await badge.textContent()).trim(), /^[\d.]+ (mJ|J|kJ)$/, "the figure under the answer");
+  const tip = await badge.getAttribute("title");
+  assert.match(tip, a.energy.method === "rapl" ? /RAPL/ : /estimate/i, `the tooltip: ${tip}`);
   await screenshot(s.page, "03-chat-answer");
   assertNoPageErrors(s);
 });
@@ -101,6 +108,24 @@ scenario("4 the conversation gets a title by itself", async () => {
   assert.equal((await item.textContent()).trim(), title);
   assert.equal((await conversation(conv1)).title, title, "the title is stored");
   assert.ok(!title.includes("\uFFFD"));
+});
+
+scenario("23 Settings shows the energy of today's answers", async () => {
+  assert.ok(answers.first, "needs scenario 3");
+  await s.goto("#/settings");
+  await s.tid("energy-section").waitFor();
+  await s.tid("energy-day").first().waitFor();
+  const report = (await s.api("GET", "/api/energy")).body;
+  assert.equal(report.days.length, 1, `one day of answers: ${JSON.stringify(report)}`);
+  assert.ok(report.days[0].answers >= 1 && report.total_joules > 0, JSON.stringify(report));
+  const row = (await s.tid("energy-day").first().textContent()).trim();
+  assert.ok(row.startsWith(report.days[0].date), `the row names the day: ${row}`);
+  assert.match(await s.tid("energy-total").textContent(), /(mJ|J|kJ)/);
+  await screenshot(s.page, "23-energy-settings");
+  // Back to the conversation for the scenarios that follow.
+  await s.goto(`#/c/${encodeURIComponent(conv1)}`);
+  await s.tid("composer-input").waitFor();
+  assertNoPageErrors(s);
 });
 
 scenario("5 stop a stream: the answer stays, incomplete", async () => {

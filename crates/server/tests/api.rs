@@ -50,7 +50,8 @@ async fn chat_non_streaming() {
     let n = ANSWER.len();
     assert_eq!(
         v["usage"],
-        json!({"prompt_tokens": 2, "completion_tokens": n, "total_tokens": 2 + n, "prompt_tokens_details": {"cached_tokens": 1}})
+        json!({"prompt_tokens": 2, "completion_tokens": n, "total_tokens": 2 + n, "prompt_tokens_details": {"cached_tokens": 1},
+               "energy": {"joules": (2 + n) as f64 / 1000.0, "method": "estimate"}})
     );
     let sub = fake.s.submitted.lock().expect("lock");
     assert_eq!(sub[0].prompt, vec![104, 105]);

@@ -30,6 +30,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/responses/{id}"),
     ("delete", "/v1/responses/{id}"),
     ("get", "/v1/responses/{id}/input_items"),
+    ("get", "/api/energy"),
     ("post", "/v1/messages"),
     ("post", "/v1/messages/count_tokens"),
     ("get", "/api/auth/state"),

@@ -61,6 +61,16 @@ async fn an_answer_streams_is_saved_complete_and_titles_the_conversation() {
     assert_eq!((a["status"].as_str(), a["content"].as_str(), a["model"].as_str()), (Some("complete"), Some(ANSWER), Some("smollm2")));
     assert_eq!(got["current_message_id"], fin["id"]);
     assert!(got["messages"][0]["created_at"].as_str().expect("time").ends_with('Z'));
+    // The energy the answer took (the fake backend: 1 mJ a token), kept with it and summed per
+    // day for Settings; the question has none.
+    let joules = (usage["prompt_tokens"].as_u64().expect("prompt") + usage["completion_tokens"].as_u64().expect("completion")) as f64 / 1000.0;
+    assert_eq!(usage["energy"], json!({"joules": joules, "method": "estimate"}));
+    assert_eq!((fin["energy"].clone(), a["energy"].clone()), (usage["energy"].clone(), usage["energy"].clone()));
+    assert_eq!(got["messages"][0].get("energy"), None);
+    let energy = c.get("/api/energy").await.json();
+    assert_eq!(energy["days"].as_array().expect("days").len(), 1, "{energy}");
+    assert_eq!((energy["days"][0]["joules"].as_f64(), energy["days"][0]["answers"].as_i64(), energy["days"][0]["estimated"].as_bool()), (Some(joules), Some(1), Some(true)));
+    assert_eq!(energy["total_joules"].as_f64(), Some(joules));
 
     // The prompt held the system prompt, then the question; the temperature came from settings.
     let submitted = srv.fake.submitted.lock().expect("lock")[0].clone();

@@ -22,6 +22,7 @@
 //! `connect` marks answers left `streaming` by a dead process `incomplete`.
 
 mod conversations;
+mod energy;
 mod error;
 mod import;
 mod messages;
@@ -45,7 +46,7 @@ pub use error::{Result, StoreError};
 pub use import::{ImportConversation, ImportMessage, IMPORT_BATCH};
 pub use responses::{ResponseOwner, StoredResponse};
 pub use types::{
-    ApiKey, ApiKeyId, Conversation, ConversationId, ConversationPatch, Message, MessageFinish,
+    ApiKey, ApiKeyId, Conversation, ConversationId, ConversationPatch, EnergyDay, Message, MessageFinish,
     MessageId, MessageStatus, NewConversation, NewMessage, Role, SearchHit, User,
     UserCredentials, UserId,
 };

@@ -197,7 +197,8 @@ impl Store {
         const SQL: &str = concat!(
             "UPDATE messages SET status = $3, content = COALESCE($4, content), \
                prompt_tokens = COALESCE($5, prompt_tokens), \
-               completion_tokens = COALESCE($6, completion_tokens), updated_at = $7 \
+               completion_tokens = COALESCE($6, completion_tokens), updated_at = $7, \
+               energy_uj = COALESCE($8, energy_uj), energy_method = COALESCE($9, energy_method) \
              WHERE id = $1 AND status = 'streaming' AND ", owned!(), " RETURNING ", message_columns!()
         );
         let now = now_ms();
@@ -211,6 +212,8 @@ impl Store {
                 .bind(finish.prompt_tokens)
                 .bind(finish.completion_tokens)
                 .bind(now)
+                .bind(finish.energy.as_ref().map(|e| e.0))
+                .bind(finish.energy.as_ref().map(|e| e.1.clone()))
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(row) = &row {

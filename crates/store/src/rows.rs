@@ -49,7 +49,7 @@ macro_rules! conversation_columns_c {
 macro_rules! message_columns {
     () => {
         "id, conversation_id, parent_id, role, content, model, prompt_tokens, completion_tokens, \
-         status, created_at, updated_at"
+         status, created_at, updated_at, energy_uj, energy_method"
     };
 }
 pub(crate) use {
@@ -152,6 +152,8 @@ pub(crate) struct MessageRow {
     status: String,
     created_at: i64,
     updated_at: i64,
+    energy_uj: Option<i64>,
+    energy_method: Option<String>,
 }
 
 impl TryFrom<MessageRow> for Message {
@@ -169,6 +171,8 @@ impl TryFrom<MessageRow> for Message {
             status: r.status.parse()?,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            energy_uj: r.energy_uj,
+            energy_method: r.energy_method,
         })
     }
 }

@@ -107,6 +107,8 @@ mod tests {
             model: None,
             prompt_tokens: None,
             completion_tokens: None,
+            energy_uj: None,
+            energy_method: None,
             status: MessageStatus::Complete,
             created_at: id,
             updated_at: id,

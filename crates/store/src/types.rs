@@ -160,6 +160,9 @@ pub struct Message {
     pub created_at: i64,
     /// Last write (each streamed append moves it: it is the stream's heartbeat).
     pub updated_at: i64,
+    /// The energy the answer took, in microjoules, and how it was obtained (`rapl`, `estimate`).
+    pub energy_uj: Option<i64>,
+    pub energy_method: Option<String>,
 }
 
 /// The fields of a new conversation.
@@ -244,6 +247,19 @@ pub struct MessageFinish {
     pub content: Option<String>,
     pub prompt_tokens: Option<i64>,
     pub completion_tokens: Option<i64>,
+    /// Microjoules and method (`rapl` or `estimate`); `None` keeps what is stored.
+    pub energy: Option<(i64, String)>,
+}
+
+/// One day of a user's answers: the energy they took.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EnergyDay {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    pub microjoules: i64,
+    pub answers: i64,
+    /// Whether any of that day's figures is an estimate (not RAPL counters).
+    pub estimated: bool,
 }
 
 /// One search result: a conversation whose title or messages match, with the first matching

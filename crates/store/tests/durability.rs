@@ -57,7 +57,7 @@ async fn kill9_writer() {
             status: MessageStatus::Complete,
             content: None,
             prompt_tokens: Some(3),
-            completion_tokens: Some(TOKENS as i64),
+            completion_tokens: Some(TOKENS as i64), energy: None,
         };
         store.finish_message(user.id, a.id, &done).await.expect("finish");
         println!("DAEHWA C {}", a.id);

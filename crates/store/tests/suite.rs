@@ -27,6 +27,12 @@ backend_tests!(
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
 
+/// Days since 1970-01-01, UTC, now.
+fn chrono_free_today() -> i64 {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    ms.div_euclid(86_400_000)
+}
+
 async fn user(store: &Store, name: &str) -> User {
     store.create_user(name, HASH, false).await.expect("create user")
 }
@@ -269,7 +275,7 @@ async fn messages_stream_and_branch(db: &TestDb) {
                 status: MessageStatus::Complete,
                 content: None,
                 prompt_tokens: Some(12),
-                completion_tokens: Some(7),
+                completion_tokens: Some(7), energy: Some((1_500_000, "estimate".into())),
             },
         )
         .await
@@ -278,6 +284,12 @@ async fn messages_stream_and_branch(db: &TestDb) {
     assert_eq!(done.content, "안녕하세요! 반갑습니다.");
     assert_eq!((done.prompt_tokens, done.completion_tokens), (Some(12), Some(7)));
     assert_eq!(done.model.as_deref(), Some("smollm2"));
+    assert_eq!((done.energy_uj, done.energy_method.as_deref()), (Some(1_500_000), Some("estimate")));
+    // Today's energy: this answer; nobody else's answers count.
+    let days = store.energy_by_day(alice.id, 7).await.unwrap();
+    assert_eq!(days.len(), 1, "{days:?}");
+    assert_eq!((days[0].microjoules, days[0].answers, days[0].estimated), (1_500_000, 1, true));
+    assert_eq!(days[0].day, chrono_free_today());
     // A finished message no longer streams.
     let r = store.append_to_message(alice.id, a1.id, "more").await;
     assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
@@ -285,7 +297,7 @@ async fn messages_stream_and_branch(db: &TestDb) {
     assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
     let r = store
         .finish_message(alice.id, a1.id, &MessageFinish {
-            status: MessageStatus::Streaming, content: None, prompt_tokens: None, completion_tokens: None,
+            status: MessageStatus::Streaming, content: None, prompt_tokens: None, completion_tokens: None, energy: None,
         })
         .await;
     assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
@@ -299,7 +311,7 @@ async fn messages_stream_and_branch(db: &TestDb) {
     store.update_message_content(alice.id, a2.id, "partial answer").await.unwrap();
     let stopped = store
         .finish_message(alice.id, a2.id, &MessageFinish {
-            status: MessageStatus::Incomplete, content: None, prompt_tokens: None, completion_tokens: Some(3),
+            status: MessageStatus::Incomplete, content: None, prompt_tokens: None, completion_tokens: Some(3), energy: None,
         })
         .await
         .unwrap();
@@ -436,7 +448,7 @@ async fn other_users_rows_are_invisible(db: &TestDb) {
     not_found(store.update_message_content(b.id, ans.id, "injected").await);
     not_found(store
         .finish_message(b.id, ans.id, &MessageFinish {
-            status: MessageStatus::Complete, content: Some("injected".into()), prompt_tokens: None, completion_tokens: None,
+            status: MessageStatus::Complete, content: Some("injected".into()), prompt_tokens: None, completion_tokens: None, energy: None,
         })
         .await);
     not_found(store.delete_message(b.id, q.id).await);
@@ -517,7 +529,7 @@ async fn concurrent_streams_all_commit(db: &TestDb) {
                 status: MessageStatus::Complete,
                 content: None,
                 prompt_tokens: None,
-                completion_tokens: Some(40),
+                completion_tokens: Some(40), energy: None,
             };
             store.finish_message(alice.id, a.id, &done).await.expect("finish");
             (t, a.id)

@@ -5,6 +5,7 @@ import type { Message } from "../lib/types";
 import { useI18n } from "../i18n";
 import { IconCheck, IconCopy, IconEdit, IconLeft, IconRegenerate, IconRight } from "./Icons";
 import { copyText, Markdown } from "./Markdown";
+import { energyTooltip, formatJoules } from "../lib/energy";
 
 interface Props {
   message: Message;
@@ -111,6 +112,11 @@ export function MessageView({ message, siblings, streaming, busy, onSwitch, onRe
             >
               <IconEdit />
             </button>
+          )}
+          {!isUser && !streaming && message.energy && (
+            <span class="energy muted small" title={energyTooltip(message.energy, t)} data-testid="energy">
+              {formatJoules(message.energy.joules)}
+            </span>
           )}
           {!isUser && !streaming && (
             <button class="icon" title={t("chat.regenerate")} aria-label={t("chat.regenerate")} disabled={busy} onClick={onRegenerate} data-testid="regenerate">

@@ -8,6 +8,7 @@ import type { ApiKey, CreatedApiKey, User } from "../lib/types";
 import { LANG_NAMES, LANGS, useI18n, type Lang } from "../i18n";
 import { IconMenu } from "./Icons";
 import { copyText } from "./Markdown";
+import { EnergySection } from "./EnergySection";
 
 interface Props {
   user: User;
@@ -57,6 +58,7 @@ export function SettingsPage({ user, theme, setTheme, onOpenMenu, onImported }: 
         </section>
         <ChangePassword />
         <ApiKeys />
+        <EnergySection />
         <Import onImported={onImported} />
         {user.is_admin && <Users me={user} />}
       </div>

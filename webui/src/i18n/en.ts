@@ -106,6 +106,16 @@ export const en = {
   "settings.changePassword": "Change password",
   "settings.passwordChanged": "Password changed. Your other browsers are signed out.",
   "settings.passwordChangedKeys": "Password changed. Your other browsers are signed out and your API keys are revoked.",
+  "energy.rapl": "Energy for this answer: {joules} ({wh}), measured with the CPU's RAPL energy counters (the whole processor package while the answer was computed, shared among the answers computed together).",
+  "energy.estimate": "Energy for this answer: about {joules} ({wh}), an estimate: the CPU time spent on it times a per-core power figure (the server's --watts-per-core).",
+  "settings.energy": "Energy",
+  "settings.energyIntro": "The energy your answers took over the last 30 days (UTC).",
+  "settings.energyNone": "No answers with an energy figure yet.",
+  "settings.energyDay": "Date",
+  "settings.energyAnswers": "Answers",
+  "settings.energyJoules": "Energy",
+  "settings.energyTotal": "Total: {joules} ({wh})",
+  "settings.energyEstimated": "Figures marked * are estimates from CPU time; the others are measured with RAPL counters.",
 } as const;
 
 export type MessageKey = keyof typeof en;

@@ -11,6 +11,7 @@ import type {
   ConversationSettings,
   ConversationSummary,
   CreatedApiKey,
+  EnergyReport,
   ModelInfo,
   User,
 } from "./types";
@@ -152,6 +153,8 @@ export const api = {
   createUser: (username: string, password: string, is_admin: boolean) =>
     json<User>("POST", "/api/users", { username, password, is_admin }),
   deleteUser: (id: string) => json<void>("DELETE", `/api/users/${encodeURIComponent(id)}`),
+
+  energy: () => json<EnergyReport>("GET", "/api/energy"),
 
   importChatGpt: (conversations: unknown[]) => json<{ imported: number }>("POST", "/api/import", conversations),
 };

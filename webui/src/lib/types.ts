@@ -41,6 +41,20 @@ export interface Message {
   status: MessageStatus;
   created_at: string;
   model?: string | null;
+  /** The energy the answer took (assistant messages, when the server measured it). */
+  energy?: Energy | null;
+}
+
+/** `rapl`: the CPU's energy counters; `estimate`: CPU time times a per-core power figure. */
+export interface Energy {
+  joules: number;
+  method: "rapl" | "estimate";
+}
+
+/** `GET /api/energy`: the user's answers of the last 30 days (UTC), per day with answers. */
+export interface EnergyReport {
+  days: { date: string; joules: number; answers: number; estimated: boolean }[];
+  total_joules: number;
 }
 
 export interface Conversation {
@@ -69,6 +83,7 @@ export interface Usage {
   prompt_tokens?: number;
   completion_tokens?: number;
   total_tokens?: number;
+  energy?: Energy;
 }
 
 export interface ApiErrorBody {

@@ -320,6 +320,7 @@ impl AnswerTask {
             content: Some(text.clone()),
             prompt_tokens: count(usage.prompt_tokens),
             completion_tokens: count(usage.completion_tokens),
+            energy: usage.energy.filter(|_| known).map(|e| (i64::try_from(e.microjoules).unwrap_or(i64::MAX), e.method.as_str().to_string())),
         };
         let saved = self.st.store.finish_message(self.user, self.answer, &fin).await;
         if matches!(end, End::ClientGone) {
@@ -369,6 +370,8 @@ mod tests {
             model: None,
             prompt_tokens: None,
             completion_tokens: None,
+            energy_uj: None,
+            energy_method: None,
             status: MessageStatus::Complete,
             created_at: 0,
             updated_at: 0,

@@ -53,6 +53,10 @@ pub struct MessageJson {
     pub model: Option<String>,
     pub prompt_tokens: Option<i64>,
     pub completion_tokens: Option<i64>,
+    /// `{joules, method}`: the energy the answer took (absent when not measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::openai::common::EnergyWire>)]
+    pub energy: Option<crate::openai::common::Energy>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -68,6 +72,13 @@ impl From<&Message> for MessageJson {
             model: m.model.clone(),
             prompt_tokens: m.prompt_tokens,
             completion_tokens: m.completion_tokens,
+            energy: match (m.energy_uj, m.energy_method.as_deref()) {
+                (Some(uj), Some(method)) => Some(crate::openai::common::Energy {
+                    microjoules: u64::try_from(uj).unwrap_or(0),
+                    method: if method == "rapl" { crate::openai::common::EnergyMethod::Rapl } else { crate::openai::common::EnergyMethod::Estimate },
+                }),
+                _ => None,
+            },
             created_at: iso_time(m.created_at),
             updated_at: iso_time(m.updated_at),
         }

@@ -146,6 +146,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accou
         .routes(routes!(answer::regenerate))
         .routes(routes!(routes::keys::list, routes::keys::create))
         .routes(routes!(routes::keys::revoke))
+        .routes(routes!(routes::energy::by_day))
         .routes(routes!(routes::users::list, routes::users::create))
         .routes(routes!(routes::users::delete))
         .routes((import_schemas, import_paths, import_route.layer(DefaultBodyLimit::disable())))

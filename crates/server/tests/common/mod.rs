@@ -89,6 +89,10 @@ impl Backend for Fake {
         });
         Ok(())
     }
+    /// An estimate of 1 mJ per token (prompt and generated).
+    fn energy_method(&self) -> Option<server::openai::common::EnergyMethod> {
+        Some(server::openai::common::EnergyMethod::Estimate)
+    }
     fn stats(&self) -> Stats {
         Stats { running: self.s.running.load(Ordering::SeqCst), kv_blocks_total: 10, ..Stats::default() }
     }
@@ -122,7 +126,7 @@ fn run(me: &Shared, req: GenRequest, sink: ChoiceSink, delay: Duration) {
         }
     }
     let finish = if n < bytes.len() { FinishReason::Length } else { FinishReason::Stop };
-    let usage = Usage { prompt_tokens: req.prompt.len(), completion_tokens: n, cached_tokens: 1, energy_uj: 0 };
+    let usage = Usage { prompt_tokens: req.prompt.len(), completion_tokens: n, cached_tokens: 1, energy_uj: 1000 * (req.prompt.len() + n) as u64 };
     let tail = String::from_utf8_lossy(&pending).into_owned();
     sink.send(Event::Done { finish, usage, tail, stop: None });
 }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod conversations;
+pub mod energy;
 pub mod keys;
 pub mod users;
 

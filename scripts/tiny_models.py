@@ -169,6 +169,46 @@ FAMILIES = {
 }
 
 
+# Issue 14 (families): RoPE scaling and the new layouts. `kv` entries are written as
+# `{arch}.<key>` (float -> f32, int -> u32, str -> string, list of bool -> bool array).
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
+FAMILIES.update({
+    # Llama 3.1 rope scaling: the converter's per-pair divisors `rope_freqs.weight`.
+    "llama3_rope_freqs": dict(
+        arch="llama", seed=11, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, head_dim=16, n_ff=160,
+        rope_base=500000.0, eps=1e-5, pre="llama-bpe", add_bos=True, tied=False, dtype=np.float32,
+        rope_freqs=True, specials=LLAMA3_SPECIALS, bos="<|begin_of_text|>", eos="<|eot_id|>",
+    ),
+    # YaRN as gpt-oss and Qwen's long-context files carry it: original context 32 positions, factor
+    # 16, so the long prompt (~200 tokens) runs far past the trained length.
+    "llama_yarn": dict(
+        arch="llama", seed=12, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, head_dim=16, n_ff=160,
+        rope_base=10000.0, eps=1e-5, pre="llama-bpe", add_bos=True, tied=False, dtype=np.float32,
+        specials=LLAMA3_SPECIALS, bos="<|begin_of_text|>", eos="<|eot_id|>",
+        kv={"rope.scaling.type": "yarn", "rope.scaling.factor": 16.0, "rope.scaling.original_context_length": 32,
+            "rope.scaling.yarn_beta_fast": 32.0, "rope.scaling.yarn_beta_slow": 1.0},
+    ),
+})
+
+
+def write_kv(w, arch, kv):
+    """Writes the family's extra metadata (`kv` in FAMILIES)."""
+    for key, val in kv.items():
+        full = f"{arch}.{key}"
+        if isinstance(val, bool):
+            w.add_bool(full, val)
+        elif isinstance(val, float):
+            w.add_float32(full, val)
+        elif isinstance(val, int):
+            w.add_uint32(full, val)
+        elif isinstance(val, str):
+            w.add_string(full, val)
+        elif isinstance(val, list):
+            w.add_array(full, val)
+        else:
+            raise TypeError(f"{full}: {val!r}")
+
+
 def write_family(name, out_dir):
     cfg = FAMILIES[name]
     arch = cfg["arch"]
@@ -208,6 +248,7 @@ def write_family(name, out_dir):
     w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", cfg["eps"])
     w.add_uint32(f"{arch}.vocab_size", n_vocab)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dt == np.float16 else gguf.LlamaFileType.ALL_F32)
+    write_kv(w, arch, cfg.get("kv", {}))
 
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre(cfg["pre"])

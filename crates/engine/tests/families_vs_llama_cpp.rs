@@ -251,3 +251,16 @@ fn tiny_files_carry_each_family_specifics() {
         }
     }
 }
+
+// Issue 14 (families): RoPE scaling. The long prompt (~200 tokens) runs far past the YaRN file's
+// `original_context_length` of 32 (factor 16), so both the blend ramp and the magnitude are exercised.
+
+#[test]
+fn llama3_rope_freqs_matches_llama_cpp() {
+    check_family("llama3_rope_freqs");
+}
+
+#[test]
+fn llama_yarn_matches_llama_cpp() {
+    check_family("llama_yarn");
+}

@@ -8,6 +8,7 @@ mod gemma3;
 mod hparams;
 mod llama;
 mod qwen;
+mod rope_scaling;
 mod weights;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use kernels::pool::ThreadPool;
 
 pub use hparams::{HParams, RopeStyle};
 pub use llama::Llama;
+pub use rope_scaling::RopeScaling;
 
 use crate::kv::KvStore;
 use crate::{Error, Result, TokenId};

@@ -53,6 +53,9 @@ pub(crate) const GEMMA3: Variant = Variant {
     attn_scale: AttnScale::GemmaQuery,
     swa_period: Some(SWA_PERIOD),
     logit_softcap: true,
+    attn_softcap: false,
+    swa_rope_like_global: false,
+    rope_full_layers: true,
 };
 
 /// Loads a `gemma3` file.

@@ -22,6 +22,9 @@ use crate::{Error, Result};
 pub enum RopeScaling {
     /// No scaling (or `linear`, whose `1 / factor` lives in `HParams::rope_freq_scale`).
     None,
+    /// No YaRN, but cos/sin multiplied by `rope.scaling.attn_factor` (Phi-3's LongRoPE files
+    /// carry one; ggml's rope always multiplies by its `attn_factor`).
+    Magnitude(f32),
     /// YaRN context extension.
     Yarn {
         factor: f32,
@@ -51,9 +54,14 @@ impl RopeScaling {
     pub fn read(f: &GgufFile, arch: &str, n_ctx_train: usize) -> Result<(Self, f32)> {
         let k = Keys { arch };
         let factor = f.opt_f32(&k.key("rope.scaling.factor"))?.filter(|&x| x > 0.0 && x.is_finite());
+        let attn_factor = f.opt_f32(&k.key("rope.scaling.attn_factor"))?.filter(|x| x.is_finite() && *x != 1.0);
+        let plain = match attn_factor {
+            Some(a) => RopeScaling::Magnitude(a),
+            None => RopeScaling::None,
+        };
         match f.opt_str(&k.key("rope.scaling.type"))? {
-            None | Some("none") => Ok((RopeScaling::None, 1.0)),
-            Some("linear") => Ok((RopeScaling::None, factor.map_or(1.0, |x| 1.0 / x))),
+            None | Some("none") => Ok((plain, 1.0)),
+            Some("linear") => Ok((plain, factor.map_or(1.0, |x| 1.0 / x))),
             Some("yarn") => {
                 let factor = factor.unwrap_or(1.0);
                 let n_ctx_orig = match f.opt_u32(&k.key("rope.scaling.original_context_length"))? {
@@ -80,8 +88,12 @@ impl RopeScaling {
     /// The kernel's YaRN parameters for layers rotating with `freq_base`, as llama.cpp's context
     /// derives `ext_factor` and `attn_factor` (`llama_context` constructor).
     pub fn yarn(&self, n_rot: usize, freq_base: f32) -> Option<Yarn> {
-        let RopeScaling::Yarn { factor, n_ctx_orig, beta_fast, beta_slow, log_mul, attn_factor } = *self else {
-            return None;
+        let (factor, n_ctx_orig, beta_fast, beta_slow, log_mul, attn_factor) = match *self {
+            RopeScaling::None => return None,
+            RopeScaling::Magnitude(a) => return Some(Yarn { ext_factor: 0.0, attn_factor: a, corr_dims: [0.0, 0.0] }),
+            RopeScaling::Yarn { factor, n_ctx_orig, beta_fast, beta_slow, log_mul, attn_factor } => {
+                (factor, n_ctx_orig, beta_fast, beta_slow, log_mul, attn_factor)
+            }
         };
         let mut af = if log_mul != 0.0 { get_mscale(factor, 1.0) / get_mscale(factor, log_mul) } else { get_mscale(factor, 1.0) };
         // ggml multiplies by `1 + 0.1 ln(1 / freq_scale)` again inside the kernel: cancel it.

@@ -194,14 +194,14 @@ FAMILIES.update({
 FAMILIES.update({
     # Gemma 2: pre- and post-norms, GeGLU, scaled embeddings, tied output, sliding-window layers
     # alternating with global ones (even layers local), attention and final logit soft-capping.
-    # The caps are small (2 and 3, the real ones are 50 and 30) so that tanh bends these
+    # The caps are small (2 and 8, the real ones are 50 and 30) so that tanh bends these
     # random-weight scores and logits and a missing cap shows.
     "gemma2": dict(
         arch="gemma2", seed=13, n_embd=64, n_layer=4, n_head=4, n_head_kv=2, head_dim=16, n_ff=128,
         rope_base=10000.0, eps=1e-6, pre="default", add_bos=True, tied=True, dtype=np.float32,
         post_norm=True, specials=["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"],
         bos="<bos>", eos="<end_of_turn>",
-        kv={"attention.sliding_window": 16, "attn_logit_softcapping": 2.0, "final_logit_softcapping": 3.0},
+        kv={"attention.sliding_window": 16, "attn_logit_softcapping": 2.0, "final_logit_softcapping": 8.0},
     ),
     # Phi-3.5 / Phi-4-mini: fused attn_qkv, fused gate+up in one ffn_up of 2 x n_ff rows, partial
     # NeoX RoPE (48 of 64 dims, as Phi-4-mini's 0.75), LongRoPE short/long factors with the

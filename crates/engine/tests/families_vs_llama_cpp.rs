@@ -294,9 +294,12 @@ fn mistral_tekken_matches_llama_cpp() {
 }
 
 /// The issue-14 files carry what makes them their family (a test of the test).
+/// Family file, its architecture, tensors it must have, string keys it must carry.
+type Specifics = (&'static str, &'static str, &'static [&'static str], &'static [(&'static str, &'static str)]);
+
 #[test]
 fn issue14_tiny_files_carry_each_family_specifics() {
-    let want: &[(&str, &str, &[&str], &[(&str, &str)])] = &[
+    let want: &[Specifics] = &[
         ("llama3_rope_freqs", "llama", &["rope_freqs.weight"], &[]),
         ("llama_yarn", "llama", &[], &[("llama.rope.scaling.type", "yarn")]),
         ("gemma2", "gemma2", &["blk.0.post_attention_norm.weight", "blk.0.post_ffw_norm.weight"], &[]),

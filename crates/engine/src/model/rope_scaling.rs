@@ -129,7 +129,8 @@ mod tests {
         let k = y.yarn(64, 150000.0).expect("yarn");
         assert!((k.attn_factor - 1.0).abs() < 1e-6, "{}", k.attn_factor);
         assert_eq!(k.ext_factor, 1.0);
-        assert!(k.corr_dims[0] < k.corr_dims[1] && k.corr_dims[1] <= 63.0, "{:?}", k.corr_dims);
+        // 64 * ln(4096 / (beta * 2 pi)) / (2 ln 150000): 8.09 floored, 17.4 ceiled.
+        assert_eq!(k.corr_dims, [8.0, 18.0]);
         assert_eq!(RopeScaling::None.yarn(64, 10000.0), None);
     }
 }

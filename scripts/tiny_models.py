@@ -241,6 +241,17 @@ FAMILIES.update({
         rope_base=1000000.0, eps=1e-5, pre="tekken", add_bos=True, tied=False, dtype=np.float32,
         specials=["<unk>", "<s>", "</s>", "[INST]", "[/INST]"], bos="<s>", eos="</s>",
     ),
+    # Ministral 3 (`mistral3`, text only): llama with YaRN and attention temperature tuning, whose
+    # steps llama.cpp takes every original_context_length (32) positions, so the ~200-token prompt
+    # crosses several.
+    "mistral3": dict(
+        arch="mistral3", seed=18, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, head_dim=16, n_ff=160,
+        rope_base=1000000.0, eps=1e-5, pre="tekken", add_bos=True, tied=False, dtype=np.float32,
+        specials=["<unk>", "<s>", "</s>", "[INST]", "[/INST]"], bos="<s>", eos="</s>",
+        kv={"rope.scaling.type": "yarn", "rope.scaling.factor": 16.0, "rope.scaling.original_context_length": 32,
+            "rope.scaling.yarn_beta_fast": 32.0, "rope.scaling.yarn_beta_slow": 1.0,
+            "attention.temperature_scale": 0.1, "attention.temperature_length": 16},
+    ),
 })
 
 

@@ -321,3 +321,9 @@ fn issue14_tiny_files_carry_each_family_specifics() {
     assert!(g.opt_f32("gemma2.attn_logit_softcapping").expect("cap").is_some());
     assert!(g.opt_u32("gemma2.attention.sliding_window").expect("window").is_some());
 }
+
+/// Ministral 3 (`mistral3`): YaRN plus attention temperature tuning past position 16.
+#[test]
+fn mistral3_matches_llama_cpp() {
+    check_family("mistral3");
+}

@@ -56,6 +56,7 @@ pub(crate) const GEMMA3: Variant = Variant {
     attn_softcap: false,
     swa_rope_like_global: false,
     rope_full_layers: true,
+    attn_temp_offset: None,
 };
 
 /// Loads a `gemma3` file.

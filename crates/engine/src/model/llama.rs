@@ -118,6 +118,13 @@ pub(crate) struct Variant {
     /// Full-attention layers use RoPE too. `false`: only the sliding-window layers rotate
     /// (EXAONE 4 32B, llama.cpp's `use_rope = is_swa(il) || swa_type == NONE`).
     pub rope_full_layers: bool,
+    /// Llama-4-style attention temperature tuning where the metadata sets
+    /// `attention.temperature_scale` (Mistral 3 / Ministral 3): Q at position `p` is multiplied by
+    /// `1 + scale * ln(floor((p + offset) / n_ctx_orig) + 1)`, `n_ctx_orig` =
+    /// `rope.scaling.original_context_length` (else the training context; llama.cpp 0.3.36 takes
+    /// its `n_ctx_orig_yarn` here, not `attention.temperature_length`, as its logits show); the
+    /// value is the offset (llama.cpp's `f_attn_temp_offset`).
+    pub attn_temp_offset: Option<f32>,
 }
 
 /// Plain llama.
@@ -136,7 +143,12 @@ pub(crate) const LLAMA: Variant = Variant {
     attn_softcap: false,
     swa_rope_like_global: false,
     rope_full_layers: true,
+    attn_temp_offset: None,
 };
+
+/// Mistral 3 / Ministral 3 text models (`mistral3`, llama.cpp `llama_model_mistral3`): llama with
+/// attention temperature tuning.
+pub(crate) const MISTRAL3: Variant = Variant { arch: "mistral3", attn_temp_offset: Some(0.0), ..LLAMA };
 
 /// RoPE tables are precomputed up to this many positions; later positions are computed on the
 /// fly with the same arithmetic (a table for Llama 3.1's 128k positions of 128-wide heads would
@@ -183,6 +195,8 @@ pub struct Llama {
     /// cache's context per sequence exceeds `long_above` (`rope.scaling.original_context_length`);
     /// `rope` then holds `rope_factors_short`.
     rope_long: Option<(RopeCache, usize)>,
+    /// Attention temperature tuning: `(scale, length, offset)` ([`Variant::attn_temp_offset`]).
+    attn_temp: Option<(f32, usize, f32)>,
 }
 
 impl Llama {
@@ -286,6 +300,13 @@ impl Llama {
             true => Some(f.opt_f32(&format!("{arch}.attn_logit_softcapping"))?.unwrap_or(50.0)).filter(|&c| c != 0.0),
             false => None,
         };
+        let attn_temp = match v.attn_temp_offset {
+            Some(offset) => {
+                let orig = f.opt_u32(&format!("{arch}.rope.scaling.original_context_length"))?.filter(|&n| n > 0).map_or(hp.n_ctx_train, |n| n as usize);
+                f.opt_f32(&format!("{arch}.attention.temperature_scale"))?.filter(|&s| s != 0.0).map(|scale| (scale, orig, offset))
+            }
+            None => None,
+        };
         let query_scale = match v.attn_scale {
             AttnScale::Kernel => None,
             // gemma_pytorch's query_pre_attn_scalar: n_embd / n_head for the 27B (62 layers), the
@@ -295,7 +316,7 @@ impl Llama {
             AttnScale::Gemma2Query if hp.n_layer == 46 => Some(1.0 / ((hp.n_embd / hp.n_head) as f32).sqrt()),
             AttnScale::Gemma2Query => Some(1.0 / (hd as f32).sqrt()),
         };
-        Ok(Llama { variant: v, file, hp, tok_embd, output_norm, output, output_b, layers, rope, rope_local, query_scale, attn_softcap, rope_long })
+        Ok(Llama { variant: v, file, hp, tok_embd, output_norm, output, output_b, layers, rope, rope_local, query_scale, attn_softcap, rope_long, attn_temp })
     }
 
     /// The family this model was loaded as.
@@ -431,6 +452,11 @@ impl Model for Llama {
                     if use_rope {
                         rope.apply(q, hp.n_head, pos[i], mode);
                         rope.apply(k, hp.n_head_kv, pos[i], mode);
+                    }
+                    if let Some((scale, len, offset)) = self.attn_temp {
+                        // In double precision, as llama.cpp's `llm_graph_input_attn_temp` computes it.
+                        let steps = ((pos[i] as f32 + offset) / len as f32).floor() as f64;
+                        ops::scale_inplace(q, ((steps + 1.0).ln() * scale as f64 + 1.0) as f32);
                     }
                 }
                 if let Some(s) = self.query_scale {

@@ -26,7 +26,7 @@ use crate::kv::KvStore;
 use crate::{Error, Result, TokenId};
 
 /// Architectures `load` accepts (`general.architecture`).
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "exaone", "exaone4", "gemma3", "gemma2", "phi3"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "exaone", "exaone4", "gemma3", "gemma2", "phi3", "mistral3"];
 
 /// A flat batch, like llama.cpp's `llama_batch`: tokens of one or many sequences, each with its
 /// position, its sequence slot in the KV cache and whether its logits are wanted.
@@ -116,6 +116,7 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>> {
         "gemma3" => Ok(Box::new(gemma3::load_gemma3(file)?)),
         "gemma2" => Ok(Box::new(gemma2::load_gemma2(file)?)),
         "phi3" => Ok(Box::new(phi3::load_phi3(file)?)),
+        "mistral3" => Ok(Box::new(Llama::load_variant(file, llama::MISTRAL3)?)),
         _ => Err(Error::UnsupportedArchitecture { arch, supported: SUPPORTED_ARCHITECTURES.join(", ") }),
     }
 }

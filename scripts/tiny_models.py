@@ -169,6 +169,110 @@ FAMILIES = {
 }
 
 
+# Issue 14 (families): RoPE scaling and the new layouts. `kv` entries are written as
+# `{arch}.<key>` (float -> f32, int -> u32, str -> string, list of bool -> bool array).
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
+FAMILIES.update({
+    # Llama 3.1 rope scaling: the converter's per-pair divisors `rope_freqs.weight`.
+    "llama3_rope_freqs": dict(
+        arch="llama", seed=11, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, head_dim=16, n_ff=160,
+        rope_base=500000.0, eps=1e-5, pre="llama-bpe", add_bos=True, tied=False, dtype=np.float32,
+        rope_freqs=True, specials=LLAMA3_SPECIALS, bos="<|begin_of_text|>", eos="<|eot_id|>",
+    ),
+    # YaRN as gpt-oss and Qwen's long-context files carry it: original context 32 positions, factor
+    # 16, so the long prompt (~200 tokens) runs far past the trained length.
+    "llama_yarn": dict(
+        arch="llama", seed=12, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, head_dim=16, n_ff=160,
+        rope_base=10000.0, eps=1e-5, pre="llama-bpe", add_bos=True, tied=False, dtype=np.float32,
+        specials=LLAMA3_SPECIALS, bos="<|begin_of_text|>", eos="<|eot_id|>",
+        kv={"rope.scaling.type": "yarn", "rope.scaling.factor": 16.0, "rope.scaling.original_context_length": 32,
+            "rope.scaling.yarn_beta_fast": 32.0, "rope.scaling.yarn_beta_slow": 1.0},
+    ),
+})
+
+# Issue 14 (families): the new layouts.
+FAMILIES.update({
+    # Gemma 2: pre- and post-norms, GeGLU, scaled embeddings, tied output, sliding-window layers
+    # alternating with global ones (even layers local), attention and final logit soft-capping.
+    # The caps are small (2 and 8, the real ones are 50 and 30) so that tanh bends these
+    # random-weight scores and logits and a missing cap shows.
+    "gemma2": dict(
+        arch="gemma2", seed=13, n_embd=64, n_layer=4, n_head=4, n_head_kv=2, head_dim=16, n_ff=128,
+        rope_base=10000.0, eps=1e-6, pre="default", add_bos=True, tied=True, dtype=np.float32,
+        post_norm=True, specials=["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"],
+        bos="<bos>", eos="<end_of_turn>",
+        kv={"attention.sliding_window": 16, "attn_logit_softcapping": 2.0, "final_logit_softcapping": 8.0},
+    ),
+    # Phi-3.5 / Phi-4-mini: fused attn_qkv, fused gate+up in one ffn_up of 2 x n_ff rows, partial
+    # NeoX RoPE (48 of 64 dims, as Phi-4-mini's 0.75), LongRoPE short/long factors with the
+    # converter's attn_factor. Context 512 <= original 4096: llama.cpp uses the short factors.
+    "phi3": dict(
+        arch="phi3", seed=14, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, head_dim=16, n_ff=160,
+        n_rot=12, rope_base=10000.0, eps=1e-5, pre="default", add_bos=False, tied=True, dtype=np.float32,
+        fused_qkv=True, fused_up=True, rope_factors_long_short=True,
+        # llama.cpp sets strip attributes on these by `general.name` ("phi3") and needs them all.
+        specials=["<unk>", "<s>", "</s>", "<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
+        bos="<s>", eos="<|end|>",
+        kv={"rope.scaling.attn_factor": 1.19, "rope.scaling.original_context_length": 4096},
+    ),
+    # The same with original context 32 < 512: llama.cpp switches to the long factors.
+    "phi3_long": dict(
+        arch="phi3", seed=15, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, head_dim=16, n_ff=160,
+        n_rot=12, rope_base=10000.0, eps=1e-5, pre="default", add_bos=False, tied=True, dtype=np.float32,
+        fused_qkv=True, fused_up=True, rope_factors_long_short=True,
+        # llama.cpp sets strip attributes on these by `general.name` ("phi3") and needs them all.
+        specials=["<unk>", "<s>", "</s>", "<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
+        bos="<s>", eos="<|end|>",
+        kv={"rope.scaling.attn_factor": 1.19, "rope.scaling.original_context_length": 32},
+    ),
+    # EXAONE 4.0 32B's layout: 64 layers (llama.cpp keys the sliding window on the layer count),
+    # three sliding-window layers (window 16 here, 4096 real) then one global layer without RoPE.
+    "exaone4_32b": dict(
+        arch="exaone4", seed=16, n_embd=64, n_layer=64, n_head=4, n_head_kv=2, head_dim=16, n_ff=96,
+        rope_base=1000000.0, eps=1e-5, pre="exaone4", add_bos=False, tied=True, dtype=np.float32,
+        qk_norm=True, post_norm=True, pre_norm=False,
+        specials=["[PAD]", "[BOS]", "<|endoftext|>", "[UNK]", "[|system|]", "[|endofturn|]", "[|user|]", "[|assistant|]"],
+        bos="[BOS]", eos="[|endofturn|]",
+        kv={"attention.sliding_window": 16, "attention.sliding_window_pattern": 4},
+    ),
+    # Mistral Nemo / Ministral: arch llama with the Tekken pre-tokenizer.
+    "mistral_tekken": dict(
+        arch="llama", seed=17, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, head_dim=16, n_ff=160,
+        rope_base=1000000.0, eps=1e-5, pre="tekken", add_bos=True, tied=False, dtype=np.float32,
+        specials=["<unk>", "<s>", "</s>", "[INST]", "[/INST]"], bos="<s>", eos="</s>",
+    ),
+    # Ministral 3 (`mistral3`, text only): llama with YaRN and attention temperature tuning, whose
+    # steps llama.cpp takes every original_context_length (32) positions, so the ~200-token prompt
+    # crosses several.
+    "mistral3": dict(
+        arch="mistral3", seed=18, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, head_dim=16, n_ff=160,
+        rope_base=1000000.0, eps=1e-5, pre="tekken", add_bos=True, tied=False, dtype=np.float32,
+        specials=["<unk>", "<s>", "</s>", "[INST]", "[/INST]"], bos="<s>", eos="</s>",
+        kv={"rope.scaling.type": "yarn", "rope.scaling.factor": 16.0, "rope.scaling.original_context_length": 32,
+            "rope.scaling.yarn_beta_fast": 32.0, "rope.scaling.yarn_beta_slow": 1.0,
+            "attention.temperature_scale": 0.1, "attention.temperature_length": 16},
+    ),
+})
+
+
+def write_kv(w, arch, kv):
+    """Writes the family's extra metadata (`kv` in FAMILIES)."""
+    for key, val in kv.items():
+        full = f"{arch}.{key}"
+        if isinstance(val, bool):
+            w.add_bool(full, val)
+        elif isinstance(val, float):
+            w.add_float32(full, val)
+        elif isinstance(val, int):
+            w.add_uint32(full, val)
+        elif isinstance(val, str):
+            w.add_string(full, val)
+        elif isinstance(val, list):
+            w.add_array(full, val)
+        else:
+            raise TypeError(f"{full}: {val!r}")
+
+
 def write_family(name, out_dir):
     cfg = FAMILIES[name]
     arch = cfg["arch"]
@@ -203,11 +307,12 @@ def write_family(name, out_dir):
     w.add_uint32(f"{arch}.attention.head_count_kv", cfg["n_head_kv"])
     w.add_uint32(f"{arch}.attention.key_length", hd)
     w.add_uint32(f"{arch}.attention.value_length", hd)
-    w.add_uint32(f"{arch}.rope.dimension_count", hd)
+    w.add_uint32(f"{arch}.rope.dimension_count", cfg.get("n_rot", hd))
     w.add_float32(f"{arch}.rope.freq_base", cfg["rope_base"])
     w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", cfg["eps"])
     w.add_uint32(f"{arch}.vocab_size", n_vocab)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dt == np.float16 else gguf.LlamaFileType.ALL_F32)
+    write_kv(w, arch, cfg.get("kv", {}))
 
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre(cfg["pre"])
@@ -224,13 +329,21 @@ def write_family(name, out_dir):
     if cfg.get("rope_freqs"):
         # Llama-3-style factors: 1 for high frequencies, growing towards the low ones.
         w.add_tensor("rope_freqs.weight", np.linspace(1.0, 8.0, hd // 2).astype(np.float32))
+    if cfg.get("rope_factors_long_short"):
+        # Phi-3 LongRoPE: short factors near 1, long ones growing (as the converter writes them).
+        n2 = cfg.get("n_rot", hd) // 2
+        w.add_tensor("rope_factors_short.weight", np.linspace(1.0, 1.5, n2).astype(np.float32))
+        w.add_tensor("rope_factors_long.weight", np.linspace(1.0, 12.0, n2).astype(np.float32))
     for il in range(cfg["n_layer"]):
         b = f"blk.{il}."
         if cfg.get("pre_norm", True):
             w.add_tensor(b + "attn_norm.weight", norm(e))
-        w.add_tensor(b + "attn_q.weight", mat(qd, e))
-        w.add_tensor(b + "attn_k.weight", mat(kvd, e))
-        w.add_tensor(b + "attn_v.weight", mat(kvd, e))
+        if cfg.get("fused_qkv"):
+            w.add_tensor(b + "attn_qkv.weight", np.concatenate([mat(qd, e), mat(kvd, e), mat(kvd, e)]))
+        else:
+            w.add_tensor(b + "attn_q.weight", mat(qd, e))
+            w.add_tensor(b + "attn_k.weight", mat(kvd, e))
+            w.add_tensor(b + "attn_v.weight", mat(kvd, e))
         if cfg.get("qkv_bias"):
             w.add_tensor(b + "attn_q.bias", vec(qd, 0.3))
             w.add_tensor(b + "attn_k.bias", vec(kvd, 0.3))
@@ -243,8 +356,11 @@ def write_family(name, out_dir):
             w.add_tensor(b + "post_attention_norm.weight", norm(e))
         if cfg.get("pre_norm", True):
             w.add_tensor(b + "ffn_norm.weight", norm(e))
-        w.add_tensor(b + "ffn_gate.weight", mat(ff, e))
-        w.add_tensor(b + "ffn_up.weight", mat(ff, e))
+        if cfg.get("fused_up"):
+            w.add_tensor(b + "ffn_up.weight", np.concatenate([mat(ff, e), mat(ff, e)]))
+        else:
+            w.add_tensor(b + "ffn_gate.weight", mat(ff, e))
+            w.add_tensor(b + "ffn_up.weight", mat(ff, e))
         w.add_tensor(b + "ffn_down.weight", mat(e, ff))
         if cfg.get("post_norm"):
             w.add_tensor(b + "post_ffw_norm.weight", norm(e))

@@ -106,11 +106,25 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// Resolves the model (pulling the default if needed) and loads it.
     pub fn load(&self, dir: &ModelsDir, ctx_hint: Option<usize>) -> anyhow::Result<engine::Engine> {
-        let _ = ctx_hint;
         let path = models::resolve_model(self.model.as_deref(), dir)?;
+        check_memory(&path, ctx_hint)?;
         let cfg = engine::EngineConfig { threads: self.threads, parse_special_in_messages: self.parse_special_in_messages };
         engine::Engine::load(&path, &cfg).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
+}
+
+/// Refuses (with the estimate and the available memory) a model and context that do not fit in
+/// memory, before loading: what `Session` will allocate for one sequence of `ctx` positions
+/// (default: the training context, at most 8192, as `SamplingArgs::n_ctx`).
+fn check_memory(path: &std::path::Path, ctx: Option<usize>) -> anyhow::Result<()> {
+    let file = std::sync::Arc::new(gguf::GgufFile::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+    // A file the engine cannot load is reported by the load itself.
+    let Ok(model) = engine::model::load(file.clone()) else { return Ok(()) };
+    let hp = model.hparams();
+    let n_ctx = ctx.unwrap_or_else(|| hp.n_ctx_train.min(8192)).clamp(1, hp.n_ctx_train.max(1));
+    let usage = engine::memory::Usage { kv_bytes: engine::memory::kv_bytes(hp, n_ctx, 1, false), n_seq: 1, batch_tokens: 512 };
+    let est = engine::memory::estimate(&file, hp, &usage);
+    engine::memory::check_fits(&est, &format!("{} with context {n_ctx}", path.display())).map_err(|e| anyhow::anyhow!(e))
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {

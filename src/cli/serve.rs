@@ -297,6 +297,11 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     let model_id = first.id.clone();
     let path = loader.path(&model_id).map(PathBuf::from).unwrap_or_default();
     let general_name = specs[0].aliases.first().cloned();
+    // Refuse a configuration that does not fit in memory now, with both numbers, rather than
+    // be killed by the kernel later (engine::memory).
+    if let Some(est) = loader.estimate(&model_id) {
+        engine::memory::check_fits(&est, &format!("serving `{model_id}` with context {} x {max_seqs} sequences", first.n_ctx)).map_err(|e| anyhow::anyhow!(e))?;
+    }
     // The default model loads now, so a broken file stops the start.
     let load_started = std::time::Instant::now();
     let handle = loader.start(&model_id).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

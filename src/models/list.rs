@@ -29,6 +29,13 @@ pub struct ModelInfo {
     /// be seen and removed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Parameters, counted from the tensors.
+    pub params: Option<u64>,
+    /// Parameters one token uses (MoE: experts count `expert_used_count / expert_count`).
+    pub active_params: Option<u64>,
+    /// `engine::memory::estimate` for one sequence at the default context (the training
+    /// context, at most 8192, as `run` and `chat` use); `None` when the engine cannot load it.
+    pub memory_bytes: Option<u64>,
 }
 
 /// Reads the header of the pulled model `name`.
@@ -45,6 +52,9 @@ pub fn info(dir: &ModelsDir, name: &str) -> ModelInfo {
         chat_template: false,
         chat_format: None,
         error: None,
+        params: None,
+        active_params: None,
+        memory_bytes: None,
     };
     let f = match gguf::GgufFile::open(&path) {
         Ok(f) => f,
@@ -65,6 +75,16 @@ pub fn info(dir: &ModelsDir, name: &str) -> ModelInfo {
         .and_then(ftype_name)
         .map(str::to_string)
         .or_else(|| dominant_type(&f));
+    let pc = engine::memory::param_count(&f);
+    (info.params, info.active_params) = (Some(pc.total), Some(pc.active));
+    info.memory_bytes = default_memory(f);
+    let f = match gguf::GgufFile::open(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            info.error = Some(e.to_string());
+            return info;
+        }
+    };
     info.chat_template = f.get("tokenizer.chat_template").is_some();
     info.chat_format = if info.chat_template {
         Some("file".to_string())
@@ -72,6 +92,26 @@ pub fn info(dir: &ModelsDir, name: &str) -> ModelInfo {
         engine::text::template::builtin::BuiltinFormat::detect(&f).map(|b| b.label())
     };
     info
+}
+
+/// The memory estimate at the default context, one sequence (what `run` checks before loading).
+fn default_memory(f: gguf::GgufFile) -> Option<u64> {
+    let file = std::sync::Arc::new(f);
+    let model = engine::model::load(file.clone()).ok()?;
+    let hp = model.hparams();
+    let n_ctx = hp.n_ctx_train.clamp(1, 8192);
+    let usage = engine::memory::Usage { kv_bytes: engine::memory::kv_bytes(hp, n_ctx, 1, false), n_seq: 1, batch_tokens: 512 };
+    Some(engine::memory::estimate(&file, hp, &usage).total())
+}
+
+/// `135M`, `1.2B`: a parameter count in the units model names use.
+fn human_params(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{}M", (n as f64 / 1e6).round()),
+        n if n >= 1_000 => format!("{}K", (n as f64 / 1e3).round()),
+        n => n.to_string(),
+    }
 }
 
 /// llama.cpp's `llama_ftype` names (`LLAMA_FTYPE_MOSTLY_*`).
@@ -142,7 +182,7 @@ pub fn list(dir: &ModelsDir, json: bool) -> anyhow::Result<()> {
 
 fn table(infos: &[ModelInfo]) -> String {
     let dash = || "-".to_string();
-    let mut rows = vec![["NAME", "SIZE", "ARCH", "QUANT", "CONTEXT", "CHAT", "PATH"].map(String::from)];
+    let mut rows = vec![["NAME", "SIZE", "ARCH", "QUANT", "CONTEXT", "CHAT", "PARAMS", "MEMORY", "PATH"].map(String::from)];
     for i in infos {
         let (arch, quant) = match &i.error {
             Some(e) => (format!("invalid: {e}"), dash()),
@@ -159,10 +199,16 @@ fn table(infos: &[ModelInfo]) -> String {
                 (false, Some(label)) => label.clone(),
                 (false, None) => "no".to_string(),
             },
+            match (i.params, i.active_params) {
+                (Some(p), Some(a)) if a < p => format!("{} ({} active)", human_params(p), human_params(a)),
+                (Some(p), _) => human_params(p),
+                _ => dash(),
+            },
+            i.memory_bytes.map(human_size).unwrap_or_else(dash),
             i.path.display().to_string(),
         ]);
     }
-    let mut widths = [0usize; 7];
+    let mut widths = [0usize; 9];
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());

@@ -6,6 +6,7 @@ mod decode;
 pub mod engine;
 pub mod error;
 pub mod kv;
+pub mod memory;
 pub mod model;
 pub mod runner;
 pub mod sample;

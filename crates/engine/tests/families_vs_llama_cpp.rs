@@ -251,3 +251,79 @@ fn tiny_files_carry_each_family_specifics() {
         }
     }
 }
+
+// Issue 14 (families): RoPE scaling. The long prompt (~200 tokens) runs far past the YaRN file's
+// `original_context_length` of 32 (factor 16), so both the blend ramp and the magnitude are exercised.
+
+#[test]
+fn llama3_rope_freqs_matches_llama_cpp() {
+    check_family("llama3_rope_freqs");
+}
+
+#[test]
+fn llama_yarn_matches_llama_cpp() {
+    check_family("llama_yarn");
+}
+
+// Issue 14 (families): Gemma 2, Phi-3 (fused tensors, partial RoPE, LongRoPE short and long),
+// EXAONE 4 32B's sliding-window layout, and Mistral's Tekken tokenizer.
+
+#[test]
+fn gemma2_matches_llama_cpp() {
+    check_family("gemma2");
+}
+
+#[test]
+fn phi3_matches_llama_cpp() {
+    check_family("phi3");
+}
+
+#[test]
+fn phi3_long_rope_matches_llama_cpp() {
+    check_family("phi3_long");
+}
+
+#[test]
+fn exaone4_32b_sliding_window_layout_matches_llama_cpp() {
+    check_family("exaone4_32b");
+}
+
+#[test]
+fn mistral_tekken_matches_llama_cpp() {
+    check_family("mistral_tekken");
+}
+
+/// The issue-14 files carry what makes them their family (a test of the test).
+/// Family file, its architecture, tensors it must have, string keys it must carry.
+type Specifics = (&'static str, &'static str, &'static [&'static str], &'static [(&'static str, &'static str)]);
+
+#[test]
+fn issue14_tiny_files_carry_each_family_specifics() {
+    let want: &[Specifics] = &[
+        ("llama3_rope_freqs", "llama", &["rope_freqs.weight"], &[]),
+        ("llama_yarn", "llama", &[], &[("llama.rope.scaling.type", "yarn")]),
+        ("gemma2", "gemma2", &["blk.0.post_attention_norm.weight", "blk.0.post_ffw_norm.weight"], &[]),
+        ("phi3", "phi3", &["blk.0.attn_qkv.weight", "rope_factors_long.weight", "rope_factors_short.weight"], &[]),
+        ("exaone4_32b", "exaone4", &["blk.63.attn_q_norm.weight"], &[]),
+        ("mistral_tekken", "llama", &[], &[("tokenizer.ggml.pre", "tekken")]),
+    ];
+    for (family, arch, tensors, strs) in want {
+        let f = gguf::GgufFile::open(models_dir().join(format!("{family}.gguf"))).expect("open");
+        assert_eq!(f.get_str("general.architecture").expect("arch"), *arch);
+        for t in *tensors {
+            assert!(f.tensor(t).is_some(), "{family}: {t} missing");
+        }
+        for (k, v) in *strs {
+            assert_eq!(f.get_str(k).expect("key"), *v, "{family}: {k}");
+        }
+    }
+    let g = gguf::GgufFile::open(models_dir().join("gemma2.gguf")).expect("open");
+    assert!(g.opt_f32("gemma2.attn_logit_softcapping").expect("cap").is_some());
+    assert!(g.opt_u32("gemma2.attention.sliding_window").expect("window").is_some());
+}
+
+/// Ministral 3 (`mistral3`): YaRN plus attention temperature tuning past position 16.
+#[test]
+fn mistral3_matches_llama_cpp() {
+    check_family("mistral3");
+}

@@ -313,3 +313,33 @@ fn rope_freq_factors_divide_the_angle() {
         assert_ne!(a, x);
     }
 }
+
+/// YaRN (issue 14): with `ext_factor` 0 and magnitude 1 the table is the plain one bit for bit;
+/// with the ramp, pairs below the correction range keep their unscaled angle, pairs above it take
+/// the interpolated one, and the magnitude multiplies both cos and sin by `1 + 0.1 ln(factor)`.
+#[test]
+fn yarn_blends_extrapolated_and_interpolated_angles() {
+    let (head_dim, n_rot, factor) = (16, 16, 8.0f32);
+    let plain = RopeCache::new(head_dim, n_rot, 10000.0, 1.0 / factor, 64);
+    let off = kernels::ops::Yarn { ext_factor: 0.0, attn_factor: 1.0, corr_dims: [2.0, 5.0] };
+    let same = RopeCache::with_scaling(head_dim, n_rot, 10000.0, 1.0 / factor, 64, None, Some(off));
+    let unscaled = RopeCache::new(head_dim, n_rot, 10000.0, 1.0, 64);
+    let on = kernels::ops::Yarn { ext_factor: 1.0, attn_factor: 1.0, corr_dims: [2.0, 5.0] };
+    let yarn = RopeCache::with_scaling(head_dim, n_rot, 10000.0, 1.0 / factor, 64, None, Some(on));
+    let mscale = 1.0 + 0.1 * factor.ln();
+    for pos in [1usize, 17, 63, 100] {
+        // One unit vector per pair: rotating it reads back (cos, sin) of that pair.
+        for i in 0..n_rot / 2 {
+            let unit = |c: &RopeCache| {
+                let mut x = vec![0f32; head_dim];
+                x[i] = 1.0;
+                c.apply(&mut x, 1, pos, RopeMode::Neox);
+                (x[i], x[i + n_rot / 2])
+            };
+            assert_eq!(unit(&same), unit(&plain), "pos {pos} pair {i}: ext_factor 0 is plain RoPE");
+            let (c, s) = unit(&yarn);
+            let want = if i <= 2 { unit(&unscaled) } else if i >= 5 { unit(&plain) } else { continue };
+            assert!((c - want.0 * mscale).abs() < 1e-5 && (s - want.1 * mscale).abs() < 1e-5, "pos {pos} pair {i}: ({c}, {s}) vs {want:?} x {mscale}");
+        }
+    }
+}

@@ -8,8 +8,9 @@
 //! - **EXAONE 4.0** (`exaone4`, llama.cpp `llm_build_exaone4`): no norm before attention or the FFN;
 //!   instead RMS norms on each branch's output before the residual add (`post_attention_norm`,
 //!   `post_ffw_norm`), and QK-norm. llama.cpp gives the 64-layer 32B model sliding-window layers
-//!   (every fourth layer global, RoPE only on the windowed ones); that variant is refused here until
-//!   the KV cache has sliding windows. The 1.2B model (30 layers) has none.
+//!   (`attention.sliding_window`, period `attention.sliding_window_pattern`, default 4: three
+//!   windowed layers then one global) and RoPE only on the windowed ones ([`EXAONE4_32B`]). The
+//!   1.2B model (30 layers) has none.
 //!
 //! Verified against llama.cpp on random-weight files by
 //! `crates/engine/tests/families_vs_llama_cpp.rs`.
@@ -20,7 +21,7 @@ use gguf::GgufFile;
 
 use super::llama::{Llama, NormPlacement, Variant, LLAMA};
 use super::RopeStyle;
-use crate::{Error, Result};
+use crate::Result;
 
 /// EXAONE 3.x.
 pub(crate) const EXAONE: Variant = Variant {
@@ -49,13 +50,16 @@ pub fn load_exaone(file: Arc<GgufFile>) -> Result<Llama> {
     Llama::load_variant(file, EXAONE)
 }
 
-/// Loads an `exaone4` file; refuses the sliding-window layout llama.cpp uses for 64 layers.
+/// EXAONE 4.0 32B: interleaved sliding-window layers, RoPE on those only.
+pub(crate) const EXAONE4_32B: Variant = Variant {
+    swa_period: Some(4),
+    swa_rope_like_global: true,
+    rope_full_layers: false,
+    ..EXAONE4
+};
+
+/// Loads an `exaone4` file: the 64-layer (32B) layout with sliding windows, as llama.cpp keys it.
 pub fn load_exaone4(file: Arc<GgufFile>) -> Result<Llama> {
     let n_layer = file.get_u32("exaone4.block_count")?;
-    if n_layer == 64 {
-        return Err(Error::Model(
-            "exaone4: the 64-layer (32B) model interleaves sliding-window layers, which daehwa does not support yet".into(),
-        ));
-    }
-    Llama::load_variant(file, EXAONE4)
+    Llama::load_variant(file, if n_layer == 64 { EXAONE4_32B } else { EXAONE4 })
 }

@@ -53,6 +53,10 @@ pub(crate) const GEMMA3: Variant = Variant {
     attn_scale: AttnScale::GemmaQuery,
     swa_period: Some(SWA_PERIOD),
     logit_softcap: true,
+    attn_softcap: false,
+    swa_rope_like_global: false,
+    rope_full_layers: true,
+    attn_temp_offset: None,
 };
 
 /// Loads a `gemma3` file.

@@ -3,6 +3,7 @@
 
 use gguf::GgufFile;
 
+use super::rope_scaling::RopeScaling;
 use crate::Result;
 
 /// The metadata keys, formatted in one place (`{arch}.attention.head_count`, ...).
@@ -78,6 +79,8 @@ pub struct HParams {
     /// Final logit soft-capping `logits = cap * tanh(logits / cap)` (`{arch}.final_logit_softcapping`),
     /// where the metadata sets it.
     pub final_logit_softcap: Option<f32>,
+    /// YaRN or none (linear scaling is `rope_freq_scale`); see `rope_scaling.rs`.
+    pub rope_scaling: RopeScaling,
 }
 
 impl HParams {
@@ -100,17 +103,6 @@ impl HParams {
         if n_rot > head_dim || n_rot % 2 != 0 {
             return Err(crate::Error::Model(format!("{arch}: rope dimension {n_rot} does not fit head size {head_dim}")));
         }
-        let scale_type = f.opt_str(&k.key("rope.scaling.type"))?;
-        let rope_freq_scale = match scale_type {
-            None | Some("none") => 1.0,
-            Some("linear") => {
-                let factor = f.opt_f32(&k.key("rope.scaling.factor"))?.unwrap_or(1.0);
-                if factor > 0.0 { 1.0 / factor } else { 1.0 }
-            }
-            Some(other) => {
-                return Err(crate::Error::Model(format!("{arch}: rope scaling `{other}` is not supported (linear, none)")))
-            }
-        };
         let n_vocab = match f.opt_u32(&k.key("vocab_size"))? {
             Some(v) => v as usize,
             None => f.get_str_array("tokenizer.ggml.tokens")?.len(),
@@ -125,6 +117,7 @@ impl HParams {
             )));
         }
         let n_ctx_train = bounded(arch, "context_length", f.get_u32(&k.key("context_length"))? as usize, MAX_CTX)?;
+        let (rope_scaling, rope_freq_scale) = RopeScaling::read(f, arch, n_ctx_train)?;
         let n_ff = bounded(arch, "feed_forward_length", f.get_u32(&k.key("feed_forward_length"))? as usize, MAX_FF)?;
         if f.opt_u32(&k.key("expert_count"))?.is_some_and(|n| n > 0) {
             return Err(crate::Error::Model(format!("{arch}: mixture-of-experts models (expert_count) are not supported")));
@@ -148,6 +141,7 @@ impl HParams {
             swa_layers: Vec::new(),
             rope_freq_base_swa: 10000.0,
             final_logit_softcap: None,
+            rope_scaling,
         })
     }
 

@@ -81,6 +81,8 @@ pub(crate) enum AttnScale {
     /// gemma graphs do): `1 / sqrt(n_embd / n_head)` for the 62-layer 27B, `1 / sqrt(head_dim)`
     /// otherwise; the kernel's own scale is 1.
     GemmaQuery,
+    /// Gemma 2's rule: as `GemmaQuery`, with the 27B at 46 layers.
+    Gemma2Query,
 }
 
 /// What distinguishes one llama-like family from another, as llama.cpp's graph for it does.
@@ -107,6 +109,22 @@ pub(crate) struct Variant {
     pub swa_period: Option<u32>,
     /// The graph soft-caps the logits by `final_logit_softcapping` where the metadata sets it.
     pub logit_softcap: bool,
+    /// Attention scores are soft-capped by `attn_logit_softcapping` (default 50): Gemma 2.
+    pub attn_softcap: bool,
+    /// Sliding-window layers rotate with the global layers' RoPE (`rope.freq_base_swa` where set,
+    /// else `rope.freq_base`; the same scaling), as llama.cpp's gemma2 and exaone4 do; otherwise
+    /// Gemma 3's own base (10000) without linear scaling.
+    pub swa_rope_like_global: bool,
+    /// Full-attention layers use RoPE too. `false`: only the sliding-window layers rotate
+    /// (EXAONE 4 32B, llama.cpp's `use_rope = is_swa(il) || swa_type == NONE`).
+    pub rope_full_layers: bool,
+    /// Llama-4-style attention temperature tuning where the metadata sets
+    /// `attention.temperature_scale` (Mistral 3 / Ministral 3): Q at position `p` is multiplied by
+    /// `1 + scale * ln(floor((p + offset) / n_ctx_orig) + 1)`, `n_ctx_orig` =
+    /// `rope.scaling.original_context_length` (else the training context; llama.cpp 0.3.36 takes
+    /// its `n_ctx_orig_yarn` here, not `attention.temperature_length`, as its logits show); the
+    /// value is the offset (llama.cpp's `f_attn_temp_offset`).
+    pub attn_temp_offset: Option<f32>,
 }
 
 /// Plain llama.
@@ -122,7 +140,15 @@ pub(crate) const LLAMA: Variant = Variant {
     attn_scale: AttnScale::Kernel,
     swa_period: None,
     logit_softcap: false,
+    attn_softcap: false,
+    swa_rope_like_global: false,
+    rope_full_layers: true,
+    attn_temp_offset: None,
 };
+
+/// Mistral 3 / Ministral 3 text models (`mistral3`, llama.cpp `llama_model_mistral3`): llama with
+/// attention temperature tuning.
+pub(crate) const MISTRAL3: Variant = Variant { arch: "mistral3", attn_temp_offset: Some(0.0), ..LLAMA };
 
 /// RoPE tables are precomputed up to this many positions; later positions are computed on the
 /// fly with the same arithmetic (a table for Llama 3.1's 128k positions of 128-wide heads would
@@ -163,6 +189,14 @@ pub struct Llama {
     rope_local: Option<RopeCache>,
     /// Multiplies Q before attention ([`AttnScale::GemmaQuery`]).
     query_scale: Option<f32>,
+    /// Attention score soft-cap ([`Variant::attn_softcap`]).
+    attn_softcap: Option<f32>,
+    /// Phi-3's LongRoPE: the table with `rope_factors_long`, used (as llama.cpp does) when the
+    /// cache's context per sequence exceeds `long_above` (`rope.scaling.original_context_length`);
+    /// `rope` then holds `rope_factors_short`.
+    rope_long: Option<(RopeCache, usize)>,
+    /// Attention temperature tuning: `(scale, length, offset)` ([`Variant::attn_temp_offset`]).
+    attn_temp: Option<(f32, usize, f32)>,
 }
 
 impl Llama {
@@ -198,15 +232,30 @@ impl Llama {
         let mut layers = Vec::with_capacity(hp.n_layer);
         for il in 0..hp.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}");
-            if f.tensor(&n("attn_qkv.weight")).is_some() {
-                return Err(Error::Model(format!("{arch}: fused attn_qkv tensors are not supported (separate attn_q/k/v expected)")));
-            }
             let norm = |on: bool, name: &str, len: usize| if on { load_vector(f, &n(name), len).map(Some) } else { Ok(None) };
+            // Fused Q/K/V rows (phi3's `attn_qkv`) or separate tensors.
+            let (wq, wk, wv) = match f.tensor(&n("attn_qkv.weight")) {
+                Some(_) => {
+                    let (name, rows) = (n("attn_qkv.weight"), qd + 2 * kvd);
+                    (
+                        Weight::load_rows(f, &name, e, rows, 0, qd)?,
+                        Weight::load_rows(f, &name, e, rows, qd, kvd)?,
+                        Weight::load_rows(f, &name, e, rows, qd + kvd, kvd)?,
+                    )
+                }
+                None => (Weight::load(f, &n("attn_q.weight"), e, qd)?, Weight::load(f, &n("attn_k.weight"), e, kvd)?, Weight::load(f, &n("attn_v.weight"), e, kvd)?),
+            };
+            // Without `ffn_gate`, an `ffn_up` of 2 x n_ff rows holds the gate rows then the up rows
+            // (phi3; ggml_swiglu activates the first half).
+            let (w_gate, w_up) = match f.tensor(&n("ffn_gate.weight")) {
+                None => (Weight::load_rows(f, &n("ffn_up.weight"), e, 2 * ff, 0, ff)?, Weight::load_rows(f, &n("ffn_up.weight"), e, 2 * ff, ff, ff)?),
+                Some(_) => (Weight::load(f, &n("ffn_gate.weight"), e, ff)?, Weight::load(f, &n("ffn_up.weight"), e, ff)?),
+            };
             layers.push(Layer {
                 attn_norm: norm(pre, "attn_norm.weight", e)?,
-                wq: Weight::load(f, &n("attn_q.weight"), e, qd)?,
-                wk: Weight::load(f, &n("attn_k.weight"), e, kvd)?,
-                wv: Weight::load(f, &n("attn_v.weight"), e, kvd)?,
+                wq,
+                wk,
+                wv,
                 bq: load_optional_vector(f, &n("attn_q.bias"), qd)?,
                 bk: load_optional_vector(f, &n("attn_k.bias"), kvd)?,
                 bv: load_optional_vector(f, &n("attn_v.bias"), kvd)?,
@@ -215,31 +264,59 @@ impl Llama {
                 wo: Weight::load(f, &n("attn_output.weight"), qd, e)?,
                 attn_post_norm: norm(post, "post_attention_norm.weight", e)?,
                 ffn_norm: norm(pre, "ffn_norm.weight", e)?,
-                w_gate: Weight::load(f, &n("ffn_gate.weight"), e, ff)?,
-                w_up: Weight::load(f, &n("ffn_up.weight"), e, ff)?,
+                w_gate,
+                w_up,
                 w_down: Weight::load(f, &n("ffn_down.weight"), ff, e)?,
                 ffn_post_norm: norm(post, "post_ffw_norm.weight", e)?,
             });
         }
         let output_norm = load_vector(f, "output_norm.weight", e)?;
         let max_pos = hp.n_ctx_train.clamp(1, ROPE_TABLE_POSITIONS);
-        let rope = match f.tensor("rope_freqs.weight") {
-            Some(_) if v.rope_freqs => {
-                let factors = load_vector(f, "rope_freqs.weight", hp.n_rot / 2)?;
-                RopeCache::with_freq_factors(hd, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, max_pos, &factors)
-            }
-            _ => RopeCache::new(hd, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, max_pos),
+        let factors = match f.tensor("rope_freqs.weight") {
+            Some(_) if v.rope_freqs => Some(load_vector(f, "rope_freqs.weight", hp.n_rot / 2)?),
+            // Phi-3 LongRoPE: the short factors unless the context is long (`rope_long`).
+            _ if v.rope_freqs => load_optional_vector(f, "rope_factors_short.weight", hp.n_rot / 2)?,
+            _ => None,
         };
-        // llama.cpp's `rope_freq_scale_train_swa` is 1: linear scaling applies to global layers only.
-        let rope_local = hp.sliding_window.map(|_| RopeCache::new(hd, hp.n_rot, hp.rope_freq_base_swa, 1.0, max_pos));
+        let rs = hp.rope_scaling;
+        let rope = rs.cache(hd, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, max_pos, factors.as_deref());
+        let rope_long = match load_optional_vector(f, "rope_factors_long.weight", hp.n_rot / 2)? {
+            Some(long) if v.rope_freqs => {
+                let orig = f.opt_u32(&format!("{arch}.rope.scaling.original_context_length"))?.map_or(hp.n_ctx_train, |n| n as usize);
+                Some((rs.cache(hd, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, max_pos, Some(&long)), orig))
+            }
+            _ => None,
+        };
+        // Gemma 3: llama.cpp's `rope_freq_scale_train_swa` is 1, linear scaling applies to global
+        // layers only; Gemma 2 and EXAONE 4 rotate both kinds of layer alike.
+        let swa_scale = if v.swa_rope_like_global {
+            hp.rope_freq_base_swa = f.opt_f32(&format!("{arch}.rope.freq_base_swa"))?.unwrap_or(hp.rope_freq_base);
+            hp.rope_freq_scale
+        } else {
+            1.0
+        };
+        let rope_local = hp.sliding_window.map(|_| rs.cache(hd, hp.n_rot, hp.rope_freq_base_swa, swa_scale, max_pos, None));
+        let attn_softcap = match v.attn_softcap {
+            true => Some(f.opt_f32(&format!("{arch}.attn_logit_softcapping"))?.unwrap_or(50.0)).filter(|&c| c != 0.0),
+            false => None,
+        };
+        let attn_temp = match v.attn_temp_offset {
+            Some(offset) => {
+                let orig = f.opt_u32(&format!("{arch}.rope.scaling.original_context_length"))?.filter(|&n| n > 0).map_or(hp.n_ctx_train, |n| n as usize);
+                f.opt_f32(&format!("{arch}.attention.temperature_scale"))?.filter(|&s| s != 0.0).map(|scale| (scale, orig, offset))
+            }
+            None => None,
+        };
         let query_scale = match v.attn_scale {
             AttnScale::Kernel => None,
             // gemma_pytorch's query_pre_attn_scalar: n_embd / n_head for the 27B (62 layers), the
             // head size otherwise (llama.cpp keys it on the layer count too).
             AttnScale::GemmaQuery if hp.n_layer == 62 => Some(1.0 / ((hp.n_embd / hp.n_head) as f32).sqrt()),
             AttnScale::GemmaQuery => Some(1.0 / (hd as f32).sqrt()),
+            AttnScale::Gemma2Query if hp.n_layer == 46 => Some(1.0 / ((hp.n_embd / hp.n_head) as f32).sqrt()),
+            AttnScale::Gemma2Query => Some(1.0 / (hd as f32).sqrt()),
         };
-        Ok(Llama { variant: v, file, hp, tok_embd, output_norm, output, output_b, layers, rope, rope_local, query_scale })
+        Ok(Llama { variant: v, file, hp, tok_embd, output_norm, output, output_b, layers, rope, rope_local, query_scale, attn_softcap, rope_long, attn_temp })
     }
 
     /// The family this model was loaded as.
@@ -336,16 +413,21 @@ impl Model for Llama {
             n_head_kv: hp.n_head_kv,
             head_dim: hp.head_dim,
             scale: if self.query_scale.is_some() { 1.0 } else { 1.0 / (hp.head_dim as f32).sqrt() },
-            softcap: None,
+            softcap: self.attn_softcap,
         };
         let (pos, eps) = (&batch.pos, hp.rms_eps);
+        let rope_global = match &self.rope_long {
+            Some((long, above)) if ctx.kv.n_ctx() > *above => long,
+            _ => &self.rope,
+        };
 
         for (il, l) in self.layers.iter().enumerate() {
             let window = hp.window_of(il);
             let rope = match (window, &self.rope_local) {
                 (Some(_), Some(local)) => local,
-                _ => &self.rope,
+                _ => rope_global,
             };
+            let use_rope = window.is_some() || hp.sliding_window.is_none() || self.variant.rope_full_layers;
 
             // Attention block.
             pre_norm(pool, n, e, &ws.x[..n * e], l.attn_norm.as_ref(), eps, grow(&mut ws.h, n * e));
@@ -367,8 +449,15 @@ impl Model for Llama {
                     norm_rows(k, kn, eps);
                 }
                 for (i, (q, k)) in r.zip(q.chunks_exact_mut(qd).zip(k.chunks_exact_mut(kvd))) {
-                    rope.apply(q, hp.n_head, pos[i], mode);
-                    rope.apply(k, hp.n_head_kv, pos[i], mode);
+                    if use_rope {
+                        rope.apply(q, hp.n_head, pos[i], mode);
+                        rope.apply(k, hp.n_head_kv, pos[i], mode);
+                    }
+                    if let Some((scale, len, offset)) = self.attn_temp {
+                        // In double precision, as llama.cpp's `llm_graph_input_attn_temp` computes it.
+                        let steps = ((pos[i] as f32 + offset) / len as f32).floor() as f64;
+                        ops::scale_inplace(q, ((steps + 1.0).ln() * scale as f64 + 1.0) as f32);
+                    }
                 }
                 if let Some(s) = self.query_scale {
                     ops::scale_inplace(q, s);

@@ -4,10 +4,13 @@
 //! Models are stateless: the KV cache, the scheduler and the sampler live outside them.
 
 mod exaone;
+mod gemma2;
 mod gemma3;
 mod hparams;
 mod llama;
+mod phi3;
 mod qwen;
+mod rope_scaling;
 mod weights;
 
 use std::sync::Arc;
@@ -17,12 +20,13 @@ use kernels::pool::ThreadPool;
 
 pub use hparams::{HParams, RopeStyle};
 pub use llama::Llama;
+pub use rope_scaling::RopeScaling;
 
 use crate::kv::KvStore;
 use crate::{Error, Result, TokenId};
 
 /// Architectures `load` accepts (`general.architecture`).
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "exaone", "exaone4", "gemma3"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "exaone", "exaone4", "gemma3", "gemma2", "phi3", "mistral3"];
 
 /// A flat batch, like llama.cpp's `llama_batch`: tokens of one or many sequences, each with its
 /// position, its sequence slot in the KV cache and whether its logits are wanted.
@@ -110,6 +114,9 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>> {
         "exaone" => Ok(Box::new(exaone::load_exaone(file)?)),
         "exaone4" => Ok(Box::new(exaone::load_exaone4(file)?)),
         "gemma3" => Ok(Box::new(gemma3::load_gemma3(file)?)),
+        "gemma2" => Ok(Box::new(gemma2::load_gemma2(file)?)),
+        "phi3" => Ok(Box::new(phi3::load_phi3(file)?)),
+        "mistral3" => Ok(Box::new(Llama::load_variant(file, llama::MISTRAL3)?)),
         _ => Err(Error::UnsupportedArchitecture { arch, supported: SUPPORTED_ARCHITECTURES.join(", ") }),
     }
 }

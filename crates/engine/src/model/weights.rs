@@ -61,6 +61,20 @@ impl Weight {
     }
 }
 
+impl Weight {
+    /// Rows `r0..r0 + n_rows` of the 2-D tensor `name` of `total_rows` rows: one part of a fused
+    /// tensor (phi3's `attn_qkv` = Q, K, V rows; its double-width `ffn_up` = gate, up rows),
+    /// without copying it.
+    pub fn load_rows(f: &GgufFile, name: &str, n_cols: usize, total_rows: usize, r0: usize, n_rows: usize) -> Result<Self> {
+        let w = Self::load(f, name, n_cols, total_rows)?;
+        if r0 + n_rows > total_rows {
+            return Err(Error::Model(format!("tensor `{name}`: rows {r0}..{} of {total_rows}", r0 + n_rows)));
+        }
+        let rb = w.len / total_rows;
+        Ok(Weight { offset: w.offset + r0 * rb, len: n_rows * rb, n_rows, ..w })
+    }
+}
+
 /// Loads a 1-D tensor of `n` elements as f32 (norm weights, biases).
 pub fn load_vector(f: &GgufFile, name: &str, n: usize) -> Result<Vec<f32>> {
     let t = f.require_tensor(name)?;

@@ -173,6 +173,12 @@ pub fn available() -> bool {
     cfg!(target_arch = "x86_64") && quant::chosen_level() >= Level::Avx512Vnni
 }
 
+/// Whether [`PackedMatrix::pack`] makes a copy of a matrix of type `ty` in this process (for
+/// memory estimates: a packed matrix is held twice, the mapped GGUF bytes and the packed copy).
+pub fn packs(ty: GgmlType) -> bool {
+    available() && group_block_bytes(ty).is_some()
+}
+
 impl PackedMatrix {
     /// Repacks `m` when its type has a packed kernel and the CPU runs it; `None` otherwise.
     pub fn pack(m: &QMatrix) -> Option<Self> {

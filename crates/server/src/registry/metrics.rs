@@ -39,7 +39,7 @@ impl Models {
                 let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", label(&e.spec.id), value(e));
             }
         }
-        out.push_str("# HELP daehwa_model_memory_bytes Estimated memory each model holds (file + KV cache; 0 when unloaded).\n");
+        out.push_str("# HELP daehwa_model_memory_bytes Estimated memory each model holds (engine::memory::estimate: file, repacked weights, KV cache, scratch; 0 when unloaded).\n");
         out.push_str("# TYPE daehwa_model_memory_bytes gauge\n");
         for e in &inner.entries {
             let held = if matches!(e.slot, Slot::Unloaded) { 0 } else { e.memory };

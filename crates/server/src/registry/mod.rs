@@ -19,7 +19,7 @@
 //! running; a busy model is never unloaded. Each loaded model is its own engine thread with its
 //! own KV cache (`--kv-memory`, `--ctx`, `--max-seqs` apply to each); unloading stops the thread
 //! and drops the engine (KV cache, weights, the file's mapping) and then trims the heap.
-//! A model's memory is estimated as its file's size plus its KV cache.
+//! A model's memory is `engine::memory::estimate`: file, repacked weights, KV cache and scratch.
 
 mod engine_loader;
 mod metrics;

@@ -271,7 +271,8 @@ impl EngineHandle {
         let meter = energy::EnergyMeter::new(&cfg.energy);
         let energy_method = meter.method();
         let energy_watts = meter.watts_per_core();
-        let mut worker = thread::Worker::new(engine.clone(), buffers, &groups, sched_cfg, n_ctx, rx, stats.clone(), meter);
+        let mut worker = thread::Worker::new(engine.clone(), buffers, &groups, sched_cfg, n_ctx, rx, stats.clone());
+        worker.meter = meter;
         worker.fault = cfg.fault;
         let join = std::thread::Builder::new()
             .name("daehwa-engine".into())

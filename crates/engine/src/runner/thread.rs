@@ -46,7 +46,8 @@ pub(super) struct Worker {
     kill: bool,
     /// Requests ended so far; published with the rest of the step's stats.
     ended: u64,
-    meter: EnergyMeter,
+    /// How the steps' energy is measured (set by the runner after `new`).
+    pub meter: EnergyMeter,
     /// Reused: the step's tokens per item and their energy shares.
     energy_tokens: Vec<usize>,
     energy_shares: Vec<u64>,
@@ -62,7 +63,6 @@ impl Worker {
         n_ctx: usize,
         rx: Receiver<Msg>,
         stats: Arc<SharedStats>,
-        meter: EnergyMeter,
     ) -> Self {
         let kv = KvManager::with_groups(groups, buffers.block_size(), cfg.max_seqs);
         Worker {
@@ -87,7 +87,7 @@ impl Worker {
             fault: None,
             kill: false,
             ended: 0,
-            meter,
+            meter: EnergyMeter::new(&energy::EnergyConfig::default()),
             energy_tokens: Vec::new(),
             energy_shares: Vec::new(),
         }

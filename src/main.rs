@@ -2,22 +2,24 @@
 //! `anyhow` lives only here.
 
 mod cli;
+mod logging;
 mod models;
 
 use std::process::ExitCode;
 
 
 fn main() -> ExitCode {
-    // Logs go to stderr; `DAEHWA_LOG=debug` (tracing's env-filter syntax) shows more.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DAEHWA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,server=info,daehwa=info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let matches = <cli::Cli as clap::CommandFactory>::command().get_matches();
     let mut args = <cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Logs go to stderr (text or JSON lines); `DAEHWA_LOG=debug` (tracing's env-filter syntax)
+    // shows more; spans go to an OTLP collector too with --otlp-endpoint.
+    let _logging = match logging::init(args.log_format, args.otlp_endpoint.as_deref()) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     // `daehwa serve --models-dir DIR` serves every model in DIR; the environment variable only
     // says where models live.
     args.models_dir_on_command_line = matches.value_source("models_dir") == Some(clap::parser::ValueSource::CommandLine);

@@ -68,7 +68,7 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> String {
 
 #[test]
 fn openai_sdk_suite_and_graceful_shutdown() {
-    let deps = Command::new("python3").args(["-c", "import openai, pytest"]).status();
+    let deps = Command::new(support::python()).args(["-c", "import openai, pytest"]).status();
     assert!(
         deps.is_ok_and(|s| s.success()),
         "the Python packages `openai` and `pytest` are missing: run `python3 -m pip install openai pytest`"
@@ -78,7 +78,7 @@ fn openai_sdk_suite_and_graceful_shutdown() {
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
 
     let model_id = model_path().file_stem().expect("stem").to_string_lossy().into_owned();
-    let status = Command::new("python3")
+    let status = Command::new(support::python())
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/openai"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("DAEHWA_BASE_URL", format!("http://{}/v1", server.addr))

@@ -6,6 +6,8 @@
 //! missing the test is skipped with a notice, unless `DAEHWA_REQUIRE_E2E=1` (scripts/test sets it),
 //! where it fails instead. Screenshots go to `target/e2e-screenshots/` (or `$DAEHWA_E2E_SCREENSHOTS`).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -74,9 +76,7 @@ fn web_ui_in_a_real_browser() {
             std::env::var("DAEHWA_REQUIRE_E2E").as_deref() != Ok("1"),
             "the browser tests cannot run (DAEHWA_REQUIRE_E2E=1), missing: {list}"
         );
-        // Straight to the stderr handle: libtest hides `eprintln!` of passing tests, a skip must show.
-        let notice = format!("NOTICE: web UI browser tests SKIPPED, missing: {list}\n");
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), notice.as_bytes());
+        support::skip("web UI browser tests", &format!("missing: {list}"));
         return;
     }
 

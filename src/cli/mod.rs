@@ -1,5 +1,6 @@
 //! The command line: one clap struct per subcommand, each in its own file.
 
+mod backup;
 mod bench;
 mod chat;
 mod run;
@@ -29,6 +30,13 @@ pub struct Cli {
     /// `--models-dir` was given on the command line (not only by the environment).
     #[arg(skip)]
     pub models_dir_on_command_line: bool,
+    /// Log lines on stderr as text or as JSON objects (one per line) [default: text]
+    #[arg(long, global = true, env = "DAEHWA_LOG_FORMAT", value_enum, default_value_t = crate::logging::LogFormat::Text, hide_default_value = true)]
+    pub log_format: crate::logging::LogFormat,
+    /// Export the request spans to this OpenTelemetry collector (OTLP over HTTP/protobuf, e.g.
+    /// http://127.0.0.1:4318; `/v1/traces` is added)
+    #[arg(long, global = true, env = "DAEHWA_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -42,7 +50,8 @@ const EXAMPLES: &str = "Examples:
   daehwa tokenize \"안녕하세요\"            token ids and pieces
   daehwa bench -p 512 -n 128 -t 2      prompt and generation speed
   daehwa serve --port 8080             web UI at http://127.0.0.1:8080/, OpenAI API at /v1
-  daehwa user add alice --admin        create an account (prompts for the password)";
+  daehwa user add alice --admin        create an account (prompts for the password)
+  daehwa backup backup.sqlite3         copy the store while the server runs";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -64,6 +73,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Manage the web UI's accounts (add, list, rm)
     User(user::UserArgs),
+    /// Copy the conversation store to a file while the server keeps running (SQLite)
+    Backup(backup::BackupArgs),
+    /// Replace the conversation store with a backup (stop the server first)
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -144,6 +157,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
             serve::serve(a, &dir)
         }
         Command::User(a) => user::user(a),
+        Command::Backup(a) => backup::backup(a),
+        Command::Restore(a) => backup::restore(a),
     }
 }
 

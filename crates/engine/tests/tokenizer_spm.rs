@@ -182,7 +182,7 @@ fn gemma3_goldens_when_the_model_is_present() {
             std::env::var("DAEHWA_REQUIRE_GEMMA").as_deref() != Ok("1"),
             "gemma3-270m.gguf is missing (DAEHWA_REQUIRE_GEMMA=1): run `cargo run --release -- pull gemma3-270m`"
         );
-        eprintln!("NOTICE: gemma3-270m.gguf not found; skipping the Gemma 3 tokenizer goldens");
+        common::skip("the Gemma 3 tokenizer goldens", "gemma3-270m.gguf not found: run `cargo run --release -- pull gemma3-270m`");
         return;
     };
     let f = GgufFile::open(&path).expect("open gemma");

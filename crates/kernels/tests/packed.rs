@@ -5,6 +5,8 @@
 
 #![cfg(target_arch = "x86_64")]
 
+mod skip;
+
 use std::path::PathBuf;
 
 use gguf::{GgmlType, GgufFile};
@@ -58,7 +60,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 fn require_packed() -> bool {
     if !packed::available() {
-        eprintln!("this CPU has no AVX-512 VNNI (or DAEHWA_KERNELS caps it): the packed path is not used here");
+        skip::avx512_unused("the packed AVX-512 VNNI matmul tests");
         return false;
     }
     assert_eq!(quant::kernel(GgmlType::Q4_1).expect("kernel").isa, "avx512vnni");

@@ -12,6 +12,7 @@
 //!   ggml's cosine data, for every variant.
 
 mod quant_util;
+mod skip;
 
 use gguf::GgmlType;
 use kernels::quant;
@@ -157,7 +158,7 @@ fn avx512_k_quants_equal_avx2_bit_for_bit() {
     for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
         let variants = quant::kernel_variants(ty);
         let (Some(avx2), Some(wide)) = (variants.iter().find(|k| k.isa == "avx2"), variants.iter().find(|k| k.isa == "avx512vnni")) else {
-            eprintln!("{ty}: no AVX-512 variant on this CPU");
+            skip::avx512_unused(&format!("avx512_k_quants_equal_avx2_bit_for_bit ({ty})"));
             continue;
         };
         let multi = wide.vec_dot_multi.expect("multi-token kernel");

@@ -94,6 +94,8 @@ pub struct Generation {
     /// The request's place in the server's queue, held until every sequence has started.
     slot: Option<Slot>,
     unstarted: usize,
+    /// The `queue_and_prefill` and `decode` spans of each choice.
+    trace: crate::gen_trace::GenTrace,
 }
 
 /// Submits `job.n` sequences per prompt. Choice `p * n + j` is prompt `p`'s `j`-th sample, seeded
@@ -133,6 +135,7 @@ pub fn submit(
         usage: ApiUsage { energy: backend.energy_method().map(|method| crate::openai::common::Energy { microjoules: 0, method }), ..ApiUsage::default() },
         slot: Some(slot),
         unstarted: index,
+        trace: crate::gen_trace::GenTrace::new(index),
     })
 }
 
@@ -190,6 +193,9 @@ impl Generation {
             match event {
                 Event::Token(t) => {
                     let now = Instant::now();
+                    if c.last.is_none() {
+                        self.trace.first_token(index);
+                    }
                     match c.last {
                         None => self.metrics.ttft.observe(now - self.started),
                         Some(prev) => self.metrics.itl.observe(now - prev),
@@ -202,6 +208,7 @@ impl Generation {
                     c.done = true;
                     c.stop = stop;
                     self.open -= 1;
+                    self.trace.done(index, &usage, finish);
                     self.add_usage(index, usage);
                     return Step::Done { index, finish, tail };
                 }

@@ -29,6 +29,7 @@ pub mod connections;
 pub mod engine_backend;
 pub mod error;
 pub mod extract;
+pub mod gen_trace;
 pub mod generation;
 pub mod logit_bias;
 pub mod memory;

@@ -49,7 +49,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
     let path = req.uri().path().to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", id = %id);
+    let span = tracing::info_span!("request", request_id = %id);
     let started = Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1e3;

@@ -149,7 +149,7 @@ async fn the_document_is_valid_openapi_3_1() {
     let doc = webkit::Client::new(srv.addr).send("GET", "/openapi.json", None).await.body;
     let path = webkit::scratch("openapi-valid-doc").join("openapi.json");
     std::fs::write(&path, &doc).expect("write");
-    let out = std::process::Command::new("python3")
+    let out = std::process::Command::new(std::env::var("DAEHWA_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".into()))
         .args(["-c", "import json,sys; from openapi_spec_validator import validate; from openapi_spec_validator.validation import OpenAPIV31SpecValidator; validate(json.load(open(sys.argv[1])), cls=OpenAPIV31SpecValidator); print('valid')"])
         .arg(&path)
         .output()

@@ -21,6 +21,7 @@
 //! as they stream ([`Store::append_to_message`]) and closed by [`Store::finish_message`];
 //! `connect` marks answers left `streaming` by a dead process `incomplete`.
 
+pub mod backup;
 mod conversations;
 mod energy;
 mod error;
@@ -85,6 +86,8 @@ pub(crate) use with_pool;
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) backend: Backend,
+    /// SQLite: the shared lock that tells `daehwa restore` the file is open ([`backup::InUse`]).
+    pub(crate) _in_use: Option<backup::InUse>,
 }
 
 /// Which database a [`Store`] runs on.
@@ -111,6 +114,7 @@ impl Store {
             POSTGRES_MIGRATIONS.run(&pool).await?;
             Store {
                 backend: Backend::Postgres(pool),
+                _in_use: None,
             }
         } else if let Some(path) = url
             .strip_prefix("sqlite://")
@@ -139,6 +143,7 @@ impl Store {
         if !in_memory {
             private::prepare_sqlite_file(path)?;
         }
+        let in_use = if in_memory { None } else { Some(backup::InUse::hold(path)?) };
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -160,6 +165,7 @@ impl Store {
         }
         Ok(Store {
             backend: Backend::Sqlite(pool),
+            _in_use: in_use,
         })
     }
 

@@ -74,7 +74,7 @@ impl Saved<'_> {
     pub async fn save(&self, owner: &ResponseOwner, r: &StoredResponse) -> Result<(), ApiError> {
         match self {
             Saved::Db(store, mem) => {
-                store.save_response(owner, r).await.map_err(|e| db_error(e, &r.id))?;
+                tracing::Instrument::instrument(store.save_response(owner, r), tracing::info_span!("store_write", op = "save_response")).await.map_err(|e| db_error(e, &r.id))?;
                 if mem.saves.fetch_add(1, Ordering::Relaxed).is_multiple_of(PRUNE_EVERY) {
                     if let Err(e) = store.prune_responses(store::now_ms() - RETENTION_MS).await {
                         tracing::warn!(error = %e, "pruning old responses failed");

@@ -40,6 +40,7 @@ use crate::generation::{self, Generation, Step};
 use crate::openai::common::ApiUsage;
 use crate::tenant::{Identity, Tenant};
 use crate::validate::{Job, JobInput};
+use tracing::Instrument as _;
 
 /// How often streamed text is written to the store.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
@@ -187,13 +188,13 @@ async fn start(st: &WebState, user: UserId, conv: &Conversation, chat: Vec<ChatM
     drop(backend);
     let (question, answer_parent, title_source) = match turn {
         Turn::Question { parent, content } => {
-            let q = st.store.add_message(user, &NewMessage::complete(conv.id, parent, Role::User, content.clone())).await?;
+            let q = st.store.add_message(user, &NewMessage::complete(conv.id, parent, Role::User, content.clone())).instrument(tracing::info_span!("store_write", op = "add_message")).await?;
             let id = q.id;
             (Some(q), id, Some(content))
         }
         Turn::Again { question, title_source } => (None, question, title_source),
     };
-    let answer = st.store.add_message(user, &NewMessage::streaming_answer(conv.id, answer_parent, &job.model)).await?;
+    let answer = st.store.add_message(user, &NewMessage::streaming_answer(conv.id, answer_parent, &job.model)).instrument(tracing::info_span!("store_write", op = "add_message")).await?;
 
     let (tx, rx) = mpsc::unbounded_channel::<SseEvent>();
     if let Some(q) = &question {
@@ -293,7 +294,7 @@ impl AnswerTask {
     }
 
     async fn flush(&self, piece: &str) -> bool {
-        match self.st.store.append_to_message(self.user, self.answer, piece).await {
+        match self.st.store.append_to_message(self.user, self.answer, piece).instrument(tracing::info_span!("store_write", op = "append_to_message")).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = ?e.to_string(), message = %self.answer, "could not save the streamed text (retrying)");
@@ -322,7 +323,7 @@ impl AnswerTask {
             completion_tokens: count(usage.completion_tokens),
             energy: usage.energy.filter(|_| known).map(|e| (i64::try_from(e.microjoules).unwrap_or(i64::MAX), e.method.as_str().to_string())),
         };
-        let saved = self.st.store.finish_message(self.user, self.answer, &fin).await;
+        let saved = self.st.store.finish_message(self.user, self.answer, &fin).instrument(tracing::info_span!("store_write", op = "finish_message")).await;
         if matches!(end, End::ClientGone) {
             tracing::info!(message = %self.answer, chars = text.chars().count(), "client left: answer saved incomplete");
             return;

@@ -1,0 +1,254 @@
+//! `deploy/haproxy.cfg` in front of three `daehwa serve` replicas sharing one PostgreSQL store,
+//! with the real SmolLM2 model: 30 conversations of 4 turns (Responses API, stored, each turn
+//! continuing the previous with `previous_response_id`) go through HAProxy with one
+//! `X-Daehwa-Session` each. Every follow-up is served from a cached prefix (`cached_tokens` > 0),
+//! a conversation's turns stay on one replica while it is up, one replica stopped (SIGTERM) in
+//! the middle of the run fails no request, and every conversation is in the store afterwards.
+//!
+//! Needs `haproxy` (Debian's package; scripts/test-deps installs it as root) and
+//! `DAEHWA_TEST_POSTGRES_URL`; without them the test is skipped with a notice (a failure under
+//! `DAEHWA_REQUIRE_ALL=1`). Loopback only; bounded: 8-token answers, 120 requests.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const KEY: &str = "replicas-test-key";
+const CONVERSATIONS: usize = 30;
+const TURNS: usize = 4;
+/// Shared by every conversation: one tenant (one API key), so each replica caches it once.
+const SYSTEM: &str = "You are a terse assistant for a load-balancing test. Answer every question with one short sentence, \
+                      no lists, no code, no greetings, and never ask a question back. Numbers are written as digits.";
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 exchange (Connection: close): status, headers (lowercase names), body.
+fn http(addr: &str, method: &str, path: &str, headers: &[(&str, String)], body: &str) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(120))).expect("timeout");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    (status, headers, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// A free loopback port (bound, then released for HAProxy).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// One line of the HAProxy runtime API on `sock`.
+fn admin(sock: &Path, cmd: &str) -> String {
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("admin socket");
+    s.write_all(format!("{cmd}\n").as_bytes()).expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// `deploy/haproxy.cfg` made runnable here: no daemon, user or syslog; our socket, port and
+/// replicas; quicker health checks.
+fn haproxy_config(dir: &Path, port: u16, replicas: &[String]) -> std::path::PathBuf {
+    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg")).expect("deploy/haproxy.cfg");
+    let mut out = String::new();
+    for line in shipped.lines() {
+        let t = line.trim_start();
+        if t.starts_with("user ") || t.starts_with("group ") || t == "daemon" || t.starts_with("log ") || t.starts_with("server ") {
+            continue;
+        }
+        if t.starts_with("stats socket ") {
+            out.push_str(&format!("    stats socket {} mode 600 level admin\n", dir.join("admin.sock").display()));
+        } else if t.starts_with("bind ") {
+            out.push_str(&format!("    bind 127.0.0.1:{port}\n"));
+        } else if t.starts_with("default-server ") {
+            out.push_str("    default-server check inter 300ms fall 1 rise 1\n");
+            for (i, r) in replicas.iter().enumerate() {
+                out.push_str(&format!("    server r{} {r}\n", i + 1));
+            }
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, out).expect("write haproxy.cfg");
+    path
+}
+
+fn replica(dir: &Path, model: &Path, pg: &str) -> support::Serve {
+    let mut cmd = support::serve_command(dir);
+    cmd.args(["-t", "1", "-c", "1024", "--max-seqs", "4", "--drain-timeout", "30", "--api-key", KEY, "--database", pg, "-m"]).arg(model);
+    support::spawn_serve(cmd, String::new)
+}
+
+#[derive(Debug, Clone)]
+struct Turn {
+    conversation: usize,
+    turn: usize,
+    replica: String,
+    cached: u64,
+    id: String,
+}
+
+#[test]
+fn thirty_conversations_through_haproxy_survive_a_stopped_replica() {
+    let Ok(pg) = std::env::var("DAEHWA_TEST_POSTGRES_URL") else {
+        support::skip("the HAProxy replicas test", "DAEHWA_TEST_POSTGRES_URL is not set (scripts/test starts PostgreSQL when run as root)");
+        return;
+    };
+    if Command::new("haproxy").arg("-v").output().is_err() {
+        support::skip("the HAProxy replicas test", "haproxy is not installed (apt-get install haproxy)");
+        return;
+    }
+    let model = support::smollm2();
+    let d = support::scratch("deploy-replicas");
+    let mut replicas: Vec<Option<support::Serve>> =
+        (0..3).map(|i| Some(replica(&d.join(format!("r{}", i + 1)), &model, &pg))).collect();
+    let addrs: Vec<String> = replicas.iter().map(|r| r.as_ref().expect("up").addr.clone()).collect();
+    let port = free_port();
+    let cfg = haproxy_config(&d, port, &addrs);
+    let check = Command::new("haproxy").arg("-c").arg("-f").arg(&cfg).output().expect("haproxy -c");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let _haproxy = Proc(Command::new("haproxy").arg("-db").arg("-f").arg(&cfg).stdout(Stdio::null()).spawn().expect("start haproxy"));
+    let front = format!("127.0.0.1:{port}");
+    let sock = d.join("admin.sock");
+    let t0 = Instant::now();
+    loop {
+        let up = sock.exists() && admin(&sock, "show stat").lines().filter(|l| l.starts_with("daehwa,r") && l.contains(",UP,")).count() == 3;
+        if up {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the replicas did not come up in HAProxy: {}", admin(&sock, "show stat"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Each worker thread runs its conversations turn by turn; the main thread stops replica r2
+    // once the run is half done.
+    let done: Arc<Mutex<Vec<Turn>>> = Arc::default();
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let started = Instant::now();
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            let (done, failures, front) = (done.clone(), failures.clone(), front.clone());
+            std::thread::spawn(move || {
+                let mine: Vec<usize> = (w..CONVERSATIONS).step_by(6).collect();
+                let mut prev: BTreeMap<usize, String> = BTreeMap::new();
+                for turn in 0..TURNS {
+                    for &c in &mine {
+                        // Instructions are not carried over to a follow-up (OpenAI's rule): sent each turn.
+                        let mut body = json!({
+                            "model": "smollm2", "max_output_tokens": 8, "temperature": 0, "store": true,
+                            "instructions": SYSTEM,
+                            "input": format!("Conversation {c}, question {turn}: what is {c} plus {turn}?"),
+                        });
+                        if let Some(p) = prev.get(&c) {
+                            body["previous_response_id"] = json!(p);
+                        }
+                        let headers = [("Authorization", format!("Bearer {KEY}")), ("X-Daehwa-Session", format!("conversation-{c}"))];
+                        let (status, h, text) = http(&front, "POST", "/v1/responses", &headers, &body.to_string());
+                        if status != 200 {
+                            failures.lock().expect("lock").push(format!("conversation {c} turn {turn}: {status} {text}"));
+                            return;
+                        }
+                        let v: Value = serde_json::from_str(&text).expect("JSON");
+                        let id = v["id"].as_str().expect("id").to_string();
+                        let cached = v["usage"]["input_tokens_details"]["cached_tokens"].as_u64().expect("cached_tokens");
+                        let replica = header(&h, "x-daehwa-replica").unwrap_or("?").to_string();
+                        prev.insert(c, id.clone());
+                        done.lock().expect("lock").push(Turn { conversation: c, turn, replica, cached, id });
+                    }
+                }
+            })
+        })
+        .collect();
+    while done.lock().expect("lock").len() < CONVERSATIONS * TURNS / 2 && failures.lock().expect("lock").is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(300), "the first half took over 5 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGTERM, as systemd stops a replica: running requests finish, new ones go elsewhere.
+    let r2 = replicas[1].take().expect("r2");
+    let stopped_at = done.lock().expect("lock").len();
+    let _ = Command::new("kill").args(["-TERM", &r2.child.id().to_string()]).status();
+    let mut r2 = r2;
+    let exited = r2.child.wait().expect("wait r2");
+    assert!(exited.success(), "r2 exits cleanly after SIGTERM: {exited}");
+    for w in workers {
+        w.join().expect("worker");
+    }
+    let failures = failures.lock().expect("lock").clone();
+    assert!(failures.is_empty(), "requests failed:\n{}", failures.join("\n"));
+    let turns = done.lock().expect("lock").clone();
+    assert_eq!(turns.len(), CONVERSATIONS * TURNS);
+    eprintln!("{} requests in {:?}; r2 stopped after {stopped_at}", turns.len(), started.elapsed());
+
+    let mut by_conv: BTreeMap<usize, Vec<Turn>> = BTreeMap::new();
+    for t in &turns {
+        by_conv.entry(t.conversation).or_default().push(t.clone());
+    }
+    let mut per_replica: BTreeMap<String, usize> = BTreeMap::new();
+    for (c, ts) in &mut by_conv {
+        ts.sort_by_key(|t| t.turn);
+        *per_replica.entry(ts[0].replica.clone()).or_default() += 1;
+        for pair in ts.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            assert!(b.cached > 0, "conversation {c} turn {} (on {}) was not served from a cached prefix: {ts:?}", b.turn, b.replica);
+            // Affinity: a follow-up moves only off the stopped replica.
+            assert!(a.replica == b.replica || a.replica == "r2", "conversation {c} moved from {} to {}: {ts:?}", a.replica, b.replica);
+        }
+    }
+    assert!(per_replica.len() == 3, "the conversations spread over the three replicas: {per_replica:?}");
+
+    // Every conversation is in the store: its last response (and through it the whole chain) is
+    // readable through HAProxy from whichever replica answers.
+    for (c, ts) in &by_conv {
+        let last = ts.last().expect("turns");
+        let (status, _, text) = http(&front, "GET", &format!("/v1/responses/{}", last.id), &[("Authorization", format!("Bearer {KEY}"))], "");
+        assert_eq!(status, 200, "conversation {c}: {text}");
+    }
+    drop(replicas);
+}

@@ -169,6 +169,65 @@ FAMILIES = {
 }
 
 
+# Mixture-of-experts families (issue 14): the layout of llama.cpp's converter (Qwen3MoeModel,
+# GptOssModel in convert_hf_to_gguf.py) at small sizes: 8 experts, 2 used per token.
+FAMILIES.update({
+    # Qwen 3 MoE (Qwen3-30B-A3B's layout): Qwen 3 attention (QK-norm), `ffn_norm`, then a router
+    # `ffn_gate_inp` and experts `ffn_{gate,up,down}_exps` stored as 3-D tensors.
+    "qwen3moe": dict(
+        arch="qwen3moe", seed=6, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, head_dim=32, n_ff=192,
+        rope_base=1000000.0, eps=1e-6, pre="qwen2", add_bos=False, tied=False, dtype=np.float32,
+        qk_norm=True, moe=dict(n_expert=8, n_used=2, n_ff_exp=48),
+        specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        bos="<|endoftext|>", eos="<|im_end|>",
+    ),
+    # gpt-oss (gpt-oss-20b's layout): biases on Q/K/V/O, attention sinks, even layers in a
+    # 128-token sliding window, the FFN pre-norm named `post_attention_norm`, a router with a
+    # bias and experts with biases; the gpt-4o pre-tokenizer. F32 here (MXFP4 experts are the
+    # quants files' business); 4 layers so both kinds of layer repeat.
+    "gpt-oss": dict(
+        arch="gpt-oss", seed=7, n_embd=64, n_layer=4, n_head=8, n_head_kv=2, head_dim=16, n_ff=64,
+        rope_base=150000.0, eps=1e-5, pre="gpt-4o", add_bos=False, tied=False, dtype=np.float32,
+        qkv_bias=True, o_bias=True, sinks=True, sliding_window=128, ffn_norm="post_attention_norm",
+        moe=dict(n_expert=8, n_used=2, n_ff_exp=64, router_bias=True, expert_bias=True),
+        specials=["<|startoftext|>", "<|endoftext|>", "<|return|>", "<|constrain|>", "<|channel|>", "<|start|>",
+                  "<|end|>", "<|message|>", "<|call|>"],
+        bos="<|startoftext|>", eos="<|return|>",
+    ),
+})
+
+
+def write_moe_metadata(w, cfg):
+    """The MoE keys llama.cpp reads (`{arch}.expert_count`, ...) and gpt-oss's sliding window."""
+    arch, moe = cfg["arch"], cfg.get("moe")
+    if moe:
+        w.add_uint32(f"{arch}.expert_count", moe["n_expert"])
+        w.add_uint32(f"{arch}.expert_used_count", moe["n_used"])
+        w.add_uint32(f"{arch}.expert_feed_forward_length", moe["n_ff_exp"])
+    if cfg.get("sliding_window"):
+        w.add_uint32(f"{arch}.attention.sliding_window", cfg["sliding_window"])
+    if cfg.get("yarn"):
+        w.add_string(f"{arch}.rope.scaling.type", "yarn")
+        w.add_float32(f"{arch}.rope.scaling.factor", cfg["yarn"]["factor"])
+        w.add_uint32(f"{arch}.rope.scaling.original_context_length", cfg["yarn"]["orig_ctx"])
+
+
+def write_moe_layer(w, cfg, b, mat, norm, vec):
+    """One layer's router and experts (numpy shape (n_expert, rows, cols) = GGUF [cols, rows, n_expert])."""
+    moe, e = cfg["moe"], cfg["n_embd"]
+    nx, ff = moe["n_expert"], moe["n_ff_exp"]
+    w.add_tensor(b + "ffn_gate_inp.weight", mat(nx, e, np.float32))
+    if moe.get("router_bias"):
+        w.add_tensor(b + "ffn_gate_inp.bias", vec(nx, 0.5))
+    w.add_tensor(b + "ffn_gate_exps.weight", np.stack([mat(ff, e) for _ in range(nx)]))
+    w.add_tensor(b + "ffn_up_exps.weight", np.stack([mat(ff, e) for _ in range(nx)]))
+    w.add_tensor(b + "ffn_down_exps.weight", np.stack([mat(e, ff) for _ in range(nx)]))
+    if moe.get("expert_bias"):
+        w.add_tensor(b + "ffn_gate_exps.bias", np.stack([vec(ff, 0.3) for _ in range(nx)]))
+        w.add_tensor(b + "ffn_up_exps.bias", np.stack([vec(ff, 0.3) for _ in range(nx)]))
+        w.add_tensor(b + "ffn_down_exps.bias", np.stack([vec(e, 0.3) for _ in range(nx)]))
+
+
 def write_family(name, out_dir):
     cfg = FAMILIES[name]
     arch = cfg["arch"]
@@ -208,6 +267,7 @@ def write_family(name, out_dir):
     w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", cfg["eps"])
     w.add_uint32(f"{arch}.vocab_size", n_vocab)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dt == np.float16 else gguf.LlamaFileType.ALL_F32)
+    write_moe_metadata(w, cfg)
 
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre(cfg["pre"])
@@ -239,13 +299,20 @@ def write_family(name, out_dir):
             w.add_tensor(b + "attn_q_norm.weight", norm(hd))
             w.add_tensor(b + "attn_k_norm.weight", norm(hd))
         w.add_tensor(b + "attn_output.weight", mat(e, qd))
+        if cfg.get("o_bias"):
+            w.add_tensor(b + "attn_output.bias", vec(e, 0.3))
+        if cfg.get("sinks"):
+            w.add_tensor(b + "attn_sinks.weight", vec(cfg["n_head"], 1.0))
         if cfg.get("post_norm"):
             w.add_tensor(b + "post_attention_norm.weight", norm(e))
         if cfg.get("pre_norm", True):
-            w.add_tensor(b + "ffn_norm.weight", norm(e))
-        w.add_tensor(b + "ffn_gate.weight", mat(ff, e))
-        w.add_tensor(b + "ffn_up.weight", mat(ff, e))
-        w.add_tensor(b + "ffn_down.weight", mat(e, ff))
+            w.add_tensor(b + cfg.get("ffn_norm", "ffn_norm") + ".weight", norm(e))
+        if cfg.get("moe"):
+            write_moe_layer(w, cfg, b, mat, norm, vec)
+        else:
+            w.add_tensor(b + "ffn_gate.weight", mat(ff, e))
+            w.add_tensor(b + "ffn_up.weight", mat(ff, e))
+            w.add_tensor(b + "ffn_down.weight", mat(e, ff))
         if cfg.get("post_norm"):
             w.add_tensor(b + "post_ffw_norm.weight", norm(e))
     w.add_tensor("output_norm.weight", norm(e))

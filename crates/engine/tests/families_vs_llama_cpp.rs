@@ -140,6 +140,27 @@ fn prompts() -> Vec<String> {
 
 /// Compares one family; returns the worst |diff| / max |logit| over all prompts.
 fn check_family(family: &str) -> f32 {
+    check_family_with(family, 0.0)
+}
+
+/// Share of a prompt's positions a mixture-of-experts family may have beyond the tolerance: 15%.
+///
+/// Why: routing is a discrete choice. Where a token's k-th and (k+1)-th expert scores lie closer
+/// than the rounding difference between the two implementations (~1e-3 of the hidden state by
+/// ~200 tokens, see [`REL_TOL`]), daehwa and llama.cpp can pick different experts, and that
+/// position's logits part by up to a unit; in the first layer the changed hidden state also
+/// changes that position's keys and values in the next, so later positions that attend to it move
+/// by a few hundredths. Instrumenting the router on the tiny Qwen 3 MoE file showed exactly this:
+/// the two positions far beyond the tolerance (82 and 140 of the 217-token prompt, |diff| 0.95)
+/// were ones whose 2nd and 3rd expert probabilities differed by under 5e-4, and the other 25
+/// positions beyond it (|diff| 0.024 to 0.1, 12% of the prompt) all come after position 82; the
+/// six shorter prompts have none. A wrong gating rule, normalisation, activation or bias moves
+/// (nearly) every position, far beyond 15%.
+const MOE_OUTLIER_SHARE: f32 = 0.15;
+
+/// [`check_family`] allowing `outlier_share` of each prompt's positions beyond the tolerance
+/// (rounded down: short prompts get none).
+fn check_family_with(family: &str, outlier_share: f32) -> f32 {
     let path = models_dir().join(format!("{family}.gguf"));
     let want = llama_cpp(&path);
     let e = Engine::load(&path, &EngineConfig { threads: 2, ..EngineConfig::default() }).unwrap_or_else(|err| panic!("load {family}: {err}"));
@@ -173,16 +194,31 @@ fn check_family(family: &str) -> f32 {
         assert_eq!(rows.len(), theirs.len(), "{family}: prompt {pi}: positions");
         let mut prompt_worst = (0f32, 0usize);
         let mut prompt_scale = 0f32;
-        for (pos, (ours, theirs)) in rows.iter().zip(theirs).enumerate() {
+        let mut pos_worst = Vec::with_capacity(rows.len());
+        for (ours, theirs) in rows.iter().zip(theirs) {
             let theirs = theirs.as_array().expect("row");
             assert_eq!(ours.len(), theirs.len(), "{family}: n_vocab");
+            let mut w = 0f32;
             for (a, b) in ours.iter().zip(theirs) {
                 let b = b.as_f64().expect("logit") as f32;
                 prompt_scale = prompt_scale.max(b.abs());
                 let d = (a - b).abs();
-                if d > prompt_worst.0 || d.is_nan() {
-                    prompt_worst = (d, pos);
-                }
+                w = if d.is_nan() { f32::NAN } else { w.max(d) };
+            }
+            pos_worst.push(w);
+        }
+        let allowed = (outlier_share * rows.len() as f32) as usize;
+        let mut outliers: Vec<usize> = (0..rows.len()).filter(|&p| pos_worst[p].is_nan() || pos_worst[p] > REL_TOL * prompt_scale).collect();
+        if outliers.len() <= allowed {
+            if !outliers.is_empty() {
+                println!("{family}: prompt {pi}: positions {outliers:?} beyond the tolerance (at most {allowed} allowed: expert routing near-ties)");
+            }
+        } else {
+            outliers.clear();
+        }
+        for (pos, &d) in pos_worst.iter().enumerate() {
+            if !outliers.contains(&pos) && (d > prompt_worst.0 || d.is_nan()) {
+                prompt_worst = (d, pos);
             }
         }
         n_pos += rows.len();
@@ -242,6 +278,8 @@ fn tiny_files_carry_each_family_specifics() {
         ("qwen3", &["blk.0.attn_q_norm.weight", "blk.0.attn_k_norm.weight"][..]),
         ("exaone", &["rope_freqs.weight"][..]),
         ("exaone4", &["blk.0.post_attention_norm.weight", "blk.0.post_ffw_norm.weight", "blk.0.attn_q_norm.weight"][..]),
+        ("qwen3moe", &["blk.0.ffn_gate_inp.weight", "blk.0.ffn_gate_exps.weight", "blk.0.ffn_down_exps.weight", "blk.0.attn_q_norm.weight"][..]),
+        ("gpt-oss", &["blk.0.attn_sinks.weight", "blk.0.attn_output.bias", "blk.0.ffn_gate_inp.bias", "blk.0.ffn_up_exps.bias", "blk.0.post_attention_norm.weight"][..]),
     ]);
     for (family, tensors) in want {
         let f = gguf::GgufFile::open(models_dir().join(format!("{family}.gguf"))).expect("open");
@@ -249,5 +287,50 @@ fn tiny_files_carry_each_family_specifics() {
         for t in tensors {
             assert!(f.tensor(t).is_some(), "{family}: {t} missing");
         }
+    }
+}
+
+/// Qwen 3 MoE (issue 14): Qwen 3 attention and a mixture of 8 F16 experts, 2 per token, softmax
+/// gating renormalised over the chosen.
+#[test]
+fn qwen3moe_matches_llama_cpp() {
+    check_family_with("qwen3moe", MOE_OUTLIER_SHARE);
+}
+
+/// gpt-oss (issue 14): Q/K/V/O biases, attention sinks, alternating 128-token sliding-window
+/// layers (the ~200-token prompt crosses the window), the biased router with softmax over the
+/// chosen logits, biased experts with the clamped SwiGLU, the gpt-4o pre-tokenizer.
+#[test]
+fn gpt_oss_matches_llama_cpp() {
+    check_family_with("gpt-oss", MOE_OUTLIER_SHARE);
+}
+
+/// Grouping a batch by expert must not change a token's result: the long prompt scored in one
+/// batch (each expert's rows gathered from many tokens) and token by token (one token, only its
+/// chosen experts) gives the same logits within [`REL_TOL`] of the scale at every position, and no
+/// position beyond it (routing sees the same numbers both ways, so there are no near-tie flips).
+#[test]
+fn moe_batch_prefill_equals_token_by_token_decode() {
+    for family in ["qwen3moe", "gpt-oss"] {
+        let path = models_dir().join(format!("{family}.gguf"));
+        let e = Engine::load(&path, &EngineConfig { threads: 2, ..EngineConfig::default() }).unwrap_or_else(|err| panic!("load {family}: {err}"));
+        let prompt = e.raw_prompt(&PROMPTS.join(" "));
+        assert!(prompt.len() > 150, "{family}: the long prompt has only {} tokens", prompt.len());
+        let mut batch = Session::new(&e, 512);
+        let whole = batch.score(&prompt).expect("score in one batch");
+        let mut one = Session::new(&e, 512);
+        one.n_batch = 1;
+        let stepped = one.score(&prompt).expect("score token by token");
+        assert_eq!(whole.len(), stepped.len());
+        let scale = whole.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+        let mut worst = (0f32, 0usize);
+        for (pos, (a, b)) in whole.iter().zip(&stepped).enumerate() {
+            let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            if d > worst.0 || d.is_nan() {
+                worst = (d, pos);
+            }
+        }
+        println!("{family}: {} positions, batch vs token-by-token max |diff| {:.2e} at {} (scale {scale:.2})", prompt.len(), worst.0, worst.1);
+        assert!(worst.0 <= REL_TOL * scale, "{family}: batch and token-by-token logits differ by {} at position {}", worst.0, worst.1);
     }
 }

@@ -7,7 +7,10 @@ mod exaone;
 mod gemma3;
 mod hparams;
 mod llama;
+mod moe;
+mod moe_families;
 mod qwen;
+mod sinks;
 mod weights;
 
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use crate::kv::KvStore;
 use crate::{Error, Result, TokenId};
 
 /// Architectures `load` accepts (`general.architecture`).
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "exaone", "exaone4", "gemma3"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "exaone", "exaone4", "gemma3", "qwen3moe", "gpt-oss"];
 
 /// A flat batch, like llama.cpp's `llama_batch`: tokens of one or many sequences, each with its
 /// position, its sequence slot in the KV cache and whether its logits are wanted.
@@ -80,6 +83,7 @@ pub struct Workspace {
     pub(crate) up: Vec<f32>,
     pub(crate) rows: Vec<usize>,
     pub(crate) mm: kernels::matmul::MatmulScratch,
+    pub(crate) moe: moe::MoeScratch,
 }
 
 /// Grows `v` to at least `n` elements (never shrinks) and returns the first `n`.
@@ -110,6 +114,8 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>> {
         "exaone" => Ok(Box::new(exaone::load_exaone(file)?)),
         "exaone4" => Ok(Box::new(exaone::load_exaone4(file)?)),
         "gemma3" => Ok(Box::new(gemma3::load_gemma3(file)?)),
+        "qwen3moe" => Ok(Box::new(moe_families::load_qwen3moe(file)?)),
+        "gpt-oss" => Ok(Box::new(moe_families::load_gpt_oss(file)?)),
         _ => Err(Error::UnsupportedArchitecture { arch, supported: SUPPORTED_ARCHITECTURES.join(", ") }),
     }
 }

@@ -135,12 +135,19 @@ impl HParams {
         let n_ctx_train = bounded(arch, "context_length", f.get_u32(&k.key("context_length"))? as usize, MAX_CTX)?;
         // Mixture of experts: the architecture's loader decides whether it runs them (`moe.rs`).
         let n_expert = f.opt_u32(&k.key("expert_count"))?.unwrap_or(0) as usize;
+        // Counts are bounded here; whether they are present is the MoE loader's check, so that an
+        // architecture without MoE support says so first.
         let (n_expert_used, n_ff_exp) = if n_expert > 0 {
             let n_expert = bounded(arch, "expert_count", n_expert, MAX_EXPERTS)?;
-            let used = bounded(arch, "expert_used_count", f.get_u32(&k.key("expert_used_count"))? as usize, n_expert)?;
+            let used = f.opt_u32(&k.key("expert_used_count"))?.unwrap_or(0) as usize;
             let ff_exp = f.opt_u32(&k.key("expert_feed_forward_length"))?;
             let ff_exp = ff_exp.or(f.opt_u32(&k.key("feed_forward_length"))?).unwrap_or(0) as usize;
-            (used, bounded(arch, "expert_feed_forward_length", ff_exp, MAX_FF)?)
+            if used > n_expert || ff_exp > MAX_FF {
+                return Err(crate::Error::Model(format!(
+                    "{arch}: expert_used_count {used} of {n_expert} experts, expert width {ff_exp} (at most {MAX_FF})"
+                )));
+            }
+            (used, ff_exp)
         } else {
             (0, 0)
         };

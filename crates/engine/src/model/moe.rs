@@ -175,8 +175,11 @@ impl MoeFfn {
     pub(crate) fn load(f: &GgufFile, hp: &HParams, il: usize, v: MoeVariant) -> Result<Self> {
         let n = |s: &str| format!("blk.{il}.{s}");
         let (e, ff, nx) = (hp.n_embd, hp.n_ff_exp, hp.n_expert);
-        if hp.n_expert_used == 0 || hp.n_expert_used > nx {
-            return Err(Error::Model(format!("{}: expert_used_count {} of {nx} experts", hp.arch, hp.n_expert_used)));
+        if hp.n_expert_used == 0 || hp.n_expert_used > nx || ff == 0 {
+            return Err(Error::Model(format!(
+                "{}: expert_used_count {} of {nx} experts of width {ff} (expert_feed_forward_length)",
+                hp.arch, hp.n_expert_used
+            )));
         }
         let shared = match f.tensor(&n("ffn_up_shexp.weight")) {
             None => None,

@@ -181,18 +181,42 @@ FAMILIES.update({
         specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         bos="<|endoftext|>", eos="<|im_end|>",
     ),
-    # gpt-oss (gpt-oss-20b's layout): biases on Q/K/V/O, attention sinks, even layers in a
+    # gpt-oss (gpt-oss-20b's layout): biases on Q/K/V/O, attention sinks, YaRN RoPE, even layers in a
     # 128-token sliding window, the FFN pre-norm named `post_attention_norm`, a router with a
     # bias and experts with biases; the gpt-4o pre-tokenizer. F32 here (MXFP4 experts are the
-    # quants files' business); 4 layers so both kinds of layer repeat.
+    # quants files' business); 2 layers: one local, one global.
     "gpt-oss": dict(
-        arch="gpt-oss", seed=7, n_embd=64, n_layer=4, n_head=8, n_head_kv=2, head_dim=16, n_ff=64,
+        arch="gpt-oss", seed=7, n_embd=64, n_layer=2, n_head=8, n_head_kv=2, head_dim=16, n_ff=64,
         rope_base=150000.0, eps=1e-5, pre="gpt-4o", add_bos=False, tied=False, dtype=np.float32,
         qkv_bias=True, o_bias=True, sinks=True, sliding_window=128, ffn_norm="post_attention_norm",
         moe=dict(n_expert=8, n_used=2, n_ff_exp=64, router_bias=True, expert_bias=True),
+        # gpt-oss-20b's YaRN: factor 32 over an original 4096 positions (the converter's keys).
+        kv={"rope.scaling.type": "yarn", "rope.scaling.factor": 32.0, "rope.scaling.original_context_length": 4096},
         specials=["<|startoftext|>", "<|endoftext|>", "<|return|>", "<|constrain|>", "<|channel|>", "<|start|>",
                   "<|end|>", "<|message|>", "<|call|>"],
         bos="<|startoftext|>", eos="<|return|>",
+    ),
+})
+
+
+# Issue 14 (families): RoPE scaling and the new layouts. `kv` entries are written as
+# `{arch}.<key>` (float -> f32, int -> u32, str -> string, list of bool -> bool array).
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
+FAMILIES.update({
+    # Llama 3.1 rope scaling: the converter's per-pair divisors `rope_freqs.weight`.
+    "llama3_rope_freqs": dict(
+        arch="llama", seed=11, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, head_dim=16, n_ff=160,
+        rope_base=500000.0, eps=1e-5, pre="llama-bpe", add_bos=True, tied=False, dtype=np.float32,
+        rope_freqs=True, specials=LLAMA3_SPECIALS, bos="<|begin_of_text|>", eos="<|eot_id|>",
+    ),
+    # YaRN as gpt-oss and Qwen's long-context files carry it: original context 32 positions, factor
+    # 16, so the long prompt (~200 tokens) runs far past the trained length.
+    "llama_yarn": dict(
+        arch="llama", seed=12, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, head_dim=16, n_ff=160,
+        rope_base=10000.0, eps=1e-5, pre="llama-bpe", add_bos=True, tied=False, dtype=np.float32,
+        specials=LLAMA3_SPECIALS, bos="<|begin_of_text|>", eos="<|eot_id|>",
+        kv={"rope.scaling.type": "yarn", "rope.scaling.factor": 16.0, "rope.scaling.original_context_length": 32,
+            "rope.scaling.yarn_beta_fast": 32.0, "rope.scaling.yarn_beta_slow": 1.0},
     ),
 })
 
@@ -206,10 +230,6 @@ def write_moe_metadata(w, cfg):
         w.add_uint32(f"{arch}.expert_feed_forward_length", moe["n_ff_exp"])
     if cfg.get("sliding_window"):
         w.add_uint32(f"{arch}.attention.sliding_window", cfg["sliding_window"])
-    if cfg.get("yarn"):
-        w.add_string(f"{arch}.rope.scaling.type", "yarn")
-        w.add_float32(f"{arch}.rope.scaling.factor", cfg["yarn"]["factor"])
-        w.add_uint32(f"{arch}.rope.scaling.original_context_length", cfg["yarn"]["orig_ctx"])
 
 
 def write_moe_layer(w, cfg, b, mat, norm, vec):
@@ -226,6 +246,24 @@ def write_moe_layer(w, cfg, b, mat, norm, vec):
         w.add_tensor(b + "ffn_gate_exps.bias", np.stack([vec(ff, 0.3) for _ in range(nx)]))
         w.add_tensor(b + "ffn_up_exps.bias", np.stack([vec(ff, 0.3) for _ in range(nx)]))
         w.add_tensor(b + "ffn_down_exps.bias", np.stack([vec(e, 0.3) for _ in range(nx)]))
+
+
+def write_kv(w, arch, kv):
+    """Writes the family's extra metadata (`kv` in FAMILIES)."""
+    for key, val in kv.items():
+        full = f"{arch}.{key}"
+        if isinstance(val, bool):
+            w.add_bool(full, val)
+        elif isinstance(val, float):
+            w.add_float32(full, val)
+        elif isinstance(val, int):
+            w.add_uint32(full, val)
+        elif isinstance(val, str):
+            w.add_string(full, val)
+        elif isinstance(val, list):
+            w.add_array(full, val)
+        else:
+            raise TypeError(f"{full}: {val!r}")
 
 
 def write_family(name, out_dir):
@@ -268,6 +306,7 @@ def write_family(name, out_dir):
     w.add_uint32(f"{arch}.vocab_size", n_vocab)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dt == np.float16 else gguf.LlamaFileType.ALL_F32)
     write_moe_metadata(w, cfg)
+    write_kv(w, arch, cfg.get("kv", {}))
 
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre(cfg["pre"])

@@ -290,14 +290,14 @@ fn tiny_files_carry_each_family_specifics() {
     }
 }
 
-/// Qwen 3 MoE (issue 14): Qwen 3 attention and a mixture of 8 F16 experts, 2 per token, softmax
+/// Qwen 3 MoE (issue 14): Qwen 3 attention and a mixture of 8 experts, 2 per token, softmax
 /// gating renormalised over the chosen.
 #[test]
 fn qwen3moe_matches_llama_cpp() {
     check_family_with("qwen3moe", MOE_OUTLIER_SHARE);
 }
 
-/// gpt-oss (issue 14): Q/K/V/O biases, attention sinks, alternating 128-token sliding-window
+/// gpt-oss (issue 14): Q/K/V/O biases, attention sinks, YaRN, alternating 128-token sliding-window
 /// layers (the ~200-token prompt crosses the window), the biased router with softmax over the
 /// chosen logits, biased experts with the clamped SwiGLU, the gpt-4o pre-tokenizer.
 #[test]
@@ -333,4 +333,17 @@ fn moe_batch_prefill_equals_token_by_token_decode() {
         println!("{family}: {} positions, batch vs token-by-token max |diff| {:.2e} at {} (scale {scale:.2})", prompt.len(), worst.0, worst.1);
         assert!(worst.0 <= REL_TOL * scale, "{family}: batch and token-by-token logits differ by {} at position {}", worst.0, worst.1);
     }
+}
+
+// Issue 14 (families): RoPE scaling. The long prompt (~200 tokens) runs far past the YaRN file's
+// `original_context_length` of 32 (factor 16), so both the blend ramp and the magnitude are exercised.
+
+#[test]
+fn llama3_rope_freqs_matches_llama_cpp() {
+    check_family("llama3_rope_freqs");
+}
+
+#[test]
+fn llama_yarn_matches_llama_cpp() {
+    check_family("llama_yarn");
 }

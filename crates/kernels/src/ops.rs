@@ -25,7 +25,7 @@ mod gelu_table;
 mod rope;
 pub mod scalar;
 
-pub use rope::{rope, RopeCache, RopeMode};
+pub use rope::{rope, RopeCache, RopeMode, Yarn};
 
 /// Whether the AVX2+FMA variants are used on this CPU.
 #[inline]

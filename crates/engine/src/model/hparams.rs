@@ -3,6 +3,7 @@
 
 use gguf::GgufFile;
 
+use super::rope_scaling::RopeScaling;
 use crate::Result;
 
 /// The metadata keys, formatted in one place (`{arch}.attention.head_count`, ...).
@@ -86,6 +87,8 @@ pub struct HParams {
     /// Hidden width of one expert (`{arch}.expert_feed_forward_length`, else
     /// `feed_forward_length`); 0 for a dense model.
     pub n_ff_exp: usize,
+    /// YaRN or none (linear scaling is `rope_freq_scale`); see `rope_scaling.rs`.
+    pub rope_scaling: RopeScaling,
 }
 
 impl HParams {
@@ -108,17 +111,6 @@ impl HParams {
         if n_rot > head_dim || n_rot % 2 != 0 {
             return Err(crate::Error::Model(format!("{arch}: rope dimension {n_rot} does not fit head size {head_dim}")));
         }
-        let scale_type = f.opt_str(&k.key("rope.scaling.type"))?;
-        let rope_freq_scale = match scale_type {
-            None | Some("none") => 1.0,
-            Some("linear") => {
-                let factor = f.opt_f32(&k.key("rope.scaling.factor"))?.unwrap_or(1.0);
-                if factor > 0.0 { 1.0 / factor } else { 1.0 }
-            }
-            Some(other) => {
-                return Err(crate::Error::Model(format!("{arch}: rope scaling `{other}` is not supported (linear, none)")))
-            }
-        };
         let n_vocab = match f.opt_u32(&k.key("vocab_size"))? {
             Some(v) => v as usize,
             None => f.get_str_array("tokenizer.ggml.tokens")?.len(),
@@ -133,6 +125,7 @@ impl HParams {
             )));
         }
         let n_ctx_train = bounded(arch, "context_length", f.get_u32(&k.key("context_length"))? as usize, MAX_CTX)?;
+        let (rope_scaling, rope_freq_scale) = RopeScaling::read(f, arch, n_ctx_train)?;
         // Mixture of experts: the architecture's loader decides whether it runs them (`moe.rs`).
         let n_expert = f.opt_u32(&k.key("expert_count"))?.unwrap_or(0) as usize;
         // Counts are bounded here; whether they are present is the MoE loader's check, so that an
@@ -180,6 +173,7 @@ impl HParams {
             n_expert,
             n_expert_used,
             n_ff_exp,
+            rope_scaling,
         })
     }
 

@@ -261,15 +261,14 @@ impl Llama {
         }
         let output_norm = load_vector(f, "output_norm.weight", e)?;
         let max_pos = hp.n_ctx_train.clamp(1, ROPE_TABLE_POSITIONS);
-        let rope = match f.tensor("rope_freqs.weight") {
-            Some(_) if v.rope_freqs => {
-                let factors = load_vector(f, "rope_freqs.weight", hp.n_rot / 2)?;
-                RopeCache::with_freq_factors(hd, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, max_pos, &factors)
-            }
-            _ => RopeCache::new(hd, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, max_pos),
+        let factors = match f.tensor("rope_freqs.weight") {
+            Some(_) if v.rope_freqs => Some(load_vector(f, "rope_freqs.weight", hp.n_rot / 2)?),
+            _ => None,
         };
+        let rs = hp.rope_scaling;
+        let rope = rs.cache(hd, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, max_pos, factors.as_deref());
         // llama.cpp's `rope_freq_scale_train_swa` is 1: linear scaling applies to global layers only.
-        let rope_local = hp.sliding_window.filter(|_| !x.swa_global_rope).map(|_| RopeCache::new(hd, hp.n_rot, hp.rope_freq_base_swa, 1.0, max_pos));
+        let rope_local = hp.sliding_window.filter(|_| !x.swa_global_rope).map(|_| rs.cache(hd, hp.n_rot, hp.rope_freq_base_swa, 1.0, max_pos, None));
         let query_scale = match v.attn_scale {
             AttnScale::Kernel => None,
             // gemma_pytorch's query_pre_attn_scalar: n_embd / n_head for the 27B (62 layers), the

@@ -11,6 +11,7 @@ mod moe;
 mod moe_families;
 mod qwen;
 mod sinks;
+mod rope_scaling;
 mod weights;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use kernels::pool::ThreadPool;
 
 pub use hparams::{HParams, RopeStyle};
 pub use llama::Llama;
+pub use rope_scaling::RopeScaling;
 
 use crate::kv::KvStore;
 use crate::{Error, Result, TokenId};

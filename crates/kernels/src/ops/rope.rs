@@ -20,6 +20,46 @@ pub enum RopeMode {
     Neox,
 }
 
+/// YaRN ("Yet another RoPE extensioN") parameters as ggml's `rope_yarn` takes them: pair `i`'s
+/// angle blends the interpolated angle `freq_scale * theta` with the unscaled one by a ramp over
+/// the correction dimensions, and cos/sin are multiplied by a magnitude.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Yarn {
+    /// Weight of the extrapolation ramp (ggml's `ext_factor`; 1 for YaRN, 0 disables the blend).
+    pub ext_factor: f32,
+    /// Magnitude before ggml's own `1 + 0.1 ln(1 / freq_scale)` (llama.cpp's `yarn_attn_factor`).
+    pub attn_factor: f32,
+    /// `[low, high]` pair indices of the ramp, from [`Yarn::corr_dims`].
+    pub corr_dims: [f32; 2],
+}
+
+impl Yarn {
+    /// ggml's `ggml_rope_yarn_corr_dims`: the pairs whose wavelength at `n_ctx_orig` positions
+    /// turns `beta_fast` and `beta_slow` times, floored/ceiled and clamped to `[0, n_rot - 1]`.
+    pub fn corr_dims(n_rot: usize, n_ctx_orig: usize, freq_base: f32, beta_fast: f32, beta_slow: f32) -> [f32; 2] {
+        let dim = |beta: f32| {
+            n_rot as f32 * (n_ctx_orig as f32 / (beta * 2.0 * std::f32::consts::PI)).ln() / (2.0 * freq_base.ln())
+        };
+        [dim(beta_fast).floor().max(0.0), dim(beta_slow).ceil().min(n_rot as f32 - 1.0)]
+    }
+
+    /// `(cos, sin)` of pair `i` for the extrapolated angle `theta_extrap` (ggml's `rope_yarn`).
+    #[inline]
+    fn cos_sin(&self, theta_extrap: f32, freq_scale: f32, i: usize) -> (f32, f32) {
+        let theta_interp = freq_scale * theta_extrap;
+        let mut theta = theta_interp;
+        let mut mscale = self.attn_factor;
+        if self.ext_factor != 0.0 {
+            let [low, high] = self.corr_dims;
+            let y = (i as f32 - low) / (high - low).max(0.001);
+            let ramp_mix = (1.0 - y.clamp(0.0, 1.0)) * self.ext_factor;
+            theta = theta_interp * (1.0 - ramp_mix) + theta_extrap * ramp_mix;
+            mscale *= 1.0 + 0.1 * (1.0 / freq_scale).ln();
+        }
+        (theta.cos() * mscale, theta.sin() * mscale)
+    }
+}
+
 /// The angles of one position: `f(i, cos, sin)` for each pair, in ggml's order and rounding.
 #[inline]
 fn for_each_angle(
@@ -28,13 +68,22 @@ fn for_each_angle(
     theta_scale: f32,
     freq_scale: f32,
     freq_factors: Option<&[f32]>,
+    yarn: Option<&Yarn>,
     mut f: impl FnMut(usize, f32, f32),
 ) {
     let mut theta = pos as f32;
     for i in 0..n_rot / 2 {
         let ff = freq_factors.map_or(1.0, |ff| ff[i]);
-        let t = freq_scale * (theta / ff);
-        f(i, t.cos(), t.sin());
+        match yarn {
+            None => {
+                let t = freq_scale * (theta / ff);
+                f(i, t.cos(), t.sin());
+            }
+            Some(y) => {
+                let (c, s) = y.cos_sin(theta / ff, freq_scale, i);
+                f(i, c, s);
+            }
+        }
         theta *= theta_scale;
     }
 }
@@ -78,7 +127,7 @@ pub fn rope(
 ) {
     check_shape(x, n_head, head_dim, n_rot);
     let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
-    for_each_angle(n_rot, pos, theta_scale, freq_scale, None, |i, cos, sin| {
+    for_each_angle(n_rot, pos, theta_scale, freq_scale, None, None, |i, cos, sin| {
         rotate_pair(x, n_head, head_dim, n_rot, mode, i, cos, sin)
     });
 }
@@ -92,6 +141,7 @@ pub struct RopeCache {
     theta_scale: f32,
     freq_scale: f32,
     freq_factors: Option<Vec<f32>>,
+    yarn: Option<Yarn>,
     max_pos: usize,
     /// `(max_pos, n_rot/2, 2)`: cos, sin interleaved.
     cos_sin: Vec<f32>,
@@ -101,7 +151,7 @@ impl RopeCache {
     /// # Panics
     /// If `n_rot` is odd or larger than `head_dim`.
     pub fn new(head_dim: usize, n_rot: usize, freq_base: f32, freq_scale: f32, max_pos: usize) -> Self {
-        Self::build(head_dim, n_rot, freq_base, freq_scale, max_pos, None)
+        Self::build(head_dim, n_rot, freq_base, freq_scale, max_pos, None, None)
     }
 
     /// Like [`new`](Self::new) with per-pair frequency divisors (the `rope_freqs.weight` tensor
@@ -118,7 +168,28 @@ impl RopeCache {
         freq_factors: &[f32],
     ) -> Self {
         assert!(freq_factors.len() >= n_rot / 2, "rope: {} freq_factors for {} pairs", freq_factors.len(), n_rot / 2);
-        Self::build(head_dim, n_rot, freq_base, freq_scale, max_pos, Some(freq_factors[..n_rot / 2].to_vec()))
+        Self::build(head_dim, n_rot, freq_base, freq_scale, max_pos, Some(freq_factors[..n_rot / 2].to_vec()), None)
+    }
+
+    /// The general form: optional per-pair frequency divisors and optional [`Yarn`] scaling
+    /// (ggml's `ggml_rope_ext` with `ext_factor`, `attn_factor` and the correction dims).
+    ///
+    /// # Panics
+    /// As [`with_freq_factors`](Self::with_freq_factors).
+    pub fn with_scaling(
+        head_dim: usize,
+        n_rot: usize,
+        freq_base: f32,
+        freq_scale: f32,
+        max_pos: usize,
+        freq_factors: Option<&[f32]>,
+        yarn: Option<Yarn>,
+    ) -> Self {
+        if let Some(ff) = freq_factors {
+            assert!(ff.len() >= n_rot / 2, "rope: {} freq_factors for {} pairs", ff.len(), n_rot / 2);
+        }
+        let ff = freq_factors.map(|ff| ff[..n_rot / 2].to_vec());
+        Self::build(head_dim, n_rot, freq_base, freq_scale, max_pos, ff, yarn)
     }
 
     fn build(
@@ -128,17 +199,18 @@ impl RopeCache {
         freq_scale: f32,
         max_pos: usize,
         freq_factors: Option<Vec<f32>>,
+        yarn: Option<Yarn>,
     ) -> Self {
         assert!(n_rot.is_multiple_of(2) && n_rot <= head_dim, "rope: n_rot {n_rot} must be even and <= head_dim {head_dim}");
         let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
         let mut cos_sin = vec![0f32; max_pos * n_rot];
         for (pos, row) in cos_sin.chunks_exact_mut(n_rot.max(1)).enumerate().take(max_pos) {
-            for_each_angle(n_rot, pos, theta_scale, freq_scale, freq_factors.as_deref(), |i, c, s| {
+            for_each_angle(n_rot, pos, theta_scale, freq_scale, freq_factors.as_deref(), yarn.as_ref(), |i, c, s| {
                 row[2 * i] = c;
                 row[2 * i + 1] = s;
             });
         }
-        RopeCache { head_dim, n_rot, theta_scale, freq_scale, freq_factors, max_pos, cos_sin }
+        RopeCache { head_dim, n_rot, theta_scale, freq_scale, freq_factors, yarn, max_pos, cos_sin }
     }
 
     pub fn head_dim(&self) -> usize {
@@ -168,7 +240,7 @@ impl RopeCache {
             }
         } else {
             let ff = self.freq_factors.as_deref();
-            for_each_angle(n_rot, pos, self.theta_scale, self.freq_scale, ff, |i, cos, sin| {
+            for_each_angle(n_rot, pos, self.theta_scale, self.freq_scale, ff, self.yarn.as_ref(), |i, cos, sin| {
                 rotate_pair(x, n_head, head_dim, n_rot, mode, i, cos, sin)
             });
         }

@@ -16,6 +16,7 @@
 
 pub mod family;
 pub mod grammar;
+pub mod harmony;
 pub mod parser;
 pub mod prepare;
 pub mod render;

@@ -183,8 +183,8 @@ FAMILIES.update({
     ),
     # gpt-oss (gpt-oss-20b's layout): biases on Q/K/V/O, attention sinks, YaRN RoPE, even layers in a
     # 128-token sliding window, the FFN pre-norm named `post_attention_norm`, a router with a
-    # bias and experts with biases; the gpt-4o pre-tokenizer. F32 here (MXFP4 experts are the
-    # quants files' business); 2 layers: one local, one global.
+    # bias and experts with biases; the gpt-4o pre-tokenizer; F32 (`gpt-oss-mxfp4`
+    # below has the real files' MXFP4 experts); 2 layers: one local, one global.
     "gpt-oss": dict(
         arch="gpt-oss", seed=7, n_embd=64, n_layer=2, n_head=8, n_head_kv=2, head_dim=16, n_ff=64,
         rope_base=150000.0, eps=1e-5, pre="gpt-4o", add_bos=False, tied=False, dtype=np.float32,
@@ -219,6 +219,10 @@ FAMILIES.update({
             "rope.scaling.yarn_beta_fast": 32.0, "rope.scaling.yarn_beta_slow": 1.0},
     ),
 })
+
+
+# gpt-oss with its experts in MXFP4 as the real files have them (gguf-py's quantizer).
+FAMILIES["gpt-oss-mxfp4"] = dict(FAMILIES["gpt-oss"], mxfp4=("ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"))
 
 
 def write_moe_metadata(w, cfg):
@@ -266,6 +270,65 @@ def write_kv(w, arch, kv):
             raise TypeError(f"{full}: {val!r}")
 
 
+# ---------------------------------------------------------------------------------------------
+# Quant types: llama files whose matrices are in the k-quant / i-quant / mxfp4 types daehwa reads
+# but does not write. n_embd and n_ff are multiples of 256 (the super-block), so every matrix can
+# take the 256-element types. The mixes are llama.cpp's own: the F32 file is written as above and
+# then quantized by llama.cpp's `llama_model_quantize` (llama-cpp-python 0.3.36) with the file
+# type's rules (Q3_K_M: q3_K with q4_K/q5_K attn_v, ffn_down and q6_K output; Q2_K; IQ4_XS;
+# IQ4_NL), without an importance matrix. mxfp4 only appears in gpt-oss's experts in real files and
+# llama.cpp's quantizer puts it nowhere else, so that file gets mxfp4 FFN matrices written here by
+# gguf-py's quantizer (llama.cpp multiplies mxfp4 in any matrix).
+# ---------------------------------------------------------------------------------------------
+
+def _quant_llama(seed, **kw):
+    cfg = dict(FAMILIES["llama"], seed=seed, n_embd=256, n_layer=2, n_head=4, n_head_kv=2, head_dim=64, n_ff=512)
+    cfg.update(kw)
+    return cfg
+
+
+FAMILIES.update({
+    "llama-q3_k_m": _quant_llama(11, ftype="LLAMA_FTYPE_MOSTLY_Q3_K_M"),
+    "llama-q2_k": _quant_llama(12, ftype="LLAMA_FTYPE_MOSTLY_Q2_K"),
+    "llama-iq4_xs": _quant_llama(13, ftype="LLAMA_FTYPE_MOSTLY_IQ4_XS"),
+    "llama-iq4_nl": _quant_llama(14, ftype="LLAMA_FTYPE_MOSTLY_IQ4_NL"),
+    "llama-mxfp4": _quant_llama(15, mxfp4=("ffn_gate.weight", "ffn_up.weight", "ffn_down.weight")),
+})
+
+
+class _QuantizingWriter:
+    """A GGUFWriter whose add_tensor stores the named matrices as mxfp4 (gguf-py's quantizer)."""
+
+    def __init__(self, writer, suffixes):
+        self._w, self._suffixes = writer, tuple(suffixes or ())
+
+    def add_tensor(self, name, tensor, *args, **kwargs):
+        if self._suffixes and name.endswith(self._suffixes):
+            q = gguf.quants.quantize(tensor.astype(np.float32), gguf.GGMLQuantizationType.MXFP4)
+            return self._w.add_tensor(name, q, raw_dtype=gguf.GGMLQuantizationType.MXFP4)
+        return self._w.add_tensor(name, tensor, *args, **kwargs)
+
+    def __getattr__(self, attr):
+        return getattr(self._w, attr)
+
+
+def quantize_with_llama_cpp(path, ftype_name):
+    """Rewrites `path` (an F32 GGUF) as llama.cpp's `ftype_name` mix, in place."""
+    try:
+        import ctypes
+        import llama_cpp
+    except ImportError as err:
+        sys.exit(f"scripts/tiny_models.py needs llama-cpp-python for the quantized files ({err}): see .ci/run")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, ftype_name)
+    params.nthread = 2
+    tmp = path.with_suffix(f".gguf.{os.getpid()}.q.tmp")
+    rc = llama_cpp.llama_model_quantize(str(path).encode(), str(tmp).encode(), ctypes.byref(params))
+    if rc != 0:
+        sys.exit(f"llama_model_quantize {ftype_name} failed on {path}: {rc}")
+    os.replace(tmp, path)
+
+
 def write_family(name, out_dir):
     cfg = FAMILIES[name]
     arch = cfg["arch"]
@@ -291,6 +354,7 @@ def write_family(name, out_dir):
     # Written under a temporary name and renamed, so a concurrent run never reads half a file.
     tmp = path.with_suffix(f".gguf.{os.getpid()}.tmp")
     w = gguf.GGUFWriter(str(tmp), arch)
+    w = _QuantizingWriter(w, cfg.get("mxfp4")) if cfg.get("mxfp4") else w
     w.add_name(f"tiny-{name}")
     w.add_uint32(f"{arch}.context_length", 512)
     w.add_uint32(f"{arch}.embedding_length", e)
@@ -365,6 +429,8 @@ def write_family(name, out_dir):
     w.write_tensors_to_file()
     w.close()
     os.replace(tmp, path)
+    if cfg.get("ftype"):
+        quantize_with_llama_cpp(path, cfg["ftype"])
     return {"family": name, "arch": arch, "path": str(path), "n_vocab": n_vocab, "pre": cfg["pre"]}
 
 

@@ -37,7 +37,7 @@ impl Weight {
             Error::Model(format!(
                 "tensor `{name}` has quant type {} which daehwa does not support (supported: {})",
                 t.ggml_type,
-                kernels::quant::supported_types().iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+                kernels::quant::weight_type_names()
             ))
         })?;
         Ok(Weight { ty: t.ggml_type, offset: t.offset as usize, len: t.n_bytes as usize, n_rows, n_cols, packed: Arc::default() })

@@ -304,7 +304,10 @@ fn qwen3moe_matches_llama_cpp() {
 
 /// gpt-oss (issue 14): Q/K/V/O biases, attention sinks, YaRN, alternating 128-token sliding-window
 /// layers (the ~200-token prompt crosses the window), the biased router with softmax over the
-/// chosen logits, biased experts with the clamped SwiGLU, the gpt-4o pre-tokenizer.
+/// chosen logits, biased experts with the clamped SwiGLU, the gpt-4o pre-tokenizer. Mistakes are
+/// far beyond the bound: without the sinks prompt 0 moves by 2.6 at position 1; with the local
+/// layers attending globally the long prompt moves by 4.0 at position 227 (and for Qwen 3 MoE,
+/// dropping the top-k renormalisation moves prompt 0 by 0.88 at position 7).
 #[test]
 fn gpt_oss_matches_llama_cpp() {
     check_family_with("gpt-oss", MOE_OUTLIER_SHARE);

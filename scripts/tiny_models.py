@@ -169,6 +169,36 @@ FAMILIES = {
 }
 
 
+# Mixture-of-experts families (issue 14): the layout of llama.cpp's converter (Qwen3MoeModel,
+# GptOssModel in convert_hf_to_gguf.py) at small sizes: 8 experts, 2 used per token.
+FAMILIES.update({
+    # Qwen 3 MoE (Qwen3-30B-A3B's layout): Qwen 3 attention (QK-norm), `ffn_norm`, then a router
+    # `ffn_gate_inp` and experts `ffn_{gate,up,down}_exps` stored as 3-D tensors.
+    "qwen3moe": dict(
+        arch="qwen3moe", seed=6, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, head_dim=32, n_ff=192,
+        rope_base=1000000.0, eps=1e-6, pre="qwen2", add_bos=False, tied=False, dtype=np.float32,
+        qk_norm=True, moe=dict(n_expert=8, n_used=2, n_ff_exp=48),
+        specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        bos="<|endoftext|>", eos="<|im_end|>",
+    ),
+    # gpt-oss (gpt-oss-20b's layout): biases on Q/K/V/O, attention sinks, YaRN RoPE, even layers in a
+    # 128-token sliding window, the FFN pre-norm named `post_attention_norm`, a router with a
+    # bias and experts with biases; the gpt-4o pre-tokenizer; F32 (`gpt-oss-mxfp4`
+    # below has the real files' MXFP4 experts); 2 layers: one local, one global.
+    "gpt-oss": dict(
+        arch="gpt-oss", seed=7, n_embd=64, n_layer=2, n_head=8, n_head_kv=2, head_dim=16, n_ff=64,
+        rope_base=150000.0, eps=1e-5, pre="gpt-4o", add_bos=False, tied=False, dtype=np.float32,
+        qkv_bias=True, o_bias=True, sinks=True, sliding_window=128, ffn_norm="post_attention_norm",
+        moe=dict(n_expert=8, n_used=2, n_ff_exp=64, router_bias=True, expert_bias=True),
+        # gpt-oss-20b's YaRN: factor 32 over an original 4096 positions (the converter's keys).
+        kv={"rope.scaling.type": "yarn", "rope.scaling.factor": 32.0, "rope.scaling.original_context_length": 4096},
+        specials=["<|startoftext|>", "<|endoftext|>", "<|return|>", "<|constrain|>", "<|channel|>", "<|start|>",
+                  "<|end|>", "<|message|>", "<|call|>"],
+        bos="<|startoftext|>", eos="<|return|>",
+    ),
+})
+
+
 # Issue 14 (families): RoPE scaling and the new layouts. `kv` entries are written as
 # `{arch}.<key>` (float -> f32, int -> u32, str -> string, list of bool -> bool array).
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
@@ -255,6 +285,37 @@ FAMILIES.update({
 })
 
 
+# gpt-oss with its experts in MXFP4 as the real files have them (gguf-py's quantizer).
+FAMILIES["gpt-oss-mxfp4"] = dict(FAMILIES["gpt-oss"], mxfp4=("ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"))
+
+
+def write_moe_metadata(w, cfg):
+    """The MoE keys llama.cpp reads (`{arch}.expert_count`, ...) and gpt-oss's sliding window."""
+    arch, moe = cfg["arch"], cfg.get("moe")
+    if moe:
+        w.add_uint32(f"{arch}.expert_count", moe["n_expert"])
+        w.add_uint32(f"{arch}.expert_used_count", moe["n_used"])
+        w.add_uint32(f"{arch}.expert_feed_forward_length", moe["n_ff_exp"])
+    if cfg.get("sliding_window"):
+        w.add_uint32(f"{arch}.attention.sliding_window", cfg["sliding_window"])
+
+
+def write_moe_layer(w, cfg, b, mat, norm, vec):
+    """One layer's router and experts (numpy shape (n_expert, rows, cols) = GGUF [cols, rows, n_expert])."""
+    moe, e = cfg["moe"], cfg["n_embd"]
+    nx, ff = moe["n_expert"], moe["n_ff_exp"]
+    w.add_tensor(b + "ffn_gate_inp.weight", mat(nx, e, np.float32))
+    if moe.get("router_bias"):
+        w.add_tensor(b + "ffn_gate_inp.bias", vec(nx, 0.5))
+    w.add_tensor(b + "ffn_gate_exps.weight", np.stack([mat(ff, e) for _ in range(nx)]))
+    w.add_tensor(b + "ffn_up_exps.weight", np.stack([mat(ff, e) for _ in range(nx)]))
+    w.add_tensor(b + "ffn_down_exps.weight", np.stack([mat(e, ff) for _ in range(nx)]))
+    if moe.get("expert_bias"):
+        w.add_tensor(b + "ffn_gate_exps.bias", np.stack([vec(ff, 0.3) for _ in range(nx)]))
+        w.add_tensor(b + "ffn_up_exps.bias", np.stack([vec(ff, 0.3) for _ in range(nx)]))
+        w.add_tensor(b + "ffn_down_exps.bias", np.stack([vec(e, 0.3) for _ in range(nx)]))
+
+
 def write_kv(w, arch, kv):
     """Writes the family's extra metadata (`kv` in FAMILIES)."""
     for key, val in kv.items():
@@ -271,6 +332,65 @@ def write_kv(w, arch, kv):
             w.add_array(full, val)
         else:
             raise TypeError(f"{full}: {val!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Quant types: llama files whose matrices are in the k-quant / i-quant / mxfp4 types daehwa reads
+# but does not write. n_embd and n_ff are multiples of 256 (the super-block), so every matrix can
+# take the 256-element types. The mixes are llama.cpp's own: the F32 file is written as above and
+# then quantized by llama.cpp's `llama_model_quantize` (llama-cpp-python 0.3.36) with the file
+# type's rules (Q3_K_M: q3_K with q4_K/q5_K attn_v, ffn_down and q6_K output; Q2_K; IQ4_XS;
+# IQ4_NL), without an importance matrix. mxfp4 only appears in gpt-oss's experts in real files and
+# llama.cpp's quantizer puts it nowhere else, so that file gets mxfp4 FFN matrices written here by
+# gguf-py's quantizer (llama.cpp multiplies mxfp4 in any matrix).
+# ---------------------------------------------------------------------------------------------
+
+def _quant_llama(seed, **kw):
+    cfg = dict(FAMILIES["llama"], seed=seed, n_embd=256, n_layer=2, n_head=4, n_head_kv=2, head_dim=64, n_ff=512)
+    cfg.update(kw)
+    return cfg
+
+
+FAMILIES.update({
+    "llama-q3_k_m": _quant_llama(11, ftype="LLAMA_FTYPE_MOSTLY_Q3_K_M"),
+    "llama-q2_k": _quant_llama(12, ftype="LLAMA_FTYPE_MOSTLY_Q2_K"),
+    "llama-iq4_xs": _quant_llama(13, ftype="LLAMA_FTYPE_MOSTLY_IQ4_XS"),
+    "llama-iq4_nl": _quant_llama(14, ftype="LLAMA_FTYPE_MOSTLY_IQ4_NL"),
+    "llama-mxfp4": _quant_llama(15, mxfp4=("ffn_gate.weight", "ffn_up.weight", "ffn_down.weight")),
+})
+
+
+class _QuantizingWriter:
+    """A GGUFWriter whose add_tensor stores the named matrices as mxfp4 (gguf-py's quantizer)."""
+
+    def __init__(self, writer, suffixes):
+        self._w, self._suffixes = writer, tuple(suffixes or ())
+
+    def add_tensor(self, name, tensor, *args, **kwargs):
+        if self._suffixes and name.endswith(self._suffixes):
+            q = gguf.quants.quantize(tensor.astype(np.float32), gguf.GGMLQuantizationType.MXFP4)
+            return self._w.add_tensor(name, q, raw_dtype=gguf.GGMLQuantizationType.MXFP4)
+        return self._w.add_tensor(name, tensor, *args, **kwargs)
+
+    def __getattr__(self, attr):
+        return getattr(self._w, attr)
+
+
+def quantize_with_llama_cpp(path, ftype_name):
+    """Rewrites `path` (an F32 GGUF) as llama.cpp's `ftype_name` mix, in place."""
+    try:
+        import ctypes
+        import llama_cpp
+    except ImportError as err:
+        sys.exit(f"scripts/tiny_models.py needs llama-cpp-python for the quantized files ({err}): see .ci/run")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, ftype_name)
+    params.nthread = 2
+    tmp = path.with_suffix(f".gguf.{os.getpid()}.q.tmp")
+    rc = llama_cpp.llama_model_quantize(str(path).encode(), str(tmp).encode(), ctypes.byref(params))
+    if rc != 0:
+        sys.exit(f"llama_model_quantize {ftype_name} failed on {path}: {rc}")
+    os.replace(tmp, path)
 
 
 def write_family(name, out_dir):
@@ -298,6 +418,7 @@ def write_family(name, out_dir):
     # Written under a temporary name and renamed, so a concurrent run never reads half a file.
     tmp = path.with_suffix(f".gguf.{os.getpid()}.tmp")
     w = gguf.GGUFWriter(str(tmp), arch)
+    w = _QuantizingWriter(w, cfg.get("mxfp4")) if cfg.get("mxfp4") else w
     w.add_name(f"tiny-{name}")
     w.add_uint32(f"{arch}.context_length", 512)
     w.add_uint32(f"{arch}.embedding_length", e)
@@ -312,6 +433,7 @@ def write_family(name, out_dir):
     w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", cfg["eps"])
     w.add_uint32(f"{arch}.vocab_size", n_vocab)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dt == np.float16 else gguf.LlamaFileType.ALL_F32)
+    write_moe_metadata(w, cfg)
     write_kv(w, arch, cfg.get("kv", {}))
 
     w.add_tokenizer_model("gpt2")
@@ -352,16 +474,23 @@ def write_family(name, out_dir):
             w.add_tensor(b + "attn_q_norm.weight", norm(hd))
             w.add_tensor(b + "attn_k_norm.weight", norm(hd))
         w.add_tensor(b + "attn_output.weight", mat(e, qd))
+        if cfg.get("o_bias"):
+            w.add_tensor(b + "attn_output.bias", vec(e, 0.3))
+        if cfg.get("sinks"):
+            w.add_tensor(b + "attn_sinks.weight", vec(cfg["n_head"], 1.0))
         if cfg.get("post_norm"):
             w.add_tensor(b + "post_attention_norm.weight", norm(e))
         if cfg.get("pre_norm", True):
-            w.add_tensor(b + "ffn_norm.weight", norm(e))
-        if cfg.get("fused_up"):
+            w.add_tensor(b + cfg.get("ffn_norm", "ffn_norm") + ".weight", norm(e))
+        if cfg.get("moe"):
+            write_moe_layer(w, cfg, b, mat, norm, vec)
+        elif cfg.get("fused_up"):
             w.add_tensor(b + "ffn_up.weight", np.concatenate([mat(ff, e), mat(ff, e)]))
+            w.add_tensor(b + "ffn_down.weight", mat(e, ff))
         else:
             w.add_tensor(b + "ffn_gate.weight", mat(ff, e))
             w.add_tensor(b + "ffn_up.weight", mat(ff, e))
-        w.add_tensor(b + "ffn_down.weight", mat(e, ff))
+            w.add_tensor(b + "ffn_down.weight", mat(e, ff))
         if cfg.get("post_norm"):
             w.add_tensor(b + "post_ffw_norm.weight", norm(e))
     w.add_tensor("output_norm.weight", norm(e))
@@ -375,6 +504,8 @@ def write_family(name, out_dir):
     w.write_tensors_to_file()
     w.close()
     os.replace(tmp, path)
+    if cfg.get("ftype"):
+        quantize_with_llama_cpp(path, cfg["ftype"])
     return {"family": name, "arch": arch, "path": str(path), "n_vocab": n_vocab, "pre": cfg["pre"]}
 
 

@@ -95,6 +95,8 @@ fn pull_path_list_json_and_rm() {
     let o = daehwa(&models, &["list"]);
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && table.contains("NAME") && table.contains("93.8 MiB") && table.contains("tiny"), "{table}");
+    // ... and the tensor types daehwa runs (the kernels' table, the same list a refusal prints).
+    assert!(table.contains("supported tensor types: ") && table.contains("q3_K") && table.contains("iq4_xs") && table.contains("mxfp4"), "{table}");
 
     let o = daehwa(&models, &["rm", "tiny"]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -149,6 +149,7 @@ fn ftype_name(ftype: u32) -> Option<&'static str> {
         32 => "BF16",
         36 => "TQ1_0",
         37 => "TQ2_0",
+        38 => "MXFP4_MOE",
         _ => return None,
     })
 }
@@ -177,6 +178,7 @@ pub fn list(dir: &ModelsDir, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     print!("{}", table(&infos));
+    println!("supported tensor types: {}", kernels::quant::weight_type_names());
     Ok(())
 }
 

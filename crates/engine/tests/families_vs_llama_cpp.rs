@@ -140,6 +140,32 @@ fn prompts() -> Vec<String> {
 
 /// Compares one family; returns the worst |diff| / max |logit| over all prompts.
 fn check_family(family: &str) -> f32 {
+    check_family_with(family, 0.0)
+}
+
+/// Share of a prompt's positions a mixture-of-experts family may have beyond the tolerance: 15%.
+///
+/// Why: routing is a discrete choice. Where a token's k-th and (k+1)-th expert scores lie closer
+/// than the rounding difference between the two implementations (~1e-3 of the hidden state by
+/// ~200 tokens, see [`REL_TOL`]), daehwa and llama.cpp can pick different experts, and that
+/// position's logits part by up to a unit; in the first layer the changed hidden state also
+/// changes that position's keys and values in the next, so later positions that attend to it move
+/// by a few hundredths. Instrumenting the router on the tiny Qwen 3 MoE file showed exactly this:
+/// the two positions far beyond the tolerance (82 and 140 of the 217-token prompt, |diff| 0.95)
+/// were ones whose 2nd and 3rd expert probabilities differed by under 5e-4, and the other 25
+/// positions beyond it (|diff| 0.024 to 0.1, 12% of the prompt) all come after position 82; the
+/// six shorter prompts have none. A wrong gating rule, normalisation, activation or bias moves
+/// (nearly) every position, far beyond 15%.
+const MOE_OUTLIER_SHARE: f32 = 0.15;
+
+/// [`check_family`] allowing `outlier_share` of each prompt's positions beyond the tolerance
+/// (rounded down: short prompts get none).
+fn check_family_with(family: &str, outlier_share: f32) -> f32 {
+    check_family_tol(family, outlier_share, REL_TOL)
+}
+
+/// [`check_family_with`] with another bound than [`REL_TOL`] (files with quantized matrices).
+fn check_family_tol(family: &str, outlier_share: f32, rel_tol: f32) -> f32 {
     let path = models_dir().join(format!("{family}.gguf"));
     let want = llama_cpp(&path);
     let e = Engine::load(&path, &EngineConfig { threads: 2, ..EngineConfig::default() }).unwrap_or_else(|err| panic!("load {family}: {err}"));
@@ -173,20 +199,35 @@ fn check_family(family: &str) -> f32 {
         assert_eq!(rows.len(), theirs.len(), "{family}: prompt {pi}: positions");
         let mut prompt_worst = (0f32, 0usize);
         let mut prompt_scale = 0f32;
-        for (pos, (ours, theirs)) in rows.iter().zip(theirs).enumerate() {
+        let mut pos_worst = Vec::with_capacity(rows.len());
+        for (ours, theirs) in rows.iter().zip(theirs) {
             let theirs = theirs.as_array().expect("row");
             assert_eq!(ours.len(), theirs.len(), "{family}: n_vocab");
+            let mut w = 0f32;
             for (a, b) in ours.iter().zip(theirs) {
                 let b = b.as_f64().expect("logit") as f32;
                 prompt_scale = prompt_scale.max(b.abs());
                 let d = (a - b).abs();
-                if d > prompt_worst.0 || d.is_nan() {
-                    prompt_worst = (d, pos);
-                }
+                w = if d.is_nan() { f32::NAN } else { w.max(d) };
+            }
+            pos_worst.push(w);
+        }
+        let allowed = (outlier_share * rows.len() as f32) as usize;
+        let mut outliers: Vec<usize> = (0..rows.len()).filter(|&p| pos_worst[p].is_nan() || pos_worst[p] > rel_tol * prompt_scale).collect();
+        if outliers.len() <= allowed {
+            if !outliers.is_empty() {
+                println!("{family}: prompt {pi}: positions {outliers:?} beyond the tolerance (at most {allowed} allowed: expert routing near-ties)");
+            }
+        } else {
+            outliers.clear();
+        }
+        for (pos, &d) in pos_worst.iter().enumerate() {
+            if !outliers.contains(&pos) && (d > prompt_worst.0 || d.is_nan()) {
+                prompt_worst = (d, pos);
             }
         }
         n_pos += rows.len();
-        let tol = REL_TOL * prompt_scale;
+        let tol = rel_tol * prompt_scale;
         println!(
             "{family}: prompt {pi} ({} tokens): max |diff| {:.2e} at position {} = {:.2e} of max |logit| {prompt_scale:.2} (tolerance {tol:.3})",
             prompt.len(),
@@ -198,12 +239,12 @@ fn check_family(family: &str) -> f32 {
         scale = scale.max(prompt_scale);
         assert!(
             prompt_worst.0 <= tol,
-            "{family}: prompt {pi}: logits differ from llama.cpp by {} at position {} (tolerance {tol} = {REL_TOL} x {prompt_scale})",
+            "{family}: prompt {pi}: logits differ from llama.cpp by {} at position {} (tolerance {tol} = {rel_tol} x {prompt_scale})",
             prompt_worst.0,
             prompt_worst.1
         );
     }
-    println!("{family}: {n_pos} positions, max |logit| {scale:.2}, worst |diff| / max |logit| {worst:.2e} (tolerance {REL_TOL})");
+    println!("{family}: {n_pos} positions, max |logit| {scale:.2}, worst |diff| / max |logit| {worst:.2e} (tolerance {rel_tol})");
     assert!(scale > 1.0, "{family}: logits are suspiciously flat (max {scale}): the comparison would prove nothing");
     worst
 }
@@ -242,6 +283,8 @@ fn tiny_files_carry_each_family_specifics() {
         ("qwen3", &["blk.0.attn_q_norm.weight", "blk.0.attn_k_norm.weight"][..]),
         ("exaone", &["rope_freqs.weight"][..]),
         ("exaone4", &["blk.0.post_attention_norm.weight", "blk.0.post_ffw_norm.weight", "blk.0.attn_q_norm.weight"][..]),
+        ("qwen3moe", &["blk.0.ffn_gate_inp.weight", "blk.0.ffn_gate_exps.weight", "blk.0.ffn_down_exps.weight", "blk.0.attn_q_norm.weight"][..]),
+        ("gpt-oss", &["blk.0.attn_sinks.weight", "blk.0.attn_output.bias", "blk.0.ffn_gate_inp.bias", "blk.0.ffn_up_exps.bias", "blk.0.post_attention_norm.weight"][..]),
     ]);
     for (family, tensors) in want {
         let f = gguf::GgufFile::open(models_dir().join(format!("{family}.gguf"))).expect("open");
@@ -249,6 +292,65 @@ fn tiny_files_carry_each_family_specifics() {
         for t in tensors {
             assert!(f.tensor(t).is_some(), "{family}: {t} missing");
         }
+    }
+}
+
+/// Qwen 3 MoE (issue 14): Qwen 3 attention and a mixture of 8 experts, 2 per token, softmax
+/// gating renormalised over the chosen.
+#[test]
+fn qwen3moe_matches_llama_cpp() {
+    check_family_with("qwen3moe", MOE_OUTLIER_SHARE);
+}
+
+/// gpt-oss (issue 14): Q/K/V/O biases, attention sinks, YaRN, alternating 128-token sliding-window
+/// layers (the ~200-token prompt crosses the window), the biased router with softmax over the
+/// chosen logits, biased experts with the clamped SwiGLU, the gpt-4o pre-tokenizer. Mistakes are
+/// far beyond the bound: without the sinks prompt 0 moves by 2.6 at position 1; with the local
+/// layers attending globally the long prompt moves by 4.0 at position 227 (and for Qwen 3 MoE,
+/// dropping the top-k renormalisation moves prompt 0 by 0.88 at position 7).
+#[test]
+fn gpt_oss_matches_llama_cpp() {
+    check_family_with("gpt-oss", MOE_OUTLIER_SHARE);
+}
+
+/// gpt-oss with MXFP4 experts (as the real files). The activations entering the experts are
+/// quantized to q8_0, and llama.cpp takes another path for a large batch than for a small one: the
+/// 9-token prompt agrees to 2e-7 of the scale, but the 83-token one parts by 0.5e-2 to 1.1e-2 from
+/// its first position on (the activation-rounding effect described at [`QUANT_REL_TOL`]), so the
+/// bound is [`QUANT_REL_TOL`], with the routing near-tie allowance of [`MOE_OUTLIER_SHARE`] (two
+/// positions of that prompt, 21 and 54, took other experts: |diff| 0.6 and 2.1).
+#[test]
+fn gpt_oss_mxfp4_matches_llama_cpp() {
+    check_family_tol("gpt-oss-mxfp4", MOE_OUTLIER_SHARE, QUANT_REL_TOL);
+}
+
+/// Grouping a batch by expert must not change a token's result: the long prompt scored in one
+/// batch (each expert's rows gathered from many tokens) and token by token (one token, only its
+/// chosen experts) gives the same logits within [`REL_TOL`] of the scale at every position, and no
+/// position beyond it (routing sees the same numbers both ways, so there are no near-tie flips).
+#[test]
+fn moe_batch_prefill_equals_token_by_token_decode() {
+    for family in ["qwen3moe", "gpt-oss"] {
+        let path = models_dir().join(format!("{family}.gguf"));
+        let e = Engine::load(&path, &EngineConfig { threads: 2, ..EngineConfig::default() }).unwrap_or_else(|err| panic!("load {family}: {err}"));
+        let prompt = e.raw_prompt(&PROMPTS.join(" "));
+        assert!(prompt.len() > 150, "{family}: the long prompt has only {} tokens", prompt.len());
+        let mut batch = Session::new(&e, 512);
+        let whole = batch.score(&prompt).expect("score in one batch");
+        let mut one = Session::new(&e, 512);
+        one.n_batch = 1;
+        let stepped = one.score(&prompt).expect("score token by token");
+        assert_eq!(whole.len(), stepped.len());
+        let scale = whole.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+        let mut worst = (0f32, 0usize);
+        for (pos, (a, b)) in whole.iter().zip(&stepped).enumerate() {
+            let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            if d > worst.0 || d.is_nan() {
+                worst = (d, pos);
+            }
+        }
+        println!("{family}: {} positions, batch vs token-by-token max |diff| {:.2e} at {} (scale {scale:.2})", prompt.len(), worst.0, worst.1);
+        assert!(worst.0 <= REL_TOL * scale, "{family}: batch and token-by-token logits differ by {} at position {}", worst.0, worst.1);
     }
 }
 
@@ -326,4 +428,107 @@ fn issue14_tiny_files_carry_each_family_specifics() {
 #[test]
 fn mistral3_matches_llama_cpp() {
     check_family("mistral3");
+}
+
+// Issue 14: llama files whose matrices are in the types daehwa reads but does not write (llama.cpp's
+// own Q3_K_M, Q2_K, IQ4_XS and IQ4_NL mixes, and mxfp4 FFN matrices).
+//
+// Both sides multiply the same quantized bytes by activations quantized the same way (q8_K or q8_0,
+// ggml's rounding), and on a short prompt they agree to ~1e-6 of the logit scale (Q2_K, Q3_K_M,
+// IQ4_XS: 10 of 10 positions within 7e-7). But activation quantization is a step function: when a
+// value lands within float-rounding distance (~1e-7) of a q8 rounding boundary, the two engines'
+// different summation orders put it on different sides, one quant moves by 1 and that position
+// moves by ~1e-2 of the scale; through the KV cache the tiny difference reaches later positions,
+// where it tips other roundings, so over a long prompt most positions end up 0.5e-2 to 2.7e-2 of
+// the scale apart (worst seen over the five files and 498 positions: 2.74e-2; llama.cpp's IQ4_NL
+// path, which repacks the matrix and quantizes activations its own way, from the first prompt).
+// The F32 families never quantize activations, so they stay within [`REL_TOL`]. The bound here is
+// [`QUANT_REL_TOL`] on every position: a wrong scale, bit order or code book in a kernel moves the
+// logits by 0.1 to 1 of the scale (the errors listed at [`REL_TOL`]) and still fails it.
+
+/// Bound on every position of the quantized files (relative to the prompt's largest |logit|).
+const QUANT_REL_TOL: f32 = 4e-2;
+
+fn check_quantized(family: &str) {
+    let path = models_dir().join(format!("{family}.gguf"));
+    let want = llama_cpp(&path);
+    let e = Engine::load(&path, &EngineConfig { threads: 2, ..EngineConfig::default() }).unwrap_or_else(|err| panic!("load {family}: {err}"));
+    let (mut n_pos, mut n_close, mut scale_all) = (0usize, 0usize, 0f32);
+    for (pi, p) in want["prompts"].as_array().expect("prompts").iter().enumerate() {
+        let prompt = ids(&p["ids"]);
+        assert_eq!(e.raw_prompt(p["text"].as_str().expect("text")), prompt, "{family}: prompt {pi} ids");
+        let mut s = Session::new(&e, 512);
+        if pi % 2 == 1 {
+            s.n_batch = 5;
+        }
+        let rows = s.score(&prompt).unwrap_or_else(|err| panic!("{family}: score: {err}"));
+        let theirs = p["logits"].as_array().expect("logits");
+        assert_eq!(rows.len(), theirs.len(), "{family}: prompt {pi}: positions");
+        let diffs: Vec<(f32, f32)> = rows
+            .iter()
+            .zip(theirs)
+            .map(|(ours, theirs)| {
+                let theirs = theirs.as_array().expect("row");
+                assert_eq!(ours.len(), theirs.len(), "{family}: n_vocab");
+                ours.iter().zip(theirs).fold((0f32, 0f32), |(d, m), (a, b)| {
+                    let b = b.as_f64().expect("logit") as f32;
+                    let x = (a - b).abs();
+                    (if x > d || x.is_nan() { x } else { d }, m.max(b.abs()))
+                })
+            })
+            .collect();
+        let scale = diffs.iter().map(|d| d.1).fold(0f32, f32::max);
+        scale_all = scale_all.max(scale);
+        let close = diffs.iter().filter(|d| d.0 <= REL_TOL * scale).count();
+        let (worst, at) = diffs.iter().enumerate().map(|(i, d)| (d.0, i)).fold((0f32, 0), |a, b| if b.0 > a.0 || b.0.is_nan() { b } else { a });
+        println!("{family}: prompt {pi} ({} tokens): {close} positions within {REL_TOL} of max |logit| {scale:.2}; worst {:.2e} of it at {at}", prompt.len(), worst / scale);
+        assert!(worst <= QUANT_REL_TOL * scale, "{family}: prompt {pi}: logits differ from llama.cpp by {worst} at position {at} (bound {QUANT_REL_TOL} x {scale})");
+        n_pos += diffs.len();
+        n_close += close;
+    }
+    println!("{family}: {n_close} of {n_pos} positions within {REL_TOL}, all within {QUANT_REL_TOL}");
+    assert!(scale_all > 1.0, "{family}: logits are suspiciously flat (max {scale_all})");
+}
+
+#[test]
+fn llama_q3_k_m_matches_llama_cpp() {
+    check_quantized("llama-q3_k_m");
+}
+
+#[test]
+fn llama_q2_k_matches_llama_cpp() {
+    check_quantized("llama-q2_k");
+}
+
+#[test]
+fn llama_iq4_xs_matches_llama_cpp() {
+    check_quantized("llama-iq4_xs");
+}
+
+#[test]
+fn llama_iq4_nl_matches_llama_cpp() {
+    check_quantized("llama-iq4_nl");
+}
+
+#[test]
+fn llama_mxfp4_matches_llama_cpp() {
+    check_quantized("llama-mxfp4");
+}
+/// The quantized files hold the types they are named for (a test of the test).
+#[test]
+fn quant_files_carry_their_types() {
+    use gguf::GgmlType::*;
+    let want: &[(&str, &[(&str, gguf::GgmlType)])] = &[
+        ("llama-q3_k_m", &[("blk.0.ffn_up.weight", Q3_K), ("blk.0.attn_v.weight", Q5_K), ("output.weight", Q6_K)]),
+        ("llama-q2_k", &[("blk.0.ffn_up.weight", Q2_K), ("blk.0.ffn_down.weight", Q3_K)]),
+        ("llama-iq4_xs", &[("blk.0.ffn_up.weight", IQ4_XS), ("token_embd.weight", IQ4_XS)]),
+        ("llama-iq4_nl", &[("blk.0.ffn_up.weight", IQ4_NL), ("token_embd.weight", IQ4_NL)]),
+        ("llama-mxfp4", &[("blk.0.ffn_gate.weight", MXFP4), ("blk.1.ffn_down.weight", MXFP4)]),
+    ];
+    for (file, tensors) in want {
+        let f = gguf::GgufFile::open(models_dir().join(format!("{file}.gguf"))).expect("open");
+        for (name, ty) in *tensors {
+            assert_eq!(f.tensor(name).map(|t| t.ggml_type), Some(*ty), "{file}: {name}");
+        }
+    }
 }

@@ -40,6 +40,8 @@ pub enum GgmlType {
     BF16,
     TQ1_0,
     TQ2_0,
+    /// OCP microscaling FP4 (gpt-oss experts): 32 E2M1 values sharing one E8M0 exponent.
+    MXFP4,
 }
 
 impl GgmlType {
@@ -78,6 +80,7 @@ impl GgmlType {
             30 => BF16,
             34 => TQ1_0,
             35 => TQ2_0,
+            39 => MXFP4,
             other => return Err(Error::UnknownType(other)),
         })
     }
@@ -117,6 +120,7 @@ impl GgmlType {
             BF16 => 30,
             TQ1_0 => 34,
             TQ2_0 => 35,
+            MXFP4 => 39,
         }
     }
 
@@ -125,7 +129,7 @@ impl GgmlType {
         use GgmlType::*;
         match self {
             F32 | F16 | BF16 | I8 | I16 | I32 | I64 | F64 => 1,
-            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL => 32,
+            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL | MXFP4 => 32,
             _ => 256,
         }
     }
@@ -161,6 +165,7 @@ impl GgmlType {
             IQ1_M => 56,
             TQ1_0 => 54,
             TQ2_0 => 66,
+            MXFP4 => 17,
         }
     }
 
@@ -199,6 +204,7 @@ impl GgmlType {
             BF16 => "bf16",
             TQ1_0 => "tq1_0",
             TQ2_0 => "tq2_0",
+            MXFP4 => "mxfp4",
         }
     }
 

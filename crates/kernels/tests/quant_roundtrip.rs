@@ -178,8 +178,8 @@ fn errors_name_the_problem() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        quant::kernel(GgmlType::IQ4_XS),
-        Err(Error::UnsupportedType(GgmlType::IQ4_XS, _))
+        quant::kernel(GgmlType::IQ2_XS),
+        Err(Error::UnsupportedType(GgmlType::IQ2_XS, _))
     ));
     // Activation-only types have no dot product.
     assert!(quant::kernel(GgmlType::Q8_K).is_err());

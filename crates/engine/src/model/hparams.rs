@@ -28,6 +28,7 @@ pub mod limits {
     pub const MAX_FF: usize = 1 << 20;
     pub const MAX_VOCAB: usize = 1 << 22;
     pub const MAX_CTX: usize = 1 << 24;
+    pub const MAX_EXPERTS: usize = 1024;
 }
 
 /// `value` of `key` must lie in `1..=max`.
@@ -79,6 +80,13 @@ pub struct HParams {
     /// Final logit soft-capping `logits = cap * tanh(logits / cap)` (`{arch}.final_logit_softcapping`),
     /// where the metadata sets it.
     pub final_logit_softcap: Option<f32>,
+    /// Experts per MoE layer (`{arch}.expert_count`); 0 for a dense model.
+    pub n_expert: usize,
+    /// Experts each token is routed to (`{arch}.expert_used_count`); 0 for a dense model.
+    pub n_expert_used: usize,
+    /// Hidden width of one expert (`{arch}.expert_feed_forward_length`, else
+    /// `feed_forward_length`); 0 for a dense model.
+    pub n_ff_exp: usize,
     /// YaRN or none (linear scaling is `rope_freq_scale`); see `rope_scaling.rs`.
     pub rope_scaling: RopeScaling,
 }
@@ -118,10 +126,31 @@ impl HParams {
         }
         let n_ctx_train = bounded(arch, "context_length", f.get_u32(&k.key("context_length"))? as usize, MAX_CTX)?;
         let (rope_scaling, rope_freq_scale) = RopeScaling::read(f, arch, n_ctx_train)?;
-        let n_ff = bounded(arch, "feed_forward_length", f.get_u32(&k.key("feed_forward_length"))? as usize, MAX_FF)?;
-        if f.opt_u32(&k.key("expert_count"))?.is_some_and(|n| n > 0) {
-            return Err(crate::Error::Model(format!("{arch}: mixture-of-experts models (expert_count) are not supported")));
-        }
+        // Mixture of experts: the architecture's loader decides whether it runs them (`moe.rs`).
+        let n_expert = f.opt_u32(&k.key("expert_count"))?.unwrap_or(0) as usize;
+        // Counts are bounded here; whether they are present is the MoE loader's check, so that an
+        // architecture without MoE support says so first.
+        let (n_expert_used, n_ff_exp) = if n_expert > 0 {
+            let n_expert = bounded(arch, "expert_count", n_expert, MAX_EXPERTS)?;
+            let used = f.opt_u32(&k.key("expert_used_count"))?.unwrap_or(0) as usize;
+            let ff_exp = f.opt_u32(&k.key("expert_feed_forward_length"))?;
+            let ff_exp = ff_exp.or(f.opt_u32(&k.key("feed_forward_length"))?).unwrap_or(0) as usize;
+            if used > n_expert || ff_exp > MAX_FF {
+                return Err(crate::Error::Model(format!(
+                    "{arch}: expert_used_count {used} of {n_expert} experts, expert width {ff_exp} (at most {MAX_FF})"
+                )));
+            }
+            (used, ff_exp)
+        } else {
+            (0, 0)
+        };
+        // MoE files may leave the dense width out (llama.cpp reads it as optional).
+        let n_ff = match f.opt_u32(&k.key("feed_forward_length"))? {
+            Some(v) => v as usize,
+            None if n_expert > 0 => n_ff_exp,
+            None => f.get_u32(&k.key("feed_forward_length"))? as usize,
+        };
+        let n_ff = bounded(arch, "feed_forward_length", n_ff, MAX_FF)?;
         Ok(HParams {
             arch: arch.to_string(),
             n_vocab,
@@ -141,6 +170,9 @@ impl HParams {
             swa_layers: Vec::new(),
             rope_freq_base_swa: 10000.0,
             final_logit_softcap: None,
+            n_expert,
+            n_expert_used,
+            n_ff_exp,
             rope_scaling,
         })
     }

@@ -38,6 +38,7 @@ use kernels::ops::{self, RopeCache, RopeMode};
 use kernels::pool::ThreadPool;
 use kernels::rows::par_rows;
 
+use super::moe::{MoeFfn, MoeVariant};
 use super::weights::{load_optional_vector, load_vector, Weight};
 use super::{attend_window, grow, Batch, ForwardCtx, HParams, Model, RopeStyle};
 use crate::{Error, Result};
@@ -149,6 +150,18 @@ pub(crate) const LLAMA: Variant = Variant {
 /// Mistral 3 / Ministral 3 text models (`mistral3`, llama.cpp `llama_model_mistral3`): llama with
 /// attention temperature tuning.
 pub(crate) const MISTRAL3: Variant = Variant { arch: "mistral3", attn_temp_offset: Some(0.0), ..LLAMA };
+/// Options beyond [`Variant`], kept apart so the families' `Variant` consts need not name them:
+/// what the mixture-of-experts families (`moe_families.rs`) add to the shared decoder.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Extras {
+    /// The FFN is a mixture of experts (`moe.rs`) instead of one dense gated FFN.
+    pub moe: Option<MoeVariant>,
+    /// Name of the FFN pre-norm tensor when not `ffn_norm.weight` (gpt-oss:
+    /// `post_attention_norm.weight`).
+    pub ffn_norm_name: Option<&'static str>,
+    /// Sliding-window layers use the global RoPE (gpt-oss) rather than `rope.freq_base_swa`.
+    pub swa_global_rope: bool,
+}
 
 /// RoPE tables are precomputed up to this many positions; later positions are computed on the
 /// fly with the same arithmetic (a table for Llama 3.1's 128k positions of 128-wide heads would
@@ -168,10 +181,16 @@ struct Layer {
     wo: Weight,               // (n_embd, n_head * head_dim)
     attn_post_norm: Option<Vec<f32>>, // (n_embd), post-norm only
     ffn_norm: Option<Vec<f32>>,       // (n_embd), pre-norm only
-    w_gate: Weight,                   // (n_ff, n_embd)
-    w_up: Weight,                     // (n_ff, n_embd)
-    w_down: Weight,                   // (n_embd, n_ff)
+    w_gate: Option<Weight>,           // (n_ff, n_embd), dense FFN only
+    w_up: Option<Weight>,             // (n_ff, n_embd), dense FFN only
+    w_down: Option<Weight>,           // (n_embd, n_ff), dense FFN only
     ffn_post_norm: Option<Vec<f32>>,  // (n_embd), post-norm only
+    /// The mixture of experts replacing the dense FFN (`Extras::moe`).
+    moe: Option<MoeFfn>,
+    /// `attn_output.bias` where the file has one (gpt-oss).
+    bo: Option<Vec<f32>>,
+    /// Per-head attention sink logits `attn_sinks.weight` (gpt-oss), see `sinks.rs`.
+    sinks: Option<Vec<f32>>,
 }
 
 /// A loaded llama-like model; `variant` says which family.
@@ -207,6 +226,11 @@ impl Llama {
 
     /// Loads a file of the llama-like family `v`, checking every tensor's shape.
     pub(crate) fn load_variant(file: Arc<GgufFile>, v: Variant) -> Result<Self> {
+        Self::load_with(file, v, Extras::default())
+    }
+
+    /// [`Self::load_variant`] with the [`Extras`] a MoE family needs.
+    pub(crate) fn load_with(file: Arc<GgufFile>, v: Variant, x: Extras) -> Result<Self> {
         let f = &*file;
         let arch = v.arch;
         let mut hp = HParams::read(f, arch, v.rope)?;
@@ -215,6 +239,9 @@ impl Llama {
         }
         if v.logit_softcap {
             hp.read_final_logit_softcap(f)?;
+        }
+        if hp.n_expert > 0 && x.moe.is_none() {
+            return Err(Error::Model(format!("{arch}: mixture-of-experts models (expert_count) are not supported for this architecture")));
         }
         if let Some(vl) = f.opt_u32(&format!("{arch}.attention.value_length"))? {
             if vl as usize != hp.head_dim {
@@ -247,9 +274,15 @@ impl Llama {
             };
             // Without `ffn_gate`, an `ffn_up` of 2 x n_ff rows holds the gate rows then the up rows
             // (phi3; ggml_swiglu activates the first half).
-            let (w_gate, w_up) = match f.tensor(&n("ffn_gate.weight")) {
-                None => (Weight::load_rows(f, &n("ffn_up.weight"), e, 2 * ff, 0, ff)?, Weight::load_rows(f, &n("ffn_up.weight"), e, 2 * ff, ff, ff)?),
-                Some(_) => (Weight::load(f, &n("ffn_gate.weight"), e, ff)?, Weight::load(f, &n("ffn_up.weight"), e, ff)?),
+            let (w_gate, w_up) = match (x.moe, f.tensor(&n("ffn_gate.weight"))) {
+                // A mixture of experts has no dense FFN.
+                (Some(_), _) => (None, None),
+                (None, None) => (Some(Weight::load_rows(f, &n("ffn_up.weight"), e, 2 * ff, 0, ff)?), Some(Weight::load_rows(f, &n("ffn_up.weight"), e, 2 * ff, ff, ff)?)),
+                (None, Some(_)) => (Some(Weight::load(f, &n("ffn_gate.weight"), e, ff)?), Some(Weight::load(f, &n("ffn_up.weight"), e, ff)?)),
+            };
+            let dense = |name: &str, cols: usize, rows: usize| match x.moe {
+                Some(_) => Ok(None),
+                None => Weight::load(f, &n(name), cols, rows).map(Some),
             };
             layers.push(Layer {
                 attn_norm: norm(pre, "attn_norm.weight", e)?,
@@ -263,11 +296,17 @@ impl Llama {
                 k_norm: norm(v.qk_norm, "attn_k_norm.weight", hd)?,
                 wo: Weight::load(f, &n("attn_output.weight"), qd, e)?,
                 attn_post_norm: norm(post, "post_attention_norm.weight", e)?,
-                ffn_norm: norm(pre, "ffn_norm.weight", e)?,
+                ffn_norm: norm(pre, x.ffn_norm_name.unwrap_or("ffn_norm.weight"), e)?,
                 w_gate,
                 w_up,
-                w_down: Weight::load(f, &n("ffn_down.weight"), ff, e)?,
+                w_down: dense("ffn_down.weight", ff, e)?,
                 ffn_post_norm: norm(post, "post_ffw_norm.weight", e)?,
+                moe: match x.moe {
+                    Some(mv) => Some(MoeFfn::load(f, &hp, il, mv)?),
+                    None => None,
+                },
+                bo: load_optional_vector(f, &n("attn_output.bias"), e)?,
+                sinks: load_optional_vector(f, &n("attn_sinks.weight"), hp.n_head)?,
             });
         }
         let output_norm = load_vector(f, "output_norm.weight", e)?;
@@ -295,7 +334,8 @@ impl Llama {
         } else {
             1.0
         };
-        let rope_local = hp.sliding_window.map(|_| rs.cache(hd, hp.n_rot, hp.rope_freq_base_swa, swa_scale, max_pos, None));
+        // gpt-oss: the window layers use the global layers' RoPE table itself.
+        let rope_local = hp.sliding_window.filter(|_| !x.swa_global_rope).map(|_| rs.cache(hd, hp.n_rot, hp.rope_freq_base_swa, swa_scale, max_pos, None));
         let attn_softcap = match v.attn_softcap {
             true => Some(f.opt_f32(&format!("{arch}.attn_logit_softcapping"))?.unwrap_or(50.0)).filter(|&c| c != 0.0),
             false => None,
@@ -369,7 +409,11 @@ impl Model for Llama {
         let per_layer: usize = self
             .layers
             .iter()
-            .map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|w| w.bytes(&self.file).len()).sum::<usize>())
+            .map(|l| {
+                let dense = [&l.w_gate, &l.w_up, &l.w_down].iter().flat_map(|w| w.as_ref()).map(|w| w.bytes(&self.file).len()).sum::<usize>();
+                let moe = l.moe.as_ref().map_or(0, |m| m.active_bytes(&self.file));
+                [&l.wq, &l.wk, &l.wv, &l.wo].iter().map(|w| w.bytes(&self.file).len()).sum::<usize>() + dense + moe
+            })
             .sum();
         per_layer + self.output.bytes(&self.file).len()
     }
@@ -468,15 +512,31 @@ impl Model for Llama {
             }
             let att = grow(&mut ws.att, n * qd);
             attend_window(pool, &*ctx.kv, il, batch, q, &attn, window, att);
+            if let Some(sinks) = &l.sinks {
+                super::sinks::apply_sinks(pool, &*ctx.kv, il, batch, q, &attn, window, sinks, att);
+            }
             let proj = grow(&mut ws.proj, n * e);
             matmul(pool, &l.wo.matrix(f), att, n, proj, &mut ws.mm)?;
+            if let Some(bo) = &l.bo {
+                for row in proj.chunks_exact_mut(e) {
+                    ops::add_inplace(row, bo);
+                }
+            }
             residual(pool, n, e, proj, l.attn_post_norm.as_ref(), eps, &mut ws.x[..n * e]);
 
             // Feed-forward block.
             pre_norm(pool, n, e, &ws.x[..n * e], l.ffn_norm.as_ref(), eps, grow(&mut ws.h, n * e));
             let h = &ws.h[..n * e];
+            let (Some(w_gate), Some(w_up), Some(w_down)) = (&l.w_gate, &l.w_up, &l.w_down) else {
+                if let Some(moe) = &l.moe {
+                    let proj = grow(&mut ws.proj, n * e);
+                    moe.forward(pool, f, h, n, proj, &mut ws.moe, &mut ws.mm)?;
+                }
+                residual(pool, n, e, &mut ws.proj[..n * e], l.ffn_post_norm.as_ref(), eps, &mut ws.x[..n * e]);
+                continue;
+            };
             let (gate, up) = (grow(&mut ws.gate, n * ff), grow(&mut ws.up, n * ff));
-            let (wg, wu) = (l.w_gate.matrix(f), l.w_up.matrix(f));
+            let (wg, wu) = (w_gate.matrix(f), w_up.matrix(f));
             matmul_many(pool, &mut [(&wg, &mut *gate), (&wu, &mut *up)], h, n, &mut ws.mm)?;
             let up = &*up;
             par_rows(pool, n, [(&mut *gate, ff)], &|r, [gate]| {
@@ -488,7 +548,7 @@ impl Model for Llama {
                 ops::mul_inplace(gate, &up[r.start * ff..r.end * ff]);
             });
             let proj = grow(&mut ws.proj, n * e);
-            matmul(pool, &l.w_down.matrix(f), gate, n, proj, &mut ws.mm)?;
+            matmul(pool, &w_down.matrix(f), gate, n, proj, &mut ws.mm)?;
             residual(pool, n, e, proj, l.ffn_post_norm.as_ref(), eps, &mut ws.x[..n * e]);
         }
 

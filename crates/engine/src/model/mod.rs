@@ -9,7 +9,10 @@ mod gemma3;
 mod hparams;
 mod llama;
 mod phi3;
+mod moe;
+mod moe_families;
 mod qwen;
+mod sinks;
 mod rope_scaling;
 mod weights;
 
@@ -26,7 +29,7 @@ use crate::kv::KvStore;
 use crate::{Error, Result, TokenId};
 
 /// Architectures `load` accepts (`general.architecture`).
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "exaone", "exaone4", "gemma3", "gemma2", "phi3", "mistral3"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "exaone", "exaone4", "gemma3", "gemma2", "phi3", "mistral3", "qwen3moe", "gpt-oss"];
 
 /// A flat batch, like llama.cpp's `llama_batch`: tokens of one or many sequences, each with its
 /// position, its sequence slot in the KV cache and whether its logits are wanted.
@@ -84,6 +87,7 @@ pub struct Workspace {
     pub(crate) up: Vec<f32>,
     pub(crate) rows: Vec<usize>,
     pub(crate) mm: kernels::matmul::MatmulScratch,
+    pub(crate) moe: moe::MoeScratch,
 }
 
 /// Grows `v` to at least `n` elements (never shrinks) and returns the first `n`.
@@ -117,6 +121,8 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>> {
         "gemma2" => Ok(Box::new(gemma2::load_gemma2(file)?)),
         "phi3" => Ok(Box::new(phi3::load_phi3(file)?)),
         "mistral3" => Ok(Box::new(Llama::load_variant(file, llama::MISTRAL3)?)),
+        "qwen3moe" => Ok(Box::new(moe_families::load_qwen3moe(file)?)),
+        "gpt-oss" => Ok(Box::new(moe_families::load_gpt_oss(file)?)),
         _ => Err(Error::UnsupportedArchitecture { arch, supported: SUPPORTED_ARCHITECTURES.join(", ") }),
     }
 }

@@ -37,7 +37,7 @@ impl Weight {
             Error::Model(format!(
                 "tensor `{name}` has quant type {} which daehwa does not support (supported: {})",
                 t.ggml_type,
-                kernels::quant::supported_types().iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+                kernels::quant::weight_type_names()
             ))
         })?;
         Ok(Weight { ty: t.ggml_type, offset: t.offset as usize, len: t.n_bytes as usize, n_rows, n_cols, packed: Arc::default() })
@@ -91,5 +91,40 @@ pub fn load_optional_vector(f: &GgufFile, name: &str, n: usize) -> Result<Option
     match f.tensor(name) {
         None => Ok(None),
         Some(_) => load_vector(f, name, n).map(Some),
+    }
+}
+
+impl Weight {
+    /// The experts of a 3-D tensor `[n_cols, n_rows, n_expert]` (`blk.N.ffn_*_exps`), one 2-D
+    /// view per expert: expert `x` is the contiguous `x`-th block of `n_rows` rows, so a token
+    /// routed to it reads only those rows. Each view has its own packed form, made on first use
+    /// (an expert no token ever chose is never packed).
+    pub fn load_experts(f: &GgufFile, name: &str, n_cols: usize, n_rows: usize, n_expert: usize) -> Result<Vec<Self>> {
+        let t = f.require_tensor(name)?;
+        let dims: Vec<u64> = t.dims.to_vec();
+        if dims.len() != 3 || dims[0] as usize != n_cols || dims[1] as usize != n_rows || dims[2] as usize != n_expert {
+            return Err(Error::Model(format!("tensor `{name}` has shape {dims:?}, expected [{n_cols}, {n_rows}, {n_expert}]")));
+        }
+        kernels::quant::kernel(t.ggml_type).map_err(|_| {
+            Error::Model(format!(
+                "tensor `{name}` has quant type {} which daehwa does not support (supported: {})",
+                t.ggml_type,
+                kernels::quant::supported_types().iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let len = t.n_bytes as usize / n_expert;
+        if len * n_expert != t.n_bytes as usize {
+            return Err(Error::Model(format!("tensor `{name}`: {} bytes do not split into {n_expert} experts", t.n_bytes)));
+        }
+        Ok((0..n_expert)
+            .map(|x| Weight {
+                ty: t.ggml_type,
+                offset: t.offset as usize + x * len,
+                len,
+                n_rows,
+                n_cols,
+                packed: Arc::default(),
+            })
+            .collect())
     }
 }

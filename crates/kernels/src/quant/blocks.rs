@@ -165,6 +165,56 @@ block!(
     /// `block_q8_K`: activations for k-quant dots; f32 scale and sums of each 16 quants.
     BlockQ8K, Q8_K, QK_K, 292, { d: [u8; 4], qs: [i8; QK_K], bsums: [[u8; 2]; QK_K / 16] });
 
+block!(
+    /// `block_q2_K`: 16 sub-blocks of 16, 2-bit quants, a 4-bit scale (low) and min (high) each.
+    BlockQ2K, Q2_K, QK_K, 84, { scales: [u8; QK_K / 16], qs: [u8; QK_K / 4], d: [u8; 2], dmin: [u8; 2] });
+block!(
+    /// `block_q3_K`: 2 low bits in `qs`, the third (set = no -4 offset) in `hmask`, 16 6-bit scales.
+    BlockQ3K, Q3_K, QK_K, 110, { hmask: [u8; QK_K / 8], qs: [u8; QK_K / 4], scales: [u8; 12], d: [u8; 2] });
+block!(
+    /// `block_iq4_nl`: 32 4-bit indices into the non-linear table `KVALUES_IQ4NL`, one fp16 scale.
+    BlockIQ4NL, IQ4_NL, QK, 18, { d: [u8; 2], qs: [u8; QK / 2] });
+block!(
+    /// `block_iq4_xs`: 8 sub-blocks of 32 iq4_nl indices with 6-bit scales (offset 32).
+    BlockIQ4XS, IQ4_XS, QK_K, 136, { d: [u8; 2], scales_h: [u8; 2], scales_l: [u8; QK_K / 64], qs: [u8; QK_K / 2] });
+block!(
+    /// `block_mxfp4`: 32 E2M1 values (`KVALUES_MXFP4`, doubled) sharing an E8M0 exponent `e`.
+    BlockMxfp4, MXFP4, QK, 17, { e: u8, qs: [u8; QK / 2] });
+
+/// The iq4_nl / iq4_xs code book (`kvalues_iq4nl`).
+pub const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+/// The E2M1 values times 2 (`kvalues_mxfp4`); the block scale is halved to match.
+pub const KVALUES_MXFP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// An E8M0 exponent as `2^(e - 127) / 2` (`GGML_E8M0_TO_FP32_HALF`; exact, subnormal below e = 2).
+#[inline(always)]
+pub fn e8m0_to_f32_half(e: u8) -> f32 {
+    let bits = if e < 2 { 0x0020_0000u32 << e } else { (e as u32 - 1) << 23 };
+    f32::from_bits(bits)
+}
+
+impl BlockIQ4XS {
+    /// The 6-bit scale of sub-block `ib` minus 32.
+    #[inline(always)]
+    pub fn scale(&self, ib: usize) -> i32 {
+        let h = u16::from_le_bytes(self.scales_h);
+        let ls = ((self.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) as i32 | ((((h >> (2 * ib)) & 3) as i32) << 4);
+        ls - 32
+    }
+}
+
+/// The 16 signed scales of a q3_K block (6 bits, minus 32), in sub-block order.
+#[inline(always)]
+pub fn unpack_scales_q3k(s: &[u8; 12]) -> [i8; 16] {
+    let mut out = [0i8; 16];
+    for j in 0..16 {
+        let low = if j < 8 { s[j] & 0xF } else { s[j - 8] >> 4 };
+        let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+        out[j] = (low | (high << 4)) as i8 - 32;
+    }
+    out
+}
+
 impl BlockQ8K {
     #[inline(always)]
     pub fn d(&self) -> f32 {
@@ -213,6 +263,11 @@ mod tests {
         check::<BlockQ5K>();
         check::<BlockQ6K>();
         check::<BlockQ8K>();
+        check::<BlockQ2K>();
+        check::<BlockQ3K>();
+        check::<BlockIQ4NL>();
+        check::<BlockIQ4XS>();
+        check::<BlockMxfp4>();
     }
 
     #[test]

@@ -30,9 +30,13 @@
 
 pub mod blocks;
 pub mod fp;
+mod iq4;
 mod kquants;
+mod kquants_low;
 mod kutil;
+mod lanes;
 mod legacy;
+mod mxfp4;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -80,21 +84,60 @@ const SUPPORTED: &[GgmlType] = &[
     GgmlType::Q6_K,
     GgmlType::Q8_K,
 ];
-const SUPPORTED_NAMES: &str =
-    "f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q8_1, q4_K, q5_K, q6_K, q8_K";
-/// q8_1 and q8_K only exist as activations: ggml has no dot product with them as weights.
-const WEIGHT_NAMES: &str = "f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K";
+/// Weight types read (dequantized, multiplied) but never written: daehwa has no quantizer for
+/// them (GGUF writers such as llama.cpp's `llama-quantize` make these files).
+const READ_ONLY: &[GgmlType] = &[
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+    GgmlType::MXFP4,
+];
+
+fn names(types: impl Iterator<Item = GgmlType>) -> String {
+    types.map(|t| t.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// Every type `row_bytes` and `dequantize_row` accept, comma-separated (for error messages).
+fn supported_names() -> &'static str {
+    static S: OnceLock<String> = OnceLock::new();
+    S.get_or_init(|| names(SUPPORTED.iter().chain(READ_ONLY).copied()))
+}
+
+/// The types `quantize_row` writes, comma-separated.
+fn quantizable_names() -> &'static str {
+    static S: OnceLock<String> = OnceLock::new();
+    S.get_or_init(|| names(SUPPORTED.iter().copied()))
+}
 
 /// Types this module can quantize and dequantize.
 pub fn supported_types() -> &'static [GgmlType] {
     SUPPORTED
 }
 
+/// Types this module can dequantize but not quantize.
+pub fn read_only_types() -> &'static [GgmlType] {
+    READ_ONLY
+}
+
+/// The weight types a model may use (those with a dot product: the scalar kernel table, the one
+/// definition of what daehwa runs), in table order.
+pub fn weight_types() -> impl Iterator<Item = GgmlType> {
+    SCALAR.iter().map(|k| k.ty)
+}
+
+/// [`weight_types`] as ggml's names, comma-separated: what refusals and `daehwa list` print.
+/// q8_1 and q8_K only exist as activations: ggml has no dot product with them as weights.
+pub fn weight_type_names() -> &'static str {
+    static S: OnceLock<String> = OnceLock::new();
+    S.get_or_init(|| names(weight_types()))
+}
+
 fn check_supported(ty: GgmlType) -> Result<()> {
-    if SUPPORTED.contains(&ty) {
+    if SUPPORTED.contains(&ty) || READ_ONLY.contains(&ty) {
         Ok(())
     } else {
-        Err(Error::UnsupportedType(ty, SUPPORTED_NAMES))
+        Err(Error::UnsupportedType(ty, supported_names()))
     }
 }
 
@@ -106,7 +149,9 @@ pub fn vec_dot_type(ty: GgmlType) -> Result<GgmlType> {
         Q4_0 | Q5_0 | Q8_0 => Q8_0,
         Q4_1 | Q5_1 => Q8_1,
         Q4_K | Q5_K | Q6_K => Q8_K,
-        other => return Err(Error::UnsupportedType(other, WEIGHT_NAMES)),
+        Q2_K | Q3_K | IQ4_XS => Q8_K,
+        IQ4_NL | MXFP4 => Q8_0,
+        other => return Err(Error::UnsupportedType(other, weight_type_names())),
     })
 }
 
@@ -149,6 +194,11 @@ static SCALAR: &[QuantKernel] = kernel_table!("scalar";
     Q4_K => Q8_K, kquants::vec_dot_q4_k_q8_k;
     Q5_K => Q8_K, kquants::vec_dot_q5_k_q8_k;
     Q6_K => Q8_K, kquants::vec_dot_q6_k_q8_k;
+    Q2_K => Q8_K, kquants_low::vec_dot_q2_k_q8_k;
+    Q3_K => Q8_K, kquants_low::vec_dot_q3_k_q8_k;
+    IQ4_NL => Q8_0, iq4::vec_dot_iq4_nl_q8_0;
+    IQ4_XS => Q8_K, iq4::vec_dot_iq4_xs_q8_k;
+    MXFP4 => Q8_0, mxfp4::vec_dot_mxfp4_q8_0;
 );
 
 #[cfg(target_arch = "x86_64")]
@@ -164,6 +214,11 @@ static AVX2: &[QuantKernel] = kernel_table!("avx2";
     Q4_K => Q8_K, x86::kquants::vec_dot_q4_k_q8_k;
     Q5_K => Q8_K, x86::kquants::vec_dot_q5_k_q8_k;
     Q6_K => Q8_K, x86::kquants::vec_dot_q6_k_q8_k;
+    Q2_K => Q8_K, x86::kquants_low::vec_dot_q2_k_q8_k;
+    Q3_K => Q8_K, x86::kquants_low::vec_dot_q3_k_q8_k;
+    IQ4_NL => Q8_0, x86::nl4::vec_dot_iq4_nl_q8_0;
+    IQ4_XS => Q8_K, x86::iq4xs::vec_dot_iq4_xs_q8_k;
+    MXFP4 => Q8_0, x86::nl4::vec_dot_mxfp4_q8_0;
 );
 
 #[cfg(target_arch = "x86_64")]
@@ -173,6 +228,11 @@ static AVX512VNNI: &[QuantKernel] = kernel_table!("avx512vnni";
     Q8_0 => Q8_0, x86::vnni::vec_dot_q8_0_q8_0;
     Q4_K => Q8_K, x86::kquants512::vec_dot_q4_k_q8_k, x86::kquants512::vec_dot_multi_q4_k_q8_k;
     Q6_K => Q8_K, x86::kquants512::vec_dot_q6_k_q8_k, x86::kquants512::vec_dot_multi_q6_k_q8_k;
+    Q2_K => Q8_K, x86::kquants_low::vec_dot_q2_k_q8_k_512;
+    Q3_K => Q8_K, x86::kquants_low::vec_dot_q3_k_q8_k_512;
+    IQ4_NL => Q8_0, x86::nl4::vnni::vec_dot_iq4_nl_q8_0;
+    IQ4_XS => Q8_K, x86::iq4xs::vec_dot_iq4_xs_q8_k_512;
+    MXFP4 => Q8_0, x86::nl4::vnni::vec_dot_mxfp4_q8_0;
 );
 
 /// How far up the ISA ladder this process may go.
@@ -234,7 +294,7 @@ fn find(table: &'static [QuantKernel], ty: GgmlType) -> Option<&'static QuantKer
 }
 
 fn unsupported_weight(ty: GgmlType) -> Error {
-    Error::UnsupportedType(ty, WEIGHT_NAMES)
+    Error::UnsupportedType(ty, weight_type_names())
 }
 
 /// The best path for this CPU (chosen once; see the module docs for `DAEHWA_KERNELS`).
@@ -299,7 +359,12 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
         Q5_K => kquants::dequantize_q5_k(whole(src), dst),
         Q6_K => kquants::dequantize_q6_k(whole(src), dst),
         Q8_K => kquants::dequantize_q8_k(whole(src), dst),
-        other => return Err(Error::UnsupportedType(other, SUPPORTED_NAMES)),
+        Q2_K => kquants_low::dequantize_q2_k(whole(src), dst),
+        Q3_K => kquants_low::dequantize_q3_k(whole(src), dst),
+        IQ4_NL => iq4::dequantize_iq4_nl(whole(src), dst),
+        IQ4_XS => iq4::dequantize_iq4_xs(whole(src), dst),
+        MXFP4 => mxfp4::dequantize_mxfp4(whole(src), dst),
+        other => return Err(Error::UnsupportedType(other, supported_names())),
     }
     Ok(())
 }
@@ -324,7 +389,7 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
         Q5_K => kquants::quantize_q5_k(src, whole_mut(dst)),
         Q6_K => kquants::quantize_q6_k(src, whole_mut(dst)),
         Q8_K => kquants::quantize_q8_k(src, whole_mut(dst)),
-        other => return Err(Error::UnsupportedType(other, SUPPORTED_NAMES)),
+        other => return Err(Error::UnsupportedType(other, quantizable_names())),
     }
     Ok(())
 }

@@ -87,3 +87,46 @@ pub const WEIGHT_TYPES: &[GgmlType] = &[
     GgmlType::Q5_K,
     GgmlType::Q6_K,
 ];
+
+/// A finite fp16 with a random sign: subnormal, tiny, ordinary or near 65504 by `kind`.
+pub fn f16_bits(rng: &mut XorShift, kind: u64) -> [u8; 2] {
+    let r = rng.next_u64();
+    let sign = (((r >> 20) & 1) as u16) << 15;
+    let mant = (r & 0x3ff) as u16;
+    let exp: u16 = match kind % 4 {
+        0 => 0,                          // subnormal (or zero)
+        1 => 1 + (r >> 11) as u16 % 4,   // tiny normal
+        2 => 10 + (r >> 11) as u16 % 8,  // ordinary (2^-5 .. 2^2)
+        _ => 27 + (r >> 11) as u16 % 4,  // large, up to 65504
+    };
+    (sign | (exp << 10) | mant).to_le_bytes()
+}
+
+/// `n_blocks` random blocks of `ty`: random bytes, then the fp16 scale fields made finite.
+pub fn random_row(ty: GgmlType, rng: &mut XorShift, n_blocks: usize) -> Vec<u8> {
+    let size = ty.type_size();
+    let mut row = vec![0u8; n_blocks * size];
+    for (i, b) in row.chunks_exact_mut(size).enumerate() {
+        for x in b.iter_mut() {
+            *x = rng.next_u64() as u8;
+        }
+        let kind = i as u64;
+        // Offsets of the fp16 fields in each layout (blocks.rs).
+        let halves: &[usize] = match ty {
+            GgmlType::Q2_K => &[80, 82],
+            GgmlType::Q3_K => &[108],
+            GgmlType::IQ4_NL | GgmlType::IQ4_XS => &[0],
+            GgmlType::MXFP4 => &[],
+            other => panic!("{other}"),
+        };
+        for (k, &o) in halves.iter().enumerate() {
+            let v = f16_bits(rng, kind + k as u64);
+            b[o..o + 2].copy_from_slice(&v);
+        }
+        if ty == GgmlType::MXFP4 && i < 256 {
+            b[0] = i as u8; // every exponent, 2^-128 to 2^127
+        }
+    }
+    row
+}
+

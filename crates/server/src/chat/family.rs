@@ -14,6 +14,10 @@ pub enum Family {
     Hermes,
     Llama3,
     Generic,
+    /// OpenAI's harmony channels (gpt-oss): `<|channel|>analysis<|message|>...<|end|>` is the
+    /// reasoning, `final` the answer (`harmony.rs`). Its tool calls are not read (tools use the
+    /// generic JSON envelope).
+    Harmony,
 }
 
 impl Family {
@@ -22,6 +26,7 @@ impl Family {
             Family::Hermes => "hermes",
             Family::Llama3 => "llama3",
             Family::Generic => "generic",
+            Family::Harmony => "harmony",
         }
     }
 }
@@ -44,6 +49,9 @@ impl ModelTraits {
     /// Reads the traits off a chat template's source.
     pub fn from_template(source: Option<&str>) -> ModelTraits {
         let Some(src) = source else { return ModelTraits::GENERIC };
+        if src.contains("<|channel|>") && src.contains("<|message|>") {
+            return ModelTraits { family: Family::Harmony, template_tools: false, reasoning: true };
+        }
         let uses_tools = src.contains("tools");
         let family = if uses_tools && src.contains("<tool_call>") {
             Family::Hermes
@@ -72,5 +80,8 @@ mod tests {
         let chatml = "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}";
         assert_eq!(ModelTraits::from_template(Some(chatml)), ModelTraits::GENERIC);
         assert_eq!(ModelTraits::from_template(None), ModelTraits::GENERIC);
+        let gpt_oss = "{{- \"<|start|>assistant<|channel|>final<|message|>\" + message.content + \"<|end|>\" }}{% if tools %}functions{% endif %}";
+        let t = ModelTraits::from_template(Some(gpt_oss));
+        assert_eq!((t.family, t.template_tools, t.reasoning), (Family::Harmony, false, true));
     }
 }

@@ -74,7 +74,7 @@ pub fn answer_grammar(input: &ChatInput, family: Family) -> Option<GrammarSpec> 
     let forced = matches!(input.tool_choice, ToolChoice::Required | ToolChoice::Function(_));
     let many = input.parallel_tool_calls && !matches!(input.tool_choice, ToolChoice::Function(_));
     match family {
-        Family::Generic => {
+        Family::Generic | Family::Harmony => {
             let calls = if many { "call (\", \" call)*" } else { "call" };
             let mut g = String::from("start: calls");
             if !forced {

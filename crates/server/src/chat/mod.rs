@@ -17,6 +17,7 @@
 pub mod call_stream;
 pub mod family;
 pub mod grammar;
+pub mod harmony;
 pub mod parser;
 pub mod prepare;
 pub mod render;

@@ -8,6 +8,7 @@
 
 use super::call_stream::{CallPiece, CallScanner};
 use super::family::Family;
+use super::harmony::HarmonyParser;
 use super::{new_call_id, ToolCall};
 
 const THINK_OPEN: &str = "<think>";
@@ -172,6 +173,8 @@ pub struct OutputParser {
     scan: CallScanner,
     /// The index of the call being streamed; `None` when it is dropped (`single_call`).
     scan_index: Option<usize>,
+    /// The harmony channels ([`Family::Harmony`]): all the text goes through it instead.
+    harmony: Option<HarmonyParser>,
 }
 
 /// The length of the longest suffix of `s` that is a proper prefix of `tag` (text that may still
@@ -254,9 +257,11 @@ impl OutputParser {
             (true, Family::Hermes) => Body::HermesText,
             (true, Family::Llama3) => Body::LlamaStart,
             (true, Family::Generic) => Body::Envelope,
+            (true, Family::Harmony) => Body::Plain,
         };
-        let raw = !cfg.tools && !cfg.reasoning && !cfg.in_reasoning;
-        OutputParser { cfg, think, think_buf: String::new(), body, buf: String::new(), ws: String::new(), raw, msg: ParsedMessage::default(), scan: CallScanner::default(), scan_index: None }
+        let harmony = (cfg.family == Family::Harmony).then(HarmonyParser::default);
+        let raw = !cfg.tools && !cfg.reasoning && !cfg.in_reasoning && harmony.is_none();
+        OutputParser { cfg, think, think_buf: String::new(), body, buf: String::new(), ws: String::new(), raw, msg: ParsedMessage::default(), scan: CallScanner::default(), scan_index: None, harmony }
     }
 
     /// The answer so far (all events emitted until now).
@@ -272,6 +277,10 @@ impl OutputParser {
     /// Feeds the next piece of generated text.
     pub fn push(&mut self, text: &str) -> Vec<ParseEvent> {
         let mut out = Vec::new();
+        if let Some(h) = &mut self.harmony {
+            h.push(text, false, &mut out);
+            return self.record(out);
+        }
         self.think_buf.push_str(text);
         self.split_reasoning(false, &mut out);
         self.record(out)
@@ -280,6 +289,10 @@ impl OutputParser {
     /// The output is complete: releases everything held back.
     pub fn finish(&mut self) -> Vec<ParseEvent> {
         let mut out = Vec::new();
+        if let Some(h) = &mut self.harmony {
+            h.push("", true, &mut out);
+            return self.record(out);
+        }
         self.split_reasoning(true, &mut out);
         self.body_step(true, &mut out);
         match self.body {

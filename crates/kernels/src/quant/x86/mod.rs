@@ -5,9 +5,12 @@
 //! The helpers mirror the ones at the top of ggml's `ggml-cpu/arch/x86/quants.c`.
 
 pub mod fp;
+pub mod iq4xs;
 pub mod kquants;
 pub mod kquants512;
+pub mod kquants_low;
 pub mod legacy;
+pub mod nl4;
 pub mod quantize;
 pub mod vnni;
 

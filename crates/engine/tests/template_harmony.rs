@@ -1,0 +1,142 @@
+//! gpt-oss's chat template constructs (issue 14): a harmony-format template in the shape of
+//! gpt-oss's own (recursive macros rendering tool schemas as TypeScript types, `namespace` objects
+//! set in loops, `loop_messages[loop.index:]`, `is iterable / is not mapping` tests, `in` on
+//! messages, `tojson` of tool arguments, `strftime_now`, `raise_exception`) renders exactly as
+//! Python's Jinja2 with transformers' setup (trim_blocks, lstrip_blocks) renders it: the expected
+//! strings below were produced by jinja2 3.1.6 for the same template, messages and tools.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use engine::text::template::ChatTemplate;
+use serde_json::json;
+
+const HARMONY: &str = r###"{#- A harmony-format template in the shape of gpt-oss's: the constructs it relies on. #}
+{%- macro render_type(spec) -%}
+    {%- if spec.type == "array" -%}
+        {{- render_type(spec['items']) + "[]" }}
+    {%- elif spec.type is defined and spec.type is iterable and spec.type is not string and spec.type is not mapping -%}
+        {{- spec.type | join(" | ") }}
+    {%- elif spec.type == "string" and spec.enum -%}
+        {{- '"' + spec.enum|join('" | "') + '"' -}}
+    {%- elif spec.type == "object" -%}
+        {{- "{" }}{% for k, v in spec.properties.items() %}{{ k }}{% if k not in (spec.required or []) %}?{% endif %}: {{ render_type(v) }}{% if not loop.last %}, {% endif %}{% endfor %}{{ "}" }}
+    {%- else -%}
+        {{- spec.type }}
+    {%- endif -%}
+{%- endmacro -%}
+{{- "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: 2024-06\nCurrent date: " + strftime_now("%Y-%m-%d") + "\n\n" }}
+{%- if reasoning_effort is not defined %}{% set reasoning_effort = "medium" %}{% endif %}
+{{- "Reasoning: " + reasoning_effort + "\n\n# Valid channels: analysis, commentary, final. Channel must be included for every message." }}
+{%- if tools %}{{- "\nCalls to these tools must go to the commentary channel: 'functions'." }}{% endif %}
+{{- "<|end|>" }}
+{%- if messages[0].role == "developer" or messages[0].role == "system" %}
+    {%- set developer_message = messages[0].content %}
+    {%- set loop_messages = messages[1:] %}
+{%- else %}
+    {%- set developer_message = "" %}
+    {%- set loop_messages = messages %}
+{%- endif %}
+{%- if developer_message or tools %}
+    {{- "<|start|>developer<|message|>" }}
+    {%- if developer_message %}{{- "# Instructions\n\n" + developer_message + "\n\n" }}{% endif %}
+    {%- if tools %}
+        {{- "# Tools\n\n## functions\n\nnamespace functions {\n\n" }}
+        {%- for tool in tools %}
+            {%- set tool = tool.function %}
+            {{- "// " + tool.description + "\ntype " + tool.name + " = (_: " + render_type(tool.parameters) + ") => any;\n\n" }}
+        {%- endfor %}
+        {{- "} // namespace functions" }}
+    {%- endif %}
+    {{- "<|end|>" }}
+{%- endif %}
+{%- set last_tool_call = namespace(name=none) %}
+{%- for message in loop_messages -%}
+    {%- if message.role == 'assistant' -%}
+        {%- if "content" in message and "<|channel|>analysis<|message|>" in message.content %}
+            {{- raise_exception("You have passed a message containing <|channel|> tags in the content field.") }}
+        {%- endif %}
+        {%- if "tool_calls" in message %}
+            {%- set future_final_message = namespace(found=false) %}
+            {%- for future_message in loop_messages[loop.index:] %}
+                {%- if future_message.role == 'assistant' and "tool_calls" not in future_message %}
+                    {%- set future_final_message.found = true %}
+                {%- endif %}
+            {%- endfor %}
+            {%- set tool_call = message.tool_calls[0] %}
+            {%- if tool_call.function %}{% set tool_call = tool_call.function %}{% endif %}
+            {%- if message.thinking and not future_final_message.found %}
+                {{- "<|start|>assistant<|channel|>analysis<|message|>" + message.thinking + "<|end|>" }}
+            {%- endif %}
+            {{- "<|start|>assistant to=functions." + tool_call.name + "<|channel|>commentary json<|message|>" }}
+            {{- tool_call.arguments|tojson + "<|call|>" }}
+            {%- set last_tool_call.name = tool_call.name %}
+        {%- else %}
+            {{- "<|start|>assistant<|channel|>final<|message|>" + message.content + "<|end|>" }}
+            {%- set last_tool_call.name = none %}
+        {%- endif %}
+    {%- elif message.role == 'tool' -%}
+        {%- if last_tool_call.name is none %}{{- raise_exception("Message has tool role, but there was no previous assistant message with a tool call!") }}{% endif %}
+        {{- "<|start|>functions." + last_tool_call.name + " to=assistant<|channel|>commentary<|message|>" + message.content|tojson + "<|end|>" }}
+    {%- elif message.role == 'user' -%}
+        {{- "<|start|>user<|message|>" + message.content + "<|end|>" }}
+    {%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+<|start|>assistant
+{%- endif -%}
+"###;
+
+/// 2026-12-04 12:00 UTC.
+fn now() -> std::time::SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_796_385_600)
+}
+
+#[test]
+fn harmony_template_with_tools_and_a_tool_round_trip_renders_like_jinja2() {
+    let t = ChatTemplate::new(HARMONY, "<s>", "</s>").expect("compile");
+    let messages = json!([{"role": "system", "content": "Answer in Korean."}, {"role": "user", "content": "서울 날씨 어때?"}, {"role": "assistant", "content": "", "thinking": "Need the weather tool.", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Seoul", "unit": "c"}}}]}, {"role": "tool", "content": "{\"temp\": 3}"}, {"role": "assistant", "content": "서울은 3도입니다."}, {"role": "user", "content": "고마워!"}]);
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "description": "Current weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}, "days": {"type": ["integer", "null"]}, "tags": {"type": "array", "items": {"type": "string"}}}, "required": ["city"]}}}]);
+    let got = t.render_json_at(&messages, Some(&tools), true, now()).expect("render");
+    assert_eq!(got, r###"<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.
+Knowledge cutoff: 2024-06
+Current date: 2026-12-04
+
+Reasoning: medium
+
+# Valid channels: analysis, commentary, final. Channel must be included for every message.
+Calls to these tools must go to the commentary channel: 'functions'.<|end|><|start|>developer<|message|># Instructions
+
+Answer in Korean.
+
+# Tools
+
+## functions
+
+namespace functions {
+
+// Current weather
+type get_weather = (_: {city: string, unit?: "c" | "f", days?: integer | null, tags?: string[]}) => any;
+
+} // namespace functions<|end|><|start|>user<|message|>서울 날씨 어때?<|end|><|start|>assistant to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Seoul", "unit": "c"}<|call|><|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>"{\"temp\": 3}"<|end|><|start|>assistant<|channel|>final<|message|>서울은 3도입니다.<|end|><|start|>user<|message|>고마워!<|end|><|start|>assistant"###);
+}
+
+#[test]
+fn harmony_template_plain_turn_renders_like_jinja2() {
+    let t = ChatTemplate::new(HARMONY, "<s>", "</s>").expect("compile");
+    let got = t.render_json_at(&json!([{"role": "user", "content": "hi"}]), None, true, now()).expect("render");
+    assert_eq!(got, r###"<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.
+Knowledge cutoff: 2024-06
+Current date: 2026-12-04
+
+Reasoning: medium
+
+# Valid channels: analysis, commentary, final. Channel must be included for every message.<|end|><|start|>user<|message|>hi<|end|><|start|>assistant"###);
+}
+
+#[test]
+fn harmony_template_raises_on_channel_tags_in_content() {
+    let t = ChatTemplate::new(HARMONY, "<s>", "</s>").expect("compile");
+    let bad = json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "<|channel|>analysis<|message|>x"}]);
+    let err = t.render_json_at(&bad, None, true, now()).expect_err("must raise");
+    assert!(err.to_string().contains("<|channel|> tags"), "{err}");
+}

@@ -193,3 +193,30 @@ fn open_reads_a_file_from_disk_and_names_a_missing_one() {
     assert!(e.to_string().contains("missing.gguf"), "{e}");
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// The issue-14 weight types parse with ggml's geometry (ggml.h / ggml-common.h): codes 10, 11,
+/// 20, 23, 39; q2_K 84, q3_K 110 and iq4_xs 136 bytes per 256 elements, iq4_nl 18 and mxfp4 17
+/// bytes per 32; a row that is not a whole number of blocks is refused.
+#[test]
+fn low_bit_and_mxfp4_tensors_have_ggml_sizes() {
+    for (ty, code, block, size) in [
+        (GgmlType::Q2_K, 10u32, 256usize, 84usize),
+        (GgmlType::Q3_K, 11, 256, 110),
+        (GgmlType::IQ4_NL, 20, 32, 18),
+        (GgmlType::IQ4_XS, 23, 256, 136),
+        (GgmlType::MXFP4, 39, 32, 17),
+    ] {
+        assert_eq!(GgmlType::from_code(code).expect("known code"), ty);
+        assert_eq!((ty.code(), ty.block_size(), ty.type_size()), (code, block, size), "{ty}");
+        let mut w = GgufWriter::new();
+        w.add("general.architecture", Value::String("llama".into()));
+        w.add_tensor("t", &[block as u64 * 2, 3], ty, vec![7; size * 6]);
+        let f = GgufFile::from_bytes(w.to_bytes()).expect("valid");
+        let t = f.require_tensor("t").expect("present");
+        assert_eq!((t.ggml_type, t.n_bytes), (ty, size as u64 * 6), "{ty}");
+        let mut w = GgufWriter::new();
+        w.add_tensor("t", &[block as u64 + 1], ty, vec![0; size * 2]);
+        assert!(GgufFile::from_bytes(w.to_bytes()).is_err(), "{ty}: partial block accepted");
+    }
+    assert_eq!(GgmlType::MXFP4.name(), "mxfp4");
+}

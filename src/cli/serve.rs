@@ -349,6 +349,8 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
             accounts.import_body_limit = limit;
         }
         accounts.trusted_proxies = trusted_proxies;
+        // Where an admin's pulls from the web UI go, and whose files `/api/models` describes.
+        accounts.models_dir = Some(dir.root.clone());
         let state = state.with_accounts(accounts);
         let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("serving on {addr}"))?;
         let bound = listener.local_addr()?;

@@ -29,12 +29,19 @@ pub struct ModelInfo {
     /// be seen and removed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Where it was pulled from (`hf:ORG/REPO:QUANT`), from its manifest; `None` for catalog
+    /// models and imported files.
+    pub source: Option<String>,
+    /// Files on disk (more than one for a split model).
+    pub n_files: usize,
 }
 
 /// Reads the header of the pulled model `name`.
 pub fn info(dir: &ModelsDir, name: &str) -> ModelInfo {
     let path = dir.model_path(name);
-    let size_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    // Every part of a split model counts (the manifest is not a model file).
+    let files: Vec<PathBuf> = dir.model_files(name).into_iter().filter(|p| p.extension().is_some_and(|e| e == "gguf")).collect();
+    let size_bytes = files.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
     let mut info = ModelInfo {
         name: name.to_string(),
         path: path.clone(),
@@ -45,6 +52,8 @@ pub fn info(dir: &ModelsDir, name: &str) -> ModelInfo {
         chat_template: false,
         chat_format: None,
         error: None,
+        source: hub::Manifest::read(&dir.root, name).map(|m| m.source),
+        n_files: files.len(),
     };
     let f = match gguf::GgufFile::open(&path) {
         Ok(f) => f,
@@ -142,7 +151,7 @@ pub fn list(dir: &ModelsDir, json: bool) -> anyhow::Result<()> {
 
 fn table(infos: &[ModelInfo]) -> String {
     let dash = || "-".to_string();
-    let mut rows = vec![["NAME", "SIZE", "ARCH", "QUANT", "CONTEXT", "CHAT", "PATH"].map(String::from)];
+    let mut rows = vec![["NAME", "SIZE", "ARCH", "QUANT", "CONTEXT", "CHAT", "PATH", "SOURCE"].map(String::from)];
     for i in infos {
         let (arch, quant) = match &i.error {
             Some(e) => (format!("invalid: {e}"), dash()),
@@ -160,9 +169,10 @@ fn table(infos: &[ModelInfo]) -> String {
                 (false, None) => "no".to_string(),
             },
             i.path.display().to_string(),
+            i.source.clone().unwrap_or_else(dash),
         ]);
     }
-    let mut widths = [0usize; 7];
+    let mut widths = [0usize; 8];
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());

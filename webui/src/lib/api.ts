@@ -3,17 +3,7 @@
  * HttpOnly cookie the server sets, and every state-changing request carries `X-Daehwa-CSRF: 1`, which
  * a cross-site form cannot send, so the server can reject forged requests.
  */
-import type {
-  ApiErrorBody,
-  ApiKey,
-  AuthState,
-  Conversation,
-  ConversationSettings,
-  ConversationSummary,
-  CreatedApiKey,
-  ModelInfo,
-  User,
-} from "./types";
+import type { ApiErrorBody, ApiKey, AuthState, Conversation, ConversationSettings, ConversationSummary, CreatedApiKey, ModelInfo, User, Pull, PullsState } from "./types";
 
 /** An error answer of the API (`{"error": {...}}`) or a network failure (status 0). */
 export class ApiError extends Error {
@@ -152,6 +142,10 @@ export const api = {
   createUser: (username: string, password: string, is_admin: boolean) =>
     json<User>("POST", "/api/users", { username, password, is_admin }),
   deleteUser: (id: string) => json<void>("DELETE", `/api/users/${encodeURIComponent(id)}`),
+
+  /** Admins: the models directory's models and the pulls from Hugging Face. */
+  pulls: () => json<PullsState>("GET", "/api/admin/pulls"),
+  startPull: (model: string) => json<Pull>("POST", "/api/admin/pulls", { model }),
 
   importChatGpt: (conversations: unknown[]) => json<{ imported: number }>("POST", "/api/import", conversations),
 };

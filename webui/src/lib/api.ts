@@ -3,7 +3,18 @@
  * HttpOnly cookie the server sets, and every state-changing request carries `X-Daehwa-CSRF: 1`, which
  * a cross-site form cannot send, so the server can reject forged requests.
  */
-import type { ApiErrorBody, ApiKey, AuthState, Conversation, ConversationSettings, ConversationSummary, CreatedApiKey, ModelInfo, User, Pull, PullsState } from "./types";
+import type {
+  ApiErrorBody,
+  ApiKey,
+  AuthState,
+  Conversation,
+  ConversationSettings,
+  ConversationSummary,
+  CreatedApiKey,
+  ModelInfo,
+  User,
+} from "./types";
+import type { Pull, PullsState } from "./types";
 
 /** An error answer of the API (`{"error": {...}}`) or a network failure (status 0). */
 export class ApiError extends Error {

@@ -133,6 +133,11 @@ impl GgufFile {
         1 + self.parts.len()
     }
 
+    /// The bytes of all the files this model was read from.
+    pub fn total_bytes(&self) -> u64 {
+        std::iter::once(&self.storage).chain(self.parts.iter().map(|(_, s)| s)).map(|s| s.bytes().len() as u64).sum()
+    }
+
     /// Parses a GGUF image held in memory (tests, generated files).
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
         Self::parse(Storage::Owned(bytes))

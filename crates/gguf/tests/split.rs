@@ -34,6 +34,9 @@ fn split_model_reads_like_its_single_file_twin_and_a_missing_part_is_named() {
     assert_eq!(split.get_u32("split.count").expect("count"), 3);
     assert_eq!(split.get_str("general.architecture").expect("arch"), "llama");
     assert_eq!(split.tensors().len(), one.tensors().len());
+    let on_disk: u64 = parts.iter().map(|p| std::fs::metadata(p).expect("stat").len()).sum();
+    assert_eq!(split.total_bytes(), on_disk, "every part counts");
+    assert_eq!(one.total_bytes(), std::fs::metadata(&single).expect("stat").len());
     for t in one.tensors() {
         let s = split.require_tensor(&t.name).expect("every tensor is in some part");
         assert_eq!((s.dims.clone(), s.ggml_type), (t.dims.clone(), t.ggml_type), "{}", t.name);

@@ -345,7 +345,11 @@ function Models() {
   useEffect(() => {
     if (!running) return;
     const timer = setInterval(() => void load(), 1000);
-    return () => clearInterval(timer);
+    return () => {
+      clearInterval(timer);
+      // Once more after the pull ended: the listing then has the new model.
+      void load();
+    };
   }, [running]);
 
   const pull = async (e: Event) => {

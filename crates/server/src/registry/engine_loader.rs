@@ -75,7 +75,8 @@ impl EngineLoader {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs());
-        Ok(FileFacts { general_name, n_ctx, kv_bytes: kv_bytes as u64, file_bytes: meta.len(), created })
+        // Every part of a split model counts.
+        Ok(FileFacts { general_name, n_ctx, kv_bytes: kv_bytes as u64, file_bytes: file.total_bytes(), created })
     }
 
     /// Adds the model in `path` under `id` and describes it for the registry: its

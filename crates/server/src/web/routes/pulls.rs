@@ -30,12 +30,14 @@ fn admin(user: &CurrentUser) -> Result<(), WebError> {
 pub async fn list(State(st): State<WebState>, user: CurrentUser) -> Result<Json<Value>, WebError> {
     admin(&user)?;
     let dir = st.pulls.dir.clone();
+    // The pulls before the files: a pull seen as done has its model in the listing.
+    let pulls = st.pulls.list();
     let models = match dir.clone() {
         // Reading GGUF headers is file I/O and parsing: not on the async workers.
         Some(d) => tokio::task::spawn_blocking(move || local_models(&d)).await.unwrap_or_default(),
         None => Vec::new(),
     };
-    Ok(Json(json!({ "models_dir": dir, "models": models, "pulls": st.pulls.list() })))
+    Ok(Json(json!({ "models_dir": dir, "models": models, "pulls": pulls })))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -13,6 +13,8 @@ few units: a comparison of two implementations then measures arithmetic, not ove
 
 Usage: scripts/tiny_models.py OUT_DIR [FAMILY ...]
 Writes OUT_DIR/<family>.gguf for each family (default: all) and prints one JSON line per file.
+`scripts/tiny_models.py OUT_DIR --split FAMILY` also writes OUT_DIR/<family>-split-0000K-of-00003.gguf,
+the same model in llama.cpp's gguf-split layout (see write_split).
 Requires the `gguf` Python package (pip install gguf==0.19.0, the version vendored by llama.cpp 0c1e570).
 """
 
@@ -509,12 +511,68 @@ def write_family(name, out_dir):
     return {"family": name, "arch": arch, "path": str(path), "n_vocab": n_vocab, "pre": cfg["pre"]}
 
 
+def write_split(name, out_dir, n_parts=3):
+    """Writes OUT_DIR/<family>-split-0000K-of-0000N.gguf: the family's model (the same bytes of weights as
+    write_family's) split into `n_parts` files in llama.cpp's gguf-split layout, as gguf-py's own
+    `GGUFWriter(split_max_tensors=...)` writes it: every part is a GGUF of its own with `split.no` (u16,
+    from 0), `split.count` (u16) and `split.tensors.count` (i32); the first part holds all the model's
+    metadata and the first tensors, the others only the split keys and their tensors, each part's data
+    offsets relative to its own data section."""
+    single = write_family(name, out_dir)
+    reader = gguf.GGUFReader(single["path"])
+    out_dir = Path(out_dir)
+    tmp_dir = out_dir / f".split-{name}-{os.getpid()}"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    base = tmp_dir / f"{name}-split.gguf"
+    w = gguf.GGUFWriter(str(base), single["arch"])
+    for field in reader.fields.values():
+        key = field.name
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        vtype = field.types[0]
+        if vtype == gguf.GGUFValueType.ARRAY:
+            sub = field.types[-1]
+            if sub == gguf.GGUFValueType.STRING:
+                val = [bytes(field.parts[i]).decode("utf-8") for i in field.data]
+            else:
+                val = [field.parts[i].tolist()[0] for i in field.data]
+            w.add_key_value(key, val, vtype, sub_type=sub)
+        elif vtype == gguf.GGUFValueType.STRING:
+            w.add_key_value(key, bytes(field.parts[field.data[0]]).decode("utf-8"), vtype)
+        else:
+            w.add_key_value(key, field.parts[field.data[0]].tolist()[0], vtype)
+    tensors = list(reader.tensors)
+    for t in tensors:
+        # GGUFReader gives the data in numpy order (rows, cols); written back with the same raw type.
+        w.add_tensor(t.name, np.array(t.data), raw_dtype=t.tensor_type)
+    # Exactly `n_parts` parts of (nearly) equal tensor counts, the grouping gguf-split's
+    # --split-max-tensors makes.
+    per = -(-len(tensors) // n_parts)
+    items = list(w.tensors[0].items())
+    w.tensors = [dict(items[i * per:(i + 1) * per]) for i in range(n_parts)]
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    paths = []
+    for i in range(n_parts):
+        part = f"{name}-split-{i + 1:05d}-of-{n_parts:05d}.gguf"
+        os.replace(tmp_dir / part, out_dir / part)
+        paths.append(str(out_dir / part))
+    tmp_dir.rmdir()
+    return {"family": name, "arch": single["arch"], "path": single["path"], "parts": paths}
+
+
 def main(argv):
     if len(argv) < 2:
         sys.exit(__doc__)
     out_dir = Path(argv[1])
     out_dir.mkdir(parents=True, exist_ok=True)
     names = argv[2:] or list(FAMILIES)
+    if names[0] == "--split":
+        # scripts/tiny_models.py OUT_DIR --split FAMILY: the family and its 3-part split twin.
+        print(json.dumps(write_split(names[1], out_dir)), flush=True)
+        return
     for name in names:
         if name not in FAMILIES:
             sys.exit(f"unknown family {name!r} (known: {', '.join(FAMILIES)})")

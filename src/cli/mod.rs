@@ -46,6 +46,7 @@ const EXAMPLES: &str = "Examples:
   daehwa run \"What is the capital of France?\"
   daehwa run --temp 0 --json -n 16 \"Hello\"
   daehwa pull gemma3-270m              fetch another model
+  daehwa pull hf:Qwen/Qwen3-8B-GGUF:Q4_K_M   a GGUF from Hugging Face
   daehwa list                          models on this machine
   daehwa tokenize \"안녕하세요\"            token ids and pieces
   daehwa bench -p 512 -n 128 -t 2      prompt and generation speed
@@ -81,7 +82,9 @@ pub enum Command {
 
 #[derive(clap::Args, Debug)]
 pub struct PullArgs {
-    /// A catalog name (`daehwa pull --help` lists them) or a path to a .gguf file
+    /// A catalog name (`daehwa pull --help` lists them), a path to a .gguf file, or a GGUF
+    /// repository on Hugging Face: hf:ORG/REPO[:QUANT] (default quant Q4_K_M, else the closest;
+    /// HF_TOKEN and HF_ENDPOINT are honoured)
     pub model: String,
     /// No progress output
     #[arg(short, long)]

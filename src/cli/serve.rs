@@ -186,7 +186,14 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 /// stems and must differ. The flag says whether the model came from the directory.
 fn served_models(a: &ServeArgs, dir: &ModelsDir) -> anyhow::Result<Vec<(String, PathBuf, bool)>> {
     let mut out: Vec<(String, PathBuf, bool)> = Vec::new();
-    let stem = |p: &std::path::Path| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let stem = |p: &std::path::Path| {
+        // A split model is named by its prefix (`x` for `x-00001-of-00003.gguf`).
+        let name = match gguf::split_prefix(p) {
+            Some((prefix, _, _)) => prefix.file_name().map(|s| s.to_string_lossy().into_owned()),
+            None => p.file_stem().map(|s| s.to_string_lossy().into_owned()),
+        };
+        name.unwrap_or_else(|| "model".into())
+    };
     for m in a.model.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
         let path = models::resolve_model(Some(m), dir)?;
         let id = stem(&path);
@@ -363,6 +370,8 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
             accounts.import_body_limit = limit;
         }
         accounts.trusted_proxies = trusted_proxies;
+        // Where an admin's pulls from the web UI go, and whose files `/api/models` describes.
+        accounts.models_dir = Some(dir.root.clone());
         let state = state.with_accounts(accounts);
         let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("serving on {addr}"))?;
         let bound = listener.local_addr()?;

@@ -38,9 +38,42 @@ impl ModelsDir {
         Ok(ModelsDir { root })
     }
 
-    /// The file of the model called `name` (which may not exist).
+    /// The file of the model called `name` (which may not exist): `<name>.gguf`, or the first
+    /// part of a split model `<name>-00001-of-0000N.gguf`.
     pub fn model_path(&self, name: &str) -> PathBuf {
-        self.root.join(format!("{name}.gguf"))
+        let single = self.root.join(format!("{name}.gguf"));
+        if single.is_file() {
+            return single;
+        }
+        self.split_first(name).unwrap_or(single)
+    }
+
+    /// `<name>-00001-of-0000N.gguf` in the directory, if there is one.
+    fn split_first(&self, name: &str) -> Option<PathBuf> {
+        let want = format!("{name}-00001-of-");
+        std::fs::read_dir(&self.root).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&want))
+                && gguf::split_prefix(p).is_some_and(|(_, k, _)| k == 0)
+                && p.is_file()
+        })
+    }
+
+    /// Every file of the model `name`: its parts (all of a split model's, as its manifest or
+    /// its name says) and its source manifest, where it has one. Missing files are left out.
+    pub fn model_files(&self, name: &str) -> Vec<PathBuf> {
+        let mut files = match hub::Manifest::read(&self.root, name) {
+            Some(m) => m.file_paths(&self.root),
+            None => {
+                let first = self.model_path(name);
+                match gguf::split_prefix(&first) {
+                    Some((prefix, _, n)) => (0..n).map(|k| gguf::split_part_path(&prefix, k, n)).collect(),
+                    None => vec![first],
+                }
+            }
+        };
+        files.push(hub::Manifest::path(&self.root, name));
+        files.retain(|p| p.is_file());
+        files
     }
 
     /// Names of the pulled models (`*.gguf` files), sorted. A missing directory has none.
@@ -56,6 +89,12 @@ impl ModelsDir {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if let Some(stem) = name.strip_suffix(".gguf") {
+                // A split model is listed once, by its first part's prefix.
+                let stem = match gguf::split_prefix(&entry.path()) {
+                    Some((_, 0, _)) => &stem[..stem.len() - 15],
+                    Some(_) => continue,
+                    None => stem,
+                };
                 if valid_name(stem) && entry.path().is_file() {
                     names.push(stem.to_string());
                 }

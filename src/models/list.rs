@@ -36,12 +36,19 @@ pub struct ModelInfo {
     /// `engine::memory::estimate` for one sequence at the default context (the training
     /// context, at most 8192, as `run` and `chat` use); `None` when the engine cannot load it.
     pub memory_bytes: Option<u64>,
+    /// Where it was pulled from (`hf:ORG/REPO:QUANT`), from its manifest; `None` for catalog
+    /// models and imported files.
+    pub source: Option<String>,
+    /// Files on disk (more than one for a split model).
+    pub n_files: usize,
 }
 
 /// Reads the header of the pulled model `name`.
 pub fn info(dir: &ModelsDir, name: &str) -> ModelInfo {
     let path = dir.model_path(name);
-    let size_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    // Every part of a split model counts (the manifest is not a model file).
+    let files: Vec<PathBuf> = dir.model_files(name).into_iter().filter(|p| p.extension().is_some_and(|e| e == "gguf")).collect();
+    let size_bytes = files.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
     let mut info = ModelInfo {
         name: name.to_string(),
         path: path.clone(),
@@ -55,6 +62,8 @@ pub fn info(dir: &ModelsDir, name: &str) -> ModelInfo {
         params: None,
         active_params: None,
         memory_bytes: None,
+        source: hub::Manifest::read(&dir.root, name).map(|m| m.source),
+        n_files: files.len(),
     };
     let f = match gguf::GgufFile::open(&path) {
         Ok(f) => f,
@@ -184,7 +193,7 @@ pub fn list(dir: &ModelsDir, json: bool) -> anyhow::Result<()> {
 
 fn table(infos: &[ModelInfo]) -> String {
     let dash = || "-".to_string();
-    let mut rows = vec![["NAME", "SIZE", "ARCH", "QUANT", "CONTEXT", "CHAT", "PARAMS", "MEMORY", "PATH"].map(String::from)];
+    let mut rows = vec![["NAME", "SIZE", "ARCH", "QUANT", "CONTEXT", "CHAT", "PARAMS", "MEMORY", "PATH", "SOURCE"].map(String::from)];
     for i in infos {
         let (arch, quant) = match &i.error {
             Some(e) => (format!("invalid: {e}"), dash()),
@@ -208,9 +217,10 @@ fn table(infos: &[ModelInfo]) -> String {
             },
             i.memory_bytes.map(human_size).unwrap_or_else(dash),
             i.path.display().to_string(),
+            i.source.clone().unwrap_or_else(dash),
         ]);
     }
-    let mut widths = [0usize; 9];
+    let mut widths = [0usize; 10];
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());

@@ -8,6 +8,7 @@
 
 mod catalog;
 mod dir;
+mod hf;
 mod list;
 mod pull;
 
@@ -28,6 +29,10 @@ pub use pull::pull;
 /// to a .gguf file. An unknown name is an error listing the catalog names and pulled models.
 pub fn resolve_model(spec: Option<&str>, dir: &ModelsDir) -> anyhow::Result<PathBuf> {
     let spec = spec.unwrap_or(DEFAULT_MODEL);
+    // `hf:ORG/REPO[:QUANT]`: pulled on first use, then found through its manifest.
+    if hub::HfSpec::is_hf(spec) {
+        return hf::resolve(spec, dir);
+    }
     // An explicit path wins over a name ("./smollm2.gguf" is that file, not the pulled one).
     if looks_like_path(spec) {
         let p = Path::new(spec);
@@ -66,8 +71,13 @@ pub fn remove(name: &str, dir: &ModelsDir) -> anyhow::Result<()> {
         let have = if pulled.is_empty() { "none".to_string() } else { pulled.join(", ") };
         bail!("no pulled model named `{name}` in {} (pulled: {have})", dir.root.display());
     }
-    std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-    eprintln!("removed {name} ({})", path.display());
+    // Every part of a split model, and the source manifest of a pulled one.
+    let files = dir.model_files(name);
+    for f in &files {
+        std::fs::remove_file(f).with_context(|| format!("cannot remove {}", f.display()))?;
+    }
+    let what = if files.len() == 1 { path.display().to_string() } else { format!("{} files: {}", files.len(), path.display()) };
+    eprintln!("removed {name} ({what})");
     Ok(())
 }
 

@@ -24,6 +24,9 @@ use super::human_size;
 /// Pulls a catalog model by name, or imports a `.gguf` file by path, and returns the path of
 /// the model in the models directory.
 pub fn pull(name_or_path: &str, dir: &ModelsDir, quiet: bool) -> anyhow::Result<PathBuf> {
+    if hub::HfSpec::is_hf(name_or_path) {
+        return super::hf::pull(name_or_path, dir, quiet);
+    }
     if let Some(entry) = catalog::find(name_or_path) {
         return pull_entry(entry, dir, quiet);
     }

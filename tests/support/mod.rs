@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use gguf::{Array, GgmlType, GgufWriter, Value};
 
+pub mod fake_hub;
+
 pub fn daehwa(models_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_daehwa"))
         .arg("--models-dir")

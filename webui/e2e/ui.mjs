@@ -130,6 +130,7 @@ const STATE_ROUTES = [
   ["POST", /^\/api\/users$/],
   ["DELETE", /^\/api\/users\/[^/]+$/],
   ["POST", /^\/api\/import$/],
+  ["POST", /^\/api\/admin\/pulls$/],
 ];
 
 /**

@@ -88,6 +88,18 @@ fn models_dir() -> &'static Path {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tiny-families");
         std::fs::create_dir_all(&dir).expect("temp dir");
         let script = repo_root().join("scripts/tiny_models.py");
+        // nextest runs every test in its own process: one writes the files (under an exclusive
+        // lock) and the others wait for it, then find the stamp of this very script and reuse
+        // them, instead of all rewriting the same files while others read them.
+        let lock = std::fs::File::create(dir.join(".lock")).expect("lock file");
+        lock.lock().expect("lock the tiny model directory");
+        let source = std::fs::read(&script).expect("read tiny_models.py");
+        let stamp = format!("{:x}", source.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)));
+        let stamp_file = dir.join(".stamp");
+        if std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str()) {
+            return dir;
+        }
+        let _ = std::fs::remove_file(&stamp_file);
         let out = Command::new(python()).arg(&script).arg(&dir).output().expect("run python3");
         assert!(
             out.status.success(),
@@ -96,6 +108,7 @@ fn models_dir() -> &'static Path {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
+        std::fs::write(&stamp_file, stamp).expect("write the stamp");
         dir
     })
 }

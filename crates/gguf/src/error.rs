@@ -34,6 +34,8 @@ pub enum Error {
     },
     #[error("tensor `{0}` is missing")]
     MissingTensor(String),
+    #[error("part {no} of {count} of the split model is missing: {path}")]
+    MissingSplitPart { path: PathBuf, no: u32, count: u32 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

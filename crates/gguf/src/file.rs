@@ -46,7 +46,7 @@ impl TensorInfo {
     }
 }
 
-enum Storage {
+pub(crate) enum Storage {
     Mapped(memmap2::Mmap),
     Owned(Vec<u8>),
 }
@@ -61,8 +61,16 @@ impl Storage {
 }
 
 /// A parsed GGUF file. Tensor data stays in the mapping; metadata is parsed eagerly.
+///
+/// A model split by llama.cpp's `gguf-split` (`x-00001-of-00003.gguf`, ...) opens as one
+/// `GgufFile` (see `split.rs`): the metadata is the first part's, the tensors are all parts'
+/// and each tensor's `offset` lies in a virtual address space where part `k`'s bytes start at
+/// `parts[k].0`; [`GgufFile::slice`] and [`GgufFile::tensor_data`] resolve it to the right part.
 pub struct GgufFile {
     storage: Storage,
+    /// The second and later parts of a split model with their virtual base offsets (ascending,
+    /// each at or past the end of the one before); empty for a single file.
+    parts: Vec<(u64, Storage)>,
     version: u32,
     alignment: u64,
     data_offset: u64,
@@ -91,7 +99,43 @@ impl GgufFile {
         // SAFETY: the mapping is read-only; a file truncated by another process while mapped
         // would fault, which is the documented hazard of every mmap-based model loader.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        let file = Self::parse(Storage::Mapped(map))?;
+        crate::split::join_if_split(path, file)
+    }
+
+    /// Maps and parses one file, never following a split (each part of a split model alone).
+    pub(crate) fn open_part(path: &Path) -> Result<Self> {
+        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: as in `open`.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
         Self::parse(Storage::Mapped(map))
+    }
+
+    /// Adds the tensors of `part` (the next part of a split model) after all bytes seen so far.
+    pub(crate) fn append_part(&mut self, part: GgufFile) -> Result<()> {
+        let end = self.parts.last().map_or(self.storage.bytes().len() as u64, |(b, s)| b + s.bytes().len() as u64);
+        let base = align_up(end, 1 << 12).ok_or_else(|| Error::Corrupt("split parts overflow".into()))?;
+        for mut t in part.tensors {
+            if self.tensor_index.contains_key(&t.name) {
+                return Err(Error::Corrupt(format!("tensor `{}` is in more than one part of the split model", t.name)));
+            }
+            t.offset += base;
+            self.tensor_index.insert(t.name.clone(), self.tensors.len());
+            self.tensors.push(t);
+        }
+        self.parts.push((base, part.storage));
+        Ok(())
+    }
+
+    /// How many files this model was read from (1 unless split).
+    pub fn n_parts(&self) -> usize {
+        1 + self.parts.len()
+    }
+
+    /// The bytes of all the files this model was read from.
+    pub fn total_bytes(&self) -> u64 {
+        std::iter::once(&self.storage).chain(self.parts.iter().map(|(_, s)| s)).map(|s| s.bytes().len() as u64).sum()
     }
 
     /// Parses a GGUF image held in memory (tests, generated files).
@@ -224,7 +268,7 @@ impl GgufFile {
             t.offset = offset;
         }
 
-        Ok(GgufFile { storage, version, alignment, data_offset, metadata, key_index, tensors, tensor_index })
+        Ok(GgufFile { storage, parts: Vec::new(), version, alignment, data_offset, metadata, key_index, tensors, tensor_index })
     }
 
     pub fn version(&self) -> u32 {
@@ -237,7 +281,7 @@ impl GgufFile {
     pub fn data_offset(&self) -> u64 {
         self.data_offset
     }
-    /// The whole file.
+    /// The whole file (the first part of a split model; tensor bytes through [`Self::slice`]).
     pub fn bytes(&self) -> &[u8] {
         self.storage.bytes()
     }
@@ -257,13 +301,26 @@ impl GgufFile {
     }
     /// The bytes of one tensor (bounds were checked at parse time).
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
-        &self.bytes()[info.offset as usize..(info.offset + info.n_bytes) as usize]
+        self.slice(info.offset, info.n_bytes as usize)
+    }
+
+    /// `len` bytes at the (virtual, see the type's docs) `offset` of a tensor's data: a range
+    /// inside one [`TensorInfo`]'s data, whose bounds were checked at parse time.
+    pub fn slice(&self, offset: u64, len: usize) -> &[u8] {
+        let (base, bytes) = match self.parts.iter().rposition(|(b, _)| *b <= offset) {
+            None => (0, self.storage.bytes()),
+            Some(i) => (self.parts[i].0, self.parts[i].1.bytes()),
+        };
+        let start = (offset - base) as usize;
+        &bytes[start..start + len]
     }
 
     /// Hints the kernel that the whole tensor section will be read soon and sequentially.
     pub fn advise_will_need(&self) {
-        if let Storage::Mapped(m) = &self.storage {
-            let _ = m.advise(memmap2::Advice::WillNeed);
+        for s in std::iter::once(&self.storage).chain(self.parts.iter().map(|(_, s)| s)) {
+            if let Storage::Mapped(m) = s {
+                let _ = m.advise(memmap2::Advice::WillNeed);
+            }
         }
     }
 

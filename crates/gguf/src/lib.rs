@@ -17,12 +17,14 @@
 mod error;
 mod file;
 mod reader;
+mod split;
 mod types;
 mod value;
 mod writer;
 
 pub use error::{Error, Result};
 pub use file::{GgufFile, TensorInfo};
+pub use split::{split_part_path, split_prefix};
 pub use types::GgmlType;
 pub use value::{Array, Value, ValueType};
 pub use writer::GgufWriter;

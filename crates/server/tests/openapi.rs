@@ -52,6 +52,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/users"),
     ("post", "/api/users"),
     ("delete", "/api/users/{id}"),
+    ("get", "/api/admin/pulls"),
+    ("post", "/api/admin/pulls"),
     ("post", "/api/import"),
     ("get", "/"),
     ("get", "/index.html"),

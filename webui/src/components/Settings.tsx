@@ -4,7 +4,8 @@ import { api } from "../lib/api";
 import { parseChatGptExport } from "../lib/chatgpt";
 import { chatHref } from "../lib/route";
 import type { ThemeChoice } from "../lib/theme";
-import type { ApiKey, CreatedApiKey, User } from "../lib/types";
+import type { ApiKey, CreatedApiKey, PullsState, User } from "../lib/types";
+import { humanSize, modelDetails } from "../lib/models";
 import { LANG_NAMES, LANGS, useI18n, type Lang } from "../i18n";
 import { IconMenu } from "./Icons";
 import { copyText } from "./Markdown";
@@ -61,6 +62,7 @@ export function SettingsPage({ user, theme, setTheme, onOpenMenu, onImported }: 
         <EnergySection />
         <Import onImported={onImported} />
         {user.is_admin && <Users me={user} />}
+        {user.is_admin && <Models />}
       </div>
     </div>
   );
@@ -323,6 +325,90 @@ function Users({ me }: { me: User }) {
           {t("settings.addUser")}
         </button>
       </form>
+      {error && <p class="error">{t("common.error", { message: error })}</p>}
+    </section>
+  );
+}
+
+/** Admins: the models directory's models, and pulls from Hugging Face with their progress. */
+function Models() {
+  const { t } = useI18n();
+  const [state, setState] = useState<PullsState | null>(null);
+  const [model, setModel] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const load = () =>
+    api
+      .pulls()
+      .then(setState)
+      .catch((e) => setError(errorText(e)));
+  useEffect(() => void load(), []);
+  const running = state?.pulls.some((p) => p.state === "running") ?? false;
+  // Poll while a pull runs (every second; it stops when the pull ends or the page closes).
+  useEffect(() => {
+    if (!running) return;
+    const timer = setInterval(() => void load(), 1000);
+    return () => {
+      clearInterval(timer);
+      // Once more after the pull ended: the listing then has the new model.
+      void load();
+    };
+  }, [running]);
+
+  const pull = async (e: Event) => {
+    e.preventDefault();
+    try {
+      await api.startPull(model.trim());
+      setModel("");
+      setError(null);
+      await load();
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+
+  return (
+    <section data-testid="models">
+      <h3>{t("settings.models")}</h3>
+      <p>{t("settings.modelsIntro", { dir: state?.models_dir ?? "" })}</p>
+      {state && state.models.length === 0 && <p>{t("settings.noModels")}</p>}
+      <ul class="plain-list">
+        {state?.models.map((m) => (
+          <li class="row" data-testid="local-model">
+            <span class="grow">
+              {m.name} — {modelDetails({ size_bytes: m.size_bytes, quant: m.quant, context_length: m.context_length ?? 0 })}
+              {m.source && <span class="badge">{m.source}</span>}
+            </span>
+          </li>
+        ))}
+      </ul>
+      <form class="row wrap" onSubmit={pull}>
+        <input
+          class="grow"
+          placeholder={t("settings.pullPlaceholder")}
+          aria-label={t("settings.pullPlaceholder")}
+          value={model}
+          required
+          onInput={(e) => setModel(e.currentTarget.value)}
+          data-testid="pull-model"
+        />
+        <button class="primary" type="submit" disabled={running} data-testid="pull-start">
+          {t("settings.pull")}
+        </button>
+      </form>
+      <ul class="plain-list">
+        {state?.pulls.map((p) => (
+          <li data-testid="pull-item" data-state={p.state}>
+            {p.state === "running" && (
+              <>
+                <progress max={p.total_bytes || 1} value={p.done_bytes} />{" "}
+                {t("settings.pullRunning", { model: p.model, file: p.file ?? "", done: humanSize(p.done_bytes), total: humanSize(p.total_bytes) })}
+              </>
+            )}
+            {p.state === "done" && t("settings.pullDone", { model: p.model, name: p.name ?? "" })}
+            {p.state === "failed" && <span class="error">{t("settings.pullFailed", { model: p.model, error: p.error ?? "" })}</span>}
+          </li>
+        ))}
+      </ul>
       {error && <p class="error">{t("common.error", { message: error })}</p>}
     </section>
   );

@@ -15,6 +15,7 @@ import type {
   ModelInfo,
   User,
 } from "./types";
+import type { Pull, PullsState } from "./types";
 
 /** An error answer of the API (`{"error": {...}}`) or a network failure (status 0). */
 export class ApiError extends Error {
@@ -155,6 +156,9 @@ export const api = {
   deleteUser: (id: string) => json<void>("DELETE", `/api/users/${encodeURIComponent(id)}`),
 
   energy: () => json<EnergyReport>("GET", "/api/energy"),
+  /** Admins: the models directory's models and the pulls from Hugging Face. */
+  pulls: () => json<PullsState>("GET", "/api/admin/pulls"),
+  startPull: (model: string) => json<Pull>("POST", "/api/admin/pulls", { model }),
 
   importChatGpt: (conversations: unknown[]) => json<{ imported: number }>("POST", "/api/import", conversations),
 };

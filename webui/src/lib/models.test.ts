@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { effectiveModel, modelLabel, stateKey } from "./models";
+import { effectiveModel, humanSize, modelDetails, modelLabel, stateKey } from "./models";
 import type { ModelInfo } from "./types";
 import { translator } from "../i18n";
 
@@ -26,5 +26,17 @@ describe("the model picker", () => {
     // A single-model server sends no state: nothing is added.
     expect(modelLabel({ id: "m", name: "M", context_length: 1 }, en)).toBe("M");
     expect(stateKey({ id: "m", name: "M", context_length: 1 })).toBeNull();
+  });
+});
+
+describe("the picker's file details", () => {
+  it("shows size, quantization and context for models the server has files for", () => {
+    const en = translator("en");
+    const pulled: ModelInfo = { id: "qwen3-8b", name: "Qwen3 8B", context_length: 40960, size_bytes: 5027783488, quant: "Q4_K_M" };
+    expect(modelLabel(pulled, en)).toBe("Qwen3 8B — 4.7 GiB · Q4_K_M · 40960 ctx");
+    expect(modelLabel({ ...pulled, state: "unloaded" }, en)).toBe("Qwen3 8B — 4.7 GiB · Q4_K_M · 40960 ctx (loads on first use)");
+    expect(modelDetails({ context_length: 1 })).toBe("");
+    expect(humanSize(98362432)).toBe("93.8 MiB");
+    expect(humanSize(512)).toBe("512 B");
   });
 });

@@ -17,9 +17,32 @@ export function stateKey(m: ModelInfo): "conv.modelLoading" | "conv.modelUnloade
   return null;
 }
 
-/** An option's text: the model's name (its id when it has none), then its state if not loaded. */
+/** `98362432` => `93.8 MiB`. */
+export function humanSize(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u + 1 < units.length) {
+    v /= 1024;
+    u += 1;
+  }
+  return u === 0 ? `${bytes} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+/** What the picker adds after a model's name when the server knows its file: size, quantization, context. */
+export function modelDetails(m: Pick<ModelInfo, "size_bytes" | "quant" | "context_length">): string {
+  if (m.size_bytes === undefined || m.size_bytes === null) return "";
+  const parts = [humanSize(m.size_bytes)];
+  if (m.quant) parts.push(m.quant);
+  if (m.context_length) parts.push(`${m.context_length} ctx`);
+  return parts.join(" · ");
+}
+
+/** An option's text: the model's name (its id when it has none), its file's details when known,
+ * then its state if not loaded. */
 export function modelLabel(m: ModelInfo, t: (key: "conv.modelLoading" | "conv.modelUnloaded") => string): string {
-  const name = m.name || m.id;
+  const details = modelDetails(m);
+  const name = details ? `${m.name || m.id} — ${details}` : m.name || m.id;
   const key = stateKey(m);
   return key ? `${name} (${t(key)})` : name;
 }

@@ -17,6 +17,39 @@ export interface ModelInfo {
   context_length: number;
   /** Sent when the server has several models (each loads on first use). */
   state?: "loaded" | "loading" | "unloaded";
+  /** For models in the server's models directory: file size (all parts), quantization, source. */
+  size_bytes?: number;
+  quant?: string | null;
+  source?: string | null;
+}
+
+/** A model file in the server's models directory (`GET /api/admin/pulls`). */
+export interface LocalModel {
+  name: string;
+  size_bytes: number;
+  quant: string | null;
+  context_length: number | null;
+  architecture: string | null;
+  source: string | null;
+}
+
+/** A pull from Hugging Face started from Settings. */
+export interface Pull {
+  id: number;
+  model: string;
+  state: "running" | "done" | "failed";
+  file: string | null;
+  done_bytes: number;
+  total_bytes: number;
+  name: string | null;
+  source: string | null;
+  error: string | null;
+}
+
+export interface PullsState {
+  models_dir: string | null;
+  models: LocalModel[];
+  pulls: Pull[];
 }
 
 export interface ConversationSummary {

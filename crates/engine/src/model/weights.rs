@@ -44,7 +44,8 @@ impl Weight {
     }
 
     pub fn bytes<'a>(&self, f: &'a GgufFile) -> &'a [u8] {
-        &f.bytes()[self.offset..self.offset + self.len]
+        // `offset` is the file's (virtual, for a split model) offset: `slice` finds the part.
+        f.slice(self.offset as u64, self.len)
     }
 
     /// The kernel view, with the packed form attached when this type and CPU have one

@@ -80,7 +80,7 @@ impl EngineLoader {
             .map_or(0, |d| d.as_secs());
         let usage = engine::memory::Usage { kv_bytes: kv_bytes as u64, n_seq: max_seqs, batch_tokens: sizing.step_token_budget };
         let estimate = engine::memory::estimate(&file, hp, &usage);
-        Ok(FileFacts { general_name, n_ctx, kv_bytes: kv_bytes as u64, file_bytes: meta.len(), created, estimate })
+        Ok(FileFacts { general_name, n_ctx, kv_bytes: kv_bytes as u64, file_bytes: file.total_bytes(), created, estimate })
     }
 
     /// Adds the model in `path` under `id` and describes it for the registry: its

@@ -30,6 +30,7 @@ pub mod import;
 pub mod input;
 pub mod json;
 pub mod proxy;
+pub mod pulls;
 pub mod ratelimit;
 mod routes;
 pub mod secret;
@@ -69,6 +70,9 @@ pub struct Accounts {
     /// Reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Host` are believed
     /// (`--trusted-proxy`); none by default.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The models directory: what `/api/models` describes (size, quantization) and where an
+    /// admin's pulls from Hugging Face go (`/api/admin/pulls`); `None`: no pulls.
+    pub models_dir: Option<std::path::PathBuf>,
 }
 
 impl Accounts {
@@ -80,6 +84,7 @@ impl Accounts {
             import_node_limit: import::DEFAULT_NODE_LIMIT,
             login_limits: Limits::default(),
             trusted_proxies: Vec::new(),
+            models_dir: None,
         }
     }
 }
@@ -98,6 +103,8 @@ pub struct WebState {
     /// The request queue (`--queue`), shared with `/v1`.
     pub admission: Arc<crate::admission::Admission>,
     pub imports: Arc<import::Imports>,
+    /// Pulls from Hugging Face started from Settings.
+    pub pulls: Arc<pulls::Pulls>,
 }
 
 /// Whether a path authenticates itself (the `/api` routes use the session cookie) or needs no
@@ -131,6 +138,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accou
             max_bytes: accounts.import_body_limit,
             max_nodes: accounts.import_node_limit,
         })),
+        pulls: Arc::new(pulls::Pulls::new(accounts.models_dir.clone())),
     };
     let (import_schemas, import_paths, import_route) = routes!(import::import);
     let api = OpenApiRouter::new()
@@ -149,6 +157,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accou
         .routes(routes!(routes::energy::by_day))
         .routes(routes!(routes::users::list, routes::users::create))
         .routes(routes!(routes::users::delete))
+        .routes(routes!(routes::pulls::list, routes::pulls::start))
         .routes((import_schemas, import_paths, import_route.layer(DefaultBodyLimit::disable())))
         .layer(middleware::from_fn(csrf::guard))
         .layer(axum::Extension(Arc::new(proxy::TrustedProxies::new(accounts.trusted_proxies.clone()))))

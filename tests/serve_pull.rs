@@ -102,6 +102,20 @@ fn an_admin_pulls_from_the_hub_and_sees_progress_others_get_403_and_the_picker_s
     let names: Vec<&str> = done["models"].as_array().expect("models").iter().filter_map(|m| m["name"].as_str()).collect();
     assert_eq!(names, ["tiny", "tiny-llama-F16"], "the split model is listed once: {done}");
     assert!(models.join("tiny-llama-F16-00003-of-00003.gguf").is_file());
+    // Served at once, without a restart: in the picker, and it answers on /v1.
+    let (s, _, body) = http(&addr, "GET", "/api/models", &bob, "");
+    assert_eq!(s, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let ids: Vec<&str> = v["models"].as_array().expect("models").iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(ids, ["tiny", "tiny-llama-F16"], "{v}");
+    let (s, _, body) = http(&addr, "POST", "/api/keys", &admin, r#"{"name":"pull test"}"#);
+    assert_eq!(s, 201, "{body}");
+    let key = serde_json::from_str::<serde_json::Value>(&body).expect("json")["key"].as_str().expect("key").to_string();
+    let bearer = format!("Authorization: Bearer {key}\r\n");
+    let (s, _, body) = http(&addr, "POST", "/v1/completions", &bearer, r#"{"model":"tiny-llama-F16","prompt":"hello","max_tokens":4,"temperature":0}"#);
+    assert_eq!(s, 200, "the pulled model answers: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!((v["model"].as_str(), v["usage"]["completion_tokens"].as_u64().is_some_and(|n| n >= 1)), (Some("tiny-llama-F16"), true), "{v}");
 
     // A failing pull is reported with the hub's reason.
     let (s, _, _) = http(&addr, "POST", "/api/admin/pulls", &admin, r#"{"model":"hf:tiny/llama-GGUF:Q2_K"}"#);

@@ -289,7 +289,7 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         ..engine::runner::RunnerConfig::default()
     };
     let max_seqs = runner_cfg.max_seqs;
-    let mut loader = server::registry::EngineLoader::new(engine_cfg, runner_cfg, a.ctx, DEFAULT_MAX_CTX);
+    let loader = server::registry::EngineLoader::new(engine_cfg, runner_cfg, a.ctx, DEFAULT_MAX_CTX);
     let mut specs = Vec::with_capacity(served.len());
     for (id, p, from_dir) in &served {
         match loader.add(id, p) {

@@ -34,8 +34,9 @@ pub struct ServeConfig {
     pub shared_prefix_cache: bool,
     /// The models served besides the default one (`model_id`), in their configured order
     /// (`daehwa serve -m A -m B`, `--models-dir`); set from the registry by
-    /// [`crate::AppState::with_models`].
-    pub extra_models: Vec<ModelNames>,
+    /// [`crate::AppState::with_models`]; a model pulled while the server runs is added
+    /// ([`ServeConfig::add_extra_model`]).
+    pub extra_models: std::sync::Arc<std::sync::RwLock<Vec<ModelNames>>>,
 }
 
 /// A served model's id and its other accepted names.
@@ -58,7 +59,7 @@ impl ServeConfig {
             queue: 256,
             connections: crate::connections::ConnOptions::default(),
             shared_prefix_cache: false,
-            extra_models: Vec::new(),
+            extra_models: Default::default(),
         }
     }
 
@@ -79,6 +80,19 @@ impl ServeConfig {
         names
     }
 
+    /// Replaces the models served besides the default one.
+    pub fn set_extra_models(&self, names: Vec<ModelNames>) {
+        *self.extra_models.write().unwrap_or_else(|p| p.into_inner()) = names;
+    }
+
+    /// Serves one more model by these names (one already known stays as it is).
+    pub fn add_extra_model(&self, names: ModelNames) {
+        let mut extra = self.extra_models.write().unwrap_or_else(|p| p.into_inner());
+        if names.id != self.model_id && !extra.iter().any(|x| x.id == names.id) {
+            extra.push(names);
+        }
+    }
+
     /// The model a request means: none given = the served (default) model; an unknown name =
     /// 404 (naming the served models when there are several).
     pub fn resolve_model(&self, requested: Option<&str>) -> Result<String, ApiError> {
@@ -86,13 +100,14 @@ impl ServeConfig {
             None => Ok(self.model_id.clone()),
             Some(m) if self.model_names().contains(&m) => Ok(self.model_id.clone()),
             Some(m) => {
-                if let Some(x) = self.extra_models.iter().find(|x| x.id == m || x.aliases.iter().any(|a| a == m)) {
+                let extra = self.extra_models.read().unwrap_or_else(|p| p.into_inner());
+                if let Some(x) = extra.iter().find(|x| x.id == m || x.aliases.iter().any(|a| a == m)) {
                     return Ok(x.id.clone());
                 }
-                if self.extra_models.is_empty() {
+                if extra.is_empty() {
                     return Err(ApiError::ModelNotFound(m.to_string()));
                 }
-                let known: Vec<&str> = std::iter::once(self.model_id.as_str()).chain(self.extra_models.iter().map(|x| x.id.as_str())).collect();
+                let known: Vec<&str> = std::iter::once(self.model_id.as_str()).chain(extra.iter().map(|x| x.id.as_str())).collect();
                 Err(ApiError::ModelNotFoundAmong { model: m.to_string(), known: known.join(", ") })
             }
         }
@@ -131,8 +146,8 @@ mod tests {
 
     #[test]
     fn resolves_every_served_model_and_names_them_when_unknown() {
-        let mut c = ServeConfig::new("a");
-        c.extra_models = vec![ModelNames { id: "b".into(), aliases: vec!["Bee".into()] }];
+        let c = ServeConfig::new("a");
+        c.set_extra_models(vec![ModelNames { id: "b".into(), aliases: vec!["Bee".into()] }]);
         assert_eq!(c.resolve_model(None).expect("default"), "a");
         assert_eq!(c.resolve_model(Some("b")).expect("b"), "b");
         assert_eq!(c.resolve_model(Some("Bee")).expect("alias"), "b");

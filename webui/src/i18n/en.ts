@@ -117,7 +117,7 @@ export const en = {
   "settings.energyTotal": "Total: {joules} ({wh})",
   "settings.energyEstimated": "Figures marked * are estimates from CPU time; the others are measured with RAPL counters.",
   "settings.models": "Models",
-  "settings.modelsIntro": "Models in {dir}. Pull a GGUF from Hugging Face by repository and quantization, e.g. hf:Qwen/Qwen3-8B-GGUF:Q4_K_M. A pulled model is served after the server restarts.",
+  "settings.modelsIntro": "Models in {dir}. Pull a GGUF from Hugging Face by repository and quantization, e.g. hf:Qwen/Qwen3-8B-GGUF:Q4_K_M. A pulled model is served at once.",
   "settings.noModels": "No models in the models directory.",
   "settings.pullPlaceholder": "hf:ORG/REPO[:QUANT]",
   "settings.pull": "Pull",

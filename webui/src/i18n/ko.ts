@@ -116,7 +116,7 @@ export const ko: Dictionary = {
   "settings.energyTotal": "합계: {joules} ({wh})",
   "settings.energyEstimated": "*가 붙은 값은 CPU 시간으로 계산한 추정치이고, 나머지는 RAPL 카운터로 측정한 값입니다.",
   "settings.models": "모델",
-  "settings.modelsIntro": "{dir}에 있는 모델입니다. Hugging Face의 GGUF를 저장소와 양자화 이름으로 받을 수 있습니다. 예: hf:Qwen/Qwen3-8B-GGUF:Q4_K_M. 받은 모델은 서버를 다시 시작하면 쓸 수 있습니다.",
+  "settings.modelsIntro": "{dir}에 있는 모델입니다. Hugging Face의 GGUF를 저장소와 양자화 이름으로 받을 수 있습니다. 예: hf:Qwen/Qwen3-8B-GGUF:Q4_K_M. 받은 모델은 바로 쓸 수 있습니다.",
   "settings.noModels": "모델 디렉터리에 모델이 없습니다.",
   "settings.pullPlaceholder": "hf:조직/저장소[:양자화]",
   "settings.pull": "받기",

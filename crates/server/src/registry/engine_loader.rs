@@ -3,7 +3,7 @@
 //! (`--ctx`, `--max-seqs`, `--kv-memory`, threads, ...).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use engine::kv::paged::{KvLayout, Sizing};
 use engine::runner::{EngineHandle, RunnerConfig};
@@ -20,9 +20,10 @@ pub struct EngineLoader {
     /// `--ctx`; `None`: each model's training context, at most `default_max_ctx`.
     ctx: Option<usize>,
     default_max_ctx: usize,
-    paths: Vec<(String, PathBuf)>,
+    /// The models' files by id (grows when a pull adds one while serving).
+    paths: Mutex<Vec<(String, PathBuf)>>,
     /// Each added model's memory estimate (`engine::memory::estimate`), by id.
-    estimates: Vec<(String, engine::memory::MemoryEstimate)>,
+    estimates: Mutex<Vec<(String, engine::memory::MemoryEstimate)>>,
 }
 
 /// What a model's file says before it is loaded.
@@ -37,7 +38,7 @@ struct FileFacts {
 
 impl EngineLoader {
     pub fn new(engine: engine::EngineConfig, runner: RunnerConfig, ctx: Option<usize>, default_max_ctx: usize) -> Self {
-        EngineLoader { engine, runner, ctx, default_max_ctx, paths: Vec::new(), estimates: Vec::new() }
+        EngineLoader { engine, runner, ctx, default_max_ctx, paths: Mutex::default(), estimates: Mutex::default() }
     }
 
     /// Context per sequence for a model trained on `n_ctx_train` positions.
@@ -85,13 +86,17 @@ impl EngineLoader {
 
     /// Adds the model in `path` under `id` and describes it for the registry: its
     /// `general.name` as an alias, context length and memory estimate (`engine::memory::estimate`).
-    pub fn add(&mut self, id: &str, path: &Path) -> Result<ModelSpec, String> {
-        if self.paths.iter().any(|(i, _)| i == id) {
+    pub fn add(&self, id: &str, path: &Path) -> Result<ModelSpec, String> {
+        if lock(&self.paths).iter().any(|(i, _)| i == id) {
             return Err(format!("two models are named `{id}` (the second is {})", path.display()));
         }
         let f = self.facts(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        self.paths.push((id.to_string(), path.to_path_buf()));
-        self.estimates.push((id.to_string(), f.estimate));
+        let mut paths = lock(&self.paths);
+        if paths.iter().any(|(i, _)| i == id) {
+            return Err(format!("two models are named `{id}` (the second is {})", path.display()));
+        }
+        paths.push((id.to_string(), path.to_path_buf()));
+        lock(&self.estimates).push((id.to_string(), f.estimate));
         // The file and KV cache alone undercounted (Gemma 3 270M: 313 MiB against ~560 MiB
         // resident): the one estimate also counts repacked weights and scratch.
         let _ = (f.file_bytes, f.kv_bytes);
@@ -106,26 +111,35 @@ impl EngineLoader {
 
     /// The memory estimate of model `id` (what its spec's `memory` totals).
     pub fn estimate(&self, id: &str) -> Option<engine::memory::MemoryEstimate> {
-        self.estimates.iter().find(|(i, _)| i == id).map(|(_, e)| *e)
+        lock(&self.estimates).iter().find(|(i, _)| i == id).map(|(_, e)| *e)
     }
 
     /// The file of model `id`.
-    pub fn path(&self, id: &str) -> Option<&Path> {
-        self.paths.iter().find(|(i, _)| i == id).map(|(_, p)| p.as_path())
+    pub fn path(&self, id: &str) -> Option<PathBuf> {
+        lock(&self.paths).iter().find(|(i, _)| i == id).map(|(_, p)| p.clone())
     }
 
     /// Loads model `id` and starts its engine thread (blocking; seconds for a large model).
     pub fn start(&self, id: &str) -> Result<EngineHandle, String> {
         let path = self.path(id).ok_or_else(|| format!("no model `{id}`"))?;
-        let engine = engine::Engine::load(path, &self.engine).map_err(|e| e.to_string())?;
+        let engine = engine::Engine::load(&path, &self.engine).map_err(|e| e.to_string())?;
         let cfg = self.runner_config(engine.model.hparams().n_ctx_train);
         EngineHandle::start(Arc::new(engine), cfg).map_err(|e| format!("starting the engine: {e}"))
     }
+}
+
+/// Locks ignoring poisoning (the lists stay valid: each change is one push).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Loader for EngineLoader {
     fn load(&self, id: &str) -> Result<Arc<dyn Backend>, String> {
         let handle = self.start(id)?;
         Ok(Arc::new(EngineBackend::new(handle)))
+    }
+
+    fn register(&self, id: &str, path: &Path) -> Result<ModelSpec, String> {
+        self.add(id, path)
     }
 }

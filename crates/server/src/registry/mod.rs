@@ -62,6 +62,12 @@ impl ModelSpec {
 pub trait Loader: Send + Sync + 'static {
     /// Loads the model with id `id`; `Err` says why it cannot be (shown to the client).
     fn load(&self, id: &str) -> Result<Arc<dyn Backend>, String>;
+    /// Describes the model file `path` as model `id`, which [`load`](Self::load) can then load
+    /// (a model pulled while the server runs). Blocking: it reads the file's metadata.
+    fn register(&self, id: &str, path: &std::path::Path) -> Result<ModelSpec, String> {
+        let _ = path;
+        Err(format!("this server cannot add the model `{id}` while it runs"))
+    }
 }
 
 /// Where a model stands (`/v1/models`' `state`).
@@ -284,6 +290,35 @@ impl Models {
     pub fn with_busy_wait(mut self, wait: Duration) -> Self {
         self.busy_wait = wait;
         self
+    }
+
+    /// Serves the model file `path` as `id` from now on (a model pulled while the server runs):
+    /// unloaded until its first request, listed by `/v1/models` at once. A model already served
+    /// under `id` stays as it is. Blocking (it reads the file's metadata): call it on the
+    /// blocking pool.
+    pub fn register(&self, id: &str, path: &std::path::Path) -> Result<(), String> {
+        if self.lock().entries.iter().any(|e| e.spec.id == id) {
+            return Ok(());
+        }
+        let loader = self.loader.as_ref().ok_or_else(|| format!("this server cannot add the model `{id}` while it runs"))?;
+        let mut spec = loader.register(id, path)?;
+        let mut inner = self.lock();
+        if inner.entries.iter().any(|e| e.spec.id == id) {
+            return Ok(());
+        }
+        let taken: Vec<String> = inner.entries.iter().flat_map(|e| std::iter::once(e.spec.id.clone()).chain(e.spec.aliases.iter().cloned())).collect();
+        spec.aliases.retain(|a| !a.is_empty() && !taken.contains(a));
+        inner.entries.push(Entry {
+            memory: spec.memory,
+            spec,
+            slot: Slot::Unloaded,
+            in_use: Arc::default(),
+            last_used: 0,
+            last_error: None,
+            counts: Counts::default(),
+            pinned: false,
+        });
+        Ok(())
     }
 
     /// One ready backend that is never unloaded: the single-model server (and the tests').
@@ -641,5 +676,5 @@ pub(crate) fn name_config(config: &mut ServeConfig, models: &Models) {
         config.model_id = first.id;
         config.model_aliases = first.aliases;
     }
-    config.extra_models = names.collect();
+    config.set_extra_models(names.collect());
 }

@@ -82,7 +82,15 @@ impl Pulls {
     }
 
     /// Starts pulling `model` into `dir` on a blocking thread; `Err` if one is running.
-    pub fn start(self: &Arc<Self>, model: &str, spec: hub::HfSpec, dir: &Path) -> Result<PullJson, String> {
+    /// Starts pulling `spec` into `dir`; once it is there, `models` serves it (no restart).
+    pub fn start(
+        self: &Arc<Self>,
+        model: &str,
+        spec: hub::HfSpec,
+        dir: &Path,
+        models: Arc<crate::registry::Models>,
+        config: Arc<crate::config::ServeConfig>,
+    ) -> Result<PullJson, String> {
         let mut jobs = self.lock();
         if let Some(j) = jobs.iter().find(|j| j.outcome.is_none()) {
             return Err(format!("a pull is running already ({}); wait for it to end", j.model));
@@ -97,7 +105,17 @@ impl Pulls {
         let (me, dir) = (self.clone(), dir.to_path_buf());
         tokio::task::spawn_blocking(move || {
             let hub = hub::Hub::from_env();
-            let outcome = hub::pull(&hub, &spec, &dir, &figures).map_err(|e| e.to_string());
+            let mut outcome = hub::pull(&hub, &spec, &dir, &figures).map_err(|e| e.to_string());
+            if let Ok(p) = &outcome {
+                match models.register(&p.name, &p.path) {
+                    Ok(()) => {
+                        if let Some(names) = models.names().into_iter().find(|n| n.id == p.name) {
+                            config.add_extra_model(names);
+                        }
+                    }
+                    Err(e) => outcome = Err(format!("pulled as {}, but it cannot be served: {e}", p.name)),
+                }
+            }
             match &outcome {
                 Ok(p) => tracing::info!(model = %spec, name = %p.name, "pulled a model"),
                 Err(e) => tracing::warn!(model = %spec, error = %e, "a pull failed"),

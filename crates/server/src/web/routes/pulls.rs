@@ -56,7 +56,7 @@ pub async fn start(State(st): State<WebState>, user: CurrentUser, ApiJson(req): 
     let Some(dir) = st.pulls.dir.clone() else {
         return Err(ApiError::param("model", "this server has no models directory to pull into").into());
     };
-    let pull = st.pulls.start(model, spec, &dir).map_err(WebError::Conflict)?;
+    let pull = st.pulls.start(model, spec, &dir, st.models.clone(), st.config.clone()).map_err(WebError::Conflict)?;
     tracing::info!(by = ?user.0.username, model, "started a pull");
     Ok((StatusCode::ACCEPTED, Json(pull)).into_response())
 }

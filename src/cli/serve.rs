@@ -302,7 +302,7 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     }
     let Some(first) = specs.first() else { bail!("no model to serve") };
     let model_id = first.id.clone();
-    let path = loader.path(&model_id).map(PathBuf::from).unwrap_or_default();
+    let path = loader.path(&model_id).unwrap_or_default();
     let general_name = specs[0].aliases.first().cloned();
     // Refuse a configuration that does not fit in memory now, with both numbers, rather than
     // be killed by the kernel later (engine::memory).

@@ -129,7 +129,8 @@ scenario("14 XSS payloads typed, echoed and imported never run", async () => {
   await input.press("Enter");
   // Whatever the model echoes within its first few hundred characters is enough: stop it there.
   const followed = await followAnswer(s, { until: (x) => x.stop && x.text.length > 400 });
-  if (followed.last.stop) await s.tid("stop").click();
+  // (The answer may end on its own meanwhile: then there is no stop to press. Scenario 5 tests stop.)
+  if (followed.last.stop) await s.tid("stop").click({ timeout: 5_000 }).catch(() => {});
   await s.tid("send").waitFor();
   await s.page.waitForFunction(() => document.querySelector('[data-testid="message-assistant"]')?.dataset.status !== "streaming");
   const typedConv = routeId(s.page);

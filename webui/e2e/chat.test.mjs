@@ -200,7 +200,11 @@ scenario("6 regenerate the last answer", async () => {
   assert.deepEqual((await readMessages(s.page)).map((m) => m.role), ["user", "assistant"]);
   await answer.locator('[data-testid="regenerate"]').click();
   const followed = await followAnswer(s);
-  assertStreamed(followed);
+  // A regenerated answer is sampled anew: a very short one can arrive in one read of the page
+  // (seen in CI: 9 characters), so streaming is asserted only for one long enough to be read
+  // growing (scenario 3 always checks it).
+  if (followed.last.text.length >= 40) assertStreamed(followed);
+  else assert.ok(followed.sawStop, "the stop button was shown during the answer");
   assert.equal(followed.last.status, "complete");
   assert.notEqual(followed.last.id, answers.first.id, "a new answer");
   answers.second = { id: followed.last.id, text: followed.last.text };

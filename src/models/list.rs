@@ -77,13 +77,7 @@ pub fn info(dir: &ModelsDir, name: &str) -> ModelInfo {
         .as_ref()
         .and_then(|a| f.opt_u64(&format!("{a}.context_length")).ok().flatten());
     info.architecture = arch;
-    info.quant = f
-        .opt_u32("general.file_type")
-        .ok()
-        .flatten()
-        .and_then(ftype_name)
-        .map(str::to_string)
-        .or_else(|| dominant_type(&f));
+    info.quant = f.file_type_name().map(str::to_string).or_else(|| dominant_type(&f));
     let pc = engine::memory::param_count(&f);
     (info.params, info.active_params) = (Some(pc.total), Some(pc.active));
     info.memory_bytes = default_memory(f);
@@ -121,46 +115,6 @@ fn human_params(n: u64) -> String {
         n if n >= 1_000 => format!("{}K", (n as f64 / 1e3).round()),
         n => n.to_string(),
     }
-}
-
-/// llama.cpp's `llama_ftype` names (`LLAMA_FTYPE_MOSTLY_*`).
-fn ftype_name(ftype: u32) -> Option<&'static str> {
-    Some(match ftype {
-        0 => "F32",
-        1 => "F16",
-        2 => "Q4_0",
-        3 => "Q4_1",
-        7 => "Q8_0",
-        8 => "Q5_0",
-        9 => "Q5_1",
-        10 => "Q2_K",
-        11 => "Q3_K_S",
-        12 => "Q3_K_M",
-        13 => "Q3_K_L",
-        14 => "Q4_K_S",
-        15 => "Q4_K_M",
-        16 => "Q5_K_S",
-        17 => "Q5_K_M",
-        18 => "Q6_K",
-        19 => "IQ2_XXS",
-        20 => "IQ2_XS",
-        21 => "Q2_K_S",
-        22 => "IQ3_XS",
-        23 => "IQ3_XXS",
-        24 => "IQ1_S",
-        25 => "IQ4_NL",
-        26 => "IQ3_S",
-        27 => "IQ3_M",
-        28 => "IQ2_S",
-        29 => "IQ2_M",
-        30 => "IQ4_XS",
-        31 => "IQ1_M",
-        32 => "BF16",
-        36 => "TQ1_0",
-        37 => "TQ2_0",
-        38 => "MXFP4_MOE",
-        _ => return None,
-    })
 }
 
 /// The most common type among the weight (2-D and up) tensors, upper-cased; ties go to the
@@ -297,11 +251,4 @@ mod tests {
         std::fs::remove_dir_all(&root).expect("cleanup");
     }
 
-    #[test]
-    fn ftype_names_follow_llama_cpp() {
-        assert_eq!(ftype_name(3), Some("Q4_1"));
-        assert_eq!(ftype_name(15), Some("Q4_K_M"));
-        assert_eq!(ftype_name(32), Some("BF16"));
-        assert_eq!(ftype_name(5), None, "Q4_2 was removed");
-    }
 }

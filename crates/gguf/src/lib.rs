@@ -16,6 +16,7 @@
 
 mod error;
 mod file;
+mod ftype;
 mod reader;
 mod split;
 mod types;
@@ -24,6 +25,7 @@ mod writer;
 
 pub use error::{Error, Result};
 pub use file::{GgufFile, TensorInfo};
+pub use ftype::ftype_name;
 pub use split::{split_part_path, split_prefix};
 pub use types::GgmlType;
 pub use value::{Array, Value, ValueType};

@@ -175,7 +175,7 @@ pub fn describe(name: &str, path: &Path, dir: &Path) -> LocalModel {
     LocalModel {
         name: name.to_string(),
         size_bytes,
-        quant: manifest.as_ref().map(|m| m.quant.clone()).or_else(|| f.as_ref().and_then(file_type)),
+        quant: manifest.as_ref().map(|m| m.quant.clone()).or_else(|| f.as_ref().and_then(|f| f.file_type_name().map(str::to_string))),
         context_length,
         architecture: arch,
         source: manifest.map(|m| m.source),
@@ -201,32 +201,4 @@ pub fn local_models(dir: &Path) -> Vec<LocalModel> {
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
-}
-
-/// llama.cpp's name of `general.file_type` for the common types.
-fn file_type(f: &gguf::GgufFile) -> Option<String> {
-    let name = match f.opt_u32("general.file_type").ok().flatten()? {
-        0 => "F32",
-        1 => "F16",
-        2 => "Q4_0",
-        3 => "Q4_1",
-        7 => "Q8_0",
-        8 => "Q5_0",
-        9 => "Q5_1",
-        10 => "Q2_K",
-        11 => "Q3_K_S",
-        12 => "Q3_K_M",
-        13 => "Q3_K_L",
-        14 => "Q4_K_S",
-        15 => "Q4_K_M",
-        16 => "Q5_K_S",
-        17 => "Q5_K_M",
-        18 => "Q6_K",
-        25 => "IQ4_NL",
-        30 => "IQ4_XS",
-        32 => "BF16",
-        38 => "MXFP4",
-        _ => return None,
-    };
-    Some(name.to_string())
 }

@@ -1,0 +1,64 @@
+//! llama.cpp's names of a file's `general.file_type` (`LLAMA_FTYPE_MOSTLY_*`: `Q4_K_M`, ...), the
+//! quantization a file is known by.
+
+use crate::GgufFile;
+
+/// llama.cpp's `llama_ftype` names (`LLAMA_FTYPE_MOSTLY_*`).
+pub fn ftype_name(ftype: u32) -> Option<&'static str> {
+    Some(match ftype {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        19 => "IQ2_XXS",
+        20 => "IQ2_XS",
+        21 => "Q2_K_S",
+        22 => "IQ3_XS",
+        23 => "IQ3_XXS",
+        24 => "IQ1_S",
+        25 => "IQ4_NL",
+        26 => "IQ3_S",
+        27 => "IQ3_M",
+        28 => "IQ2_S",
+        29 => "IQ2_M",
+        30 => "IQ4_XS",
+        31 => "IQ1_M",
+        32 => "BF16",
+        36 => "TQ1_0",
+        37 => "TQ2_0",
+        38 => "MXFP4_MOE",
+        _ => return None,
+    })
+}
+
+impl GgufFile {
+    /// The name of the file's `general.file_type`, when it has a known one.
+    pub fn file_type_name(&self) -> Option<&'static str> {
+        self.opt_u32("general.file_type").ok().flatten().and_then(ftype_name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ftype_name;
+
+    #[test]
+    fn ftype_names_follow_llama_cpp() {
+        assert_eq!(ftype_name(3), Some("Q4_1"));
+        assert_eq!(ftype_name(15), Some("Q4_K_M"));
+        assert_eq!(ftype_name(32), Some("BF16"));
+        assert_eq!(ftype_name(5), None, "Q4_2 was removed");
+    }
+}

@@ -154,13 +154,8 @@ pub(crate) fn attend_window(
     out: &mut [f32],
 ) {
     let row = p.n_head * p.head_dim;
-    let mut a = 0;
-    while a < batch.len() {
+    for (a, b) in seq_runs(batch) {
         let seq = batch.seq[a];
-        let mut b = a + 1;
-        while b < batch.len() && batch.seq[b] == seq && batch.pos[b] > batch.pos[b - 1] {
-            b += 1;
-        }
         let end = batch.pos[a..b].iter().copied().max().map_or(0, |m| m + 1);
         // Positions increase within a run, so its first token sees the earliest row.
         let start = visible_start(batch.pos[a], window);
@@ -170,6 +165,23 @@ pub(crate) fn attend_window(
             let visible = |t: usize| visible_start(pos[t], window) - start..pos[t] + 1 - start;
             kernels::attention::attention_rows_parallel(pool, q_run, b - a, chunks, &visible, p, out_run);
         });
-        a = b;
     }
+}
+
+/// The batch's runs `a..b`: consecutive tokens of one sequence at increasing positions (what
+/// one fetch of that sequence's cached rows serves).
+pub(crate) fn seq_runs(batch: &Batch) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut a = 0;
+    std::iter::from_fn(move || {
+        if a >= batch.len() {
+            return None;
+        }
+        let mut b = a + 1;
+        while b < batch.len() && batch.seq[b] == batch.seq[a] && batch.pos[b] > batch.pos[b - 1] {
+            b += 1;
+        }
+        let run = (a, b);
+        a = b;
+        Some(run)
+    })
 }

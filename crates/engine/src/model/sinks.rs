@@ -19,7 +19,7 @@ use kernels::attention::AttnParams;
 use kernels::pool::ThreadPool;
 use kernels::rows::par_rows;
 
-use super::{visible_start, Batch};
+use super::{seq_runs, visible_start, Batch};
 use crate::kv::KvStore;
 
 /// Rescales `out` (the attention output of every token of `batch`, `[n][n_head][head_dim]`,
@@ -38,13 +38,8 @@ pub(crate) fn apply_sinks(
 ) {
     let (hd, row) = (p.head_dim, p.n_head * p.head_dim);
     let (kv_row, group) = (p.n_head_kv * hd, p.n_head / p.n_head_kv);
-    let mut a = 0;
-    while a < batch.len() {
+    for (a, b) in seq_runs(batch) {
         let seq = batch.seq[a];
-        let mut b = a + 1;
-        while b < batch.len() && batch.seq[b] == seq && batch.pos[b] > batch.pos[b - 1] {
-            b += 1;
-        }
         let end = batch.pos[a..b].iter().copied().max().map_or(0, |m| m + 1);
         let start = visible_start(batch.pos[a], window);
         let pos = &batch.pos[a..b];
@@ -88,6 +83,5 @@ pub(crate) fn apply_sinks(
                 }
             });
         });
-        a = b;
     }
 }

@@ -201,6 +201,13 @@ FAMILIES.update({
 })
 
 
+# gpt-oss with a harmony chat template in the shape of gpt-oss's own (the same text as
+# crates/engine/tests/template_harmony.rs checks against Jinja2): what the server's harmony tests
+# serve (channels as reasoning/content, tool calls addressed `to=functions.NAME`).
+# Its own prompt is ~500 tokens of the small vocabulary, hence the longer context.
+FAMILIES["gpt-oss-chat"] = dict(FAMILIES["gpt-oss"], n_ctx=2048, chat_template=(Path(__file__).parent / "harmony_template.jinja").read_text())
+
+
 # Issue 14 (families): RoPE scaling and the new layouts. `kv` entries are written as
 # `{arch}.<key>` (float -> f32, int -> u32, str -> string, list of bool -> bool array).
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
@@ -422,7 +429,7 @@ def write_family(name, out_dir):
     w = gguf.GGUFWriter(str(tmp), arch)
     w = _QuantizingWriter(w, cfg.get("mxfp4")) if cfg.get("mxfp4") else w
     w.add_name(f"tiny-{name}")
-    w.add_uint32(f"{arch}.context_length", 512)
+    w.add_uint32(f"{arch}.context_length", cfg.get("n_ctx", 512))
     w.add_uint32(f"{arch}.embedding_length", e)
     w.add_uint32(f"{arch}.block_count", cfg["n_layer"])
     w.add_uint32(f"{arch}.feed_forward_length", ff)
@@ -447,6 +454,8 @@ def write_family(name, out_dir):
     w.add_eos_token_id(tokens.index(cfg["eos"]))
     w.add_add_bos_token(cfg["add_bos"])
     w.add_add_eos_token(False)
+    if cfg.get("chat_template"):
+        w.add_chat_template(cfg["chat_template"])
 
     # The embedding table doubles as the output matrix when tied: keep its logits O(few units).
     w.add_tensor("token_embd.weight", (0.5 * rng.standard_normal((n_vocab, e))).astype(dt))

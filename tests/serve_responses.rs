@@ -5,11 +5,8 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::Serve;
@@ -26,20 +23,8 @@ fn start(data_dir: &Path) -> Serve {
 
 /// A request under `key`; returns the status and the body.
 fn call(addr: &str, key: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(120))).expect("timeout");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    let auth = format!("Bearer {key}");
+    support::http(addr, method, path, &[("Authorization", &auth)], &body.map(Value::to_string).unwrap_or_default())
 }
 
 fn json_of(status: u16, body: &str, want: u16) -> Value {

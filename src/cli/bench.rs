@@ -2,6 +2,9 @@
 //! (pp: one batch of P prompt tokens into an empty cache; tg: N tokens decoded one at a time
 //! from an empty cache; each the mean of R runs after one warm-up).
 //!
+//! `--depth D` (llama-bench's `-d`) first fills the cache with D tokens (untimed, in batches of
+//! 512), so pp and tg run at that depth of context: attention then reads D more KV rows per token.
+//!
 //! `--batch B` adds the batched test of llama.cpp's `llama-batched-bench` (its default pattern,
 //! not `-pps`): B sequences each get a `--batch-prompt` token prompt (prefilled together in
 //! steps of at most 512 tokens), then all B decode `--batch-gen` tokens together, one token per sequence
@@ -26,6 +29,9 @@ pub struct BenchArgs {
     /// Tokens generated one by one (0 = skip)
     #[arg(short = 'n', long, default_value_t = 128)]
     pub n_gen: usize,
+    /// Tokens already in the context before each pp/tg test (llama-bench's -d)
+    #[arg(short = 'd', long, default_value_t = 0)]
+    pub depth: usize,
     /// Repetitions averaged per test
     #[arg(short = 'r', long, default_value_t = 3)]
     pub reps: usize,
@@ -50,7 +56,7 @@ const BATCH_STEP_TOKENS: usize = 512;
 pub fn bench(a: BenchArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     let engine = a.model.load(dir, None)?;
     let hp = engine.model.hparams().clone();
-    let n_ctx = (a.n_prompt.max(a.n_gen) + 1).max(16);
+    let n_ctx = (a.depth + a.n_prompt.max(a.n_gen) + 1).max(16);
     anyhow::ensure!(n_ctx <= hp.n_ctx_train, "-p/-n exceed the model's context ({})", hp.n_ctx_train);
     let batch_ctx = a.batch_prompt + a.batch_gen + 1;
     anyhow::ensure!(
@@ -72,13 +78,27 @@ pub fn bench(a: BenchArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         (s % hp.n_vocab as u64) as u32
     };
     let reps = a.reps.max(1);
+    let depth = a.depth;
+    // Empties the cache and fills it with `depth` tokens (untimed).
+    let fill = |kv: &mut KvCache, batch: &mut Batch, ws: &mut Workspace, logits: &mut Vec<f32>, next: &mut dyn FnMut() -> u32| -> anyhow::Result<()> {
+        kv.truncate(0, 0);
+        for start in (0..depth).step_by(BATCH_STEP_TOKENS) {
+            batch.clear();
+            let end = (start + BATCH_STEP_TOKENS).min(depth);
+            for i in start..end {
+                batch.push(next(), i, 0, i + 1 == end);
+            }
+            engine.model.forward(batch, &mut ForwardCtx { pool: &engine.pool, kv, ws }, logits)?;
+        }
+        Ok(())
+    };
     let mut pp = Vec::new();
     if a.n_prompt > 0 {
         for r in 0..=reps {
-            kv.truncate(0, 0);
+            fill(&mut kv, &mut batch, &mut ws, &mut logits, &mut next_token)?;
             batch.clear();
             for i in 0..a.n_prompt {
-                batch.push(next_token(), i, 0, i + 1 == a.n_prompt);
+                batch.push(next_token(), depth + i, 0, i + 1 == a.n_prompt);
             }
             let t = Instant::now();
             engine.model.forward(&batch, &mut ForwardCtx { pool: &engine.pool, kv: &mut kv, ws: &mut ws }, &mut logits)?;
@@ -90,11 +110,11 @@ pub fn bench(a: BenchArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     let mut tg = Vec::new();
     if a.n_gen > 0 {
         for r in 0..=reps {
-            kv.truncate(0, 0);
+            fill(&mut kv, &mut batch, &mut ws, &mut logits, &mut next_token)?;
             let t = Instant::now();
             for i in 0..a.n_gen {
                 batch.clear();
-                batch.push(next_token(), i, 0, true);
+                batch.push(next_token(), depth + i, 0, true);
                 engine.model.forward(&batch, &mut ForwardCtx { pool: &engine.pool, kv: &mut kv, ws: &mut ws }, &mut logits)?;
             }
             if r > 0 {
@@ -153,7 +173,7 @@ pub fn bench(a: BenchArgs, dir: &ModelsDir) -> anyhow::Result<()> {
             "{}",
             serde_json::json!({
                 "pp_tokens_per_s": mean(&pp), "tg_tokens_per_s": mean(&tg), "threads": threads,
-                "n_prompt": a.n_prompt, "n_gen": a.n_gen, "reps": reps,
+                "n_prompt": a.n_prompt, "n_gen": a.n_gen, "depth": depth, "reps": reps,
                 "pp_runs": pp, "tg_runs": tg,
                 "weight_bytes_per_token": engine.model.weight_bytes(),
                 "tg_weight_gb_per_s": mean(&tg) * weight_gb,
@@ -166,11 +186,12 @@ pub fn bench(a: BenchArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         println!("| model | threads | test | t/s |");
         println!("|---|---|---|---|");
         let name = engine.file.opt_str("general.name").ok().flatten().unwrap_or("?").to_string();
+        let at = if depth > 0 { format!(" @ d{depth}") } else { String::new() };
         if a.n_prompt > 0 {
-            println!("| {name} | {threads} | pp{} | {:.2} |", a.n_prompt, mean(&pp));
+            println!("| {name} | {threads} | pp{}{at} | {:.2} |", a.n_prompt, mean(&pp));
         }
         if a.n_gen > 0 {
-            println!("| {name} | {threads} | tg{} | {:.2} |", a.n_gen, mean(&tg));
+            println!("| {name} | {threads} | tg{}{at} | {:.2} |", a.n_gen, mean(&tg));
             println!("(generation reads {:.1} MB of weights per token: {:.2} GB/s)", weight_gb * 1e3, mean(&tg) * weight_gb);
         }
         if a.batch > 0 {

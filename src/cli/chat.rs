@@ -51,6 +51,7 @@ pub fn chat(a: ChatArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         stop: a.sampling.stop.clone(),
         top_logprobs: None,
         ignore_eos: false,
+        watermark: a.sampling.watermark()?,
         ..GenParams::default()
     };
     let name = engine.file.opt_str("general.name").ok().flatten().unwrap_or("model").to_string();

@@ -3,6 +3,7 @@
 mod backup;
 mod bench;
 mod chat;
+mod detect;
 mod run;
 mod sampling;
 mod serve;
@@ -55,6 +56,8 @@ const EXAMPLES: &str = "Examples:
   daehwa backup backup.sqlite3         copy the store while the server runs";
 
 #[derive(Subcommand, Debug)]
+// Parsed once per process: the size of `serve`'s many settings does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Fetch a model from the catalog (smollm2, gemma3-270m) or import a local .gguf file
     Pull(PullArgs),
@@ -74,6 +77,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Manage the web UI's accounts (add, list, rm)
     User(user::UserArgs),
+    /// Score a text for the provenance watermark (`serve --watermark-key-file`): z-score and verdict
+    Detect(detect::DetectArgs),
     /// Copy the conversation store to a file while the server keeps running (SQLite)
     Backup(backup::BackupArgs),
     /// Replace the conversation store with a backup (stop the server first)
@@ -152,6 +157,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => run::run(a, &dir),
         Command::Chat(a) => chat::chat(a, &dir),
         Command::Tokenize(a) => tokenize::tokenize(a, &dir),
+        Command::Detect(a) => detect::detect(a, &dir),
         Command::Bench(a) => bench::bench(a, &dir),
         Command::Serve(mut a) => {
             if cli.models_dir_on_command_line {

@@ -94,6 +94,7 @@ pub fn run(a: RunArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         stop: a.sampling.stop.clone(),
         top_logprobs: if a.json { a.top_logprobs } else { None },
         ignore_eos: false,
+        watermark: a.sampling.watermark()?,
         ..GenParams::default()
     };
     let mut session = Session::new(&engine, a.sampling.n_ctx(&engine));

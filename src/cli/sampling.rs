@@ -40,6 +40,10 @@ pub struct SamplingArgs {
     /// Context size in tokens [default: the model's, at most 8192]
     #[arg(short = 'c', long = "ctx")]
     pub ctx: Option<usize>,
+    /// Mark the answer with the provenance watermark keyed by this file (as `daehwa serve
+    /// --watermark-key-file`)
+    #[arg(long)]
+    pub watermark_key_file: Option<std::path::PathBuf>,
 }
 
 impl SamplingArgs {
@@ -59,5 +63,13 @@ impl SamplingArgs {
 
     pub fn n_ctx(&self, engine: &engine::Engine) -> usize {
         self.ctx.unwrap_or_else(|| engine.model.hparams().n_ctx_train.min(8192))
+    }
+
+    /// The provenance key of `--watermark-key-file`, if given.
+    pub fn watermark(&self) -> anyhow::Result<Option<std::sync::Arc<engine::sample::watermark::WatermarkKey>>> {
+        match &self.watermark_key_file {
+            Some(p) => Ok(Some(std::sync::Arc::new(engine::sample::watermark::WatermarkKey::from_file(p)?))),
+            None => Ok(None),
+        }
     }
 }

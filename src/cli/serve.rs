@@ -116,6 +116,17 @@ pub struct ServeArgs {
     /// comma-separated list) [default: none: the TCP peer is the client]
     #[arg(long = "trusted-proxy", env = "DAEHWA_TRUSTED_PROXY", value_delimiter = ',')]
     pub trusted_proxy: Vec<String>,
+    /// Keep full KV prefix blocks on disk too, in the data directory's kv-cache/, up to this
+    /// size (e.g. 4GiB; LRU eviction): a conversation's follow-up after a restart, or after its
+    /// prefix left the RAM cache, is read back instead of recomputed. The files hold K/V derived
+    /// from conversations, so it is off unless set [default: off]
+    #[arg(long, env = "DAEHWA_KV_DISK")]
+    pub kv_disk: Option<String>,
+    /// Mark every generated answer with a statistical watermark keyed by the secret in this
+    /// file (at least 16 bytes; `head -c 32 /dev/urandom | base64 > key`); `daehwa detect` and
+    /// `POST /v1/provenance/detect` find it with the same file [default: answers are not marked]
+    #[arg(long, env = "DAEHWA_WATERMARK_KEY_FILE")]
+    pub watermark_key_file: Option<PathBuf>,
     /// A TOML file with any of these settings (keys in snake_case: `port = 9000`,
     /// `api_key = ["..."]`)
     #[arg(long, env = "DAEHWA_CONFIG")]
@@ -151,6 +162,8 @@ impl ServeArgs {
             shared_prefix_cache: self.shared_prefix_cache || file.shared_prefix_cache,
             import_limit: self.import_limit.or(file.import_limit),
             trusted_proxy: if self.trusted_proxy.is_empty() { file.trusted_proxy } else { self.trusted_proxy },
+            kv_disk: self.kv_disk.or(file.kv_disk),
+            watermark_key_file: self.watermark_key_file.or(file.watermark_key_file),
             config: self.config,
         }
     }
@@ -286,10 +299,15 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         queue_capacity: queue.saturating_mul(server::ServeConfig::new("").max_choices()).saturating_add(64),
         step_token_budget: a.step_tokens.unwrap_or(DEFAULT_STEP_TOKENS).max(1),
         energy: engine::runner::EnergyConfig { watts_per_core: a.watts_per_core, powercap_root: None },
+        kv_disk: kv_disk(&a)?,
         ..engine::runner::RunnerConfig::default()
     };
     let max_seqs = runner_cfg.max_seqs;
-    let loader = server::registry::EngineLoader::new(engine_cfg, runner_cfg, a.ctx, DEFAULT_MAX_CTX);
+    let watermark = match &a.watermark_key_file {
+        Some(p) => Some(Arc::new(engine::sample::watermark::WatermarkKey::from_file(p)?)),
+        None => None,
+    };
+    let loader = server::registry::EngineLoader::new(engine_cfg, runner_cfg, a.ctx, DEFAULT_MAX_CTX).with_watermark(watermark.clone());
     let mut specs = Vec::with_capacity(served.len());
     for (id, p, from_dir) in &served {
         match loader.add(id, p) {
@@ -334,7 +352,11 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
     let n_keys = cfg.api_keys.len();
-    let backend: Arc<dyn server::Backend> = Arc::new(server::EngineBackend::new(handle));
+    let backend: Arc<dyn server::Backend> = Arc::new(server::EngineBackend::new(handle).with_watermark(watermark.clone()));
+    if watermark.is_some() {
+        eprintln!("daehwa: answers carry a provenance mark ({})", server::provenance::MARK_SCHEME);
+    }
+    cfg.watermark = watermark;
     let others: Vec<String> = specs[1..]
         .iter()
         .map(|s| {
@@ -421,6 +443,20 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     result?;
     eprintln!("daehwa: stopped");
     Ok(())
+}
+
+
+/// The KV disk tier of `--kv-disk` (`None`: off, also for 0). Its files are keyed by the
+/// tenants' prefix-cache salts, so those come from a key kept next to them.
+fn kv_disk(a: &ServeArgs) -> anyhow::Result<Option<engine::kv::disk::DiskConfig>> {
+    let Some(size) = a.kv_disk.as_deref() else { return Ok(None) };
+    let max_bytes = parse_size(size).context("--kv-disk")? as u64;
+    if max_bytes == 0 {
+        return Ok(None);
+    }
+    let dir = super::data_dir(a.data_dir.as_deref())?.join("kv-cache");
+    server::tenant::use_persistent_key(&dir.join("tenant.key")).with_context(|| format!("--kv-disk: {}", dir.display()))?;
+    Ok(Some(engine::kv::disk::DiskConfig { dir, max_bytes }))
 }
 
 #[cfg(test)]

@@ -58,7 +58,8 @@ impl Decoding {
         history: &[TokenId],
         lp_scratch: &mut Vec<f32>,
     ) -> Result<(TokenOut, Option<Stopped>), String> {
-        let logits: &[f32] = if self.constraint.is_some() || !self.params.logit_bias.is_empty() {
+        let marked = self.params.watermark.is_some() && !history.is_empty();
+        let logits: &[f32] = if self.constraint.is_some() || !self.params.logit_bias.is_empty() || marked {
             self.adjusted.clear();
             self.adjusted.extend_from_slice(logits);
             for &(id, bias) in &self.params.logit_bias {
@@ -68,6 +69,9 @@ impl Decoding {
             }
             if let Some(c) = self.constraint.as_mut() {
                 c.apply(&mut self.adjusted)?;
+            }
+            if let (Some(w), Some(&prev)) = (&self.params.watermark, history.last()) {
+                w.bias(prev, &mut self.adjusted);
             }
             &self.adjusted
         } else {

@@ -114,7 +114,7 @@ impl Engine {
             Vec::new()
         } else {
             content::locate(&text, messages.iter().map(|m| m.content.as_str()), |c| {
-                self.tokenizer.has_control_spelling(c)
+                self.tokenizer.has_special_spelling(c)
             })?
         };
         let opts = EncodeOptions { add_special: true, parse_special: true, plain: &plain, max_tokens };
@@ -136,6 +136,7 @@ impl Engine {
         max_tokens: Option<usize>,
     ) -> Result<Vec<TokenId>> {
         let template = self.template.as_ref().map_err(|e| Error::NoChat(e.clone()))?;
+        self.refuse_special_outside_content(messages, tools)?;
         let text = template.render_json(messages, tools, true)?;
         let contents: Vec<&str> = messages
             .as_array()
@@ -144,10 +145,45 @@ impl Engine {
         let plain = if self.parse_special_in_messages {
             Vec::new()
         } else {
-            content::locate(&text, contents, |c| self.tokenizer.has_control_spelling(c))?
+            content::locate(&text, contents, |c| self.tokenizer.has_special_spelling(c))?
         };
         let opts = EncodeOptions { add_special: true, parse_special: true, plain: &plain, max_tokens };
         Ok(self.tokenizer.encode_with(&text, &opts)?)
+    }
+
+    /// The message contents are kept plain text wherever the template puts them; every other
+    /// string a client passes to the template (reasoning, tool calls, tool names and schemas)
+    /// may not spell a special token at all, so no request can forge the template's markers.
+    fn refuse_special_outside_content(&self, messages: &serde_json::Value, tools: Option<&serde_json::Value>) -> Result<()> {
+        if self.parse_special_in_messages {
+            return Ok(());
+        }
+        fn find<'a>(v: &'a serde_json::Value, spells: &dyn Fn(&str) -> bool) -> Option<&'a str> {
+            match v {
+                serde_json::Value::String(s) => spells(s).then_some(s.as_str()),
+                serde_json::Value::Array(a) => a.iter().find_map(|x| find(x, spells)),
+                serde_json::Value::Object(o) => o.iter().find_map(|(k, x)| if spells(k) { Some(k.as_str()) } else { find(x, spells) }),
+                _ => None,
+            }
+        }
+        let spells = |s: &str| self.tokenizer.has_special_spelling(s);
+        for (i, m) in messages.as_array().into_iter().flatten().enumerate() {
+            for (key, v) in m.as_object().into_iter().flatten() {
+                if key == "content" || key == "role" {
+                    continue;
+                }
+                if let Some(s) = find(v, &spells) {
+                    return Err(Error::InvalidParam {
+                        param: "messages",
+                        message: format!("messages[{i}].{key} spells a special token of the model ({s:?}); only message contents may, and they stay plain text"),
+                    });
+                }
+            }
+        }
+        if let Some(s) = tools.and_then(|t| find(t, &spells)) {
+            return Err(Error::InvalidParam { param: "tools", message: format!("a tool definition spells a special token of the model ({s:?})") });
+        }
+        Ok(())
     }
 
     /// Tokenizes a raw prompt: special tokens written in it are recognized, BOS added where the

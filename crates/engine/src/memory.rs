@@ -4,10 +4,12 @@
 //! multi-model registry (`--model-memory`).
 //!
 //! The estimate is the sum of
-//! - **weights**: the GGUF's bytes (mapped; every page is read while the model runs);
+//! - **weights**: the GGUF's bytes (mapped; every page is read while the model runs), less those
+//!   of the repacked matrices, whose pages are given back once packed (`GgufFile::release_pages`);
 //! - **repacked**: the copies the fast kernels make at first use of the matrices whose type has a
 //!   packed layout on this CPU (`kernels::packed::packs`): every 2-D weight but the embedding
 //!   table, which is only looked up, unless it doubles as the output matrix (tied embeddings);
+//!   the same bytes reordered (q4_K and q5_K: 16 more per 4 blocks, their decoded scales);
 //! - **kv**: the KV cache the caller sizes (f16 K and V per layer, position and sequence; the
 //!   paged server cache gives sliding-window layers only their window, see [`kv_bytes`]);
 //! - **scratch**: the activation workspace of one step of `batch_tokens` tokens, the logits of
@@ -21,7 +23,7 @@ use crate::model::HParams;
 /// Bytes of resident memory not tied to the model: the binary's code and data, thread stacks,
 /// the allocator's arenas. Measured: `daehwa serve` on SmolLM2-135M holds ~30 MiB beyond its
 /// model, weights and cache.
-const BASELINE_BYTES: u64 = 32 << 20;
+pub const BASELINE_BYTES: u64 = 32 << 20;
 
 /// Tokenizer tables per vocabulary entry: the token's text, its entry in the text-to-id map
 /// and its merge rank (~100 bytes each on a 262k-entry Gemma vocabulary).
@@ -83,7 +85,22 @@ pub fn estimate(file: &GgufFile, hp: &HParams, usage: &Usage) -> MemoryEstimate 
         .filter(|t| tied || t.name != "token_embd.weight")
         .filter(|t| kernels::packed::packs(t.ggml_type))
         .map(|t| t.n_bytes)
+        .sum::<u64>();
+    // The packed copies replace the mapped bytes (released); q4_K's grow by 16 / 576 (decoded
+    // scales), q5_K's by 16 / 704.
+    let k_extra: u64 = file
+        .tensors()
+        .iter()
+        .filter(|t| t.dims.len() >= 2 && t.n_rows() > 1 && (tied || t.name != "token_embd.weight"))
+        .filter(|t| kernels::packed::packs(t.ggml_type))
+        .map(|t| match t.ggml_type {
+            gguf::GgmlType::Q4_K => t.n_bytes / 36,
+            gguf::GgmlType::Q5_K => t.n_bytes / 44,
+            _ => 0,
+        })
         .sum();
+    let weights = weights.saturating_sub(repacked);
+    let repacked = repacked + k_extra;
     let n = usage.batch_tokens.max(1);
     // x, h, proj (n_embd); q, att (q_dim); k, v (kv_dim); gate, up (n_ff): f32 each, plus the
     // activations quantized for the matmuls (about a byte per value of the widest input).

@@ -24,6 +24,7 @@
 //! ```
 
 mod rng;
+pub mod watermark;
 
 use crate::{Error, TokenId};
 use rng::Xoshiro256;

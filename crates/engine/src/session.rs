@@ -38,6 +38,10 @@ pub struct GenParams {
     pub grammar: Option<crate::constraint::CompiledGrammar>,
     /// Added to these tokens' logits before sampling (OpenAI's `logit_bias`).
     pub logit_bias: Vec<(TokenId, f32)>,
+    /// Provenance mark (`--watermark-key-file`): the green-list bias of
+    /// [`crate::sample::watermark`], applied after `logit_bias` and the grammar. `None`: sampling
+    /// is unchanged.
+    pub watermark: Option<std::sync::Arc<crate::sample::watermark::WatermarkKey>>,
 }
 
 impl Default for GenParams {
@@ -50,6 +54,7 @@ impl Default for GenParams {
             ignore_eos: false,
             grammar: None,
             logit_bias: Vec::new(),
+            watermark: None,
         }
     }
 }

@@ -10,81 +10,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use engine::text::template::ChatTemplate;
 use serde_json::json;
 
-const HARMONY: &str = r###"{#- A harmony-format template in the shape of gpt-oss's: the constructs it relies on. #}
-{%- macro render_type(spec) -%}
-    {%- if spec.type == "array" -%}
-        {{- render_type(spec['items']) + "[]" }}
-    {%- elif spec.type is defined and spec.type is iterable and spec.type is not string and spec.type is not mapping -%}
-        {{- spec.type | join(" | ") }}
-    {%- elif spec.type == "string" and spec.enum -%}
-        {{- '"' + spec.enum|join('" | "') + '"' -}}
-    {%- elif spec.type == "object" -%}
-        {{- "{" }}{% for k, v in spec.properties.items() %}{{ k }}{% if k not in (spec.required or []) %}?{% endif %}: {{ render_type(v) }}{% if not loop.last %}, {% endif %}{% endfor %}{{ "}" }}
-    {%- else -%}
-        {{- spec.type }}
-    {%- endif -%}
-{%- endmacro -%}
-{{- "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: 2024-06\nCurrent date: " + strftime_now("%Y-%m-%d") + "\n\n" }}
-{%- if reasoning_effort is not defined %}{% set reasoning_effort = "medium" %}{% endif %}
-{{- "Reasoning: " + reasoning_effort + "\n\n# Valid channels: analysis, commentary, final. Channel must be included for every message." }}
-{%- if tools %}{{- "\nCalls to these tools must go to the commentary channel: 'functions'." }}{% endif %}
-{{- "<|end|>" }}
-{%- if messages[0].role == "developer" or messages[0].role == "system" %}
-    {%- set developer_message = messages[0].content %}
-    {%- set loop_messages = messages[1:] %}
-{%- else %}
-    {%- set developer_message = "" %}
-    {%- set loop_messages = messages %}
-{%- endif %}
-{%- if developer_message or tools %}
-    {{- "<|start|>developer<|message|>" }}
-    {%- if developer_message %}{{- "# Instructions\n\n" + developer_message + "\n\n" }}{% endif %}
-    {%- if tools %}
-        {{- "# Tools\n\n## functions\n\nnamespace functions {\n\n" }}
-        {%- for tool in tools %}
-            {%- set tool = tool.function %}
-            {{- "// " + tool.description + "\ntype " + tool.name + " = (_: " + render_type(tool.parameters) + ") => any;\n\n" }}
-        {%- endfor %}
-        {{- "} // namespace functions" }}
-    {%- endif %}
-    {{- "<|end|>" }}
-{%- endif %}
-{%- set last_tool_call = namespace(name=none) %}
-{%- for message in loop_messages -%}
-    {%- if message.role == 'assistant' -%}
-        {%- if "content" in message and "<|channel|>analysis<|message|>" in message.content %}
-            {{- raise_exception("You have passed a message containing <|channel|> tags in the content field.") }}
-        {%- endif %}
-        {%- if "tool_calls" in message %}
-            {%- set future_final_message = namespace(found=false) %}
-            {%- for future_message in loop_messages[loop.index:] %}
-                {%- if future_message.role == 'assistant' and "tool_calls" not in future_message %}
-                    {%- set future_final_message.found = true %}
-                {%- endif %}
-            {%- endfor %}
-            {%- set tool_call = message.tool_calls[0] %}
-            {%- if tool_call.function %}{% set tool_call = tool_call.function %}{% endif %}
-            {%- if message.thinking and not future_final_message.found %}
-                {{- "<|start|>assistant<|channel|>analysis<|message|>" + message.thinking + "<|end|>" }}
-            {%- endif %}
-            {{- "<|start|>assistant to=functions." + tool_call.name + "<|channel|>commentary json<|message|>" }}
-            {{- tool_call.arguments|tojson + "<|call|>" }}
-            {%- set last_tool_call.name = tool_call.name %}
-        {%- else %}
-            {{- "<|start|>assistant<|channel|>final<|message|>" + message.content + "<|end|>" }}
-            {%- set last_tool_call.name = none %}
-        {%- endif %}
-    {%- elif message.role == 'tool' -%}
-        {%- if last_tool_call.name is none %}{{- raise_exception("Message has tool role, but there was no previous assistant message with a tool call!") }}{% endif %}
-        {{- "<|start|>functions." + last_tool_call.name + " to=assistant<|channel|>commentary<|message|>" + message.content|tojson + "<|end|>" }}
-    {%- elif message.role == 'user' -%}
-        {{- "<|start|>user<|message|>" + message.content + "<|end|>" }}
-    {%- endif -%}
-{%- endfor -%}
-{%- if add_generation_prompt -%}
-<|start|>assistant
-{%- endif -%}
-"###;
+/// Also the chat template of the tiny gpt-oss file `gpt-oss-chat` (scripts/tiny_models.py), which
+/// the server's harmony tool-call test serves.
+const HARMONY: &str = include_str!("../../../scripts/harmony_template.jinja");
 
 /// 2026-12-04 12:00 UTC.
 fn now() -> std::time::SystemTime {

@@ -315,6 +315,35 @@ impl GgufFile {
         &bytes[start..start + len]
     }
 
+    /// Drops this process's pages of the whole 4 KiB pages inside `len` bytes at the (virtual)
+    /// `offset` from the mapping (`madvise(MADV_DONTNEED)`), for a tensor whose bytes were
+    /// copied into another layout: they stop counting in the resident set. The mapping is
+    /// read-only and file-backed, so the bytes stay valid: a later read faults them back in from
+    /// the file. Returns the bytes released (0 for a file read into memory, which must keep
+    /// them, or a range shorter than a page).
+    pub fn release_pages(&self, offset: u64, len: usize) -> usize {
+        const PAGE: usize = 4096;
+        let (base, storage) = match self.parts.iter().rposition(|(b, _)| *b <= offset) {
+            None => (0, &self.storage),
+            Some(i) => (self.parts[i].0, &self.parts[i].1),
+        };
+        let Storage::Mapped(m) = storage else { return 0 };
+        let start = (offset - base) as usize;
+        let end = (start + len).min(m.len());
+        // The mapping starts on a page boundary: offsets within it align like addresses.
+        let (first, last) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
+        if last <= first {
+            return 0;
+        }
+        // SAFETY: MADV_DONTNEED on a private, read-only, file-backed mapping only drops
+        // pages: no byte of it ever changes (nothing can have written them), so every slice
+        // handed out stays valid and reads the same bytes, faulted back in from the file.
+        match unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first) } {
+            Ok(()) => last - first,
+            Err(_) => 0,
+        }
+    }
+
     /// Hints the kernel that the whole tensor section will be read soon and sequentially.
     pub fn advise_will_need(&self) {
         for s in std::iter::once(&self.storage).chain(self.parts.iter().map(|(_, s)| s)) {

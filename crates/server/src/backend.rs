@@ -209,6 +209,8 @@ pub struct Stats {
     pub rejected_queue_full_total: u64,
     /// Requests refused because they can never fit in the KV cache.
     pub rejected_too_large_total: u64,
+    /// The KV disk tier's counters (`--kv-disk`; zero when off).
+    pub kv_disk: engine::kv::disk::DiskStats,
 }
 
 /// What the engine can do now (`/health`).

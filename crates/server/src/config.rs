@@ -37,6 +37,9 @@ pub struct ServeConfig {
     /// [`crate::AppState::with_models`]; a model pulled while the server runs is added
     /// ([`ServeConfig::add_extra_model`]).
     pub extra_models: std::sync::Arc<std::sync::RwLock<Vec<ModelNames>>>,
+    /// The provenance key (`--watermark-key-file`): generations are marked with it, responses
+    /// say so (`x-daehwa-watermark`), and `POST /v1/provenance/detect` scores with it.
+    pub watermark: Option<std::sync::Arc<engine::sample::watermark::WatermarkKey>>,
 }
 
 /// A served model's id and its other accepted names.
@@ -60,6 +63,7 @@ impl ServeConfig {
             connections: crate::connections::ConnOptions::default(),
             shared_prefix_cache: false,
             extra_models: Default::default(),
+            watermark: None,
         }
     }
 

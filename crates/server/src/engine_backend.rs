@@ -19,6 +19,8 @@ pub struct EngineBackend {
     handle: EngineHandle,
     /// The longest token piece in bytes (see [`Backend::max_token_bytes`]).
     max_token_bytes: usize,
+    /// The provenance mark every generation carries (`--watermark-key-file`), if any.
+    watermark: Option<std::sync::Arc<engine::sample::watermark::WatermarkKey>>,
 }
 
 impl EngineBackend {
@@ -26,7 +28,13 @@ impl EngineBackend {
         let e = handle.engine();
         let n_vocab = e.model.hparams().n_vocab as TokenId;
         let longest = (0..n_vocab).map(|id| e.tokenizer.token_to_piece(id, true).len()).max().unwrap_or(0);
-        EngineBackend { max_token_bytes: longest.max(4), handle }
+        EngineBackend { max_token_bytes: longest.max(4), handle, watermark: None }
+    }
+
+    /// Marks every generation with `key` (`None`: unmarked).
+    pub fn with_watermark(mut self, key: Option<std::sync::Arc<engine::sample::watermark::WatermarkKey>>) -> Self {
+        self.watermark = key;
+        self
     }
 
     pub fn handle(&self) -> &EngineHandle {
@@ -57,6 +65,7 @@ fn gen_params(p: GenSpec) -> engine::GenParams {
         // they submit to) is dropped rather than misapplied; `compile_grammar` makes them.
         grammar: p.grammar.and_then(|g| g.0.downcast_ref::<engine::constraint::CompiledGrammar>().cloned()),
         logit_bias: p.logit_bias,
+        watermark: None,
     }
 }
 
@@ -164,7 +173,7 @@ impl Backend for EngineBackend {
     }
 
     fn submit(&self, req: GenRequest, sink: ChoiceSink) -> Result<(), SubmitError> {
-        let r = runner::Request { prompt: req.prompt, params: gen_params(req.params), salt: req.salt };
+        let r = runner::Request { prompt: req.prompt, params: engine::GenParams { watermark: self.watermark.clone(), ..gen_params(req.params) }, salt: req.salt };
         self.handle.submit(r, Box::new(Sink(sink))).map_err(|e| match e {
             runner::SubmitError::QueueFull => SubmitError::QueueFull,
             runner::SubmitError::PromptTooLong { n_prompt, n_ctx } => SubmitError::PromptTooLong { n_prompt, n_ctx },
@@ -195,6 +204,7 @@ impl Backend for EngineBackend {
             panics_total: s.panics_total,
             rejected_queue_full_total: s.rejected_queue_full_total,
             rejected_too_large_total: s.rejected_too_large_total,
+            kv_disk: s.kv_disk,
         }
     }
 

@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod openai;
 pub mod openapi;
 pub mod prompt_limits;
+pub mod provenance;
 pub mod registry;
 pub mod request_log;
 pub mod responses;
@@ -135,7 +136,8 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::responses::get_response, routes::responses::delete_response))
         .routes(routes!(routes::responses::list_input_items))
         .routes(routes!(anthropic::messages))
-        .routes(routes!(anthropic::count_tokens));
+        .routes(routes!(anthropic::count_tokens))
+        .routes(routes!(provenance::detect));
     if let Some(accounts) = &state.accounts {
         routes = routes.merge(web::router(&state, accounts));
     }
@@ -151,6 +153,7 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             move |req, next| body_deadline::layer(limit, req, next)
         }))
         .layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .layer(middleware::from_fn_with_state(state.clone(), provenance::mark_header))
         .layer(middleware::from_fn(anthropic::error::reshape))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(middleware::from_fn(request_log::layer))

@@ -224,6 +224,28 @@ pub fn render_engine(out: &mut String, s: &Stats, state: crate::backend::EngineS
     let _ = writeln!(out, "daehwa_engine_rejections_total{{reason=\"too_large\"}} {}", s.rejected_too_large_total);
 }
 
+/// The KV disk tier's figures (`--kv-disk`; all 0 when it is off).
+pub fn render_kv_disk(out: &mut String, s: &Stats) {
+    let d = &s.kv_disk;
+    for (name, kind, help, v) in [
+        ("daehwa_kv_disk_hits_total", "counter", "KV blocks read back from the disk tier (restart or RAM eviction).", d.hits),
+        ("daehwa_kv_disk_misses_total", "counter", "Admissions whose next prefix block was in neither RAM nor the disk tier.", d.misses),
+        ("daehwa_kv_disk_refused_total", "counter", "Disk tier block files refused as corrupt, truncated or foreign (deleted).", d.refused),
+        ("daehwa_kv_disk_read_bytes_total", "counter", "Bytes of block files read back.", d.read_bytes),
+        ("daehwa_kv_disk_written_bytes_total", "counter", "Bytes of block files written.", d.written_bytes),
+        ("daehwa_kv_disk_writes_total", "counter", "Block files written.", d.writes),
+        ("daehwa_kv_disk_writes_dropped_total", "counter", "Block writes dropped because the writer's queue was full.", d.writes_dropped),
+        ("daehwa_kv_disk_evictions_total", "counter", "Block files deleted to stay within --kv-disk.", d.evicted),
+        ("daehwa_kv_disk_bytes", "gauge", "Bytes of block files in the disk tier's directory.", d.bytes),
+        ("daehwa_kv_disk_files", "gauge", "This model's block files in the disk tier.", d.files),
+        ("daehwa_kv_disk_max_bytes", "gauge", "The disk tier's bound (--kv-disk; 0: off).", d.max_bytes),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    }
+    let secs = d.read_micros as f64 / 1e6;
+    let _ = writeln!(out, "# HELP daehwa_kv_disk_read_seconds_total Engine-thread time spent reading blocks back.\n# TYPE daehwa_kv_disk_read_seconds_total counter\ndaehwa_kv_disk_read_seconds_total {secs}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

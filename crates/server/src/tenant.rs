@@ -41,13 +41,86 @@ impl Tenant {
         if config.shared_prefix_cache {
             return Tenant(0);
         }
+        if let Some(k) = PERSISTENT_KEY.get() {
+            return Tenant(persistent_salt(k, who));
+        }
         Tenant(key().hash_one(who).max(1))
     }
+}
+
+/// The salts' key when it must outlive the process (see [`use_persistent_key`]).
+static PERSISTENT_KEY: OnceLock<[u8; 32]> = OnceLock::new();
+
+/// Feeds what `Hash` writes into SHA-256.
+struct Sha256Hasher(sha2::Sha256);
+
+impl std::hash::Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(&mut self.0, bytes);
+    }
+    fn finish(&self) -> u64 {
+        let d = sha2::Digest::finalize(self.0.clone());
+        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    }
+}
+
+/// SHA-256 of the key then the identity, its first 64 bits (never 0).
+fn persistent_salt(key: &[u8; 32], who: Identity<'_>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = Sha256Hasher(<sha2::Sha256 as sha2::Digest>::new());
+    h.write(key);
+    who.hash(&mut h);
+    h.finish().max(1)
+}
+
+/// Makes the salts the same in every run that reads the key file at `path` (created with 32
+/// random bytes, mode 0600, when missing): the KV disk tier's blocks are keyed by the salt, so
+/// a restarted server must derive the same ones to find its tenants' prefixes. Call before the
+/// first request; a later call changes nothing.
+pub fn use_persistent_key(path: &std::path::Path) -> std::io::Result<()> {
+    let key = match std::fs::read(path) {
+        Ok(b) if b.len() == 32 => b,
+        Ok(_) | Err(_) => {
+            let mut b = vec![0u8; 32];
+            getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("tmp");
+            write_private(&tmp, &b)?;
+            std::fs::rename(&tmp, path)?;
+            b
+        }
+    };
+    let mut k = [0u8; 32];
+    k.copy_from_slice(&key);
+    let _ = PERSISTENT_KEY.set(k);
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)?.write_all(bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn persistent_salts_depend_on_key_and_identity() {
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let s = persistent_salt(&a, Identity::ApiKey("k"));
+        assert_eq!(s, persistent_salt(&a, Identity::ApiKey("k")), "the same in every run");
+        assert_ne!(s, persistent_salt(&b, Identity::ApiKey("k")));
+        assert_ne!(s, persistent_salt(&a, Identity::ApiKey("j")));
+        assert_ne!(persistent_salt(&a, Identity::User(1)), persistent_salt(&a, Identity::User(2)));
+        assert_ne!(persistent_salt(&a, Identity::Anyone), 0);
+    }
 
     #[test]
     fn salts_differ_by_identity_and_vanish_when_shared() {

@@ -262,3 +262,64 @@ async fn response_formats_compile_and_bad_schemas_are_named() {
     assert_eq!((s, v["error"]["param"].as_str()), (400, Some("response_format")), "{v}");
     assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("x-unsupported")), "{v}");
 }
+
+/// gpt-oss's harmony template (the channel tags and a `tools` branch are what the chat core reads).
+const HARMONY_LIKE: &str = "{%- if tools %}namespace functions {}{% endif %}\
+    {%- for m in messages %}<|start|>{{ m.role }}<|channel|>final<|message|>{{ m.content }}<|end|>{% endfor %}<|start|>assistant";
+
+#[tokio::test]
+async fn harmony_tool_calls_are_read_from_the_commentary_channel() {
+    let b = Arc::new(Scripted { template: Some(HARMONY_LIKE), ..Default::default() });
+    // gpt-oss's own spelling of a call; generation ends at `<|call|>`, which is not text.
+    *b.answer.lock().expect("lock") = "<|channel|>analysis<|message|>Need the weather tool.<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Seoul\"}".into();
+    let app = app(b.clone());
+    let body = json!({"messages": [{"role": "user", "content": "Weather in Seoul?"}], "tools": tools()});
+    let ((full, f1), (streamed, f2)) = both(&app, body).await;
+    assert_eq!((f1.as_str(), f2.as_str()), ("tool_calls", "tool_calls"));
+    assert_eq!(without_ids(full.clone()), without_ids(streamed));
+    assert_eq!(full["content"], "");
+    assert_eq!(full["reasoning_content"], "Need the weather tool.");
+    let calls = full["tool_calls"].as_array().expect("tool calls");
+    assert_eq!(calls.len(), 1, "{full}");
+    assert_eq!(calls[0]["function"]["name"], "get_weather");
+    let args: Value = serde_json::from_str(calls[0]["function"]["arguments"].as_str().expect("string")).expect("JSON");
+    assert_eq!(args, json!({"city": "Seoul"}));
+    // The template renders the tools itself; `auto` needs no grammar.
+    let (_, t) = b.json_prompt.lock().expect("lock").clone().expect("rendered with tools");
+    assert_eq!(t.expect("tools")[1]["function"]["name"], "add");
+    assert!(b.grammars.lock().expect("lock").is_empty());
+
+    // The follow-up: the call (with its reasoning, as gpt-oss's template reads it from
+    // `thinking`) and the result go back to the template; a final answer is content.
+    *b.answer.lock().expect("lock") = "<|channel|>final<|message|>It is 3 degrees in Seoul.<|return|>".into();
+    let body = json!({"messages": [
+        {"role": "user", "content": "Weather in Seoul?"},
+        {"role": "assistant", "content": "", "reasoning_content": "Need the weather tool.", "tool_calls": [{"id": "call_w", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Seoul\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_w", "content": "{\"temp\": 3}"}
+    ], "tools": tools()});
+    let ((full, f1), (streamed, _)) = both(&app, body).await;
+    assert_eq!(f1, "stop");
+    assert_eq!(full, streamed);
+    assert_eq!(full["content"], "It is 3 degrees in Seoul.");
+    assert!(full.get("tool_calls").is_none(), "{full}");
+    let (msgs, _) = b.json_prompt.lock().expect("lock").clone().expect("rendered");
+    assert_eq!(msgs[1]["thinking"], "Need the weather tool.");
+    assert_eq!(msgs[1]["tool_calls"][0]["function"]["arguments"], json!({"city": "Seoul"}));
+}
+
+#[tokio::test]
+async fn harmony_forced_calls_use_the_call_message_grammar() {
+    let b = Arc::new(Scripted { template: Some(HARMONY_LIKE), ..Default::default() });
+    // What the grammar lets the model write after the prompt's `<|start|>assistant`.
+    *b.answer.lock().expect("lock") = " to=functions.add<|channel|>commentary json<|message|>{\"a\": 1, \"b\": 2}".into();
+    let app = app(b.clone());
+    let body = json!({"messages": [{"role": "user", "content": "1+2"}], "tools": tools(), "tool_choice": "required"});
+    let ((full, f1), (streamed, _)) = both(&app, body).await;
+    assert_eq!(f1, "tool_calls");
+    assert_eq!(without_ids(full.clone()), without_ids(streamed));
+    assert_eq!(full["tool_calls"][0]["function"]["name"], "add");
+    assert_eq!(full["tool_calls"][0]["function"]["arguments"], "{\"a\": 1, \"b\": 2}");
+    let g = b.grammars.lock().expect("lock").clone();
+    let GrammarSpec::Lark(lark) = &g[0] else { panic!("a Lark grammar, got {g:?}") };
+    assert!(lark.starts_with("start: call\n") && lark.contains(" to=functions.get_weather<|channel|>commentary json<|message|>"), "{lark}");
+}

@@ -33,6 +33,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/energy"),
     ("post", "/v1/messages"),
     ("post", "/v1/messages/count_tokens"),
+    ("post", "/v1/provenance/detect"),
     ("get", "/api/auth/state"),
     ("post", "/api/auth/setup"),
     ("post", "/api/auth/login"),

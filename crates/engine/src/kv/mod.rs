@@ -3,6 +3,7 @@
 //! ([`KvCache`]) and on the paged cache of the server.
 
 mod contiguous;
+pub mod disk;
 pub mod paged;
 
 pub use contiguous::KvCache;

@@ -52,7 +52,16 @@ impl Weight {
     /// (packing happens here on the first call; results are bit-for-bit the same either way).
     pub fn matrix<'a>(&'a self, f: &'a GgufFile) -> QMatrix<'a> {
         let m = QMatrix { ty: self.ty, data: self.bytes(f), n_rows: self.n_rows, n_cols: self.n_cols, packed: None };
-        QMatrix { packed: self.packed.get_or_init(|| PackedMatrix::pack(&m)).as_ref(), ..m }
+        let packed = self.packed.get_or_init(|| {
+            let p = PackedMatrix::pack(&m);
+            // The packed copy replaces the mapped bytes for every matmul: give their pages back
+            // (an embedding lookup of a tied matrix faults in only the rows it reads).
+            if p.is_some() {
+                f.release_pages(self.offset as u64, self.len);
+            }
+            p
+        });
+        QMatrix { packed: packed.as_ref(), ..m }
     }
 
     /// Bytes of row `r` (an embedding lookup).

@@ -35,6 +35,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::kv::disk::{DiskConfig, DiskStats, DiskStatsHandle, DiskTier, Geometry, ModelId};
 use crate::kv::paged::{GroupSpec, KvLayout, PagedBuffers, Sizing, DEFAULT_BLOCK_SIZE};
 use crate::{Engine, FinishReason, GenParams, Result, TokenId, TokenOut};
 
@@ -57,6 +58,10 @@ pub struct RunnerConfig {
     pub block_size: usize,
     /// How energy per answer is measured.
     pub energy: EnergyConfig,
+    /// The KV disk tier (`--kv-disk`): full prefix blocks kept on disk across restarts and RAM
+    /// evictions (see [`crate::kv::disk`]); `None`: off. Models with sliding-window layers do
+    /// not use it.
+    pub kv_disk: Option<DiskConfig>,
     /// Tests of panic isolation only: a fault the engine thread injects into itself.
     #[doc(hidden)]
     pub fault: Option<Fault>,
@@ -64,7 +69,7 @@ pub struct RunnerConfig {
 
 impl Default for RunnerConfig {
     fn default() -> Self {
-        RunnerConfig { n_ctx: 4096, max_seqs: 8, kv_memory_bytes: None, queue_capacity: 256, step_token_budget: 512, block_size: DEFAULT_BLOCK_SIZE, energy: EnergyConfig::default(), fault: None }
+        RunnerConfig { n_ctx: 4096, max_seqs: 8, kv_memory_bytes: None, queue_capacity: 256, step_token_budget: 512, block_size: DEFAULT_BLOCK_SIZE, energy: EnergyConfig::default(), kv_disk: None, fault: None }
     }
 }
 
@@ -181,6 +186,8 @@ pub struct Stats {
     pub rejected_queue_full_total: u64,
     /// Requests refused because they can never fit in the KV cache.
     pub rejected_too_large_total: u64,
+    /// The KV disk tier's counters (all zero when it is off).
+    pub kv_disk: DiskStats,
 }
 
 /// Counters written by the engine thread, read by any handle.
@@ -232,6 +239,7 @@ struct Inner {
     stopping: AtomicBool,
     sizes: Sizes,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    disk_stats: Option<DiskStatsHandle>,
 }
 
 /// A cheap, cloneable handle to the engine thread.
@@ -265,6 +273,15 @@ impl EngineHandle {
             kv_bytes: buffers.bytes(),
             queue_capacity: cfg.queue_capacity.max(1),
         };
+        // The disk tier holds blocks of the single full-attention group only.
+        let disk = match &cfg.kv_disk {
+            Some(dc) if dc.max_bytes > 0 && !buffers.layout().has_windows() => {
+                let geo = Geometry { block_size, n_layer: buffers.n_layer(), kv_dim: hp.kv_dim() };
+                Some(DiskTier::open(dc, ModelId::of(&engine.file), geo).map_err(|e| crate::Error::Model(e.to_string()))?)
+            }
+            _ => None,
+        };
+        let disk_stats = disk.as_ref().map(DiskTier::stats_handle);
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(SharedStats::default());
         let sched_cfg = crate::sched::SchedConfig { max_seqs, step_token_budget };
@@ -274,11 +291,12 @@ impl EngineHandle {
         let mut worker = thread::Worker::new(engine.clone(), buffers, &groups, sched_cfg, n_ctx, rx, stats.clone());
         worker.meter = meter;
         worker.fault = cfg.fault;
+        worker.set_disk(disk);
         let join = std::thread::Builder::new()
             .name("daehwa-engine".into())
             .spawn(move || worker.run())
             .map_err(|e| crate::Error::Model(format!("cannot spawn the engine thread: {e}")))?;
-        let inner = Inner { engine, tx, stats, stopping: AtomicBool::new(false), sizes, thread: Mutex::new(Some(join)), energy_method, energy_watts };
+        let inner = Inner { engine, tx, stats, stopping: AtomicBool::new(false), sizes, thread: Mutex::new(Some(join)), energy_method, energy_watts, disk_stats };
         Ok(EngineHandle { inner: Arc::new(inner) })
     }
 
@@ -375,6 +393,7 @@ impl EngineHandle {
             panics_total: s.panics_total.load(Ordering::Acquire),
             rejected_queue_full_total: s.rejected_queue_full_total.load(Ordering::Acquire),
             rejected_too_large_total: s.rejected_too_large_total.load(Ordering::Acquire),
+            kv_disk: self.inner.disk_stats.as_ref().map(DiskStatsHandle::stats).unwrap_or_default(),
         }
     }
 

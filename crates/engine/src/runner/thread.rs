@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+mod disk;
+
 use super::energy::{self, EnergyMeter};
 use super::health::{panic_message, Fault, LastPanic};
 use super::seq::{LiveSeq, Next};
@@ -51,6 +53,12 @@ pub(super) struct Worker {
     /// Reused: the step's tokens per item and their energy shares.
     energy_tokens: Vec<usize>,
     energy_shares: Vec<u64>,
+    /// The KV disk tier (see [`disk`]).
+    disk: Option<crate::kv::disk::DiskTier>,
+    /// Waiting sequences already looked up on disk.
+    disk_probed: std::collections::HashSet<SeqId>,
+    /// Reused: the blocks a step filled.
+    full_scratch: Vec<(usize, usize, crate::kv::paged::BlockHash)>,
 }
 
 impl Worker {
@@ -90,6 +98,9 @@ impl Worker {
             meter: EnergyMeter::new(&energy::EnergyConfig::default()),
             energy_tokens: Vec::new(),
             energy_shares: Vec::new(),
+            disk: None,
+            disk_probed: std::collections::HashSet::new(),
+            full_scratch: Vec::new(),
         }
     }
 
@@ -182,6 +193,7 @@ impl Worker {
     /// Forgets `id` everywhere (its blocks go back to the pool, full ones stay cached).
     fn retire(&mut self, id: SeqId) {
         self.sched.remove(&mut self.kv, id);
+        self.disk_probed.remove(&id);
         if let Some(s) = self.live.remove(&id) {
             if !s.started {
                 self.stats.queue_depth.fetch_sub(1, Ordering::AcqRel);
@@ -234,12 +246,15 @@ impl Worker {
             // The panic came from outside any step's sequences (planning, bookkeeping): their
             // state cannot be trusted, so start them afresh (cached prefixes are dropped).
             self.kv = KvManager::with_groups(&self.groups, self.buffers.block_size(), self.sched_cfg.max_seqs);
+            self.kv.set_record_full(self.disk.is_some());
             self.sched = Scheduler::new(self.sched_cfg);
+            self.disk_probed.clear();
         }
         self.publish();
     }
 
     fn step(&mut self) {
+        self.import_from_disk();
         let plan = self.sched.step(&mut self.kv);
         self.current.extend(plan.items.iter().map(|it| it.id));
         self.handle_admissions(&plan);
@@ -267,6 +282,7 @@ impl Worker {
                 Ok(()) => {
                     self.attribute_energy(&plan, &before);
                     self.sched.complete(&mut self.kv, &plan);
+                    self.write_to_disk();
                     self.sample(&plan);
                 }
                 Err(e) => {
@@ -302,6 +318,7 @@ impl Worker {
     fn handle_admissions(&mut self, plan: &Plan) {
         self.stats.preemptions_total.fetch_add(plan.preempted.len() as u64, Ordering::Relaxed);
         for a in &plan.admitted {
+            self.disk_probed.remove(&a.id);
             if a.resumed {
                 continue;
             }

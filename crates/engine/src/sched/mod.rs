@@ -146,6 +146,11 @@ impl Scheduler {
         self.running.iter().chain(&self.waiting).map(|s| s.id)
     }
 
+    /// The first `n` waiting sequences (the next to be admitted, in order): id, tokens, salt.
+    pub fn waiting_front(&self, n: usize) -> impl Iterator<Item = (SeqId, &[TokenId], u64)> + '_ {
+        self.waiting.iter().take(n).map(|s| (s.id, s.tokens.as_slice(), s.salt))
+    }
+
     /// Queues a new sequence. `prompt` must not be empty.
     pub fn add(&mut self, id: SeqId, prompt: Vec<TokenId>) {
         self.add_salted(id, prompt, 0);

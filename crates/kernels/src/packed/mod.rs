@@ -37,6 +37,14 @@ mod q4_1;
 mod q5_0;
 #[cfg(target_arch = "x86_64")]
 mod q8_0;
+#[cfg(target_arch = "x86_64")]
+mod kq;
+#[cfg(target_arch = "x86_64")]
+mod q4_k;
+#[cfg(target_arch = "x86_64")]
+mod q5_k;
+#[cfg(target_arch = "x86_64")]
+mod q6_k;
 
 use std::ops::Range;
 
@@ -45,7 +53,7 @@ use gguf::GgmlType;
 use crate::disjoint::DisjointMut;
 use crate::matmul::{MatmulScratch, QMatrix};
 use crate::pool::ThreadPool;
-use crate::quant::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1, QK};
+use crate::quant::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1, QK, QK_K};
 use crate::quant::{self, Level};
 use crate::{Error, Result};
 
@@ -163,8 +171,28 @@ fn group_block_bytes(ty: GgmlType) -> Option<(usize, usize)> {
         GgmlType::Q8_0 => Some((ROWS * QK, ROWS * 2)),
         GgmlType::Q5_0 => Some((ROWS * QK / 2 + ROWS * 4, ROWS * 2)),
         GgmlType::Q4_0 => Some((ROWS * QK / 2, ROWS * 2)),
+        // K-quants: per 256-element super-block (see `q4_k`, `q6_k`).
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::Q4_K => Some((q4_k::QS_BYTES, q4_k::META_BYTES)),
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::Q5_K => Some((q5_k::QS_BYTES, q5_k::META_BYTES)),
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::Q6_K => Some((q6_k::QS_BYTES, q6_k::META_BYTES)),
         _ => None,
     }
+}
+
+/// Bytes of one expanded q8_K activation block (`kq::expand`).
+const KQ_Y_BYTES: usize = 576;
+
+/// Elements per block of a packed type: 32, or 256 for the K-quants' super-blocks.
+fn block_elems(ty: GgmlType) -> usize {
+    if is_k(ty) { QK_K } else { QK }
+}
+
+/// Whether `ty` is a K-quant (its kernels read the q8_K activation rows in place).
+fn is_k(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
 }
 
 /// Whether this process runs the packed kernels (AVX-512 VNNI detected and not capped by
@@ -191,10 +219,11 @@ impl PackedMatrix {
     fn pack_unchecked(m: &QMatrix) -> Option<Self> {
         let (qsb, dmb) = group_block_bytes(m.ty)?;
         let rb = m.row_bytes().ok()?;
-        if m.data.len() != rb * m.n_rows || !m.n_cols.is_multiple_of(QK) {
+        let be = block_elems(m.ty);
+        if m.data.len() != rb * m.n_rows || !m.n_cols.is_multiple_of(be) {
             return None;
         }
-        let nb = m.n_cols / QK;
+        let nb = m.n_cols / be;
         let n_groups = m.n_rows.div_ceil(ROWS);
         let mut qs = AlignedBytes::zeroed(n_groups * nb * qsb);
         let mut dm = AlignedBytes::zeroed(n_groups * nb * dmb);
@@ -207,6 +236,7 @@ impl PackedMatrix {
                     let q = &mut qs[(g * nb + b) * qsb..][..qsb];
                     let s = &mut dm[(g * nb + b) * dmb..][..dmb];
                     match m.ty {
+                        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => pack_k(m.ty, row, b, k, q, s),
                         GgmlType::Q4_1 => {
                             let blk: &[BlockQ4_1] = as_blocks(row).expect("whole blocks");
                             q[k * 16..(k + 1) * 16].copy_from_slice(&blk[b].qs);
@@ -234,7 +264,7 @@ impl PackedMatrix {
                             q[k * 16..(k + 1) * 16].copy_from_slice(&blk[b].qs);
                             s[k * 2..k * 2 + 2].copy_from_slice(&blk[b].d);
                         }
-                        _ => unreachable!("group_block_bytes admits only q4_0, q4_1, q5_0 and q8_0"),
+                        _ => unreachable!("group_block_bytes admits only q4_0, q4_1, q5_0, q8_0, q4_K, q5_K and q6_K"),
                     }
                 }
             }
@@ -244,6 +274,13 @@ impl PackedMatrix {
 
     pub fn ty(&self) -> GgmlType {
         self.ty
+    }
+    /// Bytes the packed matrix holds beyond the GGUF bytes it replaces (q4_K's decoded scales:
+    /// 16 bytes per 4 rows and super-block, 2.8%; 0 for the other types).
+    pub fn extra_bytes(&self) -> usize {
+        let (qsb, dmb) = group_block_bytes(self.ty).unwrap_or((0, 0));
+        let gguf = quant::row_bytes(self.ty, self.n_cols).unwrap_or(0) * self.n_rows;
+        (self.n_rows.div_ceil(ROWS) * (self.n_cols / block_elems(self.ty)) * (qsb + dmb)).saturating_sub(gguf)
     }
     pub fn n_rows(&self) -> usize {
         self.n_rows
@@ -297,7 +334,9 @@ fn prepare_activations(pool: &ThreadPool, ty: GgmlType, x: &[f32], n_tokens: usi
     let nb = n_cols / QK;
     let xrb = quant::row_bytes(vdt, n_cols)?;
     grow(&mut sc.q8, xrb * n_tokens);
-    grow(&mut sc.qs, nb * QK * n_tokens);
+    // K-quants: each q8_K block expanded to `kq::Y_BYTES` (see `kq::expand`).
+    let qs_stride = if vdt == GgmlType::Q8_K { n_cols / QK_K * kq::Y_BYTES } else { nb * QK };
+    grow(&mut sc.qs, qs_stride * n_tokens);
     grow(&mut sc.d, nb * n_tokens);
     grow(&mut sc.s, nb * n_tokens);
     grow(&mut sc.corr, nb * CORR * n_tokens);
@@ -315,13 +354,18 @@ fn prepare_activations(pool: &ThreadPool, ty: GgmlType, x: &[f32], n_tokens: usi
         for t in i * TOKENS_PER_TASK..((i + 1) * TOKENS_PER_TASK).min(n_tokens) {
             // SAFETY: token t's ranges of every buffer belong to this task alone.
             let (q8, qs, d, s, corr) = unsafe {
-                (q8.slice(t * xrb, xrb), qs.slice(t * nb * QK, nb * QK), d.slice(t * nb, nb), s.slice(t * nb, nb), corr.slice(t * nb * CORR, nb * CORR))
+                (q8.slice(t * xrb, xrb), qs.slice(t * qs_stride, qs_stride), d.slice(t * nb, nb), s.slice(t * nb, nb), corr.slice(t * nb * CORR, nb * CORR))
             };
             if let Err(e) = quant::quantize_row_fast(vdt, &x[t * n_cols..(t + 1) * n_cols], q8) {
                 first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
                 return;
             }
-            split_blocks(vdt, q8, qs, d, s, corr);
+            if vdt == GgmlType::Q8_K {
+                #[cfg(target_arch = "x86_64")]
+                kq::expand(q8, qs);
+            } else {
+                split_blocks(vdt, q8, qs, d, s, corr);
+            }
         }
     };
     if n_tasks == 1 || pool.n_threads() == 1 {
@@ -434,11 +478,18 @@ pub(crate) fn run_many(
     let sc = &mut scratch.packed;
     prepare_activations(pool, ty, x, n_tokens, n_cols, sc)?;
     let nb = n_cols / QK;
-    let acts = |t: usize| ActRow {
-        qs: &sc.qs[t * nb * QK..(t + 1) * nb * QK],
-        d: &sc.d[t * nb..(t + 1) * nb],
-        s: &sc.s[t * nb..(t + 1) * nb],
-        corr: &sc.corr[t * nb * CORR..(t + 1) * nb * CORR],
+    // K-quants read each token's expanded q8_K row; the others the split blocks.
+    let k = is_k(ty);
+    let kst = n_cols / QK_K * KQ_Y_BYTES;
+    let acts = |t: usize| if k {
+        ActRow { qs: &sc.qs[t * kst..(t + 1) * kst], d: &[], s: &[], corr: &[] }
+    } else {
+        ActRow {
+            qs: &sc.qs[t * nb * QK..(t + 1) * nb * QK],
+            d: &sc.d[t * nb..(t + 1) * nb],
+            s: &sc.s[t * nb..(t + 1) * nb],
+            corr: &sc.corr[t * nb * CORR..(t + 1) * nb * CORR],
+        }
     };
 
     // Split every matrix's row groups into chunks (never straddling two matrices); one pool
@@ -479,7 +530,7 @@ pub(crate) fn run_many(
 /// activations stay in L1/L2, and within a tile [`GROUP_BATCH`] groups at a time so their
 /// weights are reused from L1 by every 4-token kernel call of the tile.
 fn run_groups<'a>(w: &PackedMatrix, groups: Range<usize>, n_tokens: usize, acts: &(dyn Fn(usize) -> ActRow<'a> + Sync), out: &DisjointMut<'_, f32>) {
-    let nb = w.n_cols / QK;
+    let nb = w.n_cols / block_elems(w.ty);
     let (qsb, dmb) = group_block_bytes(w.ty).expect("packed type");
     let (qs, dm) = (w.qs.as_slice(), w.dm.as_slice());
     assert!(groups.end * nb * qsb <= qs.len() && groups.end * nb * dmb <= dm.len(), "row groups {groups:?} of {w:?}");
@@ -492,7 +543,11 @@ fn run_groups<'a>(w: &PackedMatrix, groups: Range<usize>, n_tokens: usize, acts:
         let t1 = (t0 + TOKEN_TILE).min(n_tokens);
         let tile: [ActRow<'a>; TOKEN_TILE] = std::array::from_fn(|i| acts((t0 + i).min(t1 - 1)));
         for a in &tile {
-            assert!(a.qs.len() >= nb * QK && a.d.len() >= nb && a.s.len() >= nb && a.corr.len() >= nb * CORR, "activation row too short");
+            if is_k(w.ty) {
+                assert!(a.qs.len() >= nb * KQ_Y_BYTES, "activation row too short");
+            } else {
+                assert!(a.qs.len() >= nb * QK && a.d.len() >= nb && a.s.len() >= nb && a.corr.len() >= nb * CORR, "activation row too short");
+            }
         }
         let mut g0 = full.start;
         while g0 < full.end {
@@ -551,6 +606,12 @@ unsafe fn run_kernel(ty: GgmlType, wq: *const u8, wd: *const u8, nb: usize, n_gr
         #[cfg(target_arch = "x86_64")]
         GgmlType::Q8_0 => call!(q8_0),
         #[cfg(target_arch = "x86_64")]
+        GgmlType::Q4_K => call!(q4_k),
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::Q5_K => call!(q5_k),
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::Q6_K => call!(q6_k),
+        #[cfg(target_arch = "x86_64")]
         GgmlType::Q5_0 => match n {
             1 => q5_0::groups::<1, true>(wq, wd, nb, n_groups, &[a[0]], [outs[0]]),
             2 => q5_0::groups::<2, true>(wq, wd, nb, n_groups, &[a[0], a[1]], [outs[0], outs[1]]),
@@ -568,3 +629,52 @@ unsafe fn run_kernel(ty: GgmlType, wq: *const u8, wd: *const u8, nb: usize, n_gr
     }
 }
 
+
+/// Writes row `k`'s super-block `b` into its group's packed quants `q` and meta `s` (layouts in
+/// `q4_k` and `q6_k`).
+fn pack_k(ty: GgmlType, row: &[u8], b: usize, k: usize, q: &mut [u8], s: &mut [u8]) {
+    use crate::quant::blocks::{unpack_scales_mins_k4, BlockQ4K, BlockQ5K, BlockQ6K};
+    let (p, h) = (k / 2, k % 2);
+    match ty {
+        GgmlType::Q4_K => {
+            let blk: &[BlockQ4K] = as_blocks(row).expect("whole blocks");
+            let a = &blk[b];
+            for j in 0..4 {
+                q[(2 * j + p) * 64 + 32 * h..][..32].copy_from_slice(&a.qs[32 * j..32 * j + 32]);
+            }
+            let sm = unpack_scales_mins_k4(&a.scales);
+            s[8 * k..8 * k + 8].copy_from_slice(&sm[..8]);
+            s[32 + 8 * k..32 + 8 * k + 8].copy_from_slice(&sm[8..16]);
+            s[64 + 2 * k..64 + 2 * k + 2].copy_from_slice(&a.d);
+            s[72 + 2 * k..72 + 2 * k + 2].copy_from_slice(&a.dmin);
+        }
+        GgmlType::Q5_K => {
+            let blk: &[BlockQ5K] = as_blocks(row).expect("whole blocks");
+            let a = &blk[b];
+            for j in 0..4 {
+                q[(2 * j + p) * 64 + 32 * h..][..32].copy_from_slice(&a.qs[32 * j..32 * j + 32]);
+            }
+            q[512 + 64 * p + 32 * h..][..32].copy_from_slice(&a.qh);
+            let sm = unpack_scales_mins_k4(&a.scales);
+            s[8 * k..8 * k + 8].copy_from_slice(&sm[..8]);
+            s[32 + 8 * k..32 + 8 * k + 8].copy_from_slice(&sm[8..16]);
+            s[64 + 2 * k..64 + 2 * k + 2].copy_from_slice(&a.d);
+            s[72 + 2 * k..72 + 2 * k + 2].copy_from_slice(&a.dmin);
+        }
+        GgmlType::Q6_K => {
+            let blk: &[BlockQ6K] = as_blocks(row).expect("whole blocks");
+            let a = &blk[b];
+            for c in 0..4 {
+                q[(2 * c + p) * 64 + 32 * h..][..32].copy_from_slice(&a.ql[32 * c..32 * c + 32]);
+            }
+            for j in 0..2 {
+                q[512 + (2 * j + p) * 64 + 32 * h..][..32].copy_from_slice(&a.qh[32 * j..32 * j + 32]);
+            }
+            for (d, &v) in s[16 * k..16 * k + 16].iter_mut().zip(&a.scales) {
+                *d = v as u8;
+            }
+            s[64 + 2 * k..64 + 2 * k + 2].copy_from_slice(&a.d);
+        }
+        _ => unreachable!("pack_k: K-quants only"),
+    }
+}

@@ -228,10 +228,10 @@ static AVX512VNNI: &[QuantKernel] = kernel_table!("avx512vnni";
     Q8_0 => Q8_0, x86::vnni::vec_dot_q8_0_q8_0;
     Q4_K => Q8_K, x86::kquants512::vec_dot_q4_k_q8_k, x86::kquants512::vec_dot_multi_q4_k_q8_k;
     Q6_K => Q8_K, x86::kquants512::vec_dot_q6_k_q8_k, x86::kquants512::vec_dot_multi_q6_k_q8_k;
-    Q2_K => Q8_K, x86::kquants_low::vec_dot_q2_k_q8_k_512;
-    Q3_K => Q8_K, x86::kquants_low::vec_dot_q3_k_q8_k_512;
+    Q2_K => Q8_K, x86::kquants_low::vec_dot_q2_k_q8_k_512, x86::kquants_low::vec_dot_multi_q2_k_q8_k_512;
+    Q3_K => Q8_K, x86::kquants_low::vec_dot_q3_k_q8_k_512, x86::kquants_low::vec_dot_multi_q3_k_q8_k_512;
     IQ4_NL => Q8_0, x86::nl4::vnni::vec_dot_iq4_nl_q8_0;
-    IQ4_XS => Q8_K, x86::iq4xs::vec_dot_iq4_xs_q8_k_512;
+    IQ4_XS => Q8_K, x86::iq4xs::vec_dot_iq4_xs_q8_k_512, x86::iq4xs::vec_dot_multi_iq4_xs_q8_k_512;
     MXFP4 => Q8_0, x86::nl4::vnni::vec_dot_mxfp4_q8_0;
 );
 

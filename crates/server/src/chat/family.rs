@@ -15,8 +15,8 @@ pub enum Family {
     Llama3,
     Generic,
     /// OpenAI's harmony channels (gpt-oss): `<|channel|>analysis<|message|>...<|end|>` is the
-    /// reasoning, `final` the answer (`harmony.rs`). Its tool calls are not read (tools use the
-    /// generic JSON envelope).
+    /// reasoning, `final` the answer, a message addressed `to=functions.NAME` a tool call
+    /// (`harmony.rs`); the template renders the tools as a TypeScript namespace.
     Harmony,
 }
 
@@ -50,7 +50,9 @@ impl ModelTraits {
     pub fn from_template(source: Option<&str>) -> ModelTraits {
         let Some(src) = source else { return ModelTraits::GENERIC };
         if src.contains("<|channel|>") && src.contains("<|message|>") {
-            return ModelTraits { family: Family::Harmony, template_tools: false, reasoning: true };
+            // A harmony template that cannot render tools still has its channels read; its
+            // tools then use the generic envelope (prepare.rs).
+            return ModelTraits { family: Family::Harmony, template_tools: src.contains("tools"), reasoning: true };
         }
         let uses_tools = src.contains("tools");
         let family = if uses_tools && src.contains("<tool_call>") {
@@ -82,6 +84,9 @@ mod tests {
         assert_eq!(ModelTraits::from_template(None), ModelTraits::GENERIC);
         let gpt_oss = "{{- \"<|start|>assistant<|channel|>final<|message|>\" + message.content + \"<|end|>\" }}{% if tools %}functions{% endif %}";
         let t = ModelTraits::from_template(Some(gpt_oss));
+        assert_eq!((t.family, t.template_tools, t.reasoning), (Family::Harmony, true, true));
+        let no_tools = "{{- \"<|start|>assistant<|channel|>final<|message|>\" + message.content + \"<|end|>\" }}";
+        let t = ModelTraits::from_template(Some(no_tools));
         assert_eq!((t.family, t.template_tools, t.reasoning), (Family::Harmony, false, true));
     }
 }

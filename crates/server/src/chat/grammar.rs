@@ -64,7 +64,8 @@ pub fn format_grammar(format: &OutputFormat) -> Option<GrammarSpec> {
 
 /// The answer's grammar for this request and model family, if any:
 /// - generic family with tools: the JSON envelope (calls, or with `auto` a direct response);
-/// - a template family with `required` or a named function: the calls in the family's format;
+/// - a template family with `required` or a named function: the calls in the family's format
+///   (harmony: one call message, as gpt-oss's template spells past calls);
 /// - otherwise the response format's grammar (none for text).
 pub fn answer_grammar(input: &ChatInput, family: Family) -> Option<GrammarSpec> {
     let tools = callable(input);
@@ -74,7 +75,20 @@ pub fn answer_grammar(input: &ChatInput, family: Family) -> Option<GrammarSpec> 
     let forced = matches!(input.tool_choice, ToolChoice::Required | ToolChoice::Function(_));
     let many = input.parallel_tool_calls && !matches!(input.tool_choice, ToolChoice::Function(_));
     match family {
-        Family::Generic | Family::Harmony => {
+        Family::Harmony if forced => {
+            // The prompt ends with `<|start|>assistant`; `<|call|>` (an end of generation)
+            // follows the arguments. One call: harmony ends the turn at each call.
+            let mut g = String::from("start: call\n");
+            let alts: Vec<String> = (0..tools.len()).map(|i| format!("call_{i}")).collect();
+            g.push_str(&format!("call: {}\n", alts.join(" | ")));
+            for (i, t) in tools.iter().enumerate() {
+                let head = format!(" to=functions.{}<|channel|>commentary json<|message|>", t.name);
+                g.push_str(&format!("call_{i}: {} args_{i}\n", lit(&head)));
+                g.push_str(&format!("args_{i}: %json {}\n", params_schema(&t.parameters)));
+            }
+            Some(GrammarSpec::Lark(g))
+        }
+        Family::Generic => {
             let calls = if many { "call (\", \" call)*" } else { "call" };
             let mut g = String::from("start: calls");
             if !forced {
@@ -106,7 +120,7 @@ pub fn answer_grammar(input: &ChatInput, family: Family) -> Option<GrammarSpec> 
             g.push_str(&call_rules(&tools, "parameters"));
             Some(GrammarSpec::Lark(g))
         }
-        Family::Hermes | Family::Llama3 => None,
+        Family::Hermes | Family::Llama3 | Family::Harmony => None,
     }
 }
 
@@ -157,6 +171,10 @@ mod tests {
         assert!(g.starts_with("start: block\nblock: \"<tool_call>\\n\" call \"\\n</tool_call>\"\n"), "{g}");
         let g = lark(answer_grammar(&req, Family::Llama3));
         assert!(g.contains("\\\"parameters\\\": "), "{g}");
+        assert_eq!(answer_grammar(&auto, Family::Harmony), None);
+        let g = lark(answer_grammar(&req, Family::Harmony));
+        assert!(g.starts_with("start: call\ncall: call_0 | call_1\n"), "{g}");
+        assert!(g.contains("call_1: \" to=functions.lookup<|channel|>commentary json<|message|>\" args_1\n"), "{g}");
         let none = ChatInput { tool_choice: ToolChoice::None, format: OutputFormat::JsonObject, ..auto };
         assert_eq!(answer_grammar(&none, Family::Generic), Some(GrammarSpec::JsonObject));
     }

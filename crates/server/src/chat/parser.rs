@@ -259,7 +259,7 @@ impl OutputParser {
             (true, Family::Generic) => Body::Envelope,
             (true, Family::Harmony) => Body::Plain,
         };
-        let harmony = (cfg.family == Family::Harmony).then(HarmonyParser::default);
+        let harmony = (cfg.family == Family::Harmony).then(|| HarmonyParser::new(cfg.tools, cfg.single_call));
         let raw = !cfg.tools && !cfg.reasoning && !cfg.in_reasoning && harmony.is_none();
         OutputParser { cfg, think, think_buf: String::new(), body, buf: String::new(), ws: String::new(), raw, msg: ParsedMessage::default(), scan: CallScanner::default(), scan_index: None, harmony }
     }

@@ -64,8 +64,8 @@ pub fn prepare_blocking(backend: &dyn Backend, input: &ChatInput, n_ctx: usize) 
     let tools_on = !input.active_tools().is_empty();
     // The grammar first: a schema the library cannot handle is the more useful error.
     let family = if traits.template_tools { traits.family } else { Family::Generic };
-    // Harmony output is read by its channels when no tools are on (with tools, the generic
-    // envelope's grammar shapes the whole answer).
+    // Harmony output is read by its channels, tool calls included; only a harmony template that
+    // cannot render tools falls back to the generic envelope when tools are on.
     let family = if traits.family == Family::Harmony && !tools_on { Family::Harmony } else { family };
     let grammar = match grammar::answer_grammar(input, family) {
         None => None,

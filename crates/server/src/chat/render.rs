@@ -45,6 +45,8 @@ pub fn template_messages(turns: &[Turn]) -> Value {
             }
             if let Some(r) = &t.reasoning {
                 m["reasoning_content"] = Value::String(r.clone());
+                // gpt-oss's template reads an earlier call's analysis from `thinking`.
+                m["thinking"] = Value::String(r.clone());
             }
             m
         })

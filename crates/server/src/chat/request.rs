@@ -248,7 +248,14 @@ pub fn turns(raw: Vec<RawMessage>) -> Result<Vec<Turn>, ApiError> {
             // A tool result names its tool: the client's `name`, or the call it answers.
             let name = m.name.or_else(|| tool_call_id.as_ref().and_then(|id| names.get(id).cloned()));
             let name = if role == Role::Tool || role == Role::User || role == Role::System { name } else { None };
-            Ok(Turn { role, content, tool_calls: calls, tool_call_id, name, reasoning: None })
+            let reasoning = match (role, m.reasoning_content) {
+                (_, None) => None,
+                (Role::Assistant, Some(r)) => Some(r),
+                (_, Some(_)) => {
+                    return Err(ApiError::param(format!("messages[{i}].reasoning_content"), "only assistant messages have `reasoning_content`"))
+                }
+            };
+            Ok(Turn { role, content, tool_calls: calls, tool_call_id, name, reasoning })
         })
         .collect()
 }

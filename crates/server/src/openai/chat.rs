@@ -130,6 +130,10 @@ pub struct RawMessage {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub tool_call_id: Option<serde_json::Value>,
+    /// An assistant turn's reasoning, as this server returned it: given back to templates that
+    /// render it (gpt-oss shows a call's analysis, Qwen 3 its `<think>` block).
+    #[serde(default)]
+    pub reasoning_content: Option<String>,
     // Not implemented: a 400 unless absent or `null`.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]

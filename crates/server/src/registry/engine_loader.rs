@@ -24,6 +24,8 @@ pub struct EngineLoader {
     paths: Mutex<Vec<(String, PathBuf)>>,
     /// Each added model's memory estimate (`engine::memory::estimate`), by id.
     estimates: Mutex<Vec<(String, engine::memory::MemoryEstimate)>>,
+    /// The provenance mark of every model's generations (`--watermark-key-file`).
+    watermark: Option<Arc<engine::sample::watermark::WatermarkKey>>,
 }
 
 /// What a model's file says before it is loaded.
@@ -38,7 +40,13 @@ struct FileFacts {
 
 impl EngineLoader {
     pub fn new(engine: engine::EngineConfig, runner: RunnerConfig, ctx: Option<usize>, default_max_ctx: usize) -> Self {
-        EngineLoader { engine, runner, ctx, default_max_ctx, paths: Mutex::default(), estimates: Mutex::default() }
+        EngineLoader { engine, runner, ctx, default_max_ctx, paths: Mutex::default(), estimates: Mutex::default(), watermark: None }
+    }
+
+    /// Marks the generations of every model this loader starts with `key`.
+    pub fn with_watermark(mut self, key: Option<Arc<engine::sample::watermark::WatermarkKey>>) -> Self {
+        self.watermark = key;
+        self
     }
 
     /// Context per sequence for a model trained on `n_ctx_train` positions.
@@ -136,7 +144,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Loader for EngineLoader {
     fn load(&self, id: &str) -> Result<Arc<dyn Backend>, String> {
         let handle = self.start(id)?;
-        Ok(Arc::new(EngineBackend::new(handle)))
+        Ok(Arc::new(EngineBackend::new(handle).with_watermark(self.watermark.clone())))
     }
 
     fn register(&self, id: &str, path: &Path) -> Result<ModelSpec, String> {

@@ -628,6 +628,7 @@ impl Models {
             t.panics_total += s.panics_total;
             t.rejected_queue_full_total += s.rejected_queue_full_total;
             t.rejected_too_large_total += s.rejected_too_large_total;
+            t.kv_disk.add(&s.kv_disk);
         }
         t
     }

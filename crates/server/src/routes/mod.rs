@@ -102,6 +102,7 @@ pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     let stats = st.models.stats();
     let mut body = st.metrics.render(&stats);
     crate::metrics::render_engine(&mut body, &stats, st.models.health().state);
+    crate::metrics::render_kv_disk(&mut body, &stats);
     st.models.render_metrics(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }

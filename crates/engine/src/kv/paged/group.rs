@@ -50,6 +50,9 @@ impl BlockGroup {
     pub fn pool(&self) -> &BlockPool {
         &self.pool
     }
+    pub fn pool_mut(&mut self) -> &mut BlockPool {
+        &mut self.pool
+    }
     pub fn stats(&self) -> PoolStats {
         self.pool.stats()
     }

@@ -85,6 +85,11 @@ pub struct KvManager {
     slots: Vec<Option<SeqKv>>,
     /// Free slot indices, used as a stack (lowest first).
     free_slots: Vec<usize>,
+    /// Whether [`commit`](Self::commit) records the blocks it fills (for the disk tier).
+    record_full: bool,
+    /// `(slot, block index, hash)` of the blocks filled since the last
+    /// [`take_newly_full`](Self::take_newly_full).
+    newly_full: Vec<(usize, usize, BlockHash)>,
 }
 
 impl KvManager {
@@ -103,6 +108,8 @@ impl KvManager {
             window_groups: (0..groups.len()).filter(|&g| groups[g].window.is_some()).collect(),
             slots: (0..n_slots).map(|_| None).collect(),
             free_slots: (0..n_slots).rev().collect(),
+            record_full: false,
+            newly_full: Vec::new(),
         }
     }
 
@@ -312,6 +319,9 @@ impl KvManager {
             for g in &mut self.groups {
                 g.register(slot, i, h);
             }
+            if self.record_full {
+                self.newly_full.push((slot, i, h));
+            }
             seq.hashes.push(h);
         }
         let n = seq.tokens.len();
@@ -339,6 +349,95 @@ impl KvManager {
         for g in &mut self.groups {
             g.clear_cache();
         }
+    }
+}
+
+/// The disk tier's side (see [`crate::kv::disk`]): the blocks that filled, and importing blocks
+/// read from disk as cached ones. Single-group (all full-attention) caches only.
+impl KvManager {
+    /// Makes [`commit`](Self::commit) record the blocks it fills.
+    pub fn set_record_full(&mut self, on: bool) {
+        self.record_full = on;
+        self.newly_full.clear();
+    }
+
+    /// Moves the `(slot, block index, hash)` of every block filled since the last call into
+    /// `out` (cleared first).
+    pub fn take_newly_full(&mut self, out: &mut Vec<(usize, usize, BlockHash)>) {
+        out.clear();
+        std::mem::swap(out, &mut self.newly_full);
+    }
+
+    /// The hashes of the blocks of `tokens` a prefix hit may cover (at most `(len - 1) /
+    /// block_size`, see `prefix_hit`) for the tenant of `salt`, and how many lead ones the RAM
+    /// cache holds.
+    pub fn prefix_plan(&self, tokens: &[TokenId], salt: u64) -> (Vec<BlockHash>, usize) {
+        let bs = self.block_size;
+        let max_blocks = tokens.len().saturating_sub(1) / bs;
+        let mut hashes = Vec::with_capacity(max_blocks);
+        let mut prev = BlockHash::root(salt);
+        for chunk in tokens.chunks_exact(bs).take(max_blocks) {
+            let h = BlockHash::chain(prev, chunk);
+            hashes.push(h);
+            prev = Some(h);
+        }
+        let k = self.groups[0].longest_hit(&hashes, hashes.len());
+        (hashes, k)
+    }
+
+    /// How many blocks may be imported after the `k` cached ones of `hashes` for a sequence of
+    /// `n_tokens` about to be admitted with `headroom`: 0 when the admission could not happen
+    /// now anyway (no slot, or too few blocks), else the blocks available once the `k` are held.
+    /// An import does not change whether the admission fits: the imported blocks replace as
+    /// many new ones it would allocate.
+    pub fn import_room(&self, n_tokens: usize, hashes: &[BlockHash], k: usize, headroom: usize) -> usize {
+        let g = &self.groups[0];
+        if self.groups.len() != 1 || self.free_slots.is_empty() {
+            return 0;
+        }
+        let available = g.n_available() - g.hits_evictable(hashes, k);
+        let need = self.blocks_for(n_tokens).max(1) - k;
+        if need + headroom > available {
+            return 0;
+        }
+        available
+    }
+
+    /// Imports blocks `k..k + n` of `hashes` (the `k` before them are cached): each gets a
+    /// fresh block that `fill` writes (false: its data could not be had; the import stops
+    /// there), registered under its hash and left unreferenced in the cache, the most recently
+    /// used, so that the admission that follows finds them. Returns how many were imported.
+    /// The caller keeps `n` within [`import_room`](Self::import_room).
+    pub fn import(&mut self, hashes: &[BlockHash], k: usize, n: usize, mut fill: impl FnMut(usize, BlockId) -> bool) -> usize {
+        assert_eq!(self.groups.len(), 1, "importing blocks needs a single-group cache");
+        let pool = self.groups[0].pool_mut();
+        // Held while allocating, so that the cached lead blocks are not evicted for the new ones.
+        let mut held: Vec<BlockId> = Vec::with_capacity(k + n);
+        for &h in &hashes[..k] {
+            let Some(b) = pool.lookup(h) else { break };
+            pool.acquire(b);
+            held.push(b);
+        }
+        let mut done = 0;
+        if held.len() == k {
+            for (i, &h) in hashes.iter().enumerate().skip(k).take(n) {
+                if pool.lookup(h).is_some() {
+                    break;
+                }
+                let Some(b) = pool.allocate() else { break };
+                if !fill(i, b) {
+                    pool.release(b);
+                    break;
+                }
+                pool.register(b, h);
+                held.push(b);
+                done += 1;
+            }
+        }
+        for b in held {
+            pool.release(b);
+        }
+        done
     }
 }
 

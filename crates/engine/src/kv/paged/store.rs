@@ -103,6 +103,32 @@ impl PagedBuffers {
         self.groups.iter().map(|g| (g.k.len() + g.v.len()) * std::mem::size_of::<f16>()).sum()
     }
 
+    /// Appends the values of block `block` of `group` to `out`: per layer of the group, its
+    /// `block_size` K rows then its V rows (the disk tier's payload order).
+    pub fn copy_block_out(&self, group: usize, block: usize, out: &mut Vec<f16>) {
+        let buf = &self.groups[group];
+        let n = self.block_size * self.kv_dim;
+        for li in 0..self.layout.n_layers_in(group) {
+            let at = (li * buf.n_blocks + block) * n;
+            out.extend_from_slice(&buf.k[at..at + n]);
+            out.extend_from_slice(&buf.v[at..at + n]);
+        }
+    }
+
+    /// Fills block `block` of `group` from `data`, in [`copy_block_out`](Self::copy_block_out)'s
+    /// order (`2 * layers * block_size * kv_dim` values).
+    pub fn copy_block_in(&mut self, group: usize, block: usize, data: &[f16]) {
+        let n = self.block_size * self.kv_dim;
+        let n_layers = self.layout.n_layers_in(group);
+        assert_eq!(data.len(), 2 * n_layers * n, "block data of another geometry");
+        let buf = &mut self.groups[group];
+        for (li, d) in data.chunks_exact(2 * n).enumerate() {
+            let at = (li * buf.n_blocks + block) * n;
+            buf.k[at..at + n].copy_from_slice(&d[..n]);
+            buf.v[at..at + n].copy_from_slice(&d[n..]);
+        }
+    }
+
     /// The group of layer `il` and the offset of row `row` of block `block` in its buffers.
     fn locate(&self, il: usize, block: usize, row: usize) -> (usize, usize) {
         let (g, li) = self.layout.layer(il);

@@ -47,9 +47,9 @@ pub struct EncodeOptions<'a> {
     pub add_special: bool,
     /// Control tokens written in the text become their ids (user-defined tokens always do).
     pub parse_special: bool,
-    /// Byte ranges of the text (sorted, not overlapping) in which no control token is matched,
-    /// even with `parse_special`: the contents of chat messages, so a control token's spelling
-    /// typed in a message stays text.
+    /// Byte ranges of the text (sorted, not overlapping) in which no special token (control or
+    /// user-defined) is matched, even with `parse_special`: the contents of chat messages, so a
+    /// special token's spelling typed in a message stays text.
     pub plain: &'a [Range<usize>],
     /// Stop with [`TooManyTokens`] as soon as more than this many tokens come out.
     pub max_tokens: Option<usize>,
@@ -216,8 +216,8 @@ impl Tokenizer {
     }
 
     /// Splits `text` at special tokens, longest token first, each token over all remaining text
-    /// (`tokenizer_st_partition`). Control and unknown tokens only match with `parse_special`, and
-    /// never where the match overlaps one of the `plain` ranges.
+    /// (`tokenizer_st_partition`). Control and unknown tokens only match with `parse_special`; no
+    /// special token matches where the match overlaps one of the `plain` ranges.
     fn partition(&self, text: &str, parse_special: bool, plain: &[Range<usize>]) -> Vec<Frag> {
         let v = &self.vocab;
         let bytes = text.as_bytes();
@@ -228,7 +228,11 @@ impl Tokenizer {
             if !parse_special && control {
                 continue;
             }
-            let shielded = control && !plain.is_empty();
+            // Inside message contents no special token is recognised: not the control tokens,
+            // and not the user-defined ones that llama.cpp always parses (gpt-oss's
+            // `<|start|>`, `<|message|>`, `<|end|>` are such; typed by a user they would forge
+            // harmony turns).
+            let shielded = !plain.is_empty();
             let tok = v.texts[id as usize].as_bytes();
             let finder = memchr::memmem::Finder::new(tok);
             // Cheap pre-check: most special tokens occur nowhere.
@@ -281,6 +285,13 @@ impl Tokenizer {
             frags = next;
         }
         frags
+    }
+
+    /// Whether the spelling of any special token (control, user-defined or unknown) occurs in
+    /// `text`: what the chat prompt keeps as plain text when it is in a message.
+    pub fn has_special_spelling(&self, text: &str) -> bool {
+        let v = &self.vocab;
+        v.special_cache.iter().any(|&id| memchr::memmem::find(text.as_bytes(), v.texts[id as usize].as_bytes()).is_some())
     }
 
     /// Whether the spelling of a control token (or of the unknown token) occurs in `text`: what

@@ -71,6 +71,8 @@ macro_rules! wrappers {
     };
 }
 
+pub(crate) use wrappers;
+
 wrappers!(vec_dot_q4_k_q8_k, vec_dot_multi_q4_k_q8_k, q4_k, BlockQ4K);
 wrappers!(vec_dot_q6_k_q8_k, vec_dot_multi_q6_k_q8_k, q6_k, BlockQ6K);
 

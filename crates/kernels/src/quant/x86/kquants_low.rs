@@ -10,7 +10,9 @@
 //!
 //! AVX-512: chunks `c` and `c + 1` in one 512-bit register (their q8_K quants are contiguous);
 //! the two 256-bit halves are added at the end of the super-block into the same eight lanes,
-//! so the integers, the float steps and the result are the AVX2 kernel's.
+//! so the integers, the float steps and the result are the AVX2 kernel's. The AVX-512 kernels
+//! take 1 to 4 tokens: a super-block's quants and scales are unpacked once and used by every
+//! token (prefill), each token's arithmetic exactly the one-token kernel's.
 
 // The loops index by chunk number (`c = 4h + j`) as the layout comment does.
 #![allow(clippy::needless_range_loop)]
@@ -18,14 +20,15 @@
 use std::arch::x86_64::*;
 
 use super::kquants::SHUF_Q6;
+use super::kquants512::wrappers;
 use super::legacy::wrapper;
 use super::{f16, hsum_float_8, hsum_i32_8, load32};
 use crate::quant::blocks::{dot_operands, unpack_scales_q3k, BlockQ2K, BlockQ3K, BlockQ8K};
 
 wrapper!(vec_dot_q2_k_q8_k, q2_k_avx2, BlockQ2K, BlockQ8K);
 wrapper!(vec_dot_q3_k_q8_k, q3_k_avx2, BlockQ3K, BlockQ8K);
-wrapper!(vec_dot_q2_k_q8_k_512, q2_k_512, BlockQ2K, BlockQ8K);
-wrapper!(vec_dot_q3_k_q8_k_512, q3_k_512, BlockQ3K, BlockQ8K);
+wrappers!(vec_dot_q2_k_q8_k_512, vec_dot_multi_q2_k_q8_k_512, q2_k_512, BlockQ2K);
+wrappers!(vec_dot_q3_k_q8_k_512, vec_dot_multi_q3_k_q8_k_512, q3_k_512, BlockQ3K);
 
 /// Row k: bytes 4k (x8), 4k+1 (x8) in the low 128 bits, 4k+2 (x8), 4k+3 (x8) in the high:
 /// the scales of chunks 2k and 2k + 1 for one 512-bit step.
@@ -149,44 +152,59 @@ fn fold(s: __m512i) -> __m256i {
     _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64::<1>(s))
 }
 
+/// # Safety
+/// Every `ys[t]` has at least `x.len()` blocks (the wrappers check this).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q2_k_512(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut summ = 0f32;
-    for (a, b) in x.iter().zip(y) {
+unsafe fn q2_k_512<const T: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; T], out: &mut [f32; T]) {
+    let mut acc = [_mm256_setzero_ps(); T];
+    let mut summ = [0f32; T];
+    for (i, a) in x.iter().enumerate() {
         let sc_bytes = load16(&a.scales);
         let scales = _mm256_broadcastsi128_si256(_mm_and_si128(sc_bytes, _mm_set1_epi8(0xF)));
-        let isum_min = q2_min_sum(sc_bytes, b);
         let qs: &[[u8; 32]] = a.qs.as_chunks::<32>().0;
-        let q8: &[[i8; 64]] = b.qs.as_chunks::<64>().0;
-        let mut sumi = _mm512_setzero_si512();
+        let mut w = [_mm512_setzero_si512(); 4];
+        let mut s = [_mm512_setzero_si512(); 4];
         for h in 0..2 {
             let q2 = load32(&qs[h]);
             for p in 0..2 {
-                let k = 2 * h + p;
-                // SAFETY: 64 readable bytes; `loadu` needs no alignment.
-                let yv = unsafe { _mm512_loadu_si512(q8[k].as_ptr().cast()) };
-                let p16 = _mm512_maddubs_epi16(low2_pair(q2, p), yv);
-                sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(pair_scales(scales, k), p16));
+                w[2 * h + p] = low2_pair(q2, p);
+                s[2 * h + p] = pair_scales(scales, 2 * h + p);
             }
         }
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(b.d() * f16(a.d)), _mm256_cvtepi32_ps(fold(sumi))));
-        summ += b.d() * f16(a.dmin) * isum_min as f32;
+        let (dw, dminw) = (f16(a.d), f16(a.dmin));
+        for t in 0..T {
+            // SAFETY: the caller's contract: `ys[t]` has a block `i`.
+            let b = unsafe { ys[t].get_unchecked(i) };
+            let isum_min = q2_min_sum(sc_bytes, b);
+            let q8: &[[i8; 64]] = b.qs.as_chunks::<64>().0;
+            let mut sumi = _mm512_setzero_si512();
+            for k in 0..4 {
+                // SAFETY: 64 readable bytes; `loadu` needs no alignment.
+                let yv = unsafe { _mm512_loadu_si512(q8[k].as_ptr().cast()) };
+                sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(s[k], _mm512_maddubs_epi16(w[k], yv)));
+            }
+            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_set1_ps(b.d() * dw), _mm256_cvtepi32_ps(fold(sumi))));
+            summ[t] += b.d() * dminw * isum_min as f32;
+        }
     }
-    hsum_float_8(acc) - summ
+    for t in 0..T {
+        out[t] = hsum_float_8(acc[t]) - summ[t];
+    }
 }
 
+/// # Safety
+/// Every `ys[t]` has at least `x.len()` blocks (the wrappers check this).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn q3_k_512(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
+unsafe fn q3_k_512<const T: usize>(x: &[BlockQ3K], ys: [&[BlockQ8K]; T], out: &mut [f32; T]) {
     let four = _mm512_set1_epi8(4);
-    let mut acc = _mm256_setzero_ps();
-    for (a, b) in x.iter().zip(y) {
+    let mut acc = [_mm256_setzero_ps(); T];
+    for (i, a) in x.iter().enumerate() {
         let scales = _mm256_broadcastsi128_si256(load16(&unpack_scales_q3k(&a.scales).map(|s| s as u8)));
         let hb = load32(&a.hmask);
         let hbits = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(hb), hb);
         let qs: &[[u8; 32]] = a.qs.as_chunks::<32>().0;
-        let q8: &[[i8; 64]] = b.qs.as_chunks::<64>().0;
-        let mut sumi = _mm512_setzero_si512();
+        let mut w = [_mm512_setzero_si512(); 4];
+        let mut s = [_mm512_setzero_si512(); 4];
         for h in 0..2 {
             let q3 = load32(&qs[h]);
             for p in 0..2 {
@@ -194,14 +212,26 @@ fn q3_k_512(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
                 let c = 2 * k;
                 let m = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_set1_epi8((1u8 << c) as i8)), _mm256_set1_epi8((1u8 << (c + 1)) as i8));
                 let lo = low2_pair(q3, p);
-                let q = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(hbits, m), lo, four);
-                // SAFETY: 64 readable bytes; `loadu` needs no alignment.
-                let yv = unsafe { _mm512_loadu_si512(q8[k].as_ptr().cast()) };
-                let p16 = _mm512_sub_epi16(_mm512_maddubs_epi16(q, yv), _mm512_maddubs_epi16(four, yv));
-                sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(pair_scales(scales, k), p16));
+                w[k] = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(hbits, m), lo, four);
+                s[k] = pair_scales(scales, k);
             }
         }
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(b.d() * f16(a.d)), _mm256_cvtepi32_ps(fold(sumi))));
+        let dw = f16(a.d);
+        for t in 0..T {
+            // SAFETY: the caller's contract: `ys[t]` has a block `i`.
+            let b = unsafe { ys[t].get_unchecked(i) };
+            let q8: &[[i8; 64]] = b.qs.as_chunks::<64>().0;
+            let mut sumi = _mm512_setzero_si512();
+            for k in 0..4 {
+                // SAFETY: 64 readable bytes; `loadu` needs no alignment.
+                let yv = unsafe { _mm512_loadu_si512(q8[k].as_ptr().cast()) };
+                let p16 = _mm512_sub_epi16(_mm512_maddubs_epi16(w[k], yv), _mm512_maddubs_epi16(four, yv));
+                sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(s[k], p16));
+            }
+            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_set1_ps(b.d() * dw), _mm256_cvtepi32_ps(fold(sumi))));
+        }
     }
-    hsum_float_8(acc)
+    for t in 0..T {
+        out[t] = hsum_float_8(acc[t]);
+    }
 }

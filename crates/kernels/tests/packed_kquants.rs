@@ -1,0 +1,121 @@
+//! The repacked K-quant matmul (q4_K, q5_K, q6_K: 4 interleaved rows, up to 4 tokens per weight load,
+//! AVX-512 VNNI) must return bit-for-bit what the row-at-a-time `vec_dot` kernels return, for
+//! every token count and row count (padding rows, one or many super-blocks), on quantized
+//! weights and on random block bytes, alone and mixed in one call; and stay within the scalar
+//! reference's error budget.
+
+#![cfg(target_arch = "x86_64")]
+
+mod packed_util;
+mod skip;
+
+use gguf::GgmlType;
+use kernels::matmul::{MatmulScratch, QMatrix};
+use kernels::packed::{self, matmul_packed, matmul_packed_many, PackedMatrix};
+use kernels::pool::ThreadPool;
+use kernels::quant;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use packed_util::{bits, check_packed_bit_for_bit, quantize_matrix, reference, Rng};
+
+/// Random bytes for every block, with finite f16 scales (`d`, and `dmin` for q4_K) of either
+/// sign: every field's full range, as a file of random weights has.
+fn random_blocks(ty: GgmlType, n_rows: usize, n_cols: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed | 1);
+    let rb = quant::row_bytes(ty, n_cols).expect("row bytes");
+    let mut data: Vec<u8> = (0..n_rows * rb).map(|_| rng.next() as u8).collect();
+    let f16 = |rng: &mut Rng| half::f16::from_f32(rng.f32() * 0.01).to_bits();
+    let (size, d_at): (usize, &[usize]) = match ty {
+        GgmlType::Q4_K => (144, &[0, 2]),
+        GgmlType::Q5_K => (176, &[0, 2]),
+        GgmlType::Q6_K => (210, &[208]),
+        _ => unreachable!(),
+    };
+    for blk in data.chunks_exact_mut(size) {
+        for &o in d_at {
+            blk[o..o + 2].copy_from_slice(&f16(&mut rng).to_le_bytes());
+        }
+    }
+    data
+}
+
+fn require_packed() -> bool {
+    if !packed::available() {
+        skip::avx512_unused("the packed K-quant matmul tests");
+        return false;
+    }
+    true
+}
+
+const TYPES: [GgmlType; 3] = [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
+
+#[test]
+fn packed_kquants_equal_vec_dot_bit_for_bit() {
+    if !require_packed() {
+        return;
+    }
+    let mut rng = Rng(0x5eed_0015);
+    let pools = [ThreadPool::new(1), ThreadPool::new(3)];
+    for ty in TYPES {
+        for &(n_rows, n_cols) in &[(4, 256), (13, 512), (37, 2048), (6, 768)] {
+            check_packed_bit_for_bit(ty, n_rows, n_cols, &mut rng, &pools, 1e-3);
+        }
+    }
+}
+
+#[test]
+fn packed_kquants_on_random_block_bytes() {
+    if !require_packed() {
+        return;
+    }
+    let pool = ThreadPool::new(2);
+    // Expensive per case: a bounded count whatever PROPTEST_CASES says.
+    let mut runner = TestRunner::new(Config { cases: 48, ..Config::default() });
+    let strategy = (0usize..3, 1usize..11, 1usize..4, 1usize..10, any::<u64>());
+    runner
+        .run(&strategy, |(ti, n_rows, n_sb, n_tokens, seed)| {
+            let (ty, n_cols) = (TYPES[ti], 256 * n_sb);
+            let data = random_blocks(ty, n_rows, n_cols, seed);
+            let m = QMatrix::new(ty, &data, n_rows, n_cols).expect("matrix");
+            let p = PackedMatrix::pack(&m).expect("packable");
+            let x = Rng(seed ^ 0xabcd).vec(n_tokens * n_cols);
+            let want = reference(&m, &x, n_tokens, false);
+            let mut out = vec![f32::NAN; n_tokens * n_rows];
+            matmul_packed(&pool, &p, &x, n_tokens, &mut out, &mut MatmulScratch::default()).expect("matmul");
+            prop_assert_eq!(bits(&out), bits(&want), "{} {}x{}, {} tokens", ty, n_rows, n_cols, n_tokens);
+            Ok(())
+        })
+        .expect("packed K-quants equal vec_dot");
+}
+
+#[test]
+fn q4_k_and_q6_k_share_one_call() {
+    if !require_packed() {
+        return;
+    }
+    // Llama's Q4_K_M: q, k (q4_K) beside v (q6_K) on the same activations.
+    let mut rng = Rng(31);
+    let n_cols = 512;
+    let mixed = [(GgmlType::Q4_K, 24), (GgmlType::Q4_K, 9), (GgmlType::Q6_K, 10)];
+    let datas: Vec<Vec<u8>> = mixed.iter().map(|&(ty, r)| quantize_matrix(ty, &rng.vec(r * n_cols), n_cols)).collect();
+    let packs: Vec<PackedMatrix> = datas
+        .iter()
+        .zip(&mixed)
+        .map(|(d, &(ty, r))| PackedMatrix::pack(&QMatrix::new(ty, d, r, n_cols).expect("matrix")).expect("packable"))
+        .collect();
+    assert!(packed::same_activations(GgmlType::Q4_K, GgmlType::Q6_K));
+    let pool = ThreadPool::new(2);
+    let mut scratch = MatmulScratch::default();
+    for n_tokens in [1, 5, 18] {
+        let x = rng.vec(n_tokens * n_cols);
+        let mut outs: Vec<Vec<f32>> = mixed.iter().map(|&(_, r)| vec![0f32; n_tokens * r]).collect();
+        {
+            let mut jobs: Vec<(&PackedMatrix, &mut [f32])> = packs.iter().zip(outs.iter_mut()).map(|(p, o)| (p, &mut o[..])).collect();
+            matmul_packed_many(&pool, &mut jobs, &x, n_tokens, &mut scratch).expect("mixed many");
+        }
+        for ((p, o), d) in packs.iter().zip(&outs).zip(&datas) {
+            let m = QMatrix::new(p.ty(), d, p.n_rows(), n_cols).expect("matrix");
+            assert_eq!(bits(o), bits(&reference(&m, &x, n_tokens, false)), "{} in a mixed call", p.ty());
+        }
+    }
+}

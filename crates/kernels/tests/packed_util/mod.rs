@@ -1,0 +1,83 @@
+//! What the packed-matmul tests (`packed.rs`, `packed_kquants.rs`) share: a seeded generator,
+//! quantized matrices, the row-at-a-time reference and the bit-for-bit check of one matrix.
+#![allow(dead_code)]
+
+use gguf::GgmlType;
+use kernels::matmul::{matmul, MatmulScratch, QMatrix};
+use kernels::packed::{matmul_packed, PackedMatrix};
+use kernels::pool::ThreadPool;
+use kernels::quant;
+
+/// xorshift64*: deterministic test data.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in [-1, 1).
+    pub fn f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    pub fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f32()).collect()
+    }
+}
+
+/// `w` (rows of `n_cols`) quantized to `ty`, row by row.
+pub fn quantize_matrix(ty: GgmlType, w: &[f32], n_cols: usize) -> Vec<u8> {
+    let rb = quant::row_bytes(ty, n_cols).expect("row bytes");
+    let mut data = vec![0u8; w.len() / n_cols * rb];
+    for (src, dst) in w.chunks_exact(n_cols).zip(data.chunks_exact_mut(rb)) {
+        quant::quantize_row(ty, src, dst).expect("quantize");
+    }
+    data
+}
+
+/// `vec_dot` of every (token, row) with the kernel `quant::kernel` picks (or the scalar one), on
+/// activations quantized exactly as matmul quantizes them.
+pub fn reference(m: &QMatrix, x: &[f32], n_tokens: usize, scalar: bool) -> Vec<f32> {
+    let k = if scalar { quant::kernel_scalar(m.ty) } else { quant::kernel(m.ty) }.expect("kernel");
+    let xrb = quant::row_bytes(k.vec_dot_type, m.n_cols).expect("row bytes");
+    let mut out = vec![0f32; n_tokens * m.n_rows];
+    let mut xq = vec![0u8; xrb];
+    for t in 0..n_tokens {
+        quant::quantize_row_fast(k.vec_dot_type, &x[t * m.n_cols..(t + 1) * m.n_cols], &mut xq).expect("quantize");
+        for r in 0..m.n_rows {
+            out[t * m.n_rows + r] = (k.vec_dot)(m.n_cols, m.row(r).expect("row"), &xq);
+        }
+    }
+    out
+}
+
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
+/// A random `n_rows x n_cols` matrix quantized to `ty` and packed: for 1 to 33 tokens, on every
+/// pool, the packed matmul equals `vec_dot` and the unpacked matmul bit for bit, and stays within
+/// `scalar_tol` (relative) of the scalar reference (a different float order, same integers).
+pub fn check_packed_bit_for_bit(ty: GgmlType, n_rows: usize, n_cols: usize, rng: &mut Rng, pools: &[ThreadPool], scalar_tol: f32) {
+    let data = quantize_matrix(ty, &rng.vec(n_rows * n_cols), n_cols);
+    let m = QMatrix::new(ty, &data, n_rows, n_cols).expect("matrix");
+    let p = PackedMatrix::pack(&m).expect("packable");
+    assert_eq!((p.ty(), p.n_rows(), p.n_cols()), (ty, n_rows, n_cols));
+    for n_tokens in [1, 2, 3, 4, 5, 7, 16, 17, 33] {
+        let x = rng.vec(n_tokens * n_cols);
+        let want = reference(&m, &x, n_tokens, false);
+        for pool in pools {
+            let mut out = vec![f32::NAN; n_tokens * n_rows];
+            matmul_packed(pool, &p, &x, n_tokens, &mut out, &mut MatmulScratch::default()).expect("matmul");
+            assert_eq!(bits(&out), bits(&want), "{ty} {n_rows}x{n_cols}, {n_tokens} tokens, {} threads", pool.n_threads());
+            let mut plain = vec![0f32; n_tokens * n_rows];
+            matmul(pool, &m, &x, n_tokens, &mut plain, &mut MatmulScratch::default()).expect("matmul");
+            assert_eq!(bits(&out), bits(&plain), "packed vs unpacked matmul, {ty}");
+        }
+        let scalar = reference(&m, &x, n_tokens, true);
+        for (a, b) in want.iter().zip(&scalar) {
+            assert!((a - b).abs() <= scalar_tol * (1.0 + b.abs()), "{ty}: {a} vs scalar {b}");
+        }
+    }
+}

@@ -1,7 +1,9 @@
 //! The KV disk tier under the engine thread, on the real SmolLM2-135M-Instruct Q4_1: a prefix
 //! written by one engine is read back by the next one started on the same directory (a
 //! restart), serves a prefix evicted from RAM, and a damaged file is refused while the answer
-//! stays exactly the cold one (checked against the single-conversation `Session`).
+//! stays exactly the cold one (checked against the single-conversation `Session`). The same
+//! restart on the real Gemma-3-270M, whose sliding-window layers (window 512) have released the
+//! leading blocks of a 700-token conversation, is also served from disk.
 
 mod common;
 
@@ -161,5 +163,31 @@ fn a_prefix_evicted_from_ram_is_served_from_disk() {
     let d = h.stats().kv_disk;
     assert!(d.hits > 0, "A's prefix came back from disk: {d:?}");
     assert_eq!(out, solo(&e, &a2, 16));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_restarted_gemma3_with_sliding_window_layers_reads_its_prefix_back() {
+    let e = Arc::new(Engine::load(common::gemma3(), &EngineConfig { threads: 2, ..EngineConfig::default() }).expect("load gemma3"));
+    let window = e.model.hparams().window_of(0).expect("Gemma 3's local layers have a window");
+    let dir = scratch("kv-disk-gemma3");
+    let cfg = config(&dir, 1 << 30);
+    let chat = |body: &str| e.tokenizer.encode(&format!("<start_of_turn>user\n{body}<end_of_turn>\n<start_of_turn>model\n"), true, true);
+    let turn1 = chat(&format!("{}Summarise them.", "Here are my notes about the old harbour and its boats. ".repeat(60)));
+    // Longer than the window: the window layers released the leading blocks before the end.
+    assert!(turn1.len() > window + 100 && turn1.len() < 1000, "{} tokens, window {window}", turn1.len());
+    let answer = first_run(&e, &cfg, &turn1);
+    let mut turn2 = turn1.clone();
+    turn2.extend(&answer);
+    turn2.extend(e.tokenizer.encode("<end_of_turn>\n<start_of_turn>user\nAnd in one word?<end_of_turn>\n<start_of_turn>model\n", false, true));
+
+    let h = EngineHandle::start(e.clone(), cfg).expect("restart");
+    let (out, usage) = run(&h, &turn2, 16);
+    let expect_cached = (turn1.len() + answer.len() - 1) / 16 * 16;
+    assert_eq!(usage.cached_tokens, expect_cached, "{usage:?}");
+    assert_eq!(out, solo(&e, &turn2, 16), "K/V of both layer groups read from disk must give the cold output");
+    let d = h.stats().kv_disk;
+    assert_eq!(d.hits as usize, expect_cached / 16, "one file per block serves both groups: {d:?}");
+    assert_eq!(d.refused, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -273,9 +273,9 @@ impl EngineHandle {
             kv_bytes: buffers.bytes(),
             queue_capacity: cfg.queue_capacity.max(1),
         };
-        // The disk tier holds blocks of the single full-attention group only.
+        // A block file holds the block of every layer group (see kv::disk).
         let disk = match &cfg.kv_disk {
-            Some(dc) if dc.max_bytes > 0 && !buffers.layout().has_windows() => {
+            Some(dc) if dc.max_bytes > 0 => {
                 let geo = Geometry { block_size, n_layer: buffers.n_layer(), kv_dim: hp.kv_dim() };
                 Some(DiskTier::open(dc, ModelId::of(&engine.file), geo).map_err(|e| crate::Error::Model(e.to_string()))?)
             }

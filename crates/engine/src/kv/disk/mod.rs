@@ -23,8 +23,11 @@
 //! - **Bounded** by `max_bytes` over every file under the directory, least recently used first,
 //!   other models' files before this model's ([`index`]).
 //!
-//! Only the paged cache's single-group layout (every layer full attention) uses the tier;
-//! sliding-window layers (Gemma 3) would need their own blocks per window and do not yet.
+//! - **Every layer group**: a file holds the block of every layer, the full-attention groups'
+//!   and the sliding-window ones' (Gemma 3) alike, copied right after the commit that filled it
+//!   (a window group's released blocks are still cached then). On a read the full-attention
+//!   groups import every block up to the hit, a window group only the last ones its layers
+//!   can still see (`KvManager::import`).
 
 pub mod format;
 pub mod identity;

@@ -353,7 +353,9 @@ impl KvManager {
 }
 
 /// The disk tier's side (see [`crate::kv::disk`]): the blocks that filled, and importing blocks
-/// read from disk as cached ones. Single-group (all full-attention) caches only.
+/// read from disk as cached ones. A block file holds the block of every group (all layers), so
+/// one read serves the full-attention groups and the sliding-window ones alike; a window group
+/// imports only the blocks its hit needs (the last ones before the hit's end).
 impl KvManager {
     /// Makes [`commit`](Self::commit) record the blocks it fills.
     pub fn set_record_full(&mut self, on: bool) {
@@ -368,9 +370,16 @@ impl KvManager {
         std::mem::swap(out, &mut self.newly_full);
     }
 
+    /// The block of `hash` in every group, in group order (`None` when a group no longer has
+    /// it). Right after a commit every block it filled is there: a window group's released
+    /// blocks stay cached until the next allocation.
+    pub fn cached_blocks(&self, hash: BlockHash) -> Option<Vec<BlockId>> {
+        self.groups.iter().map(|g| g.pool().lookup(hash)).collect()
+    }
+
     /// The hashes of the blocks of `tokens` a prefix hit may cover (at most `(len - 1) /
     /// block_size`, see `prefix_hit`) for the tenant of `salt`, and how many lead ones the RAM
-    /// cache holds.
+    /// cache serves in every group (the hit an admission would get now).
     pub fn prefix_plan(&self, tokens: &[TokenId], salt: u64) -> (Vec<BlockHash>, usize) {
         let bs = self.block_size;
         let max_blocks = tokens.len().saturating_sub(1) / bs;
@@ -381,61 +390,102 @@ impl KvManager {
             hashes.push(h);
             prev = Some(h);
         }
-        let k = self.groups[0].longest_hit(&hashes, hashes.len());
+        let k = self.prefix_hit(tokens, BlockHash::root(salt)).0;
         (hashes, k)
     }
 
-    /// How many blocks may be imported after the `k` cached ones of `hashes` for a sequence of
-    /// `n_tokens` about to be admitted with `headroom`: 0 when the admission could not happen
-    /// now anyway (no slot, or too few blocks), else the blocks available once the `k` are held.
-    /// An import does not change whether the admission fits: the imported blocks replace as
-    /// many new ones it would allocate.
-    pub fn import_room(&self, n_tokens: usize, hashes: &[BlockHash], k: usize, headroom: usize) -> usize {
-        let g = &self.groups[0];
-        if self.groups.len() != 1 || self.free_slots.is_empty() {
-            return 0;
+    /// The longest hit the full-attention groups could have if the blocks `on_disk` says are
+    /// on disk were imported: `k` (cached in all of them) extended while each next block is
+    /// cached in all of them or on disk (every block, for a model without full attention).
+    pub fn full_groups_reach(&self, hashes: &[BlockHash], k: usize, on_disk: &impl Fn(usize) -> bool) -> usize {
+        let mut full = self.groups.iter().filter(|g| g.window().is_none()).peekable();
+        if full.peek().is_none() {
+            return hashes.len();
         }
-        let available = g.n_available() - g.hits_evictable(hashes, k);
-        let need = self.blocks_for(n_tokens).max(1) - k;
-        if need + headroom > available {
-            return 0;
-        }
-        available
+        let full: Vec<&BlockGroup> = full.collect();
+        k + (k..hashes.len()).take_while(|&i| on_disk(i) || full.iter().all(|g| g.pool().lookup(hashes[i]).is_some())).count()
     }
 
-    /// Imports blocks `k..k + n` of `hashes` (the `k` before them are cached): each gets a
-    /// fresh block that `fill` writes (false: its data could not be had; the import stops
-    /// there), registered under its hash and left unreferenced in the cache, the most recently
-    /// used, so that the admission that follows finds them. Returns how many were imported.
-    /// The caller keeps `n` within [`import_room`](Self::import_room).
-    pub fn import(&mut self, hashes: &[BlockHash], k: usize, n: usize, mut fill: impl FnMut(usize, BlockId) -> bool) -> usize {
-        assert_eq!(self.groups.len(), 1, "importing blocks needs a single-group cache");
-        let pool = self.groups[0].pool_mut();
-        // Held while allocating, so that the cached lead blocks are not evicted for the new ones.
-        let mut held: Vec<BlockId> = Vec::with_capacity(k + n);
-        for &h in &hashes[..k] {
-            let Some(b) = pool.lookup(h) else { break };
-            pool.acquire(b);
-            held.push(b);
+    /// Whether a hit of `m` blocks could be had if the blocks `on_disk` says are on disk were
+    /// imported: every group finds each block of its `hit_range(m)` cached or on disk.
+    pub fn hit_possible(&self, hashes: &[BlockHash], m: usize, on_disk: &impl Fn(usize) -> bool) -> bool {
+        m <= hashes.len() && self.groups.iter().all(|g| g.hit_range(m).all(|i| g.pool().lookup(hashes[i]).is_some() || on_disk(i)))
+    }
+
+    /// Whether importing what a hit of `m` blocks needs, then admitting a sequence of
+    /// `n_tokens` whose first step runs at most `first_chunk` tokens with `headroom` blocks
+    /// left in every group, fits now (a free slot included). With `m` = the current hit it is
+    /// whether the admission itself fits.
+    pub fn import_fits(&self, n_tokens: usize, first_chunk: usize, hashes: &[BlockHash], m: usize, headroom: usize) -> bool {
+        if self.free_slots.is_empty() {
+            return false;
         }
-        let mut done = 0;
-        if held.len() == k {
-            for (i, &h) in hashes.iter().enumerate().skip(k).take(n) {
-                if pool.lookup(h).is_some() {
-                    break;
+        let bs = self.block_size;
+        let cached = m * bs;
+        let chunk_end = cached + n_tokens.saturating_sub(cached).min(first_chunk.max(1));
+        self.groups.iter().all(|g| {
+            let imports = g.hit_range(m).filter(|&i| g.pool().lookup(hashes[i]).is_none()).count();
+            let need_new = entries(g.window(), bs, n_tokens, chunk_end).max(1).saturating_sub(m);
+            imports + need_new + headroom <= g.n_available() - g.hits_evictable(hashes, m)
+        })
+    }
+
+    /// Imports what a hit of `m` blocks of `hashes` needs: for each block index, in order, the
+    /// groups whose `hit_range(m)` holds it and that do not have it cached each get a fresh block;
+    /// `fill(i, blocks)` writes them (`blocks`: `(group, block)` pairs; false: its data could not
+    /// be had, the import stops there). They are registered under their hash and left
+    /// unreferenced in the cache, the most recently used, so that the admission that follows
+    /// finds them. Returns how many block indices were imported. The caller checked
+    /// [`import_fits`](Self::import_fits).
+    pub fn import(&mut self, hashes: &[BlockHash], m: usize, mut fill: impl FnMut(usize, &[(usize, BlockId)]) -> bool) -> usize {
+        let m = m.min(hashes.len());
+        // Held while allocating, so that the blocks already cached for the hit are not evicted
+        // for the new ones.
+        let mut held: Vec<(usize, BlockId)> = Vec::new();
+        for (gi, g) in self.groups.iter_mut().enumerate() {
+            for i in g.hit_range(m) {
+                if let Some(b) = g.pool().lookup(hashes[i]) {
+                    g.pool_mut().acquire(b);
+                    held.push((gi, b));
                 }
-                let Some(b) = pool.allocate() else { break };
-                if !fill(i, b) {
-                    pool.release(b);
-                    break;
-                }
-                pool.register(b, h);
-                held.push(b);
-                done += 1;
             }
         }
-        for b in held {
-            pool.release(b);
+        let first = self.groups.iter().map(|g| g.hit_range(m).start).min().unwrap_or(m);
+        let mut done = 0;
+        let mut fresh: Vec<(usize, BlockId)> = Vec::with_capacity(self.groups.len());
+        'blocks: for (i, &h) in hashes.iter().enumerate().take(m).skip(first) {
+            fresh.clear();
+            for (gi, g) in self.groups.iter_mut().enumerate() {
+                if !g.hit_range(m).contains(&i) || g.pool().lookup(h).is_some() {
+                    continue;
+                }
+                match g.pool_mut().allocate() {
+                    Some(b) => fresh.push((gi, b)),
+                    None => {
+                        for &(gj, b) in &fresh {
+                            self.groups[gj].pool_mut().release(b);
+                        }
+                        break 'blocks;
+                    }
+                }
+            }
+            if fresh.is_empty() {
+                continue;
+            }
+            if !fill(i, &fresh) {
+                for &(gj, b) in &fresh {
+                    self.groups[gj].pool_mut().release(b);
+                }
+                break;
+            }
+            for &(gj, b) in &fresh {
+                self.groups[gj].pool_mut().register(b, h);
+                held.push((gj, b));
+            }
+            done += 1;
+        }
+        for (gi, b) in held {
+            self.groups[gi].pool_mut().release(b);
         }
         done
     }

@@ -31,12 +31,16 @@ impl Worker {
             if !disk.want(h) {
                 continue;
             }
-            let (Some(Some(b)), Some(tokens)) = (self.kv.table(0, slot).get(i).copied(), self.kv.committed(slot).get(..(i + 1) * bs)) else {
+            // Every group's block (all layers): a sliding-window group's just-released blocks
+            // are still cached at this point.
+            let (Some(blocks), Some(tokens)) = (self.kv.cached_blocks(h), self.kv.committed(slot).get(..(i + 1) * bs)) else {
                 disk.unwant(h);
                 continue;
             };
             let mut payload = Vec::with_capacity(len);
-            self.buffers.copy_block_out(0, b.index(), &mut payload);
+            for (g, b) in blocks.iter().enumerate() {
+                self.buffers.copy_block_out(g, b.index(), &mut payload);
+            }
             disk.submit(h, tokens.to_vec(), payload);
         }
     }
@@ -47,6 +51,16 @@ impl Worker {
         let mut headroom = self.sched.n_running();
         let n = self.kv.n_free_slots().min(self.sched_cfg.max_seqs.saturating_sub(headroom));
         let bs = self.kv.block_size();
+        let chunk = self.sched_cfg.step_token_budget;
+        // Where each group's layers sit in a block file's payload (group order).
+        let per_layer = 2 * bs * self.buffers.kv_dim();
+        let mut spans = Vec::with_capacity(self.kv.n_groups());
+        let mut at = 0;
+        for g in 0..self.kv.n_groups() {
+            let n = self.buffers.layout().n_layers_in(g) * per_layer;
+            spans.push(at..at + n);
+            at += n;
+        }
         let started = Instant::now();
         let mut read_any = false;
         for (id, tokens, salt) in self.sched.waiting_front(n) {
@@ -55,8 +69,7 @@ impl Worker {
                 continue;
             }
             let (hashes, k) = self.kv.prefix_plan(tokens, salt);
-            let room = self.kv.import_room(tokens.len(), &hashes, k, headroom);
-            if room == 0 {
+            if !self.kv.import_fits(tokens.len(), chunk, &hashes, k, headroom) {
                 // It cannot be admitted now, nor can those behind it (admission is FIFO).
                 break;
             }
@@ -65,16 +78,24 @@ impl Worker {
             if k == hashes.len() {
                 continue;
             }
-            let on_disk = hashes[k..].iter().take(room).take_while(|&&h| disk.contains(h)).count();
-            if on_disk == 0 {
+            // The longest hit the disk could complete (full-attention groups need every block
+            // up to it, window groups the last ones before it) that fits now.
+            let on_disk = |i: usize| disk.contains(hashes[i]);
+            let mut m = self.kv.full_groups_reach(&hashes, k, &on_disk);
+            while m > k && !(self.kv.hit_possible(&hashes, m, &on_disk) && self.kv.import_fits(tokens.len(), chunk, &hashes, m, headroom - 1)) {
+                m -= 1;
+            }
+            if m == k {
                 disk.record_miss();
                 continue;
             }
             read_any = true;
             let buffers = &mut self.buffers;
-            self.kv.import(&hashes, k, on_disk, |i, b| match disk.read(hashes[i], &tokens[..(i + 1) * bs]) {
+            self.kv.import(&hashes, m, |i, blocks| match disk.read(hashes[i], &tokens[..(i + 1) * bs]) {
                 Some(data) => {
-                    buffers.copy_block_in(0, b.index(), data);
+                    for &(g, b) in blocks {
+                        buffers.copy_block_in(g, b.index(), &data[spans[g].clone()]);
+                    }
                     true
                 }
                 None => false,

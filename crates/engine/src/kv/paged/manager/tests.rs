@@ -374,3 +374,41 @@ fn salted_prefixes_are_shared_only_within_one_tenant() {
     assert_eq!(m.cached_prefix_len_salted(&p, 0), 12);
     assert_eq!(m.stats().cached, 9);
 }
+
+#[test]
+fn a_disk_import_fills_every_full_block_and_only_the_window_blocks_the_hit_needs() {
+    // A fresh (restarted) cache: nothing cached, every block of the prefix "on disk".
+    let mut m = hybrid(32, 8, 2);
+    let mut follow = toks(40, 5);
+    follow.push(1);
+    let (hashes, k) = m.prefix_plan(&follow, 0);
+    assert_eq!((hashes.len(), k), (10, 0));
+    let on_disk = |_: usize| true;
+    assert_eq!(m.full_groups_reach(&hashes, k, &on_disk), 10);
+    assert!(m.hit_possible(&hashes, 10, &on_disk));
+    assert!(!m.hit_possible(&hashes, 10, &|i| i != 8), "the window layers at 40 need block 8");
+    assert!(m.hit_possible(&hashes, 8, &|i| i != 8));
+    assert!(m.import_fits(follow.len(), 8, &hashes, 10, 0));
+    let mut filled = Vec::new();
+    let n = m.import(&hashes, 10, |i, blocks| {
+        filled.push((i, blocks.iter().map(|&(g, _)| g).collect::<Vec<_>>()));
+        true
+    });
+    assert_eq!(n, 10);
+    // Blocks 0..8 go to the full group only; 8 and 9 (positions 32..40, the window before 40)
+    // to both.
+    let expect: Vec<(usize, Vec<usize>)> = (0..10).map(|i| (i, if i >= 8 { vec![0, 1] } else { vec![0] })).collect();
+    assert_eq!(filled, expect);
+    assert_eq!((m.group_stats(0).pool.cached, m.group_stats(1).pool.cached), (10, 2));
+    let b = m.admit_chunked(&follow, 8, 0).expect("fits");
+    assert_eq!(b.cached_tokens, 40);
+    // A fill that fails stops the import there; nothing half-imported is registered.
+    let mut m = hybrid(32, 8, 2);
+    let n = m.import(&hashes, 10, |i, _| i < 3);
+    assert_eq!(n, 3);
+    assert_eq!(m.cached_prefix_len(&follow), 0, "the window blocks before 40 never came");
+    assert_eq!(m.group_stats(0).pool.cached, 3);
+    // Too little room in the window group: the import (and admission) does not fit.
+    let small = hybrid(32, 2, 2);
+    assert!(!small.import_fits(follow.len(), 8, &hashes, 10, 0));
+}

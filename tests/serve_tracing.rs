@@ -1,7 +1,7 @@
 //! Traces and logs of `daehwa serve`: every response carries `X-Request-Id` (the client's when
 //! sane, else a fresh one), `--log-format json` writes JSON lines whose span carries that
 //! `request_id`, and `--otlp-endpoint` exports the request's spans (`request`,
-//! `queue_and_prefill`, `decode`) to an OTLP/HTTP collector: here a tiny one on loopback that
+//! `queue`, `prefill` with its `prefill_chunk`s, `decode`) to an OTLP/HTTP collector: here a tiny one on loopback that
 //! records what it is sent.
 
 mod support;
@@ -161,7 +161,7 @@ fn request_ids_json_logs_and_otlp_export() {
     loop {
         let got = received.lock().expect("lock").clone();
         let all: Vec<u8> = got.iter().flat_map(|(_, _, b)| b.clone()).collect();
-        if ["request", "queue_and_prefill", "decode", "trace-me-1", "daehwa"].iter().all(|n| contains(&all, n)) {
+        if ["request", "queue", "prefill", "prefill_chunk", "decode", "trace-me-1", "daehwa"].iter().all(|n| contains(&all, n)) {
             assert!(got.iter().all(|(p, c, _)| p == "/v1/traces" && c == "application/x-protobuf"), "{:?}", got.iter().map(|(p, c, _)| (p, c)).collect::<Vec<_>>());
             break;
         }

@@ -151,9 +151,14 @@ pub struct Usage {
     pub energy_uj: u64,
 }
 
-/// What a sequence reports, in order: tokens, then exactly one `Done` or `Error`.
+/// The engine's report of a prompt's progress (admission, prefill chunks), for traces.
+pub use engine::runner::Progress;
+
+/// What a sequence reports, in order: its prompt's progress (optional: a backend may send
+/// none), tokens, then exactly one `Done` or `Error`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
+    Progress(Progress),
     Token(TokenOut),
     /// `tail`: text released only at the end (held back as a possible stop string or an incomplete
     /// UTF-8 sequence that turned out not to be one).

@@ -117,6 +117,9 @@ impl EventSink for Sink {
     fn is_closed(&self) -> bool {
         self.0.is_closed()
     }
+    fn progress(&self, p: runner::Progress) {
+        self.0.send(Event::Progress(p));
+    }
 }
 
 impl Backend for EngineBackend {

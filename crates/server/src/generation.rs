@@ -94,7 +94,7 @@ pub struct Generation {
     /// The request's place in the server's queue, held until every sequence has started.
     slot: Option<Slot>,
     unstarted: usize,
-    /// The `queue_and_prefill` and `decode` spans of each choice.
+    /// The `queue`, `prefill` and `decode` spans of each choice.
     trace: crate::gen_trace::GenTrace,
 }
 
@@ -191,6 +191,7 @@ impl Generation {
                 }
             }
             match event {
+                Event::Progress(p) => self.trace.progress(index, p),
                 Event::Token(t) => {
                     let now = Instant::now();
                     if c.last.is_none() {

@@ -107,6 +107,16 @@ pub enum Event {
     Error(String),
 }
 
+/// How far a request's prompt has come, before its first token (for traces: the time it
+/// waited for a place in the batch, then each prefill chunk).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// It got a place in the batch; `cached_tokens` of its `n_prompt` came from the prefix cache.
+    Admitted { cached_tokens: usize, n_prompt: usize },
+    /// A step computed its prompt positions `start..end` (of `n_prompt`).
+    Prefilled { start: usize, end: usize, n_prompt: usize },
+}
+
 /// Where a request's events go.
 pub trait EventSink: Send + 'static {
     /// Delivers `e`; false once the receiver is gone (the client disconnected): the runner then
@@ -114,6 +124,9 @@ pub trait EventSink: Send + 'static {
     fn send(&self, e: Event) -> bool;
     /// Whether the receiver is gone already (checked every step, also while queued).
     fn is_closed(&self) -> bool;
+    /// Reports the prompt's progress (nothing by default: only tracing wants it). Called on
+    /// the engine thread: it must not block.
+    fn progress(&self, _p: Progress) {}
 }
 
 /// For the CLI and tests. A std channel cannot tell that its receiver is gone without sending,

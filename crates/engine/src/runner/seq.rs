@@ -2,7 +2,7 @@
 //! strings and counters. The per-token logic mirrors [`crate::Session::generate`] so that the
 //! CLI and the server finish requests the same way.
 
-use super::{Event, EventSink, Usage};
+use super::{Event, EventSink, Progress, Usage};
 use crate::decode::{Decoding, Stopped};
 use crate::text::tokenizer::Tokenizer;
 use crate::{FinishReason, GenParams, TokenId};
@@ -55,6 +55,12 @@ impl LiveSeq {
     fn send(&mut self, e: Event) {
         if !self.sink.send(e) {
             self.closed = true;
+        }
+    }
+
+    pub fn progress(&self, p: Progress) {
+        if !self.closed {
+            self.sink.progress(p);
         }
     }
 

@@ -13,7 +13,7 @@ mod disk;
 use super::energy::{self, EnergyMeter};
 use super::health::{panic_message, Fault, LastPanic};
 use super::seq::{LiveSeq, Next};
-use super::{Msg, SharedStats};
+use super::{Msg, Progress, SharedStats};
 use crate::kv::paged::{GroupSpec, KvManager, PagedBuffers, PagedKv};
 use crate::model::{Batch, ForwardCtx, Workspace};
 use crate::sched::{Plan, SchedConfig, Scheduler, SeqId};
@@ -281,6 +281,11 @@ impl Worker {
             match result {
                 Ok(()) => {
                     self.attribute_energy(&plan, &before);
+                    for it in &plan.items {
+                        if let Some(s) = self.live.get(&it.id).filter(|s| it.start < s.n_prompt && s.n_generated == 0) {
+                            s.progress(Progress::Prefilled { start: it.start, end: (it.start + it.len).min(s.n_prompt), n_prompt: s.n_prompt });
+                        }
+                    }
                     self.sched.complete(&mut self.kv, &plan);
                     self.write_to_disk();
                     self.sample(&plan);
@@ -325,6 +330,7 @@ impl Worker {
             if let Some(s) = self.live.get_mut(&a.id) {
                 s.started = true;
                 s.cached_tokens = a.cached_tokens;
+                s.progress(Progress::Admitted { cached_tokens: a.cached_tokens, n_prompt: s.n_prompt });
                 self.stats.queue_depth.fetch_sub(1, Ordering::AcqRel);
                 self.stats.prompt_tokens_total.fetch_add(s.n_prompt as u64, Ordering::Relaxed);
                 self.stats.cached_tokens_total.fetch_add(a.cached_tokens as u64, Ordering::Relaxed);

@@ -600,17 +600,28 @@ unsafe fn run_kernel(ty: GgmlType, wq: *const u8, wd: *const u8, nb: usize, n_gr
             }
         };
     }
+    // The K-quant layouts share `kq::groups`.
+    macro_rules! call_k {
+        ($l:ty) => {
+            match n {
+                1 => kq::groups::<$l, 1>(wq, wd, nb, n_groups, &[a[0]], [outs[0]]),
+                2 => kq::groups::<$l, 2>(wq, wd, nb, n_groups, &[a[0], a[1]], [outs[0], outs[1]]),
+                3 => kq::groups::<$l, 3>(wq, wd, nb, n_groups, &[a[0], a[1], a[2]], [outs[0], outs[1], outs[2]]),
+                _ => kq::groups::<$l, 4>(wq, wd, nb, n_groups, &[a[0], a[1], a[2], a[3]], outs),
+            }
+        };
+    }
     match ty {
         #[cfg(target_arch = "x86_64")]
         GgmlType::Q4_1 => call!(q4_1),
         #[cfg(target_arch = "x86_64")]
         GgmlType::Q8_0 => call!(q8_0),
         #[cfg(target_arch = "x86_64")]
-        GgmlType::Q4_K => call!(q4_k),
+        GgmlType::Q4_K => call_k!(q4_k::Q4K),
         #[cfg(target_arch = "x86_64")]
-        GgmlType::Q5_K => call!(q5_k),
+        GgmlType::Q5_K => call_k!(q5_k::Q5K),
         #[cfg(target_arch = "x86_64")]
-        GgmlType::Q6_K => call!(q6_k),
+        GgmlType::Q6_K => call_k!(q6_k::Q6K),
         #[cfg(target_arch = "x86_64")]
         GgmlType::Q5_0 => match n {
             1 => q5_0::groups::<1, true>(wq, wd, nb, n_groups, &[a[0]], [outs[0]]),

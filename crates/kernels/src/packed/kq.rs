@@ -81,6 +81,11 @@ pub(super) trait Layout {
     /// # Safety
     /// As [`groups`], for one group; called only from functions with [`groups`]' features.
     unsafe fn kernel<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T];
+    /// The same on AVX2 + FMA (`super::kq_avx2`).
+    ///
+    /// # Safety
+    /// As [`groups_avx2`], for one group; called only from functions with its features.
+    unsafe fn kernel_avx2<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T];
 }
 
 /// `out[t][4 * g + k] = dot(row k of group g, token t)` for `g < n_groups`, `t < T`.
@@ -94,6 +99,20 @@ pub(super) trait Layout {
 pub(super) unsafe fn groups<L: Layout, const T: usize>(wq: *const u8, wd: *const u8, nb: usize, n_groups: usize, a: &[ActRow; T], out: [*mut f32; T]) {
     for g in 0..n_groups {
         let res = L::kernel::<T>(wq.add(g * nb * L::QS_BYTES), wd.add(g * nb * L::META_BYTES), nb, a);
+        for t in 0..T {
+            std::ptr::copy_nonoverlapping(res[t].as_ptr(), out[t].add(g * ROWS), ROWS);
+        }
+    }
+}
+
+/// [`groups`] on AVX2 + FMA.
+///
+/// # Safety
+/// As [`groups`], with AVX2, FMA and F16C in place of its features.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn groups_avx2<L: Layout, const T: usize>(wq: *const u8, wd: *const u8, nb: usize, n_groups: usize, a: &[ActRow; T], out: [*mut f32; T]) {
+    for g in 0..n_groups {
+        let res = L::kernel_avx2::<T>(wq.add(g * nb * L::QS_BYTES), wd.add(g * nb * L::META_BYTES), nb, a);
         for t in 0..T {
             std::ptr::copy_nonoverlapping(res[t].as_ptr(), out[t].add(g * ROWS), ROWS);
         }

@@ -89,6 +89,11 @@ impl Layout for Q4K {
     const META_BYTES: usize = META_BYTES;
 
     #[inline(always)]
+    unsafe fn kernel_avx2<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T] {
+        super::kq_avx2::q45_k::<T, false>(wq, wd, nb, a)
+    }
+
+    #[inline(always)]
     #[allow(clippy::needless_range_loop)]
     unsafe fn kernel<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T] {
         let m4 = _mm512_set1_epi8(0xF);

@@ -105,6 +105,21 @@ pub(super) unsafe fn q45_k<const T: usize, const Q5: bool>(wq: *const u8, wd: *c
     res
 }
 
+/// `pshufb` indices: scale 2s in bytes 0..8, 2s + 1 in bytes 8..16.
+static Q6_SHUF: [[u8; 16]; 8] = {
+    let mut t = [[0u8; 16]; 8];
+    let mut s = 0;
+    while s < 8 {
+        let mut i = 0;
+        while i < 16 {
+            t[s][i] = (2 * s + i / 8) as u8;
+            i += 1;
+        }
+        s += 1;
+    }
+    t
+};
+
 /// q6_K rows of one group: `[t][k]`.
 ///
 /// # Safety
@@ -123,7 +138,8 @@ pub(super) unsafe fn q6_k<const T: usize>(wq: *const u8, wd: *const u8, nb: usiz
             // SAFETY (all weight loads): block b < nb of this group.
             let dw = f16x4(m.add(64))[k];
             let sc = m.add(16 * k) as *const i8;
-            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc.cast()));
+            let sc8 = _mm_loadu_si128(sc.cast());
+            let sc16 = _mm256_cvtepi8_epi16(sc8);
             let mut sumi = [_mm256_setzero_si256(); T];
             for j in 0..2 {
                 let l0 = _mm256_loadu_si256(q.add(128 * (2 * j) + 32 * k).cast());
@@ -142,7 +158,7 @@ pub(super) unsafe fn q6_k<const T: usize>(wq: *const u8, wd: *const u8, nb: usiz
                 for i in 0..4 {
                     let s = 4 * j + i;
                     // Scale 2s on the sub-block's first 16 quants, 2s + 1 on the rest.
-                    let scale = _mm256_set_m128i(_mm_set1_epi16(*sc.add(2 * s + 1) as i16), _mm_set1_epi16(*sc.add(2 * s) as i16));
+                    let scale = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, _mm_loadu_si128(Q6_SHUF[s].as_ptr().cast())));
                     for t in 0..T {
                         // SAFETY: `y_block` is a whole expanded block.
                         let y = y_sub(y_block(a.get_unchecked(t), b), s);

@@ -11,6 +11,7 @@ use std::arch::x86_64::*;
 
 use super::kq::{bsum_pairs4, finish_row, y_block, y_d, BSUMS_AT};
 use super::{q4_k, q5_k, q6_k, ActRow, ROWS};
+use crate::quant::x86::kquants::SHUF_Q6;
 
 /// The 4 rows' f16 values at `p` as f32.
 #[inline(always)]
@@ -105,21 +106,6 @@ pub(super) unsafe fn q45_k<const T: usize, const Q5: bool>(wq: *const u8, wd: *c
     res
 }
 
-/// `pshufb` indices: scale 2s in bytes 0..8, 2s + 1 in bytes 8..16.
-static Q6_SHUF: [[u8; 16]; 8] = {
-    let mut t = [[0u8; 16]; 8];
-    let mut s = 0;
-    while s < 8 {
-        let mut i = 0;
-        while i < 16 {
-            t[s][i] = (2 * s + i / 8) as u8;
-            i += 1;
-        }
-        s += 1;
-    }
-    t
-};
-
 /// q6_K rows of one group: `[t][k]`.
 ///
 /// # Safety
@@ -158,7 +144,7 @@ pub(super) unsafe fn q6_k<const T: usize>(wq: *const u8, wd: *const u8, nb: usiz
                 for i in 0..4 {
                     let s = 4 * j + i;
                     // Scale 2s on the sub-block's first 16 quants, 2s + 1 on the rest.
-                    let scale = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, _mm_loadu_si128(Q6_SHUF[s].as_ptr().cast())));
+                    let scale = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, _mm_loadu_si128(SHUF_Q6[s].as_ptr().cast())));
                     for t in 0..T {
                         // SAFETY: `y_block` is a whole expanded block.
                         let y = y_sub(y_block(a.get_unchecked(t), b), s);

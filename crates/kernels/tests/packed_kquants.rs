@@ -1,5 +1,6 @@
 //! The repacked K-quant matmul (q4_K, q5_K, q6_K: 4 interleaved rows, up to 4 tokens per weight load,
-//! AVX-512 VNNI) must return bit-for-bit what the row-at-a-time `vec_dot` kernels return, for
+//! AVX-512 VNNI, or AVX2 + FMA where that is the level: `packed_kquants_under_forced_avx2` runs
+//! this file again with `DAEHWA_KERNELS=avx2`) must return bit-for-bit what the row-at-a-time `vec_dot` kernels return, for
 //! every token count and row count (padding rows, one or many super-blocks), on quantized
 //! weights and on random block bytes, alone and mixed in one call; and stay within the scalar
 //! reference's error budget.
@@ -40,7 +41,7 @@ fn random_blocks(ty: GgmlType, n_rows: usize, n_cols: usize, seed: u64) -> Vec<u
 }
 
 fn require_packed() -> bool {
-    if !packed::available() {
+    if !packed::packs(GgmlType::Q4_K) {
         skip::avx512_unused("the packed K-quant matmul tests");
         return false;
     }
@@ -118,4 +119,34 @@ fn q4_k_and_q6_k_share_one_call() {
             assert_eq!(bits(o), bits(&reference(&m, &x, n_tokens, false)), "{} in a mixed call", p.ty());
         }
     }
+}
+
+/// The AVX2 kernels of the same layouts: the tests above in a child process of this binary with
+/// `DAEHWA_KERNELS=avx2`, where the K-quants must still be packed (and the legacy types not),
+/// and must equal the AVX2 `vec_dot` bit for bit.
+#[test]
+fn packed_kquants_under_forced_avx2() {
+    let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c");
+    if !avx2 {
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"NOTICE: packed_kquants_under_forced_avx2: this CPU has no AVX2, nothing to test\n");
+        return;
+    }
+    if std::env::var("DAEHWA_KERNELS").as_deref() == Ok("avx2") {
+        // The child: the AVX2 layouts are in use, the AVX-512-only ones are not.
+        assert!(TYPES.iter().all(|&ty| packed::packs(ty)), "K-quants packed under DAEHWA_KERNELS=avx2");
+        assert!(!packed::available() && !packed::packs(GgmlType::Q4_0), "no AVX-512 layouts under DAEHWA_KERNELS=avx2");
+        assert_eq!(quant::kernel(GgmlType::Q4_K).expect("kernel").isa, "avx2", "the reference is the AVX2 vec_dot");
+        return;
+    }
+    let names = ["packed_kquants_equal_vec_dot_bit_for_bit", "packed_kquants_on_random_block_bytes", "q4_k_and_q6_k_share_one_call", "packed_kquants_under_forced_avx2"];
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(names)
+        .args(["--exact", "--test-threads", "1"])
+        .env("DAEHWA_KERNELS", "avx2")
+        .output()
+        .expect("run the tests again under DAEHWA_KERNELS=avx2");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "under DAEHWA_KERNELS=avx2:\n{text}");
+    assert!(text.contains("test result: ok. 4 passed"), "all 4 tests ran under DAEHWA_KERNELS=avx2:\n{text}");
+    assert!(!text.contains("SKIPPED"), "nothing skipped under DAEHWA_KERNELS=avx2:\n{text}");
 }

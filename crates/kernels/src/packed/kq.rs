@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::ActRow;
+use super::{ActRow, ROWS};
 
 /// Bytes of one expanded q8_K activation block: each 32-quant sub-block twice in a row (64
 /// bytes: one plain 512-bit load gives the kernels the sub-block in both halves, for two weight
@@ -68,4 +68,98 @@ pub(super) fn finish_row(x: &[f32; 8], m: Option<&[f32; 4]>) -> f32 {
         Some(m) => h + ((m[0] + m[2]) + (m[1] + m[3])),
         None => h,
     }
+}
+
+/// A packed K-quant layout: its bytes per (group of 4 rows, super-block) and its kernel.
+pub(super) trait Layout {
+    /// Quant bytes per (group, super-block).
+    const QS_BYTES: usize;
+    /// Meta bytes per (group, super-block).
+    const META_BYTES: usize;
+    /// `[t][k] = dot(row k of the group at `wq`/`wd`, token t)` over `nb` super-blocks.
+    ///
+    /// # Safety
+    /// As [`groups`], for one group; called only from functions with [`groups`]' features.
+    unsafe fn kernel<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T];
+    /// The same on AVX2 + FMA (`super::kq_avx2`).
+    ///
+    /// # Safety
+    /// As [`groups_avx2`], for one group; called only from functions with its features.
+    unsafe fn kernel_avx2<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T];
+}
+
+/// `out[t][4 * g + k] = dot(row k of group g, token t)` for `g < n_groups`, `t < T`.
+///
+/// # Safety
+/// The CPU has the features of [`super::available`]; `wq`/`wd` hold `n_groups * nb` blocks of
+/// quants (`L::QS_BYTES` each) and meta (`L::META_BYTES` each); every `a[t].qs` holds `nb`
+/// expanded q8_K blocks; every `out[t]` is valid for writing `4 * n_groups` floats nothing else
+/// accesses.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn groups<L: Layout, const T: usize>(wq: *const u8, wd: *const u8, nb: usize, n_groups: usize, a: &[ActRow; T], out: [*mut f32; T]) {
+    for g in 0..n_groups {
+        let res = L::kernel::<T>(wq.add(g * nb * L::QS_BYTES), wd.add(g * nb * L::META_BYTES), nb, a);
+        for t in 0..T {
+            std::ptr::copy_nonoverlapping(res[t].as_ptr(), out[t].add(g * ROWS), ROWS);
+        }
+    }
+}
+
+/// [`groups`] on AVX2 + FMA.
+///
+/// # Safety
+/// As [`groups`], with AVX2, FMA and F16C in place of its features.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn groups_avx2<L: Layout, const T: usize>(wq: *const u8, wd: *const u8, nb: usize, n_groups: usize, a: &[ActRow; T], out: [*mut f32; T]) {
+    for g in 0..n_groups {
+        let res = L::kernel_avx2::<T>(wq.add(g * nb * L::QS_BYTES), wd.add(g * nb * L::META_BYTES), nb, a);
+        for t in 0..T {
+            std::ptr::copy_nonoverlapping(res[t].as_ptr(), out[t].add(g * ROWS), ROWS);
+        }
+    }
+}
+
+/// The 4 rows' `d` (f32 lanes 0..4) as two row-pair registers: row 2p in lanes 0..8 of pair
+/// `p`, row 2p + 1 in lanes 8..16.
+#[inline(always)]
+pub(super) unsafe fn pair_lanes(d: __m128) -> [__m512; 2] {
+    let d = _mm512_castps128_ps512(d);
+    [
+        _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), d),
+        _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2), d),
+    ]
+}
+
+/// `sumi[p] += vpdpwssd(maddubs(w[p], y), s[p])` for both row pairs.
+#[inline(always)]
+pub(super) unsafe fn dot_pairs(sumi: &mut [__m512i; 2], w: &[__m512i; 2], y: __m512i, s: &[__m512i; 2]) {
+    for p in 0..2 {
+        sumi[p] = _mm512_dpwssd_epi32(sumi[p], _mm512_maddubs_epi16(w[p], y), s[p]);
+    }
+}
+
+/// `acc[p] = fma(d_y * dw[p], float(sumi[p]), acc[p])` for both row pairs.
+#[inline(always)]
+pub(super) unsafe fn scale_pairs(acc: &mut [__m512; 2], dy: f32, dw: &[__m512; 2], sumi: &[__m512i; 2]) {
+    for p in 0..2 {
+        let d = _mm512_mul_ps(_mm512_set1_ps(dy), dw[p]);
+        acc[p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi[p]), acc[p]);
+    }
+}
+
+/// Each token's 4 results: `finish(t, k, lanes)` on row k's 8 lanes of `acc[t]`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub(super) unsafe fn rows<const T: usize>(acc: &[[__m512; 2]; T], finish: impl Fn(usize, usize, &[f32; 8]) -> f32) -> [[f32; ROWS]; T] {
+    let mut res = [[0f32; ROWS]; T];
+    for t in 0..T {
+        let mut f = [0f32; 32];
+        _mm512_storeu_ps(f.as_mut_ptr(), acc[t][0]);
+        _mm512_storeu_ps(f.as_mut_ptr().add(16), acc[t][1]);
+        for k in 0..ROWS {
+            let lanes: &[f32; 8] = f[8 * k..8 * k + 8].try_into().unwrap_or(&[0.0; 8]);
+            res[t][k] = finish(t, k, lanes);
+        }
+    }
+    res
 }

@@ -40,6 +40,8 @@ mod q8_0;
 #[cfg(target_arch = "x86_64")]
 mod kq;
 #[cfg(target_arch = "x86_64")]
+mod kq_avx2;
+#[cfg(target_arch = "x86_64")]
 mod q4_k;
 #[cfg(target_arch = "x86_64")]
 mod q5_k;
@@ -201,16 +203,22 @@ pub fn available() -> bool {
     cfg!(target_arch = "x86_64") && quant::chosen_level() >= Level::Avx512Vnni
 }
 
+/// Whether the packed K-quant layouts run on AVX2 + FMA here instead (no AVX-512 VNNI, or
+/// `DAEHWA_KERNELS=avx2`; the legacy layouts have AVX-512 kernels only).
+fn k_on_avx2() -> bool {
+    cfg!(target_arch = "x86_64") && !available() && quant::chosen_level() >= Level::Avx2
+}
+
 /// Whether [`PackedMatrix::pack`] makes a copy of a matrix of type `ty` in this process (for
 /// memory estimates: a packed matrix is held twice, the mapped GGUF bytes and the packed copy).
 pub fn packs(ty: GgmlType) -> bool {
-    available() && group_block_bytes(ty).is_some()
+    group_block_bytes(ty).is_some() && (available() || (is_k(ty) && k_on_avx2()))
 }
 
 impl PackedMatrix {
     /// Repacks `m` when its type has a packed kernel and the CPU runs it; `None` otherwise.
     pub fn pack(m: &QMatrix) -> Option<Self> {
-        if !available() {
+        if !packs(m.ty) {
             return None;
         }
         Self::pack_unchecked(m)
@@ -563,7 +571,7 @@ fn run_groups<'a>(w: &PackedMatrix, groups: Range<usize>, n_tokens: usize, acts:
                     // token; nothing reads `out` until the run returns.
                     unsafe { out.slice((t + i) * w.n_rows + g0 * ROWS, (g1 - g0) * ROWS) }.as_mut_ptr()
                 });
-                // SAFETY: features by `available()` (a precondition of every PackedMatrix);
+                // SAFETY: features by `packs()` (a precondition of every PackedMatrix);
                 // the weight range was checked above, the activations per tile, and each
                 // output pointer covers (g1 - g0) * 4 floats this chunk owns.
                 unsafe { run_kernel(w.ty, qs.as_ptr().add(g0 * nb * qsb), dm.as_ptr().add(g0 * nb * dmb), nb, g1 - g0, &tile[t - t0..], n, outs) };
@@ -590,6 +598,9 @@ fn run_groups<'a>(w: &PackedMatrix, groups: Range<usize>, n_tokens: usize, acts:
 /// As the kernels' `groups` functions.
 #[allow(unused_variables, clippy::too_many_arguments)]
 unsafe fn run_kernel(ty: GgmlType, wq: *const u8, wd: *const u8, nb: usize, n_groups: usize, a: &[ActRow], n: usize, outs: [*mut f32; TOKENS]) {
+    // `packs(ty)` held at packing: AVX-512 VNNI, or AVX2 for the K-quants.
+    #[cfg(target_arch = "x86_64")]
+    let k_avx2 = k_on_avx2();
     macro_rules! call {
         ($m:ident) => {
             match n {
@@ -600,17 +611,32 @@ unsafe fn run_kernel(ty: GgmlType, wq: *const u8, wd: *const u8, nb: usize, n_gr
             }
         };
     }
+    // The K-quant layouts share `kq::groups`.
+    macro_rules! call_k {
+        ($l:ty) => {
+            match (k_avx2, n) {
+                (false, 1) => kq::groups::<$l, 1>(wq, wd, nb, n_groups, &[a[0]], [outs[0]]),
+                (false, 2) => kq::groups::<$l, 2>(wq, wd, nb, n_groups, &[a[0], a[1]], [outs[0], outs[1]]),
+                (false, 3) => kq::groups::<$l, 3>(wq, wd, nb, n_groups, &[a[0], a[1], a[2]], [outs[0], outs[1], outs[2]]),
+                (false, _) => kq::groups::<$l, 4>(wq, wd, nb, n_groups, &[a[0], a[1], a[2], a[3]], outs),
+                (true, 1) => kq::groups_avx2::<$l, 1>(wq, wd, nb, n_groups, &[a[0]], [outs[0]]),
+                (true, 2) => kq::groups_avx2::<$l, 2>(wq, wd, nb, n_groups, &[a[0], a[1]], [outs[0], outs[1]]),
+                (true, 3) => kq::groups_avx2::<$l, 3>(wq, wd, nb, n_groups, &[a[0], a[1], a[2]], [outs[0], outs[1], outs[2]]),
+                (true, _) => kq::groups_avx2::<$l, 4>(wq, wd, nb, n_groups, &[a[0], a[1], a[2], a[3]], outs),
+            }
+        };
+    }
     match ty {
         #[cfg(target_arch = "x86_64")]
         GgmlType::Q4_1 => call!(q4_1),
         #[cfg(target_arch = "x86_64")]
         GgmlType::Q8_0 => call!(q8_0),
         #[cfg(target_arch = "x86_64")]
-        GgmlType::Q4_K => call!(q4_k),
+        GgmlType::Q4_K => call_k!(q4_k::Q4K),
         #[cfg(target_arch = "x86_64")]
-        GgmlType::Q5_K => call!(q5_k),
+        GgmlType::Q5_K => call_k!(q5_k::Q5K),
         #[cfg(target_arch = "x86_64")]
-        GgmlType::Q6_K => call!(q6_k),
+        GgmlType::Q6_K => call_k!(q6_k::Q6K),
         #[cfg(target_arch = "x86_64")]
         GgmlType::Q5_0 => match n {
             1 => q5_0::groups::<1, true>(wq, wd, nb, n_groups, &[a[0]], [outs[0]]),

@@ -15,8 +15,8 @@
 
 use std::arch::x86_64::*;
 
-use super::ROWS;
-use super::kq::{finish_row, y_block, y_d, y_sub, BSUMS_AT};
+use super::kq::{dot_pairs, finish_row, pair_lanes, rows, scale_pairs, y_block, y_d, y_sub, Layout, BSUMS_AT};
+use super::{ActRow, ROWS};
 
 /// Quant bytes per (group, super-block).
 pub(super) const QS_BYTES: usize = 768;
@@ -38,88 +38,70 @@ static SCALE_IDX: [[u16; 32]; 8] = {
     t
 };
 
-/// `out[t][4 * g + k] = dot(row k of group g, token t)` for `g < n_groups`, `t < T`.
-///
-/// # Safety
-/// As `q4_k::groups`, with this module's block sizes.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn groups<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, n_groups: usize, a: &[super::ActRow; T], out: [*mut f32; T]) {
-    for g in 0..n_groups {
-        let res = kernel::<T>(wq.add(g * nb * QS_BYTES), wd.add(g * nb * META_BYTES), nb, a);
-        for t in 0..T {
-            std::ptr::copy_nonoverlapping(res[t].as_ptr(), out[t].add(g * ROWS), ROWS);
-        }
-    }
-}
+/// The q6_K layout (marker for [`super::kq::groups`]).
+pub(super) struct Q6K;
 
-#[inline(always)]
-#[allow(clippy::needless_range_loop)]
-unsafe fn kernel<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[super::ActRow; T]) -> [[f32; ROWS]; T] {
-    let m15 = _mm512_set1_epi8(15);
-    let pair_idx = [_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2)];
-    let mut acc = [[_mm512_setzero_ps(); 2]; T];
-    for b in 0..nb {
-        let q = wq.add(b * QS_BYTES);
-        let m = wd.add(b * META_BYTES);
-        for l in 0..3 {
-            _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(super::PREFETCH + 64 * l).cast());
-        }
-        _mm_prefetch::<_MM_HINT_T1>(m.wrapping_add(super::PREFETCH / 10).cast());
-        // SAFETY (all weight loads): block b < nb of this group, META_BYTES / QS_BYTES each.
-        let sc = [_mm512_cvtepi8_epi16(_mm256_loadu_si256(m.cast())), _mm512_cvtepi8_epi16(_mm256_loadu_si256(m.add(32).cast()))];
-        let dd = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64(m.add(64).cast())));
-        let dw = [_mm512_permutexvar_ps(pair_idx[0], dd), _mm512_permutexvar_ps(pair_idx[1], dd)];
-        let mut sumi = [[_mm512_setzero_si512(); 2]; T];
-        for j in 0..2 {
-            // Sub-blocks 4j + i, i = 0..4, for both pairs.
-            let mut w = [[_mm512_setzero_si512(); 2]; 4];
-            for p in 0..2 {
-                let qh = _mm512_loadu_si512(q.add(512 + (2 * j + p) * 64).cast());
-                let l0 = _mm512_loadu_si512(q.add((4 * j + p) * 64).cast());
-                let l1 = _mm512_loadu_si512(q.add((4 * j + 2 + p) * 64).cast());
-                let h0 = _mm512_slli_epi16::<4>(_mm512_and_si512(qh, _mm512_set1_epi8(3)));
-                let h1 = _mm512_slli_epi16::<2>(_mm512_and_si512(qh, _mm512_set1_epi8(12)));
-                let h2 = _mm512_and_si512(qh, _mm512_set1_epi8(48));
-                let h3 = _mm512_srli_epi16::<2>(_mm512_and_si512(qh, _mm512_set1_epi8(-64)));
-                w[0][p] = _mm512_or_si512(_mm512_and_si512(l0, m15), h0);
-                w[1][p] = _mm512_or_si512(_mm512_and_si512(l1, m15), h1);
-                w[2][p] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(l0), m15), h2);
-                w[3][p] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(l1), m15), h3);
+impl Layout for Q6K {
+    const QS_BYTES: usize = QS_BYTES;
+    const META_BYTES: usize = META_BYTES;
+
+    #[inline(always)]
+    unsafe fn kernel_avx2<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T] {
+        super::kq_avx2::q6_k::<T>(wq, wd, nb, a)
+    }
+
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn kernel<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T] {
+        let m15 = _mm512_set1_epi8(15);
+        let mut acc = [[_mm512_setzero_ps(); 2]; T];
+        for b in 0..nb {
+            let q = wq.add(b * QS_BYTES);
+            let m = wd.add(b * META_BYTES);
+            for l in 0..3 {
+                _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(super::PREFETCH + 64 * l).cast());
             }
-            for i in 0..4 {
-                let idx = _mm512_loadu_si512(SCALE_IDX[4 * j + i].as_ptr().cast());
-                let s = [_mm512_permutexvar_epi16(idx, sc[0]), _mm512_permutexvar_epi16(idx, sc[1])];
-                for t in 0..T {
-                    // SAFETY: `y_block` is a whole expanded block.
-                    let y = y_sub(y_block(a.get_unchecked(t), b), 4 * j + i);
-                    for p in 0..2 {
-                        sumi[t][p] = _mm512_dpwssd_epi32(sumi[t][p], _mm512_maddubs_epi16(w[i][p], y), s[p]);
+            _mm_prefetch::<_MM_HINT_T1>(m.wrapping_add(super::PREFETCH / 10).cast());
+            // SAFETY (all weight loads): block b < nb of this group, META_BYTES / QS_BYTES each.
+            let sc = [_mm512_cvtepi8_epi16(_mm256_loadu_si256(m.cast())), _mm512_cvtepi8_epi16(_mm256_loadu_si256(m.add(32).cast()))];
+            let dw = pair_lanes(_mm_cvtph_ps(_mm_loadl_epi64(m.add(64).cast())));
+            let mut sumi = [[_mm512_setzero_si512(); 2]; T];
+            for j in 0..2 {
+                // Sub-blocks 4j + i, i = 0..4, for both pairs.
+                let mut w = [[_mm512_setzero_si512(); 2]; 4];
+                for p in 0..2 {
+                    let qh = _mm512_loadu_si512(q.add(512 + (2 * j + p) * 64).cast());
+                    let l0 = _mm512_loadu_si512(q.add((4 * j + p) * 64).cast());
+                    let l1 = _mm512_loadu_si512(q.add((4 * j + 2 + p) * 64).cast());
+                    let h0 = _mm512_slli_epi16::<4>(_mm512_and_si512(qh, _mm512_set1_epi8(3)));
+                    let h1 = _mm512_slli_epi16::<2>(_mm512_and_si512(qh, _mm512_set1_epi8(12)));
+                    let h2 = _mm512_and_si512(qh, _mm512_set1_epi8(48));
+                    let h3 = _mm512_srli_epi16::<2>(_mm512_and_si512(qh, _mm512_set1_epi8(-64)));
+                    w[0][p] = _mm512_or_si512(_mm512_and_si512(l0, m15), h0);
+                    w[1][p] = _mm512_or_si512(_mm512_and_si512(l1, m15), h1);
+                    w[2][p] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(l0), m15), h2);
+                    w[3][p] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(l1), m15), h3);
+                }
+                for i in 0..4 {
+                    let idx = _mm512_loadu_si512(SCALE_IDX[4 * j + i].as_ptr().cast());
+                    let s = [_mm512_permutexvar_epi16(idx, sc[0]), _mm512_permutexvar_epi16(idx, sc[1])];
+                    for t in 0..T {
+                        // SAFETY: `y_block` is a whole expanded block.
+                        dot_pairs(&mut sumi[t], &w[i], y_sub(y_block(a.get_unchecked(t), b), 4 * j + i), &s);
                     }
                 }
             }
-        }
-        for t in 0..T {
-            let y = y_block(a.get_unchecked(t), b);
-            let dy = y_d(y);
-            // SAFETY: the 16 i16 block sums at BSUMS_AT.
-            let bs = _mm512_broadcast_i64x4(_mm256_loadu_si256(y.add(BSUMS_AT).cast()));
-            for p in 0..2 {
-                let sub = _mm512_slli_epi32::<5>(_mm512_madd_epi16(bs, sc[p]));
-                let d = _mm512_mul_ps(_mm512_set1_ps(dy), dw[p]);
-                let si = _mm512_sub_epi32(sumi[t][p], sub);
-                acc[t][p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(si), acc[t][p]);
+            for t in 0..T {
+                let y = y_block(a.get_unchecked(t), b);
+                // SAFETY: the 16 i16 block sums at BSUMS_AT.
+                let bs = _mm512_broadcast_i64x4(_mm256_loadu_si256(y.add(BSUMS_AT).cast()));
+                for p in 0..2 {
+                    let sub = _mm512_slli_epi32::<5>(_mm512_madd_epi16(bs, sc[p]));
+                    sumi[t][p] = _mm512_sub_epi32(sumi[t][p], sub);
+                }
+                scale_pairs(&mut acc[t], y_d(y), &dw, &sumi[t]);
             }
         }
+        rows(&acc, |_, _, lanes| finish_row(lanes, None))
     }
-    let mut res = [[0f32; ROWS]; T];
-    for t in 0..T {
-        let mut f = [[0f32; 16]; 2];
-        _mm512_storeu_ps(f[0].as_mut_ptr(), acc[t][0]);
-        _mm512_storeu_ps(f[1].as_mut_ptr(), acc[t][1]);
-        for k in 0..ROWS {
-            let lanes: &[f32; 8] = f[k / 2][8 * (k % 2)..8 * (k % 2) + 8].try_into().unwrap_or(&[0.0; 8]);
-            res[t][k] = finish_row(lanes, None);
-        }
-    }
-    res
 }

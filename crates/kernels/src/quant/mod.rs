@@ -38,7 +38,7 @@ mod lanes;
 mod legacy;
 mod mxfp4;
 #[cfg(target_arch = "x86_64")]
-mod x86;
+pub(crate) mod x86;
 
 use std::sync::OnceLock;
 

@@ -32,7 +32,7 @@ pub(super) const SHUF_K4: [[u8; 32]; 8] = {
 };
 
 /// Row i puts byte 2i in the first 8 bytes and byte 2i+1 in the last 8 (`get_scale_shuffle`).
-pub(super) const SHUF_Q6: [[u8; 16]; 8] = {
+pub(crate) const SHUF_Q6: [[u8; 16]; 8] = {
     let mut t = [[0u8; 16]; 8];
     let mut i = 0;
     while i < 8 {

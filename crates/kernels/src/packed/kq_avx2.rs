@@ -1,0 +1,168 @@
+//! The packed q4_K/q5_K/q6_K layouts (`q4_k`, `q5_k`, `q6_k`) on AVX2 + FMA, for CPUs without
+//! AVX-512 VNNI (or `DAEHWA_KERNELS=avx2`): one row of a group at a time (row `k`'s 32-byte chunks
+//! sit at `32 k` within every 128-byte span of the layout), up to 4 tokens per weight load.
+//!
+//! Per row these are the row-at-a-time AVX2 kernels (`quant::x86::kquants`) step for step:
+//! `maddubs`, then `madd` by the sub-block's scale broadcast to 16 lanes, i32 lane sums (exact
+//! in any order), `fma(d_x * d_w, float(sumi), acc)` per super-block, the mins as they do, and
+//! the same final horizontal sums, so every result is bit-for-bit `vec_dot_q*_k_q8_k`'s.
+
+use std::arch::x86_64::*;
+
+use super::kq::{bsum_pairs4, finish_row, y_block, y_d, BSUMS_AT};
+use super::{q4_k, q5_k, q6_k, ActRow, ROWS};
+use crate::quant::x86::kquants::SHUF_Q6;
+
+/// The 4 rows' f16 values at `p` as f32.
+#[inline(always)]
+unsafe fn f16x4(p: *const u8) -> [f32; 4] {
+    let mut o = [0f32; 4];
+    _mm_storeu_ps(o.as_mut_ptr(), _mm_cvtph_ps(_mm_loadl_epi64(p.cast())));
+    o
+}
+
+/// Sub-block `sb` (32 quants) of an expanded q8_K block.
+#[inline(always)]
+unsafe fn y_sub(y: *const u8, sb: usize) -> __m256i {
+    _mm256_loadu_si256(y.add(64 * sb).cast())
+}
+
+/// `hsum_float_8` of `acc`'s lanes (with `m`'s 4 lanes, as `finish_row`).
+#[inline(always)]
+unsafe fn finish(acc: __m256, m: Option<__m128>) -> f32 {
+    let mut f = [0f32; 8];
+    _mm256_storeu_ps(f.as_mut_ptr(), acc);
+    match m {
+        Some(m) => {
+            let mut ml = [0f32; 4];
+            _mm_storeu_ps(ml.as_mut_ptr(), m);
+            finish_row(&f, Some(&ml))
+        }
+        None => finish_row(&f, None),
+    }
+}
+
+/// q4_K (`q5`: false) or q5_K (`q5`: true) rows of one group: `[t][k]`.
+///
+/// # Safety
+/// As `kq::groups_avx2`, for one group of this layout.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub(super) unsafe fn q45_k<const T: usize, const Q5: bool>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T] {
+    let (qs_bytes, meta_bytes) = if Q5 { (q5_k::QS_BYTES, q5_k::META_BYTES) } else { (q4_k::QS_BYTES, q4_k::META_BYTES) };
+    let m4 = _mm256_set1_epi8(0xF);
+    let m16 = _mm256_set1_epi8(16);
+    let mut res = [[0f32; ROWS]; T];
+    for k in 0..ROWS {
+        let mut acc = [_mm256_setzero_ps(); T];
+        let mut acc_m = [_mm_setzero_ps(); T];
+        let mut summs = [0f32; T];
+        for b in 0..nb {
+            let q = wq.add(b * qs_bytes);
+            let m = wd.add(b * meta_bytes);
+            _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(super::PREFETCH + 32 * k).cast());
+            // SAFETY (all weight loads): block b < nb of this group.
+            let (dw, dminw) = (f16x4(m.add(64))[k], f16x4(m.add(72))[k]);
+            let hbits = if Q5 { _mm256_loadu_si256(q.add(512 + 32 * k).cast()) } else { _mm256_setzero_si256() };
+            let mut sumi = [_mm256_setzero_si256(); T];
+            for j in 0..4 {
+                let bits = _mm256_loadu_si256(q.add(128 * j + 32 * k).cast());
+                let mut lo = _mm256_and_si256(bits, m4);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+                if Q5 {
+                    let (bl, bh) = (_mm256_set1_epi8(1 << (2 * j)), _mm256_set1_epi8((1u8 << (2 * j + 1)) as i8));
+                    lo = _mm256_add_epi8(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bl), bl), m16));
+                    hi = _mm256_add_epi8(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bh), bh), m16));
+                }
+                let sl = _mm256_set1_epi16(*m.add(8 * k + 2 * j) as i16);
+                let sh = _mm256_set1_epi16(*m.add(8 * k + 2 * j + 1) as i16);
+                for t in 0..T {
+                    // SAFETY: `y` is a whole expanded block.
+                    let y = y_block(a.get_unchecked(t), b);
+                    let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, y_sub(y, 2 * j)));
+                    let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, y_sub(y, 2 * j + 1)));
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
+                }
+            }
+            let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(m.add(32 + 8 * k).cast()));
+            for t in 0..T {
+                let y = y_block(a.get_unchecked(t), b);
+                let dy = y_d(y);
+                let prod = _mm_madd_epi16(mins, bsum_pairs4(y));
+                if Q5 {
+                    let mut p = [0i32; 4];
+                    _mm_storeu_si128(p.as_mut_ptr().cast(), prod);
+                    summs[t] += (-dy * dminw) * ((p[0] + p[1]) + (p[2] + p[3])) as f32;
+                } else {
+                    acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(-dy * dminw), _mm_cvtepi32_ps(prod), acc_m[t]);
+                }
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dw), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            }
+        }
+        for t in 0..T {
+            res[t][k] = if Q5 { finish(acc[t], None) + summs[t] } else { finish(acc[t], Some(acc_m[t])) };
+        }
+    }
+    res
+}
+
+/// q6_K rows of one group: `[t][k]`.
+///
+/// # Safety
+/// As `kq::groups_avx2`, for one group of this layout.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub(super) unsafe fn q6_k<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T] {
+    let m15 = _mm256_set1_epi8(15);
+    let mut res = [[0f32; ROWS]; T];
+    for k in 0..ROWS {
+        let mut acc = [_mm256_setzero_ps(); T];
+        for b in 0..nb {
+            let q = wq.add(b * q6_k::QS_BYTES);
+            let m = wd.add(b * q6_k::META_BYTES);
+            _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(super::PREFETCH + 32 * k).cast());
+            // SAFETY (all weight loads): block b < nb of this group.
+            let dw = f16x4(m.add(64))[k];
+            let sc = m.add(16 * k) as *const i8;
+            let sc8 = _mm_loadu_si128(sc.cast());
+            let sc16 = _mm256_cvtepi8_epi16(sc8);
+            let mut sumi = [_mm256_setzero_si256(); T];
+            for j in 0..2 {
+                let l0 = _mm256_loadu_si256(q.add(128 * (2 * j) + 32 * k).cast());
+                let l1 = _mm256_loadu_si256(q.add(128 * (2 * j + 1) + 32 * k).cast());
+                let qh = _mm256_loadu_si256(q.add(512 + 128 * j + 32 * k).cast());
+                let h0 = _mm256_slli_epi16::<4>(_mm256_and_si256(qh, _mm256_set1_epi8(3)));
+                let h1 = _mm256_slli_epi16::<2>(_mm256_and_si256(qh, _mm256_set1_epi8(12)));
+                let h2 = _mm256_and_si256(qh, _mm256_set1_epi8(48));
+                let h3 = _mm256_srli_epi16::<2>(_mm256_and_si256(qh, _mm256_set1_epi8(-64)));
+                let w = [
+                    _mm256_or_si256(_mm256_and_si256(l0, m15), h0),
+                    _mm256_or_si256(_mm256_and_si256(l1, m15), h1),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l0), m15), h2),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l1), m15), h3),
+                ];
+                for i in 0..4 {
+                    let s = 4 * j + i;
+                    // Scale 2s on the sub-block's first 16 quants, 2s + 1 on the rest.
+                    let scale = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, _mm_loadu_si128(SHUF_Q6[s].as_ptr().cast())));
+                    for t in 0..T {
+                        // SAFETY: `y_block` is a whole expanded block.
+                        let y = y_sub(y_block(a.get_unchecked(t), b), s);
+                        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(scale, _mm256_maddubs_epi16(w[i], y)));
+                    }
+                }
+            }
+            for t in 0..T {
+                let y = y_block(a.get_unchecked(t), b);
+                // SAFETY: the 16 i16 block sums at BSUMS_AT.
+                let bs = _mm256_loadu_si256(y.add(BSUMS_AT).cast());
+                let si = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, sc16)));
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y_d(y) * dw), _mm256_cvtepi32_ps(si), acc[t]);
+            }
+        }
+        for t in 0..T {
+            res[t][k] = finish(acc[t], None);
+        }
+    }
+    res
+}

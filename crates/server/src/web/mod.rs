@@ -167,9 +167,9 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accou
 }
 
 /// The `/v1` side of accounts: the owner of a personal API key, if `key` is one that works.
-pub async fn personal_key_user(store: &Store, key: &str) -> Result<Option<store::User>, store::StoreError> {
+pub async fn personal_key_user(store: &Store, key: &str) -> Result<Option<(store::User, store::ApiKeyId)>, store::StoreError> {
     if !key.starts_with(secret::API_KEY_PREFIX) {
         return Ok(None);
     }
-    Ok(store.api_key_user(&store::token_hash(key)).await?.map(|(u, _)| u))
+    store.api_key_user(&store::token_hash(key)).await
 }

@@ -59,11 +59,16 @@ pub struct Active {
 
 /// The policy `who` runs under (`None` without a store, or when no policy applies).
 pub async fn resolve(st: &AppState, who: Option<&Who>) -> Result<Option<Arc<Active>>, ApiError> {
-    let Some(accounts) = &st.accounts else { return Ok(None) };
+    resolve_in(st.accounts.as_ref().map(|a| &a.store), who).await
+}
+
+/// [`resolve`] with the store in hand (the web routes' state has no `AppState`).
+pub async fn resolve_in(store: Option<&Store>, who: Option<&Who>) -> Result<Option<Arc<Active>>, ApiError> {
+    let Some(store) = store else { return Ok(None) };
     let anyone = Who::anyone();
     let who = who.unwrap_or(&anyone);
-    let policy = accounts.store.policy_for(&who.subjects).await.map_err(|e| ApiError::Internal(format!("finding the policy: {e}")))?;
-    Ok(policy.map(|policy| Arc::new(Active { policy, usage_key: who.usage_key.clone(), store: accounts.store.clone() })))
+    let policy = store.policy_for(&who.subjects).await.map_err(|e| ApiError::Internal(format!("finding the policy: {e}")))?;
+    Ok(policy.map(|policy| Arc::new(Active { policy, usage_key: who.usage_key.clone(), store: store.clone() })))
 }
 
 /// A request refused by a policy: 403 for one outside it, 429 when its day's tokens are spent.

@@ -150,6 +150,7 @@ impl ApiError {
             ApiError::QueueFull => ("requests", None, Some("rate_limit_exceeded")),
             ApiError::Policy(crate::policy::Refusal::Model { .. }) => ("permission_error", Some("model".into()), Some("policy_model_not_allowed")),
             ApiError::Policy(crate::policy::Refusal::AnswerTokens { .. }) => ("permission_error", Some("max_tokens".into()), Some("policy_max_tokens")),
+            ApiError::Policy(crate::policy::Refusal::TokenPrompt { .. }) => ("permission_error", Some("prompt".into()), Some("policy_token_prompt")),
             ApiError::Policy(crate::policy::Refusal::DayTokens { .. }) => ("requests", None, Some("policy_daily_tokens")),
             ApiError::Unavailable => ("server_error", None, Some("unavailable")),
             ApiError::TooManyConnections => ("server_error", None, Some("too_many_connections")),

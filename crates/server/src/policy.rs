@@ -78,6 +78,8 @@ pub enum Refusal {
     Model { policy: String, model: String, allowed: String },
     #[error("the policy \"{policy}\" allows at most {limit} tokens per answer; this request asks for {asked}")]
     AnswerTokens { policy: String, limit: u32, asked: usize },
+    #[error("the policy \"{policy}\" puts a system prompt first, which a prompt of token ids cannot carry: send the prompt as text")]
+    TokenPrompt { policy: String },
     #[error("the policy \"{policy}\" allows {limit} tokens per day, and today's are used up; try again tomorrow (UTC)")]
     DayTokens { policy: String, limit: u32 },
 }
@@ -134,6 +136,19 @@ impl Active {
                 return Err(Refusal::DayTokens { policy: name(), limit }.into());
             }
             *max_tokens = (*max_tokens).min(usize::try_from(left).unwrap_or(usize::MAX));
+        }
+        Ok(())
+    }
+
+    /// `/v1/completions`: puts the system prompt (and a blank line) before each text prompt;
+    /// a prompt of token ids cannot carry it and is refused.
+    pub fn admit_prompts(&self, input: &mut crate::validate::JobInput) -> Result<(), ApiError> {
+        let (Some(system), crate::validate::JobInput::Prompts(prompts)) = (self.system_prompt(), input) else { return Ok(()) };
+        for p in prompts.iter_mut() {
+            match p {
+                crate::validate::PromptInput::Text(t) => *t = format!("{system}\n\n{t}"),
+                crate::validate::PromptInput::Tokens(_) => return Err(Refusal::TokenPrompt { policy: self.name().to_string() }.into()),
+            }
         }
         Ok(())
     }

@@ -73,6 +73,8 @@ async fn a_policy_governs_its_subjects_before_the_engine() {
     let e = chat(&api, json!({"model": "smollm2", "messages": msgs})).await.error(429);
     let m = e["message"].as_str().expect("message");
     assert!(m.contains("\"학교\"") && m.contains("12 tokens per day"), "{e}");
+    let e = api.post("/v1/completions", &json!({"model": "smollm2", "prompt": "Hi"})).await.error(429);
+    assert!(e["message"].as_str().expect("message").contains("\"학교\""), "{e}");
 
     // A server key by its label; the admin (no policy) is not limited.
     let listed = admin.get("/api/policies").await.json();

@@ -75,6 +75,11 @@ async fn a_policy_governs_its_subjects_before_the_engine() {
     assert!(m.contains("\"학교\"") && m.contains("12 tokens per day"), "{e}");
     let e = api.post("/v1/completions", &json!({"model": "smollm2", "prompt": "Hi"})).await.error(429);
     assert!(e["message"].as_str().expect("message").contains("\"학교\""), "{e}");
+    let e = api.post("/v1/responses", &json!({"model": "smollm2", "input": "Hi"})).await.error(429);
+    assert!(e["message"].as_str().expect("message").contains("\"학교\""), "{e}");
+    let r = api.post("/v1/messages", &json!({"model": "smollm2", "max_tokens": 3, "messages": msgs})).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains("학교"), "{}", r.body);
 
     // A server key by its label; the admin (no policy) is not limited.
     let listed = admin.get("/api/policies").await.json();

@@ -65,6 +65,9 @@ pub enum ApiError {
     /// The request body is too large (413).
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// Outside the request's use-case policy (403, or 429 for its daily tokens).
+    #[error("{0}")]
+    Policy(#[from] crate::policy::Refusal),
     /// The engine's queue is full (429).
     #[error("the server is busy: too many requests are queued, retry later")]
     QueueFull,
@@ -101,6 +104,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QueueFull => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Policy(r) => r.status(),
             ApiError::Unavailable | ApiError::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -144,6 +148,10 @@ impl ApiError {
             ApiError::Unauthorized(_) => ("invalid_request_error", None, Some("invalid_api_key")),
             ApiError::PayloadTooLarge => ("invalid_request_error", None, Some("payload_too_large")),
             ApiError::QueueFull => ("requests", None, Some("rate_limit_exceeded")),
+            ApiError::Policy(crate::policy::Refusal::Model { .. }) => ("permission_error", Some("model".into()), Some("policy_model_not_allowed")),
+            ApiError::Policy(crate::policy::Refusal::AnswerTokens { .. }) => ("permission_error", Some("max_tokens".into()), Some("policy_max_tokens")),
+            ApiError::Policy(crate::policy::Refusal::TokenPrompt { .. }) => ("permission_error", Some("prompt".into()), Some("policy_token_prompt")),
+            ApiError::Policy(crate::policy::Refusal::DayTokens { .. }) => ("requests", None, Some("policy_daily_tokens")),
             ApiError::Unavailable => ("server_error", None, Some("unavailable")),
             ApiError::TooManyConnections => ("server_error", None, Some("too_many_connections")),
             ApiError::RequestTimeout => ("invalid_request_error", None, Some("timeout")),

@@ -96,6 +96,8 @@ pub struct Generation {
     unstarted: usize,
     /// The `queue`, `prefill` and `decode` spans of each choice.
     trace: crate::gen_trace::GenTrace,
+    /// The use-case policy the request runs under: counts its tokens, may hide its energy.
+    policy: Option<Arc<crate::policy::Active>>,
 }
 
 /// Submits `job.n` sequences per prompt. Choice `p * n + j` is prompt `p`'s `j`-th sample, seeded
@@ -136,10 +138,21 @@ pub fn submit(
         slot: Some(slot),
         unstarted: index,
         trace: crate::gen_trace::GenTrace::new(index),
+        policy: None,
     })
 }
 
 impl Generation {
+    /// Runs the generation under `policy` (if any): its tokens count toward the policy's daily
+    /// limit, and `usage.energy` is left out where the policy hides energy.
+    pub fn under(mut self, policy: Option<Arc<crate::policy::Active>>) -> Self {
+        if policy.as_ref().is_some_and(|p| !p.show_energy()) {
+            self.usage.energy = None;
+        }
+        self.policy = policy;
+        self
+    }
+
     pub fn n_choices(&self) -> usize {
         self.choices.len()
     }
@@ -157,6 +170,9 @@ impl Generation {
 
     fn add_usage(&mut self, index: usize, u: Usage) {
         self.usage.completion_tokens += u.completion_tokens;
+        if let Some(p) = &self.policy {
+            p.record(u.completion_tokens as u64);
+        }
         if let Some(e) = self.usage.energy.as_mut() {
             e.microjoules += u.energy_uj;
         }

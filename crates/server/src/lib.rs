@@ -36,6 +36,7 @@ pub mod memory;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;
+pub mod policy;
 pub mod prompt_limits;
 pub mod provenance;
 pub mod registry;
@@ -193,6 +194,7 @@ async fn require_key(State(st): State<AppState>, mut req: Request, next: Next) -
         if st.config.api_keys.iter().any(|key| same_key(key.as_bytes(), k.as_bytes())) {
             req.extensions_mut().insert(Tenant::of(&st.config, Identity::ApiKey(k)));
             req.extensions_mut().insert(store::ResponseOwner::of_key(k));
+            req.extensions_mut().insert(policy::Who::server_key(k));
             return next.run(req).await;
         }
     }
@@ -214,7 +216,8 @@ async fn require_key(State(st): State<AppState>, mut req: Request, next: Next) -
     };
     if let Some(a) = &st.accounts {
         match web::personal_key_user(&a.store, k).await {
-            Ok(Some(u)) => {
+            Ok(Some((u, key))) => {
+                req.extensions_mut().insert(policy::Who::user(u.id, Some(key)));
                 req.extensions_mut().insert(Tenant::of(&st.config, Identity::User(u.id.0)));
                 req.extensions_mut().insert(store::ResponseOwner::User(u.id));
                 return next.run(req).await;

@@ -27,6 +27,7 @@ mod energy;
 mod error;
 mod import;
 mod messages;
+mod policies;
 pub mod private;
 mod responses;
 mod rows;
@@ -45,10 +46,11 @@ use sqlx::sqlite::{
 
 pub use error::{Result, StoreError};
 pub use import::{ImportConversation, ImportMessage, IMPORT_BATCH};
+pub use policies::{Policy, PolicyAudit, PolicySpec, PolicySubject, MAX_POLICY_NAME_CHARS};
 pub use responses::{ResponseOwner, StoredResponse};
 pub use types::{
     ApiKey, ApiKeyId, Conversation, ConversationId, ConversationPatch, EnergyDay, Message, MessageFinish,
-    MessageId, MessageStatus, NewConversation, NewMessage, Role, SearchHit, User,
+    MessageId, MessageStatus, NewConversation, NewMessage, PolicyId, Role, SearchHit, User,
     UserCredentials, UserId,
 };
 

@@ -35,6 +35,10 @@ id_type!(
     ApiKeyId
 );
 id_type!(
+    /// A use-case policy's id.
+    PolicyId
+);
+id_type!(
     /// A conversation's id.
     ConversationId
 );

@@ -78,6 +78,7 @@ fn message_id() -> String {
 pub async fn messages(
     State(st): State<AppState>,
     tenant: Option<Extension<Tenant>>,
+    who: Option<Extension<crate::policy::Who>>,
     ApiJson(req): ApiJson<MessagesRequest>,
 ) -> Result<Response, ApiError> {
     let model = st.config.resolve_model(Some(&req.model))?;
@@ -91,7 +92,7 @@ pub async fn messages(
     let chat_in = input::chat_input(req.system, req.messages, req.tools, req.tool_choice)?;
     let backend = st.models.get(Some(&model)).await?;
     let tenant = crate::routes::tenant_of(&st, tenant);
-    let started = converse::start(&st, &backend, tenant, model.clone(), chat_in, params).await?;
+    let started = converse::start(&st, &backend, (tenant, who.as_deref()), model.clone(), chat_in, params).await?;
     let id = message_id();
     if req.stream.unwrap_or(false) {
         let fmt = stream::MessageEvents::new(id, model, started.prepared.prompt.len());

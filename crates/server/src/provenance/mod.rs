@@ -82,7 +82,7 @@ pub async fn detect(State(st): State<AppState>, ApiJson(req): ApiJson<DetectRequ
 pub async fn mark_header(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let v1 = req.uri().path().starts_with("/v1/");
     let mut resp = next.run(req).await;
-    if v1 && st.config.watermark.is_some() {
+    if v1 && st.config.watermark.is_some() && resp.extensions().get::<crate::policy::HideMark>().is_none() {
         resp.headers_mut().insert(MARK_HEADER, HeaderValue::from_static(MARK_SCHEME));
     }
     resp

@@ -24,10 +24,21 @@ use crate::{validate, AppState};
 pub async fn chat_completions(
     State(st): State<AppState>,
     tenant: Option<Extension<Tenant>>,
+    who: Option<Extension<crate::policy::Who>>,
     ApiJson(mut req): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
+    let policy = crate::policy::resolve(&st, who.as_deref()).await?;
+    if let Some(prompt) = policy.as_ref().and_then(|p| p.system_prompt()) {
+        let first = serde_json::from_value(serde_json::json!({"role": "system", "content": prompt}))
+            .map_err(|e| ApiError::Internal(format!("the policy's system prompt: {e}")))?;
+        req.messages.insert(0, first);
+    }
     let input = chat::request::chat_input(&mut req)?;
     let mut job = validate::chat(req, &st.config)?;
+    if let Some(p) = &policy {
+        p.admit(&job.model, &mut job.params.max_tokens).await?;
+    }
+    let hide_mark = policy.as_ref().is_some_and(|p| !p.show_marks());
     // Held until the sequences are submitted (the model cannot unload under them).
     let backend = st.models.get(Some(&job.model)).await?;
     let prepared = chat::prepare(&backend, input).await?;
@@ -39,7 +50,8 @@ pub async fn chat_completions(
         &job,
         vec![prepared.prompt],
         super::tenant_of(&st, tenant),
-    )?;
+    )?
+    .under(policy);
     let (id, created) = (generation::response_id("chatcmpl"), generation::unix_now());
     let logprobs = job.params.top_logprobs.is_some();
     if job.stream {
@@ -54,11 +66,18 @@ pub async fn chat_completions(
         };
         let parsers = (0..gen.n_choices()).map(|_| OutputParser::new(prepared.parser.clone())).collect();
         let chunks = ChatChunks { header, parsers };
-        return Ok(sse::stream(gen, chunks, job.include_usage, st.config.keep_alive).into_response());
+        let mut resp = sse::stream(gen, chunks, job.include_usage, st.config.keep_alive).into_response();
+        if hide_mark {
+            resp.extensions_mut().insert(crate::policy::HideMark);
+        }
+        return Ok(resp);
     }
     let (choices, usage) = collect(backend.as_ref(), gen, logprobs, &prepared.parser).await?;
-    Ok(Json(ChatCompletion { id, object: "chat.completion".into(), created, model: job.model, choices, usage })
-        .into_response())
+    let mut resp = Json(ChatCompletion { id, object: "chat.completion".into(), created, model: job.model, choices, usage }).into_response();
+    if hide_mark {
+        resp.extensions_mut().insert(crate::policy::HideMark);
+    }
+    Ok(resp)
 }
 
 /// `finish_reason`: `tool_calls` when the answer calls tools (and was not cut off).

@@ -21,11 +21,27 @@ use crate::{validate, AppState};
 pub async fn completions(
     State(st): State<AppState>,
     tenant: Option<Extension<Tenant>>,
+    who: Option<Extension<crate::policy::Who>>,
     ApiJson(req): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
+    let policy = crate::policy::resolve(&st, who.as_deref()).await?;
     let backend = st.models.get(req.model.as_deref()).await?;
-    let job = validate::completion(req, &st.config, backend.n_vocab())?;
+    let asked_max = req.max_tokens.is_some();
+    let mut job = validate::completion(req, &st.config, backend.n_vocab())?;
+    if let Some(p) = &policy {
+        p.admit_prompts(&mut job.input)?;
+        let default = job.params.max_tokens;
+        if !asked_max {
+            job.params.max_tokens = usize::MAX;
+        }
+        p.admit(&job.model, &mut job.params.max_tokens).await?;
+        if job.params.max_tokens == usize::MAX {
+            job.params.max_tokens = default;
+        }
+    }
+    let hide_mark = policy.as_ref().is_some_and(|p| !p.show_marks());
     let Started { gen, id, created } = choices::start(&st, &backend, &job, "cmpl", super::tenant_of(&st, tenant)).await?;
+    let gen = gen.under(policy);
     let logprobs = job.params.top_logprobs.is_some();
     if job.stream {
         let offsets = vec![0; gen.n_choices()];
@@ -39,10 +55,18 @@ pub async fn completions(
             usage_field: job.include_usage,
         };
         let fmt = CompletionChunks { header, offsets };
-        return Ok(sse::stream(gen, fmt, job.include_usage, st.config.keep_alive).into_response());
+        let mut resp = sse::stream(gen, fmt, job.include_usage, st.config.keep_alive).into_response();
+        if hide_mark {
+            resp.extensions_mut().insert(crate::policy::HideMark);
+        }
+        return Ok(resp);
     }
     let (choices, usage) = choices::collect::<CompletionChoice>(backend.as_ref(), gen, logprobs).await?;
-    Ok(Json(Completion { id, object: "text_completion".into(), created, model: job.model, choices, usage }).into_response())
+    let mut resp = Json(Completion { id, object: "text_completion".into(), created, model: job.model, choices, usage }).into_response();
+    if hide_mark {
+        resp.extensions_mut().insert(crate::policy::HideMark);
+    }
+    Ok(resp)
 }
 
 /// Appends token `t` (at text offset `offset`) to the column-wise log-probs.

@@ -27,19 +27,27 @@ pub struct Started {
     pub prepared: Prepared,
 }
 
-/// Prepares `input` (template, grammar, parser) and submits one sequence with `params`.
+/// Prepares `input` (template, grammar, parser) and submits one sequence with `params`, under
+/// the use-case policy of `who` (its system prompt first, its model and token limits checked).
 pub async fn start(
     st: &AppState,
     backend: &Arc<dyn Backend>,
-    tenant: Tenant,
+    (tenant, who): (Tenant, Option<&crate::policy::Who>),
     model: String,
-    input: ChatInput,
+    mut input: ChatInput,
     mut params: GenSpec,
 ) -> Result<Started, ApiError> {
+    let policy = crate::policy::resolve(st, who).await?;
+    if let Some(p) = &policy {
+        if let Some(system) = p.system_prompt() {
+            input.turns.insert(0, crate::chat::Turn::text(crate::chat::Role::System, system));
+        }
+        p.admit(&model, &mut params.max_tokens).await?;
+    }
     let prepared = chat::prepare(backend, input).await?;
     params.grammar = prepared.grammar.clone();
     let job = Job { model, input: JobInput::Chat(Vec::new()), params, n: 1, stream: false, include_usage: false };
-    let gen = generation::submit(backend.as_ref(), st.metrics.clone(), &st.admission, &job, vec![prepared.prompt.clone()], tenant)?;
+    let gen = generation::submit(backend.as_ref(), st.metrics.clone(), &st.admission, &job, vec![prepared.prompt.clone()], tenant)?.under(policy);
     Ok(Started { gen, prepared })
 }
 

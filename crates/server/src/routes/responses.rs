@@ -58,6 +58,7 @@ fn rename_param(e: ApiError) -> ApiError {
 pub async fn create_response(
     State(st): State<AppState>,
     tenant: Option<Extension<Tenant>>,
+    who: Option<Extension<crate::policy::Who>>,
     owner: Option<Extension<ResponseOwner>>,
     ApiJson(req): ApiJson<CreateResponse>,
 ) -> Result<Response, ApiError> {
@@ -92,7 +93,7 @@ pub async fn create_response(
         format: req.format.clone(),
     };
     let tenant = super::tenant_of(&st, tenant);
-    let started = super::converse::start(&st, &backend, tenant, req.model.clone(), chat_input, req.params.clone()).await.map_err(rename_param)?;
+    let started = super::converse::start(&st, &backend, (tenant, who.as_deref()), req.model.clone(), chat_input, req.params.clone()).await.map_err(rename_param)?;
     let run = Run {
         gen: started.gen,
         parser: OutputParser::new(started.prepared.parser),

@@ -146,7 +146,11 @@ enum Turn {
     Again { question: MessageId, title_source: Option<String> },
 }
 
-async fn start(st: &WebState, user: UserId, conv: &Conversation, chat: Vec<ChatMessage>, turn: Turn) -> Result<Response, WebError> {
+async fn start(st: &WebState, user: UserId, conv: &Conversation, mut chat: Vec<ChatMessage>, turn: Turn) -> Result<Response, WebError> {
+    let policy = crate::policy::resolve_in(Some(&st.store), Some(&crate::policy::Who::user(user, None))).await?;
+    if let Some(prompt) = policy.as_ref().and_then(|p| p.system_prompt()) {
+        chat.insert(0, ChatMessage { role: "system".into(), content: prompt.to_string() });
+    }
     let settings = Settings::parse(&conv.settings).unwrap_or_default();
     // The conversation's model; one the server no longer serves answers with the default.
     let model = match st.config.resolve_model(conv.model.as_deref()) {
@@ -157,7 +161,7 @@ async fn start(st: &WebState, user: UserId, conv: &Conversation, chat: Vec<ChatM
         }
     };
     let backend = st.models.get(Some(&model)).await?;
-    let job = Job {
+    let mut job = Job {
         model,
         input: JobInput::Chat(chat),
         params: GenSpec {
@@ -177,6 +181,9 @@ async fn start(st: &WebState, user: UserId, conv: &Conversation, chat: Vec<ChatM
         stream: true,
         include_usage: true,
     };
+    if let Some(p) = &policy {
+        p.admit(&job.model, &mut job.params.max_tokens).await?;
+    }
     let prompts = generation::tokenize(&backend, &job).await.map_err(|e| match e {
         crate::ApiError::InvalidParam { message, .. } => WebError::param("content", message),
         other => other.into(),
@@ -184,7 +191,7 @@ async fn start(st: &WebState, user: UserId, conv: &Conversation, chat: Vec<ChatM
     // Submitted before anything is stored: a full queue (429) leaves no trace. Events wait in
     // the channel until the task reads them.
     let tenant = Tenant::of(&st.config, Identity::User(user.0));
-    let gen = generation::submit(backend.as_ref(), st.metrics.clone(), &st.admission, &job, prompts, tenant)?;
+    let gen = generation::submit(backend.as_ref(), st.metrics.clone(), &st.admission, &job, prompts, tenant)?.under(policy);
     drop(backend);
     let (question, answer_parent, title_source) = match turn {
         Turn::Question { parent, content } => {

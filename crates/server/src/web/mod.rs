@@ -155,6 +155,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accou
         .routes(routes!(routes::keys::list, routes::keys::create))
         .routes(routes!(routes::keys::revoke))
         .routes(routes!(routes::energy::by_day))
+        .routes(routes!(routes::policies::list, routes::policies::create))
+        .routes(routes!(routes::policies::update, routes::policies::delete))
+        .routes(routes!(routes::policies::assign))
+        .routes(routes!(routes::policies::audit))
         .routes(routes!(routes::users::list, routes::users::create))
         .routes(routes!(routes::users::delete))
         .routes(routes!(routes::pulls::list, routes::pulls::start))
@@ -167,9 +171,9 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accou
 }
 
 /// The `/v1` side of accounts: the owner of a personal API key, if `key` is one that works.
-pub async fn personal_key_user(store: &Store, key: &str) -> Result<Option<store::User>, store::StoreError> {
+pub async fn personal_key_user(store: &Store, key: &str) -> Result<Option<(store::User, store::ApiKeyId)>, store::StoreError> {
     if !key.starts_with(secret::API_KEY_PREFIX) {
         return Ok(None);
     }
-    Ok(store.api_key_user(&store::token_hash(key)).await?.map(|(u, _)| u))
+    store.api_key_user(&store::token_hash(key)).await
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod conversations;
 pub mod energy;
 pub mod keys;
+pub mod policies;
 pub mod pulls;
 pub mod users;
 

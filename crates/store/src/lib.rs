@@ -25,6 +25,7 @@ pub mod backup;
 mod conversations;
 mod energy;
 mod error;
+mod fingerprints;
 mod import;
 mod messages;
 pub mod private;
@@ -44,6 +45,7 @@ use sqlx::sqlite::{
 };
 
 pub use error::{Result, StoreError};
+pub use fingerprints::{AnswerMatch, MAX_SHINGLES};
 pub use import::{ImportConversation, ImportMessage, IMPORT_BATCH};
 pub use responses::{ResponseOwner, StoredResponse};
 pub use types::{

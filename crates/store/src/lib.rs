@@ -25,6 +25,7 @@ pub mod backup;
 mod conversations;
 mod energy;
 mod error;
+mod fingerprints;
 mod import;
 mod messages;
 mod policies;
@@ -45,6 +46,7 @@ use sqlx::sqlite::{
 };
 
 pub use error::{Result, StoreError};
+pub use fingerprints::{AnswerMatch, MAX_SHINGLES};
 pub use import::{ImportConversation, ImportMessage, IMPORT_BATCH};
 pub use policies::{Policy, PolicyAudit, PolicySpec, PolicySubject, MAX_POLICY_NAME_CHARS};
 pub use responses::{ResponseOwner, StoredResponse};

@@ -49,7 +49,7 @@ macro_rules! conversation_columns_c {
 macro_rules! message_columns {
     () => {
         "id, conversation_id, parent_id, role, content, model, prompt_tokens, completion_tokens, \
-         status, created_at, updated_at, energy_uj, energy_method"
+         status, created_at, updated_at, energy_uj, energy_method, marked"
     };
 }
 pub(crate) use {
@@ -154,6 +154,7 @@ pub(crate) struct MessageRow {
     updated_at: i64,
     energy_uj: Option<i64>,
     energy_method: Option<String>,
+    marked: bool,
 }
 
 impl TryFrom<MessageRow> for Message {
@@ -173,6 +174,7 @@ impl TryFrom<MessageRow> for Message {
             updated_at: r.updated_at,
             energy_uj: r.energy_uj,
             energy_method: r.energy_method,
+            marked: r.marked,
         })
     }
 }

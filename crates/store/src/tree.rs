@@ -109,6 +109,7 @@ mod tests {
             completion_tokens: None,
             energy_uj: None,
             energy_method: None,
+            marked: false,
             status: MessageStatus::Complete,
             created_at: id,
             updated_at: id,

@@ -167,6 +167,10 @@ pub struct Message {
     /// The energy the answer took, in microjoules, and how it was obtained (`rapl`, `estimate`).
     pub energy_uj: Option<i64>,
     pub energy_method: Option<String>,
+    /// Generated while the statistical watermark was on (set by [`Store::set_answer_fingerprint`]).
+    ///
+    /// [`Store::set_answer_fingerprint`]: crate::Store::set_answer_fingerprint
+    pub marked: bool,
 }
 
 /// The fields of a new conversation.

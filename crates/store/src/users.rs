@@ -242,7 +242,7 @@ impl Store {
         Ok(revoked)
     }
 
-    async fn require_admin(&self, actor: UserId) -> Result<()> {
+    pub(crate) async fn require_admin(&self, actor: UserId) -> Result<()> {
         match self.user(actor).await {
             Ok(u) if u.is_admin => Ok(()),
             Ok(_) | Err(StoreError::NotFound) => Err(StoreError::Forbidden("admins only")),

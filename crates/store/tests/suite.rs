@@ -23,6 +23,7 @@ backend_tests!(
     concurrent_streams_all_commit,
     imported_times_and_operator_listing,
     bulk_import_of_a_deep_chain,
+    answer_fingerprints_match,
 );
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
@@ -649,5 +650,61 @@ async fn bulk_import_of_a_deep_chain(db: &TestDb) {
     let admin = store.create_user("root", HASH, true).await.unwrap();
     store.delete_user(admin.id, a.id).await.unwrap();
     not_found(store.conversation(a.id, again.id).await);
+    store.close().await;
+}
+
+/// Answer provenance: fingerprints are written per answer (owner only), replaced on rewrite,
+/// matched exactly or by shingle similarity by an admin only, and deleted with the answer.
+async fn answer_fingerprints_match(db: &TestDb) {
+    let store = db.connect().await;
+    let root = store.create_first_admin("root", HASH).await.unwrap();
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let c = store.create_conversation(alice.id, &conv("chat")).await.unwrap();
+    let q = store.add_message(alice.id, &NewMessage::complete(c.id, None, Role::User, "q")).await.unwrap();
+    let a1 = store.add_message(alice.id, &NewMessage::complete(c.id, Some(q.id), Role::Assistant, "one")).await.unwrap();
+    let a2 = store.add_message(alice.id, &NewMessage::complete(c.id, Some(q.id), Role::Assistant, "two")).await.unwrap();
+    assert!(!a1.marked);
+    let s1: Vec<i64> = (0..100).collect();
+    let s2: Vec<i64> = (1000..1100).collect();
+    // Only the owner writes an answer's fingerprint; too many shingles is refused.
+    not_found(store.set_answer_fingerprint(bob.id, a1.id, true, "h1", &s1).await);
+    let big: Vec<i64> = (0..store::MAX_SHINGLES as i64 + 1).collect();
+    assert!(matches!(store.set_answer_fingerprint(alice.id, a1.id, true, "h1", &big).await, Err(StoreError::Invalid(_))));
+    // Written twice: the second replaces the first.
+    store.set_answer_fingerprint(alice.id, a1.id, false, "old", &s2).await.unwrap();
+    store.set_answer_fingerprint(alice.id, a1.id, true, "h1", &s1).await.unwrap();
+    store.set_answer_fingerprint(alice.id, a2.id, false, "h2", &s2).await.unwrap();
+    assert!(store.message(alice.id, a1.id).await.unwrap().marked);
+    assert!(!store.message(alice.id, a2.id).await.unwrap().marked);
+
+    // Non-admins may not match.
+    let r = store.match_answers(alice.id, "h1", &s1, 0.5, 10).await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    // Exact copy.
+    let m = store.match_answers(root.id, "h1", &s1, 0.5, 10).await.unwrap();
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!((m[0].message_id, m[0].conversation_id, m[0].owner, m[0].owner_name.as_str()), (a1.id, c.id, alice.id, "alice"));
+    assert!(m[0].exact && m[0].similarity == 1.0);
+    // An edited copy: 90 of the 100 shingles kept, 10 new: Jaccard 90/110.
+    let edited: Vec<i64> = (10..100).chain(5000..5010).collect();
+    let m = store.match_answers(root.id, "other", &edited, 0.5, 10).await.unwrap();
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!(m[0].message_id, a1.id);
+    assert!(!m[0].exact);
+    assert!((m[0].similarity - 90.0 / 110.0).abs() < 1e-9, "{}", m[0].similarity);
+    // Below the threshold: nothing; unrelated: nothing; the old fingerprint is gone.
+    let few: Vec<i64> = (0..10).chain(6000..6090).collect();
+    assert!(store.match_answers(root.id, "x", &few, 0.5, 10).await.unwrap().is_empty());
+    assert!(store.match_answers(root.id, "x", &(7000..7100).collect::<Vec<_>>(), 0.1, 10).await.unwrap().is_empty());
+    assert!(store.match_answers(root.id, "old", &[], 0.5, 10).await.unwrap().is_empty());
+    // Both answers, best first; the limit holds.
+    let mixed: Vec<i64> = (0..60).chain(1000..1030).collect();
+    let m = store.match_answers(root.id, "x", &mixed, 0.1, 10).await.unwrap();
+    assert_eq!(m.iter().map(|m| m.message_id).collect::<Vec<_>>(), vec![a1.id, a2.id], "{m:?}");
+    assert_eq!(store.match_answers(root.id, "x", &mixed, 0.1, 1).await.unwrap().len(), 1);
+    // Deleting the answer deletes its fingerprint.
+    store.delete_message(alice.id, a1.id).await.unwrap();
+    assert!(store.match_answers(root.id, "h1", &s1, 0.5, 10).await.unwrap().is_empty());
     store.close().await;
 }

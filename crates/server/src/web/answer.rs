@@ -380,6 +380,7 @@ mod tests {
             completion_tokens: None,
             energy_uj: None,
             energy_method: None,
+            marked: false,
             status: MessageStatus::Complete,
             created_at: 0,
             updated_at: 0,

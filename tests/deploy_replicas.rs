@@ -8,6 +8,11 @@
 //! Needs `haproxy` (Debian's package; scripts/test-deps installs it as root) and
 //! `DAEHWA_TEST_POSTGRES_URL`; without them the test is skipped with a notice (a failure under
 //! `DAEHWA_REQUIRE_ALL=1`). Loopback only; bounded: 8-token answers, 120 requests.
+//!
+//! The second test runs `deploy/rolling-restart` (drain in HAProxy, wait for the replica's
+//! connections to end, restart it, wait for `/health`, put it back) over three live replicas while
+//! clients keep streaming through HAProxy, and checks that every stream ends complete. It needs
+//! `haproxy` and `socat`, not PostgreSQL.
 
 mod support;
 
@@ -16,6 +21,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -251,4 +257,217 @@ fn thirty_conversations_through_haproxy_survive_a_stopped_replica() {
         assert_eq!(status, 200, "conversation {c}: {text}");
     }
     drop(replicas);
+}
+
+/// A child leading its own process group, which is killed (the whole group) when dropped.
+struct Group(Child);
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// A streamed chat completion through HAProxy, as a client saw it.
+#[derive(Debug, Clone)]
+struct Stream {
+    replica: String,
+    start: Instant,
+    end: Instant,
+}
+
+const STREAM_TOKENS: u64 = 48;
+
+/// One streamed chat completion; `Err` says how it was lost or cut.
+fn stream_once(front: &str, session: &str) -> Result<Stream, String> {
+    let body = json!({
+        "model": "smollm2", "max_tokens": STREAM_TOKENS, "ignore_eos": true, "temperature": 0, "stream": true,
+        "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": format!("Session {session}: count slowly from one to one hundred in words.")}],
+    });
+    let headers = [("Authorization", format!("Bearer {KEY}")), ("X-Daehwa-Session", session.to_string())];
+    let start = Instant::now();
+    let (status, h, text) = http(front, "POST", "/v1/chat/completions", &headers, &body.to_string());
+    let end = Instant::now();
+    let replica = header(&h, "x-daehwa-replica").unwrap_or("?").to_string();
+    if status != 200 {
+        return Err(format!("{session} on {replica}: status {status}: {text}"));
+    }
+    let data: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    if data.last() != Some(&"[DONE]") {
+        return Err(format!("{session} on {replica}: the stream did not end with [DONE]: {text}"));
+    }
+    let (mut content, mut finish, mut usage) = (String::new(), None, None);
+    for d in &data[..data.len() - 1] {
+        let v: Value = serde_json::from_str(d).map_err(|e| format!("{session} on {replica}: bad event {d}: {e}"))?;
+        if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
+            content.push_str(c);
+        }
+        if let Some(f) = v["choices"][0]["finish_reason"].as_str() {
+            finish = Some(f.to_string());
+        }
+        if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
+            usage = Some(n);
+        }
+    }
+    if finish.as_deref() != Some("length") || usage != Some(STREAM_TOKENS) || content.is_empty() {
+        return Err(format!("{session} on {replica}: cut short (finish {finish:?}, {usage:?} tokens, {} bytes)", content.len()));
+    }
+    Ok(Stream { replica, start, end })
+}
+
+fn rolling_replica(dir: &Path, port: u16, model: &Path) -> support::Serve {
+    let mut cmd = support::serve_command_on(dir, port);
+    cmd.args(["-t", "1", "-c", "1024", "--max-seqs", "4", "--drain-timeout", "60", "--api-key", KEY, "-m"]).arg(model);
+    support::spawn_serve(cmd, String::new)
+}
+
+#[test]
+fn rolling_restart_behind_haproxy_loses_no_stream() {
+    for (tool, arg) in [("haproxy", "-v"), ("socat", "-V")] {
+        if Command::new(tool).arg(arg).output().is_err() {
+            support::skip("the rolling-restart test", &format!("{tool} is not installed (apt-get install {tool})"));
+            return;
+        }
+    }
+    let model = support::smollm2();
+    let d = support::scratch("deploy-rolling-restart");
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let dirs: Vec<_> = (0..3).map(|i| d.join(format!("r{}", i + 1))).collect();
+    let mut replicas: Vec<support::Serve> = (0..3).map(|i| rolling_replica(&dirs[i], ports[i], &model)).collect();
+    let addrs: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
+    let port = free_port();
+    let cfg = haproxy_config(&d, port, &addrs);
+    let _haproxy = Proc(Command::new("haproxy").arg("-db").arg("-f").arg(&cfg).stdout(Stdio::null()).spawn().expect("start haproxy"));
+    let front = format!("127.0.0.1:{port}");
+    let sock = d.join("admin.sock");
+    let up = |n: usize| sock.exists() && admin(&sock, "show stat").lines().filter(|l| l.starts_with("daehwa,r") && l.contains(",UP,")).count() == n;
+    let t0 = Instant::now();
+    while !up(3) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the replicas did not come up in HAProxy: {}", admin(&sock, "show stat"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Six clients stream without pause, each request under its own session (spread over the replicas).
+    let stop = Arc::new(AtomicBool::new(false));
+    let streams: Arc<Mutex<Vec<Stream>>> = Arc::default();
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let clients: Vec<_> = (0..6)
+        .map(|w| {
+            let (stop, streams, failures, front) = (stop.clone(), streams.clone(), failures.clone(), front.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    match stream_once(&front, &format!("client-{w}-{i}")) {
+                        Ok(s) => streams.lock().expect("lock").push(s),
+                        Err(e) => failures.lock().expect("lock").push(e),
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    while streams.lock().expect("lock").len() < 6 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no streams completed: {:?}", failures.lock().expect("lock"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The shipped script, its restart command replaced by a hand-off to this test (which owns the
+    // replica processes): `restart.sh PORT` asks for the restart and waits until it is done.
+    let restart = d.join("restart.sh");
+    std::fs::write(&restart, format!("#!/bin/sh\ntouch {0}/restart-$1.req\nwhile [ ! -e {0}/restart-$1.done ]; do sleep 0.1; done\n", d.display()))
+        .expect("restart.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rolling-restart");
+    // Round 1 is the documented procedure (wait for the drained replica's connections to end).
+    // Round 2 restarts each replica at once, streams still running on it: daehwa's own
+    // SIGTERM drain must finish them.
+    let mut rounds = Vec::new();
+    for wait in ["60", "0"] {
+        let mut run = Command::new("bash");
+        // Its own process group, so that a failing test stops the script and its restart hand-off too.
+        std::os::unix::process::CommandExt::process_group(&mut run, 0);
+        let mut run = Group(
+            run.arg(&script)
+                .arg(&sock)
+                .arg("daehwa")
+                .env("DAEHWA_RESTART", format!("sh {} PORT", restart.display()))
+                .env("DAEHWA_DRAIN_WAIT", wait)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("run deploy/rolling-restart"),
+        );
+        let drains: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+        let out = run.0.stdout.take().expect("stdout");
+        let reader = {
+            let drains = drains.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                let mut log = String::new();
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    if let Some(name) = line.strip_prefix("draining daehwa/").and_then(|r| r.split(' ').next()) {
+                        drains.lock().expect("lock").push((name.to_string(), Instant::now()));
+                    }
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+                log
+            })
+        };
+        let mut restarted = Vec::new();
+        let status = loop {
+            if let Some(status) = run.0.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(600), "deploy/rolling-restart did not finish in time");
+            for (i, p) in ports.iter().enumerate() {
+                let req = d.join(format!("restart-{p}.req"));
+                if !req.exists() {
+                    continue;
+                }
+                std::fs::remove_file(&req).expect("remove request");
+                let _ = std::fs::remove_file(d.join(format!("restart-{p}.done")));
+                // As systemd does: SIGTERM (the replica finishes what still runs), then start it again.
+                let _ = Command::new("kill").args(["-TERM", &replicas[i].child.id().to_string()]).status();
+                let exited = replicas[i].child.wait().expect("wait replica");
+                assert!(exited.success(), "r{} exits cleanly after SIGTERM: {exited}", i + 1);
+                replicas[i] = rolling_replica(&dirs[i], *p, &model);
+                restarted.push(format!("r{}", i + 1));
+                std::fs::write(d.join(format!("restart-{p}.done")), "").expect("done");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = reader.join().expect("reader");
+        assert!(status.success(), "deploy/rolling-restart (drain wait {wait} s) failed ({status}):\n{log}");
+        assert_eq!(restarted, ["r1", "r2", "r3"], "each replica restarted once, in order:\n{log}");
+        let t1 = Instant::now();
+        while !up(3) {
+            assert!(t1.elapsed() < Duration::from_secs(30), "not every replica is back in HAProxy: {}", admin(&sock, "show stat"));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Streams keep flowing over the restarted replicas.
+        let before = streams.lock().expect("lock").len();
+        while streams.lock().expect("lock").len() < before + 6 {
+            assert!(t1.elapsed() < Duration::from_secs(120), "no streams after the restarts: {:?}", failures.lock().expect("lock"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let drains = drains.lock().expect("lock").clone();
+        assert_eq!(drains.len(), 3, "three drains:\n{log}");
+        rounds.push((wait, drains, log));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().expect("client");
+    }
+    let failures = failures.lock().expect("lock").clone();
+    let streams = streams.lock().expect("lock").clone();
+    assert!(failures.is_empty(), "{} of {} streams were lost or cut:\n{}", failures.len(), failures.len() + streams.len(), failures.join("\n"));
+    // The drain mattered: in each round, streams were running on a replica when it was drained,
+    // and they finished.
+    for (wait, drains, log) in &rounds {
+        let across: usize =
+            drains.iter().map(|(name, at)| streams.iter().filter(|s| &s.replica == name && s.start < *at && s.end > *at).count()).sum();
+        eprintln!("drain wait {wait} s: {across} streams were running on a replica as it was drained:\n{log}");
+        assert!(across > 0, "drain wait {wait} s: no stream was running on a replica when it was drained: the test proved nothing");
+    }
+    eprintln!("{} streams in all, none lost", streams.len());
 }

@@ -61,8 +61,13 @@ impl Drop for Serve {
 /// `daehwa serve --host 127.0.0.1 --port 0` on a fresh store in `data_dir`, with none of the
 /// caller's `DAEHWA_*` settings leaking in; the caller adds flags (and `-m`).
 pub fn serve_command(data_dir: &Path) -> Command {
+    serve_command_on(data_dir, 0)
+}
+
+/// [`serve_command`] on a given port (a replica restarted where its load balancer expects it).
+pub fn serve_command_on(data_dir: &Path, port: u16) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_daehwa"));
-    c.args(["serve", "--host", "127.0.0.1", "--port", "0"]);
+    c.args(["serve", "--host", "127.0.0.1", "--port"]).arg(port.to_string());
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("DAEHWA_") && k != "DAEHWA_LOG" {
             c.env_remove(k);

@@ -21,7 +21,7 @@ async fn a_policy_governs_its_subjects_before_the_engine() {
 
     // Admins only.
     let school = json!({"name": "학교", "system_prompt": "Be a tutor.", "allowed_models": ["smollm2"],
-        "max_tokens_per_answer": 5, "max_tokens_per_day": 12, "show_energy": false});
+        "max_tokens_per_answer": 5, "max_tokens_per_day": 17, "show_energy": false});
     bob.post("/api/policies", &school).await.error(403);
     bob.get("/api/policies").await.error(403);
     let r = admin.post("/api/policies", &school).await;
@@ -48,6 +48,24 @@ async fn a_policy_governs_its_subjects_before_the_engine() {
     };
     assert_eq!(prompt, "Be a tutor.Be brief.Hi");
 
+    // The automatic title runs under the policy too: at most 5 tokens (the fake answers "Hello"
+    // in 5), counted toward the day. Bob sees his policy and today's count; the admin has none.
+    let title = webkit::eventually(5, "the automatic title", || async {
+        let t = bob.get(&format!("/api/conversations/{conv}")).await.json()["title"].as_str().unwrap_or("").to_string();
+        (!t.is_empty()).then_some(t)
+    })
+    .await;
+    assert_eq!(title, "Hello");
+    let mine = webkit::eventually(5, "the title's tokens counted", || async {
+        let m = bob.get("/api/policies/mine").await.json();
+        (m["policy"]["tokens_today"] == 10).then_some(m)
+    })
+    .await;
+    let expected = json!({"name": "학교", "allowed_models": ["smollm2"], "max_tokens_per_answer": 5, "max_tokens_per_day": 17,
+        "show_marks": true, "show_energy": false, "tokens_today": 10});
+    assert_eq!(mine["policy"], expected);
+    assert_eq!(admin.get("/api/policies/mine").await.json(), json!({"policy": null}));
+
     // Bob's personal key on /v1: the same policy.
     let r = bob.post("/api/keys", &json!({"name": "laptop"})).await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -63,7 +81,7 @@ async fn a_policy_governs_its_subjects_before_the_engine() {
     let body = ok.json();
     assert_eq!(body["usage"]["completion_tokens"], 5);
     assert_eq!(body["usage"].get("energy"), None);
-    // 5 (web) + 5 = 10 of 12: the next answer gets the 2 left, then the day is spent.
+    // 5 (web) + 5 (title) + 5 = 15 of 17: the next answer gets the 2 left, then the day is spent.
     // (Tokens are counted in the background once an answer is out: give the count a moment.)
     let settle = || tokio::time::sleep(std::time::Duration::from_millis(300));
     settle().await;
@@ -72,7 +90,7 @@ async fn a_policy_governs_its_subjects_before_the_engine() {
     settle().await;
     let e = chat(&api, json!({"model": "smollm2", "messages": msgs})).await.error(429);
     let m = e["message"].as_str().expect("message");
-    assert!(m.contains("\"학교\"") && m.contains("12 tokens per day"), "{e}");
+    assert!(m.contains("\"학교\"") && m.contains("17 tokens per day"), "{e}");
     let e = api.post("/v1/completions", &json!({"model": "smollm2", "prompt": "Hi"})).await.error(429);
     assert!(e["message"].as_str().expect("message").contains("\"학교\""), "{e}");
     let e = api.post("/v1/responses", &json!({"model": "smollm2", "input": "Hi"})).await.error(429);

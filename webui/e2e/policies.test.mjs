@@ -1,6 +1,6 @@
 // Use-case policies (issue 17 item 3): the admin creates a policy in Settings, assigns it to a user,
-// edits it and reads the audit trail (22); the user's chat shows the policy it runs under, the
-// answer keeps to the policy's per-answer limit and shows no energy figure (23).
+// edits it and reads the audit trail (40); the user's chat shows the policy it runs under, the
+// answer keeps to the policy's per-answer limit and shows no energy figure (41); deleting it lifts it (42).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Session, screenshot, signIn, startSuite, withDiagnostics } from "./harness.mjs";
@@ -33,7 +33,7 @@ after(async () => {
 const scenario = (name, body, timeout = 240_000) =>
   test(name, { timeout }, () => withDiagnostics(name, suite.server, [s.page, carol?.page].filter(Boolean), body));
 
-scenario("22 an admin creates, assigns and edits a policy in Settings; the audit trail shows it", async () => {
+scenario("40 an admin creates, assigns and edits a policy in Settings; the audit trail shows it", async () => {
   await s.goto("#/settings");
   await s.tid("policies").waitFor();
   assert.equal(await s.tid("policy-item").count(), 0);
@@ -82,11 +82,11 @@ scenario("22 an admin creates, assigns and edits a policy in Settings; the audit
   const actions = await s.page.$$eval('[data-testid="audit-entry"] td:nth-child(3)', (tds) => tds.map((td) => td.textContent));
   assert.deepEqual(actions, ["update", "assign", "create"]);
   assert.match(await s.tid("audit-entry").first().textContent(), /admin[\s\S]*update[\s\S]*수업용/);
-  await screenshot(s.page, "22-settings-policies");
+  await screenshot(s.page, "40-settings-policies");
   assertNoPageErrors(s);
 });
 
-scenario("23 the user's chat shows the policy it runs under and keeps to it", async () => {
+scenario("41 the user's chat shows the policy it runs under and keeps to it", async () => {
   // The admin runs under no policy: no label.
   await s.goto("#/");
   await s.tid("chat").waitFor();
@@ -115,11 +115,11 @@ scenario("23 the user's chat shows the policy it runs under and keeps to it", as
   assert.equal(await carol.page.locator('[data-testid="energy"]').count(), 0, "the policy hides energy");
   // Today's tokens moved: the label says so after the answer.
   await carol.page.waitForFunction(() => !/ 0 of 1000/.test(document.querySelector('[data-testid="policy-label"]')?.getAttribute("title") ?? " 0 of 1000"), null, { timeout: 15_000 });
-  await screenshot(carol.page, "23-chat-policy-label");
+  await screenshot(carol.page, "41-chat-policy-label");
   assertNoPageErrors(carol);
 });
 
-scenario("24 deleting the policy in Settings lifts it: the label goes, the audit trail says so", async () => {
+scenario("42 deleting the policy in Settings lifts it: the label goes, the audit trail says so", async () => {
   await s.goto("#/settings");
   await s.tid("policy-item").waitFor();
   await s.tid("delete-policy").click();

@@ -131,6 +131,9 @@ const STATE_ROUTES = [
   ["DELETE", /^\/api\/users\/[^/]+$/],
   ["POST", /^\/api\/import$/],
   ["POST", /^\/api\/admin\/pulls$/],
+  ["POST", /^\/api\/policies(\/assign)?$/],
+  ["PUT", /^\/api\/policies\/\d+$/],
+  ["DELETE", /^\/api\/policies\/\d+$/],
 ];
 
 /**

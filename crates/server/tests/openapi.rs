@@ -37,6 +37,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/policies/{id}"),
     ("post", "/api/policies/assign"),
     ("get", "/api/policies/audit"),
+    ("get", "/api/policies/mine"),
     ("post", "/v1/messages"),
     ("post", "/v1/messages/count_tokens"),
     ("post", "/v1/provenance/detect"),

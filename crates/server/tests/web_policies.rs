@@ -21,7 +21,7 @@ async fn a_policy_governs_its_subjects_before_the_engine() {
 
     // Admins only.
     let school = json!({"name": "학교", "system_prompt": "Be a tutor.", "allowed_models": ["smollm2"],
-        "max_tokens_per_answer": 5, "max_tokens_per_day": 12, "show_energy": false});
+        "max_tokens_per_answer": 5, "max_tokens_per_day": 17, "show_energy": false});
     bob.post("/api/policies", &school).await.error(403);
     bob.get("/api/policies").await.error(403);
     let r = admin.post("/api/policies", &school).await;
@@ -48,6 +48,24 @@ async fn a_policy_governs_its_subjects_before_the_engine() {
     };
     assert_eq!(prompt, "Be a tutor.Be brief.Hi");
 
+    // The automatic title runs under the policy too: at most 5 tokens (the fake answers "Hello"
+    // in 5), counted toward the day. Bob sees his policy and today's count; the admin has none.
+    let title = webkit::eventually(5, "the automatic title", || async {
+        let t = bob.get(&format!("/api/conversations/{conv}")).await.json()["title"].as_str().unwrap_or("").to_string();
+        (!t.is_empty()).then_some(t)
+    })
+    .await;
+    assert_eq!(title, "Hello");
+    let mine = webkit::eventually(5, "the title's tokens counted", || async {
+        let m = bob.get("/api/policies/mine").await.json();
+        (m["policy"]["tokens_today"] == 10).then_some(m)
+    })
+    .await;
+    let expected = json!({"name": "학교", "allowed_models": ["smollm2"], "max_tokens_per_answer": 5, "max_tokens_per_day": 17,
+        "show_marks": true, "show_energy": false, "tokens_today": 10});
+    assert_eq!(mine["policy"], expected);
+    assert_eq!(admin.get("/api/policies/mine").await.json(), json!({"policy": null}));
+
     // Bob's personal key on /v1: the same policy.
     let r = bob.post("/api/keys", &json!({"name": "laptop"})).await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -63,7 +81,7 @@ async fn a_policy_governs_its_subjects_before_the_engine() {
     let body = ok.json();
     assert_eq!(body["usage"]["completion_tokens"], 5);
     assert_eq!(body["usage"].get("energy"), None);
-    // 5 (web) + 5 = 10 of 12: the next answer gets the 2 left, then the day is spent.
+    // 5 (web) + 5 (title) + 5 = 15 of 17: the next answer gets the 2 left, then the day is spent.
     // (Tokens are counted in the background once an answer is out: give the count a moment.)
     let settle = || tokio::time::sleep(std::time::Duration::from_millis(300));
     settle().await;
@@ -72,7 +90,7 @@ async fn a_policy_governs_its_subjects_before_the_engine() {
     settle().await;
     let e = chat(&api, json!({"model": "smollm2", "messages": msgs})).await.error(429);
     let m = e["message"].as_str().expect("message");
-    assert!(m.contains("\"학교\"") && m.contains("12 tokens per day"), "{e}");
+    assert!(m.contains("\"학교\"") && m.contains("17 tokens per day"), "{e}");
     let e = api.post("/v1/completions", &json!({"model": "smollm2", "prompt": "Hi"})).await.error(429);
     assert!(e["message"].as_str().expect("message").contains("\"학교\""), "{e}");
     let e = api.post("/v1/responses", &json!({"model": "smollm2", "input": "Hi"})).await.error(429);
@@ -112,4 +130,41 @@ async fn a_policy_governs_its_subjects_before_the_engine() {
     bob.get("/api/policies/audit").await.error(403);
     admin.delete(&format!("/api/policies/{school_id}")).await;
     assert_eq!(admin.get("/api/policies/audit").await.json()["entries"][0]["action"], "delete");
+}
+
+/// A title is asked of the model under the user's policy: once the day's tokens are spent it is
+/// not asked at all, and the title is the question's first words.
+#[tokio::test]
+async fn a_title_is_not_asked_for_when_the_day_is_spent() {
+    let (srv, admin) = with_admin_opts("policies-title", Options::default()).await;
+    let (bob_id, bob) = add_user(&srv, &admin, "bob", "bob-password-1").await;
+    let r = admin.post("/api/policies", &json!({"name": "day", "max_tokens_per_answer": 5, "max_tokens_per_day": 5})).await;
+    let id = r.json()["id"].as_i64().expect("id");
+    admin.post("/api/policies/assign", &json!({"subject": format!("user:{bob_id}"), "policy_id": id})).await;
+    let r = bob.post("/api/keys", &json!({"name": "laptop"})).await;
+    let mut api = Client::new(srv.addr);
+    api.csrf = false;
+    api.bearer = Some(r.json()["key"].as_str().expect("key").to_string());
+
+    // The web answer is admitted (nothing used yet) and streams slowly; meanwhile bob's key spends
+    // the day (5 choices of 1 token, fast), so when the answer ends the title finds the day spent.
+    srv.fake.delay_ms.store(150, std::sync::atomic::Ordering::SeqCst);
+    let conv = new_conversation(&bob, json!({})).await;
+    let s = bob.stream(&format!("/api/conversations/{conv}/messages"), &json!({"parent_id": null, "content": "Tell the class hello"})).await;
+    assert_eq!(s.status, 200);
+    let r = chat(&api, json!({"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "n": 5, "max_tokens": 1})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["usage"]["completion_tokens"], 5, "{}", r.body);
+    let events = s.collect().await;
+    assert_eq!(events.last().expect("done").data["usage"]["completion_tokens"], 5);
+
+    let title = webkit::eventually(5, "the fallback title", || async {
+        let t = bob.get(&format!("/api/conversations/{conv}")).await.json()["title"].as_str().unwrap_or("").to_string();
+        (!t.is_empty()).then_some(t)
+    })
+    .await;
+    assert_eq!(title, "Tell the class hello");
+    let asked_title = srv.fake.submitted.lock().expect("lock").iter().any(|r| r.prompt.iter().map(|&t| t as u8).collect::<Vec<_>>().starts_with(b"Write a short title"));
+    assert!(!asked_title, "the model was asked for a title on a spent day");
+    assert_eq!(bob.get("/api/policies/mine").await.json()["policy"]["tokens_today"], 10);
 }

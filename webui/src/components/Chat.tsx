@@ -19,6 +19,7 @@ import { IconMenu, IconSettings } from "./Icons";
 import { Composer } from "./Composer";
 import { ConversationPanel, type ConversationOptions } from "./ConversationPanel";
 import { MessageView } from "./MessageView";
+import { PolicyLabel } from "./PolicyLabel";
 
 const DEFAULT_TEMPERATURE = 0.7;
 /** Reads of the conversation after a stop before the server's record counts as final (~6 s). */
@@ -307,6 +308,7 @@ export function Chat({ routeId, models, onRefreshModels, onOpenMenu, onListChang
             {options.model}
           </span>
         )}
+        <PolicyLabel refresh={`${state.conv?.id ?? ""}:${busy}`} />
         <button
           class={`icon${panelOpen ? " on" : ""}`}
           onClick={() => {

@@ -94,12 +94,13 @@ pub async fn messages(
     let tenant = crate::routes::tenant_of(&st, tenant);
     let started = converse::start(&st, &backend, (tenant, who.as_deref()), model.clone(), chat_in, params).await?;
     let id = message_id();
+    let hide_mark = started.hide_mark;
     if req.stream.unwrap_or(false) {
         let fmt = stream::MessageEvents::new(id, model, started.prepared.prompt.len());
-        return Ok(converse::stream(started, fmt, st.config.keep_alive).into_response());
+        return Ok(converse::Started::mark(hide_mark, converse::stream(started, fmt, st.config.keep_alive).into_response()));
     }
     let answer = converse::collect(started).await?;
-    Ok(Json(Message {
+    Ok(converse::Started::mark(hide_mark, Json(Message {
         id,
         kind: "message",
         role: "assistant",
@@ -109,7 +110,7 @@ pub async fn messages(
         stop_sequence: answer.stop_sequence.clone(),
         usage: usage(&answer.usage),
     })
-    .into_response())
+    .into_response()))
 }
 
 #[utoipa::path(post, path = "/v1/messages/count_tokens", tag = "anthropic", request_body = CountTokensRequest, responses((status = 200, description = "the prompt's length in tokens, with the model's template and tokenizer", body = CountTokens), (status = "4XX", description = "An Anthropic-shaped error", body = error::AnthropicErrorBody), (status = "5XX", description = "An Anthropic-shaped error", body = error::AnthropicErrorBody)))]

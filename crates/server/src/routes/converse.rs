@@ -25,6 +25,18 @@ use crate::AppState;
 pub struct Started {
     pub gen: Generation,
     pub prepared: Prepared,
+    /// The policy hides provenance marks: the response must not carry the mark header.
+    pub hide_mark: bool,
+}
+
+impl Started {
+    /// `resp`, marked with [`crate::policy::HideMark`] when the policy hides marks.
+    pub fn mark(hide_mark: bool, mut resp: axum::response::Response) -> axum::response::Response {
+        if hide_mark {
+            resp.extensions_mut().insert(crate::policy::HideMark);
+        }
+        resp
+    }
 }
 
 /// Prepares `input` (template, grammar, parser) and submits one sequence with `params`, under
@@ -44,11 +56,12 @@ pub async fn start(
         }
         p.admit(&model, &mut params.max_tokens).await?;
     }
+    let hide_mark = policy.as_ref().is_some_and(|p| !p.show_marks());
     let prepared = chat::prepare(backend, input).await?;
     params.grammar = prepared.grammar.clone();
     let job = Job { model, input: JobInput::Chat(Vec::new()), params, n: 1, stream: false, include_usage: false };
     let gen = generation::submit(backend.as_ref(), st.metrics.clone(), &st.admission, &job, vec![prepared.prompt.clone()], tenant)?.under(policy);
-    Ok(Started { gen, prepared })
+    Ok(Started { gen, prepared, hide_mark })
 }
 
 /// A whole answer.
@@ -62,7 +75,7 @@ pub struct Answer {
 
 /// Waits for the answer and parses it.
 pub async fn collect(started: Started) -> Result<Answer, ApiError> {
-    let Started { mut gen, prepared } = started;
+    let Started { mut gen, prepared, .. } = started;
     let mut parser = OutputParser::new(prepared.parser);
     let mut finish = FinishReason::Stop;
     loop {

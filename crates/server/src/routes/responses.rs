@@ -94,6 +94,7 @@ pub async fn create_response(
     };
     let tenant = super::tenant_of(&st, tenant);
     let started = super::converse::start(&st, &backend, (tenant, who.as_deref()), req.model.clone(), chat_input, req.params.clone()).await.map_err(rename_param)?;
+    let hide_mark = started.hide_mark;
     let run = Run {
         gen: started.gen,
         parser: OutputParser::new(started.prepared.parser),
@@ -103,9 +104,9 @@ pub async fn create_response(
         st: st.clone(),
     };
     if run.meta.req.stream {
-        return Ok(stream(run, st.config.keep_alive).into_response());
+        return Ok(super::converse::Started::mark(hide_mark, stream(run, st.config.keep_alive).into_response()));
     }
-    Ok(Json(run.collect().await?).into_response())
+    Ok(super::converse::Started::mark(hide_mark, Json(run.collect().await?).into_response()))
 }
 
 #[utoipa::path(get, path = "/v1/responses/{id}", tag = "openai", params(("id" = String, Path, description = "a response id (`resp_...`)")), responses((status = 200, description = "the stored `response` object", body = ResponseObject), (status = "4XX", description = "An OpenAI-shaped error (404 for an id that is not the caller's)", body = crate::error::ErrorBody), (status = "5XX", description = "An OpenAI-shaped error", body = crate::error::ErrorBody)))]

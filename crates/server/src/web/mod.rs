@@ -159,6 +159,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accou
         .routes(routes!(routes::policies::update, routes::policies::delete))
         .routes(routes!(routes::policies::assign))
         .routes(routes!(routes::policies::audit))
+        .routes(routes!(routes::policies::mine))
         .routes(routes!(routes::users::list, routes::users::create))
         .routes(routes!(routes::users::delete))
         .routes(routes!(routes::pulls::list, routes::pulls::start))

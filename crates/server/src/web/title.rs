@@ -6,6 +6,11 @@
 //! punctuation removed, at most [`MAX_CHARS`]); when nothing usable is left, or the question is
 //! Korean and the title is not, the title is the first words of the question instead, so a
 //! Korean question gets a Korean title even from a model that only writes English.
+//!
+//! A title runs under the user's use-case policy like their answers do: when the policy does not
+//! allow the model, or the day's tokens are used up, the model is not asked (the fallback is the
+//! title); otherwise the title's tokens count toward the policy's daily limit, and never more
+//! than what is left of the day are asked for.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -80,7 +85,7 @@ pub fn spawn(st: WebState, user: UserId, conversation: ConversationId, model: St
 pub async fn make(st: &WebState, user: UserId, model: &str, question: &str, answer: &str) -> String {
     let tenant = Tenant::of(&st.config, Identity::User(user.0));
     let from_model: Option<String> =
-        tokio::time::timeout(TIMEOUT, ask_model(st, model, question, answer, tenant)).await.unwrap_or_default();
+        tokio::time::timeout(TIMEOUT, ask_model(st, user, model, question, answer, tenant)).await.unwrap_or_default();
     from_model.and_then(|raw| clean(&raw, question)).unwrap_or_else(|| fallback(question))
 }
 
@@ -88,7 +93,7 @@ fn head(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
-async fn ask_model(st: &WebState, model: &str, question: &str, answer: &str, tenant: Tenant) -> Option<String> {
+async fn ask_model(st: &WebState, user: UserId, model: &str, question: &str, answer: &str, tenant: Tenant) -> Option<String> {
     let prompt = format!(
         "Write a short title (at most six words) for a conversation that starts like this. Reply with the title \
          only, in the language of the question.\n\nQuestion: {}\n\nAnswer: {}",
@@ -96,12 +101,28 @@ async fn ask_model(st: &WebState, model: &str, question: &str, answer: &str, ten
         head(answer, ANSWER_CHARS)
     );
     let backend = st.models.get(Some(model)).await.ok()?;
+    let policy = match crate::policy::resolve_in(Some(&st.store), Some(&crate::policy::Who::user(user, None))).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = ?e.to_string(), "finding the policy for a title: the model is not asked");
+            return None;
+        }
+    };
+    let mut max_tokens = MAX_TOKENS;
+    if let Some(p) = &policy {
+        // A title is short anyway: a smaller per-answer limit shortens it rather than refusing it.
+        max_tokens = max_tokens.min(p.policy.spec.max_tokens_per_answer.map_or(usize::MAX, |l| l as usize));
+        if let Err(e) = p.admit(backend.id(), &mut max_tokens).await {
+            tracing::info!(policy = p.name(), reason = ?e.to_string(), "the policy refuses a model title: using the question's first words");
+            return None;
+        }
+    }
     let job = Job {
         model: backend.id().to_string(),
         input: JobInput::Chat(vec![ChatMessage { role: "user".into(), content: prompt }]),
         params: GenSpec {
             sampling: SamplingSpec { temperature: Some(0.0), ..SamplingSpec::default() },
-            max_tokens: MAX_TOKENS,
+            max_tokens,
             stop: vec!["\n".into()],
             top_logprobs: None,
             ignore_eos: false,
@@ -113,7 +134,7 @@ async fn ask_model(st: &WebState, model: &str, question: &str, answer: &str, ten
         include_usage: false,
     };
     let prompts = generation::tokenize(&backend, &job).await.ok()?;
-    let gen = generation::submit(backend.as_ref(), st.metrics.clone(), &st.admission, &job, prompts, tenant).ok()?;
+    let gen = generation::submit(backend.as_ref(), st.metrics.clone(), &st.admission, &job, prompts, tenant).ok()?.under(policy);
     let (choices, _) = choices::collect::<ChatChoice>(backend.as_ref(), gen, false).await.ok()?;
     choices.into_iter().next().map(|c| c.message.content)
 }

@@ -13,7 +13,7 @@ use store::{PolicyId, PolicySpec, PolicySubject};
 use crate::extract::ApiJson;
 use crate::web::error::WebError;
 use crate::web::input;
-use crate::web::session::Admin;
+use crate::web::session::{Admin, CurrentUser};
 use crate::web::WebState;
 
 /// `GET /api/policies`: `{policies: [..], server_keys: [label, ..]}`.
@@ -78,4 +78,27 @@ pub async fn assign(State(st): State<WebState>, Admin(admin): Admin, ApiJson(req
 pub async fn audit(State(st): State<WebState>, Admin(admin): Admin) -> Result<Json<Value>, WebError> {
     let entries = st.store.policy_audit(admin.id, 500).await?;
     Ok(Json(json!({ "entries": entries })))
+}
+
+/// `GET /api/policies/mine` (any signed-in user): the policy the user's chats run under, as
+/// the chat view shows it: `{policy: {name, allowed_models, max_tokens_per_answer,
+/// max_tokens_per_day, show_marks, show_energy, tokens_today} | null}`. The system prompt is
+/// not shown (it is the organisation's).
+#[utoipa::path(get, operation_id = "my_policy", path = "/api/policies/mine", tag = "web", responses((status = 200, description = "`{policy: {name, allowed_models, max_tokens_per_answer, max_tokens_per_day, show_marks, show_energy, tokens_today} | null}`", body = Object), (status = "4XX", description = "An error: {\"error\": {\"message\", \"param\"?}}", body = Object)))]
+pub async fn mine(State(st): State<WebState>, CurrentUser(user): CurrentUser) -> Result<Json<Value>, WebError> {
+    let who = crate::policy::Who::user(user.id, None);
+    let Some(active) = crate::policy::resolve_in(Some(&st.store), Some(&who)).await? else {
+        return Ok(Json(json!({ "policy": null })));
+    };
+    let spec = &active.policy.spec;
+    let tokens_today = st.store.policy_tokens_today(&who.usage_key).await?;
+    Ok(Json(json!({ "policy": {
+        "name": spec.name,
+        "allowed_models": spec.allowed_models,
+        "max_tokens_per_answer": spec.max_tokens_per_answer,
+        "max_tokens_per_day": spec.max_tokens_per_day,
+        "show_marks": spec.show_marks,
+        "show_energy": spec.show_energy,
+        "tokens_today": tokens_today,
+    } })))
 }

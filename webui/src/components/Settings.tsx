@@ -10,6 +10,7 @@ import { LANG_NAMES, LANGS, useI18n, type Lang } from "../i18n";
 import { IconMenu } from "./Icons";
 import { copyText } from "./Markdown";
 import { EnergySection } from "./EnergySection";
+import { SourceSearch } from "./SourceSearch";
 
 interface Props {
   user: User;
@@ -63,6 +64,7 @@ export function SettingsPage({ user, theme, setTheme, onOpenMenu, onImported }: 
         <Import onImported={onImported} />
         {user.is_admin && <Users me={user} />}
         {user.is_admin && <Models />}
+        {user.is_admin && <SourceSearch />}
       </div>
     </div>
   );

@@ -307,6 +307,10 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
         Some(p) => Some(Arc::new(engine::sample::watermark::WatermarkKey::from_file(p)?)),
         None => None,
     };
+    // The key of the stored answers' fingerprints: the watermark key, else one kept in the
+    // data directory (server::provenance::answers).
+    let answer_key = server::provenance::answers::AnswerKey::load(a.watermark_key_file.as_deref(), &super::data_dir(a.data_dir.as_deref())?)
+        .context("the answer fingerprint key")?;
     let loader = server::registry::EngineLoader::new(engine_cfg, runner_cfg, a.ctx, DEFAULT_MAX_CTX).with_watermark(watermark.clone());
     let mut specs = Vec::with_capacity(served.len());
     for (id, p, from_dir) in &served {
@@ -392,6 +396,7 @@ pub fn serve(a: ServeArgs, dir: &ModelsDir) -> anyhow::Result<()> {
             accounts.import_body_limit = limit;
         }
         accounts.trusted_proxies = trusted_proxies;
+        accounts.answer_key = Some(answer_key);
         // Where an admin's pulls from the web UI go, and whose files `/api/models` describes.
         accounts.models_dir = Some(dir.root.clone());
         let state = state.with_accounts(accounts);

@@ -41,6 +41,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/messages"),
     ("post", "/v1/messages/count_tokens"),
     ("post", "/v1/provenance/detect"),
+    ("post", "/api/provenance/match"),
     ("get", "/api/auth/state"),
     ("post", "/api/auth/setup"),
     ("post", "/api/auth/login"),

@@ -65,6 +65,22 @@ impl Store {
         Ok(())
     }
 
+    /// Up to `limit` finished answers (`complete` or `incomplete`) that have no fingerprint yet,
+    /// with ids above `after`, in id order: what the server's start-up backfill fingerprints
+    /// (it passes the last id it saw, so an answer it could not fingerprint is not retried
+    /// forever). Each is `(owner, answer id, text, marked)`. A server-side maintenance read: no
+    /// actor, never reachable from a request.
+    pub async fn answers_without_fingerprint(&self, after: MessageId, limit: usize) -> Result<Vec<(UserId, MessageId, String, bool)>> {
+        const SQL: &str = "SELECT c.user_id, m.id, m.content, m.marked FROM messages m \
+             JOIN conversations c ON c.id = m.conversation_id \
+             LEFT JOIN answer_fingerprints f ON f.message_id = m.id \
+             WHERE m.role = 'assistant' AND m.status <> 'streaming' AND f.message_id IS NULL AND m.id > $1 \
+             ORDER BY m.id LIMIT $2";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, i64, String, bool)> = with_pool!(self, pool => sqlx::query_as(SQL).bind(after).bind(limit).fetch_all(pool).await?);
+        Ok(rows.into_iter().map(|(u, m, text, marked)| (UserId(u), MessageId(m), text, marked)).collect())
+    }
+
     /// The stored answers that match a text, for an admin ([`StoreError::Forbidden`]
     /// otherwise): those with the same exact hash, and those whose shingle sketch has a Jaccard
     /// similarity of at least `min_similarity` with the given one, best first, at most `limit`.

@@ -703,6 +703,14 @@ async fn answer_fingerprints_match(db: &TestDb) {
     let m = store.match_answers(root.id, "x", &mixed, 0.1, 10).await.unwrap();
     assert_eq!(m.iter().map(|m| m.message_id).collect::<Vec<_>>(), vec![a1.id, a2.id], "{m:?}");
     assert_eq!(store.match_answers(root.id, "x", &mixed, 0.1, 1).await.unwrap().len(), 1);
+    // The backfill's list: finished answers without a fingerprint, in id order, after a cursor.
+    let a3 = store.add_message(alice.id, &NewMessage::complete(c.id, Some(q.id), Role::Assistant, "three")).await.unwrap();
+    let _streaming = store.add_message(alice.id, &NewMessage::streaming_answer(c.id, q.id, "m")).await.unwrap();
+    let todo = store.answers_without_fingerprint(MessageId(0), 10).await.unwrap();
+    assert_eq!(todo, vec![(alice.id, a3.id, "three".to_string(), false)]);
+    assert!(store.answers_without_fingerprint(a3.id, 10).await.unwrap().is_empty());
+    store.set_answer_fingerprint(alice.id, a3.id, false, "h3", &[1]).await.unwrap();
+    assert!(store.answers_without_fingerprint(MessageId(0), 10).await.unwrap().is_empty());
     // Deleting the answer deletes its fingerprint.
     store.delete_message(alice.id, a1.id).await.unwrap();
     assert!(store.match_answers(root.id, "h1", &s1, 0.5, 10).await.unwrap().is_empty());

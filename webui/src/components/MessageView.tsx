@@ -6,6 +6,7 @@ import { useI18n } from "../i18n";
 import { IconCheck, IconCopy, IconEdit, IconLeft, IconRegenerate, IconRight } from "./Icons";
 import { copyText, Markdown } from "./Markdown";
 import { energyTooltip, formatJoules } from "../lib/energy";
+import { showsMark } from "../lib/provenance";
 
 interface Props {
   message: Message;
@@ -116,6 +117,11 @@ export function MessageView({ message, siblings, streaming, busy, onSwitch, onRe
           {!isUser && !streaming && message.energy && (
             <span class="energy muted small" title={energyTooltip(message.energy, t)} data-testid="energy">
               {formatJoules(message.energy.joules)}
+            </span>
+          )}
+          {showsMark(message, streaming) && (
+            <span class="marked muted small" title={t("chat.markedTooltip")} data-testid="marked">
+              {t("chat.marked")}
             </span>
           )}
           {!isUser && !streaming && (

@@ -11,6 +11,7 @@ import { IconMenu } from "./Icons";
 import { copyText } from "./Markdown";
 import { EnergySection } from "./EnergySection";
 import { PoliciesSection } from "./PoliciesSection";
+import { SourceSearch } from "./SourceSearch";
 
 interface Props {
   user: User;
@@ -65,6 +66,7 @@ export function SettingsPage({ user, theme, setTheme, onOpenMenu, onImported }: 
         {user.is_admin && <Users me={user} />}
         {user.is_admin && <Models />}
         {user.is_admin && <PoliciesSection />}
+        {user.is_admin && <SourceSearch />}
       </div>
     </div>
   );

@@ -12,6 +12,7 @@ import type {
   ConversationSummary,
   CreatedApiKey,
   EnergyReport,
+  AnswerMatch,
   ModelInfo,
   User,
 } from "./types";
@@ -159,6 +160,10 @@ export const api = {
   /** Admins: the models directory's models and the pulls from Hugging Face. */
   pulls: () => json<PullsState>("GET", "/api/admin/pulls"),
   startPull: (model: string) => json<Pull>("POST", "/api/admin/pulls", { model }),
+
+  /** Admins: the stored answers a text is an exact or edited copy of, best first. */
+  matchAnswers: async (text: string) =>
+    listOf<AnswerMatch>(await json<unknown>("POST", "/api/provenance/match", { text }), "matches"),
 
   importChatGpt: (conversations: unknown[]) => json<{ imported: number }>("POST", "/api/import", conversations),
 };

@@ -76,6 +76,20 @@ export interface Message {
   model?: string | null;
   /** The energy the answer took (assistant messages, when the server measured it). */
   energy?: Energy | null;
+  /** The answer was generated with the server's provenance watermark on. */
+  marked?: boolean;
+}
+
+/** A stored answer that a searched text is a copy of (`POST /api/provenance/match`, admins). */
+export interface AnswerMatch {
+  conversation_id: string;
+  message_id: string;
+  owner_id: string;
+  owner: string;
+  /** Jaccard similarity of the keyed word-shingle sketches, 0 to 1 (1 for an exact copy). */
+  similarity: number;
+  /** The normalised texts are identical. */
+  exact: boolean;
 }
 
 /** `rapl`: the CPU's energy counters; `estimate`: CPU time times a per-core power figure. */

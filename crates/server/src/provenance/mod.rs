@@ -2,6 +2,7 @@
 //! watermark ([`engine::sample::watermark`]), and [`mark_header`] tells clients that answers are
 //! marked (`x-daehwa-watermark` on every `/v1` response while a key is configured).
 
+pub mod answers;
 pub mod fingerprint;
 
 use axum::extract::{Request, State};

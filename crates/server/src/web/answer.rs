@@ -151,6 +151,9 @@ async fn start(st: &WebState, user: UserId, conv: &Conversation, mut chat: Vec<C
     if let Some(prompt) = policy.as_ref().and_then(|p| p.system_prompt()) {
         chat.insert(0, ChatMessage { role: "system".into(), content: prompt.to_string() });
     }
+    // The answer carries the watermark when the server has a key; a policy may hide that.
+    let marked = st.config.watermark.is_some();
+    let show_marks = policy.as_ref().is_none_or(|p| p.show_marks());
     let settings = Settings::parse(&conv.settings).unwrap_or_default();
     // The conversation's model; one the server no longer serves answers with the default.
     let model = match st.config.resolve_model(conv.model.as_deref()) {
@@ -215,6 +218,8 @@ async fn start(st: &WebState, user: UserId, conv: &Conversation, mut chat: Vec<C
         answer: answer.id,
         title_source: title_source.filter(|_| conv.title.trim().is_empty()),
         model: job.model.clone(),
+        marked,
+        show_marks,
         tx,
     };
     tokio::spawn(task.run(gen));
@@ -247,6 +252,10 @@ struct AnswerTask {
     title_source: Option<String>,
     /// The model answering (it titles the conversation too).
     model: String,
+    /// The answer is generated with the watermark on.
+    marked: bool,
+    /// The user's policy lets the UI say so.
+    show_marks: bool,
     tx: UnboundedSender<SseEvent>,
 }
 
@@ -330,7 +339,15 @@ impl AnswerTask {
             completion_tokens: count(usage.completion_tokens),
             energy: usage.energy.filter(|_| known).map(|e| (i64::try_from(e.microjoules).unwrap_or(i64::MAX), e.method.as_str().to_string())),
         };
-        let saved = self.st.store.finish_message(self.user, self.answer, &fin).instrument(tracing::info_span!("store_write", op = "finish_message")).await;
+        let mut saved = self.st.store.finish_message(self.user, self.answer, &fin).instrument(tracing::info_span!("store_write", op = "finish_message")).await;
+        // Every stored answer keeps its keyed fingerprint, whole or not: written before `done`
+        // so an admin can match the answer as soon as the user has it.
+        if let (Ok(m), Some(key)) = (&mut saved, &self.st.answer_key) {
+            let recorded = crate::provenance::answers::record(&self.st.store, key, self.user, self.answer, text.clone(), self.marked)
+                .instrument(tracing::info_span!("store_write", op = "set_answer_fingerprint"))
+                .await;
+            m.marked = recorded && self.marked;
+        }
         if matches!(end, End::ClientGone) {
             tracing::info!(message = %self.answer, chars = text.chars().count(), "client left: answer saved incomplete");
             return;
@@ -353,10 +370,9 @@ impl AnswerTask {
             End::Finished(f) => f.as_openai(),
             _ => "stop",
         };
-        let _ = self.tx.send(event(
-            "done",
-            &json!({ "message": MessageJson::from(&message), "usage": usage, "finish_reason": finish_reason }),
-        ));
+        let mut shown = MessageJson::from(&message);
+        shown.marked &= self.show_marks;
+        let _ = self.tx.send(event("done", &json!({ "message": shown, "usage": usage, "finish_reason": finish_reason })));
         if let Some(question) = self.title_source {
             title::spawn(self.st.clone(), self.user, self.conversation, self.model, question, text);
         }

@@ -57,6 +57,8 @@ pub struct MessageJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::openai::common::EnergyWire>)]
     pub energy: Option<crate::openai::common::Energy>,
+    /// The answer was generated with the provenance watermark on (the UI labels it).
+    pub marked: bool,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -79,6 +81,7 @@ impl From<&Message> for MessageJson {
                 }),
                 _ => None,
             },
+            marked: m.marked,
             created_at: iso_time(m.created_at),
             updated_at: iso_time(m.updated_at),
         }

@@ -73,6 +73,9 @@ pub struct Accounts {
     /// The models directory: what `/api/models` describes (size, quantization) and where an
     /// admin's pulls from Hugging Face go (`/api/admin/pulls`); `None`: no pulls.
     pub models_dir: Option<std::path::PathBuf>,
+    /// The key of the answers' fingerprints ([`crate::provenance::answers`]); `None`: answers
+    /// get none and `/api/provenance/match` says so. `daehwa serve` always sets one.
+    pub answer_key: Option<crate::provenance::answers::AnswerKey>,
 }
 
 impl Accounts {
@@ -85,6 +88,7 @@ impl Accounts {
             login_limits: Limits::default(),
             trusted_proxies: Vec::new(),
             models_dir: None,
+            answer_key: None,
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct WebState {
     pub imports: Arc<import::Imports>,
     /// Pulls from Hugging Face started from Settings.
     pub pulls: Arc<pulls::Pulls>,
+    /// The key of the answers' fingerprints (see [`Accounts::answer_key`]).
+    pub answer_key: Option<crate::provenance::answers::AnswerKey>,
 }
 
 /// Whether a path authenticates itself (the `/api` routes use the session cookie) or needs no
@@ -139,7 +145,13 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accou
             max_nodes: accounts.import_node_limit,
         })),
         pulls: Arc::new(pulls::Pulls::new(accounts.models_dir.clone())),
+        answer_key: accounts.answer_key.clone(),
     };
+    // Answers stored before they had fingerprints get theirs in the background.
+    if let (Some(key), Ok(rt)) = (accounts.answer_key.clone(), tokio::runtime::Handle::try_current()) {
+        rt.spawn(crate::provenance::answers::backfill(accounts.store.clone(), key));
+    }
+    let (match_schemas, match_paths, match_route) = routes!(crate::provenance::answers::match_text);
     let (import_schemas, import_paths, import_route) = routes!(import::import);
     let api = OpenApiRouter::new()
         .routes(routes!(routes::auth::state))
@@ -164,6 +176,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: &AppState, accounts: &Accou
         .routes(routes!(routes::users::delete))
         .routes(routes!(routes::pulls::list, routes::pulls::start))
         .routes((import_schemas, import_paths, import_route.layer(DefaultBodyLimit::disable())))
+        .routes((match_schemas, match_paths, match_route.layer(DefaultBodyLimit::max(crate::provenance::answers::MATCH_BODY_LIMIT))))
         .layer(middleware::from_fn(csrf::guard))
         .layer(axum::Extension(Arc::new(proxy::TrustedProxies::new(accounts.trusted_proxies.clone()))))
         .layer(middleware::from_fn(api_headers))

@@ -83,7 +83,13 @@ pub async fn get_one(
     let id = ConversationId(input::id(&id, "conversation")?);
     let c = st.store.conversation(user.id, id).await.map_err(WebError::store("conversation"))?;
     let messages = st.store.messages(user.id, id).await.map_err(WebError::store("conversation"))?;
-    Ok(Json(ConversationJson::new(&c, &messages)))
+    let mut json = ConversationJson::new(&c, &messages);
+    // A policy that hides provenance marks hides the answers' "marked" label too.
+    let policy = crate::policy::resolve_in(Some(&st.store), Some(&crate::policy::Who::user(user.id, None))).await?;
+    if policy.is_some_and(|p| !p.show_marks()) {
+        json.messages.iter_mut().for_each(|m| m.marked = false);
+    }
+    Ok(Json(json))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

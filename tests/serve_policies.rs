@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -36,20 +35,8 @@ fn start(dir: &Path) -> Serve {
 /// One request: the status, the response head (lower case), and the JSON body.
 fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &Value) -> (u16, String, Value) {
     let body = if body.is_null() { String::new() } else { body.to_string() };
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(300))).expect("timeout");
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    (status, head.to_ascii_lowercase(), serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, head, body) = support::http_head(addr, method, path, headers, &body);
+    (status, head.to_ascii_lowercase(), serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 fn v1(addr: &str, key: &str, path: &str, body: &Value) -> (u16, String, Value) {

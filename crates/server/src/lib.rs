@@ -31,6 +31,7 @@ pub mod error;
 pub mod extract;
 pub mod gen_trace;
 pub mod generation;
+pub mod keyfile;
 pub mod logit_bias;
 pub mod memory;
 pub mod metrics;

@@ -81,30 +81,16 @@ pub fn use_persistent_key(path: &std::path::Path) -> std::io::Result<()> {
     let key = match std::fs::read(path) {
         Ok(b) if b.len() == 32 => b,
         Ok(_) | Err(_) => {
-            let mut b = vec![0u8; 32];
-            getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let tmp = path.with_extension("tmp");
-            write_private(&tmp, &b)?;
-            std::fs::rename(&tmp, path)?;
-            b
+            crate::keyfile::create(path)?.to_vec()
         }
     };
     let mut k = [0u8; 32];
     k.copy_from_slice(&key);
     let _ = PERSISTENT_KEY.set(k);
     Ok(())
-}
-
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)?.write_all(bytes)
 }
 
 #[cfg(test)]

@@ -66,8 +66,6 @@ pub enum KeyError {
     Empty { path: PathBuf },
     #[error("{0}")]
     Dir(#[from] store::StoreError),
-    #[error("the operating system's random number generator failed: {0}")]
-    Random(String),
 }
 
 impl AnswerKey {
@@ -76,14 +74,6 @@ impl AnswerKey {
     pub fn new(secret: &[u8]) -> Option<Self> {
         let s = secret.trim_ascii();
         (!s.is_empty()).then(|| AnswerKey(Arc::from(s)))
-    }
-
-    /// A random key that lives as long as the process (for servers without a data directory,
-    /// and tests).
-    pub fn random() -> Result<Self, KeyError> {
-        let mut b = [0u8; 32];
-        getrandom::fill(&mut b).map_err(|e| KeyError::Random(e.to_string()))?;
-        Ok(AnswerKey(Arc::from(&b[..])))
     }
 
     /// The server's key: the watermark key file's secret when one is given, else the data
@@ -100,29 +90,14 @@ impl AnswerKey {
             Err(source) => return Err(KeyError::Read { path, source }),
         }
         store::private::create_private_dir(data_dir)?;
-        let key = Self::random()?;
-        // Written whole under another name, then renamed: a crash never leaves half a key.
-        let tmp = data_dir.join(format!("{KEY_FILE}.tmp"));
-        write_private(&tmp, &key.0).map_err(|source| KeyError::Write { path: tmp.clone(), source })?;
-        std::fs::rename(&tmp, &path).map_err(|source| KeyError::Write { path: path.clone(), source })?;
-        Ok(key)
+        let key = crate::keyfile::create(&path).map_err(|source| KeyError::Write { path, source })?;
+        Ok(AnswerKey(Arc::from(&key[..])))
     }
 
     /// The fingerprint of `text` under this key (CPU work: call off the async workers).
     pub fn fingerprint(&self, text: &str) -> Fingerprint {
         fingerprint(&self.0, text)
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, store::private::FILE_MODE);
-    let mut f = o.open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 /// Fingerprints a stored answer and records it with `marked` (the answer was generated with

@@ -49,6 +49,16 @@ impl Who {
 #[derive(Clone, Copy, Debug)]
 pub struct HideMark;
 
+impl HideMark {
+    /// `resp`, with [`HideMark`] on it when `hide` (the request's policy hides marks).
+    pub fn on(hide: bool, mut resp: axum::response::Response) -> axum::response::Response {
+        if hide {
+            resp.extensions_mut().insert(HideMark);
+        }
+        resp
+    }
+}
+
 /// The policy a request runs under, with what is needed to count its tokens.
 #[derive(Debug)]
 pub struct Active {

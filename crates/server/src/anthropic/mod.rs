@@ -97,10 +97,10 @@ pub async fn messages(
     let hide_mark = started.hide_mark;
     if req.stream.unwrap_or(false) {
         let fmt = stream::MessageEvents::new(id, model, started.prepared.prompt.len());
-        return Ok(converse::Started::mark(hide_mark, converse::stream(started, fmt, st.config.keep_alive).into_response()));
+        return Ok(crate::policy::HideMark::on(hide_mark, converse::stream(started, fmt, st.config.keep_alive).into_response()));
     }
     let answer = converse::collect(started).await?;
-    Ok(converse::Started::mark(hide_mark, Json(Message {
+    Ok(crate::policy::HideMark::on(hide_mark, Json(Message {
         id,
         kind: "message",
         role: "assistant",

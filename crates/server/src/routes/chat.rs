@@ -16,6 +16,7 @@ use crate::openai::chat::{
 };
 use crate::openai::common::{ApiUsage, ChoiceLogprobs};
 use crate::openai::ChatCompletionRequest;
+use crate::policy::HideMark;
 use crate::sse::{self, ChunkFormat};
 use crate::tenant::Tenant;
 use crate::{validate, AppState};
@@ -66,18 +67,10 @@ pub async fn chat_completions(
         };
         let parsers = (0..gen.n_choices()).map(|_| OutputParser::new(prepared.parser.clone())).collect();
         let chunks = ChatChunks { header, parsers };
-        let mut resp = sse::stream(gen, chunks, job.include_usage, st.config.keep_alive).into_response();
-        if hide_mark {
-            resp.extensions_mut().insert(crate::policy::HideMark);
-        }
-        return Ok(resp);
+        return Ok(HideMark::on(hide_mark, sse::stream(gen, chunks, job.include_usage, st.config.keep_alive).into_response()));
     }
     let (choices, usage) = collect(backend.as_ref(), gen, logprobs, &prepared.parser).await?;
-    let mut resp = Json(ChatCompletion { id, object: "chat.completion".into(), created, model: job.model, choices, usage }).into_response();
-    if hide_mark {
-        resp.extensions_mut().insert(crate::policy::HideMark);
-    }
-    Ok(resp)
+    Ok(HideMark::on(hide_mark, Json(ChatCompletion { id, object: "chat.completion".into(), created, model: job.model, choices, usage }).into_response()))
 }
 
 /// `finish_reason`: `tool_calls` when the answer calls tools (and was not cut off).

@@ -13,6 +13,7 @@ use crate::extract::ApiJson;
 use crate::openai::common::ApiUsage;
 use crate::openai::completions::{CompletionChoice, LegacyLogprobs};
 use crate::openai::{Completion, CompletionRequest};
+use crate::policy::HideMark;
 use crate::sse::{self, ChunkFormat};
 use crate::tenant::Tenant;
 use crate::{validate, AppState};
@@ -55,18 +56,10 @@ pub async fn completions(
             usage_field: job.include_usage,
         };
         let fmt = CompletionChunks { header, offsets };
-        let mut resp = sse::stream(gen, fmt, job.include_usage, st.config.keep_alive).into_response();
-        if hide_mark {
-            resp.extensions_mut().insert(crate::policy::HideMark);
-        }
-        return Ok(resp);
+        return Ok(HideMark::on(hide_mark, sse::stream(gen, fmt, job.include_usage, st.config.keep_alive).into_response()));
     }
     let (choices, usage) = choices::collect::<CompletionChoice>(backend.as_ref(), gen, logprobs).await?;
-    let mut resp = Json(Completion { id, object: "text_completion".into(), created, model: job.model, choices, usage }).into_response();
-    if hide_mark {
-        resp.extensions_mut().insert(crate::policy::HideMark);
-    }
-    Ok(resp)
+    Ok(HideMark::on(hide_mark, Json(Completion { id, object: "text_completion".into(), created, model: job.model, choices, usage }).into_response()))
 }
 
 /// Appends token `t` (at text offset `offset`) to the column-wise log-probs.

@@ -29,16 +29,6 @@ pub struct Started {
     pub hide_mark: bool,
 }
 
-impl Started {
-    /// `resp`, marked with [`crate::policy::HideMark`] when the policy hides marks.
-    pub fn mark(hide_mark: bool, mut resp: axum::response::Response) -> axum::response::Response {
-        if hide_mark {
-            resp.extensions_mut().insert(crate::policy::HideMark);
-        }
-        resp
-    }
-}
-
 /// Prepares `input` (template, grammar, parser) and submits one sequence with `params`, under
 /// the use-case policy of `who` (its system prompt first, its model and token limits checked).
 pub async fn start(

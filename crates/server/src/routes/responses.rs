@@ -104,9 +104,9 @@ pub async fn create_response(
         st: st.clone(),
     };
     if run.meta.req.stream {
-        return Ok(super::converse::Started::mark(hide_mark, stream(run, st.config.keep_alive).into_response()));
+        return Ok(crate::policy::HideMark::on(hide_mark, stream(run, st.config.keep_alive).into_response()));
     }
-    Ok(super::converse::Started::mark(hide_mark, Json(run.collect().await?).into_response()))
+    Ok(crate::policy::HideMark::on(hide_mark, Json(run.collect().await?).into_response()))
 }
 
 #[utoipa::path(get, path = "/v1/responses/{id}", tag = "openai", params(("id" = String, Path, description = "a response id (`resp_...`)")), responses((status = 200, description = "the stored `response` object", body = ResponseObject), (status = "4XX", description = "An OpenAI-shaped error (404 for an id that is not the caller's)", body = crate::error::ErrorBody), (status = "5XX", description = "An OpenAI-shaped error", body = crate::error::ErrorBody)))]

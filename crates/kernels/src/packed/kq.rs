@@ -1,5 +1,5 @@
 //! What the packed K-quant kernels share: the q8_K activation blocks they read in place, and
-//! the final horizontal sums in the row-at-a-time kernels' order.
+//! the fold of each super-block's totals in the K-quant float order.
 
 use std::arch::x86_64::*;
 
@@ -58,18 +58,6 @@ pub(super) unsafe fn bsum_pairs4(y: *const u8) -> __m128i {
     _mm_hadd_epi16(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
 }
 
-/// `hsum_float_8(lanes)` plus, when given, the 4 min lanes summed as the kernels do
-/// (`(m0 + m2) + (m1 + m3)`).
-#[inline(always)]
-pub(super) fn finish_row(x: &[f32; 8], m: Option<&[f32; 4]>) -> f32 {
-    let r = [x[4] + x[0], x[5] + x[1], x[6] + x[2], x[7] + x[3]];
-    let h = (r[0] + r[2]) + (r[1] + r[3]);
-    match m {
-        Some(m) => h + ((m[0] + m[2]) + (m[1] + m[3])),
-        None => h,
-    }
-}
-
 /// A packed K-quant layout: its bytes per (group of 4 rows, super-block) and its kernel.
 pub(super) trait Layout {
     /// Quant bytes per (group, super-block).
@@ -119,17 +107,6 @@ pub(super) unsafe fn groups_avx2<L: Layout, const T: usize>(wq: *const u8, wd: *
     }
 }
 
-/// The 4 rows' `d` (f32 lanes 0..4) as two row-pair registers: row 2p in lanes 0..8 of pair
-/// `p`, row 2p + 1 in lanes 8..16.
-#[inline(always)]
-pub(super) unsafe fn pair_lanes(d: __m128) -> [__m512; 2] {
-    let d = _mm512_castps128_ps512(d);
-    [
-        _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), d),
-        _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2), d),
-    ]
-}
-
 /// `sumi[p] += vpdpwssd(maddubs(w[p], y), s[p])` for both row pairs.
 #[inline(always)]
 pub(super) unsafe fn dot_pairs(sumi: &mut [__m512i; 2], w: &[__m512i; 2], y: __m512i, s: &[__m512i; 2]) {
@@ -138,27 +115,42 @@ pub(super) unsafe fn dot_pairs(sumi: &mut [__m512i; 2], w: &[__m512i; 2], y: __m
     }
 }
 
-/// `acc[p] = fma(d_y * dw[p], float(sumi[p]), acc[p])` for both row pairs.
+/// The 4 rows' `d` (f16 at `m`) and `dmin` (f16 at `m + 8`, or none for q6_K) as the
+/// coefficient lanes [`fold_block`] takes (times the token's `d`): lanes `4k, 4k + 1` row k's
+/// `d`, lanes `4k + 2, 4k + 3` its `dmin` (0 without).
 #[inline(always)]
-pub(super) unsafe fn scale_pairs(acc: &mut [__m512; 2], dy: f32, dw: &[__m512; 2], sumi: &[__m512i; 2]) {
-    for p in 0..2 {
-        let d = _mm512_mul_ps(_mm512_set1_ps(dy), dw[p]);
-        acc[p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi[p]), acc[p]);
-    }
+pub(super) unsafe fn coef_lanes(m: *const u8, with_min: bool) -> __m512 {
+    let h = if with_min { _mm_loadu_si128(m.cast()) } else { _mm_loadl_epi64(m.cast()) };
+    let f = _mm512_castps256_ps512(_mm256_cvtph_ps(h));
+    _mm512_permutexvar_ps(_mm512_set_epi32(7, 7, 3, 3, 6, 6, 2, 2, 5, 5, 1, 1, 4, 4, 0, 0), f)
 }
 
-/// Each token's 4 results: `finish(t, k, lanes)` on row k's 8 lanes of `acc[t]`.
+/// Folds one super-block of one token into its 4 rows' accumulators (row k in lane `4k` of
+/// `acc`) by the K-quant float order (`quant::kquants::k_step`): the exact totals of `sumi`
+/// (row 2p in lanes 0..8 of pair p, row 2p + 1 in lanes 8..16) and of `prod` (row k's min
+/// products in lanes `4k..4k + 4`; zero for q6_K), then `acc + d * float(isum)`, then
+/// `- dm * float(msum)`, where `dw` is [`coef_lanes`] of the block.
+#[inline(always)]
+pub(super) unsafe fn fold_block(acc: __m512, sumi: &[__m512i; 2], prod: __m512i, dy: f32, dw: __m512) -> __m512 {
+    // Quarter k: row k's two 4-lane halves added.
+    let c = _mm512_add_epi32(_mm512_shuffle_i32x4::<0b10_00_10_00>(sumi[0], sumi[1]), _mm512_shuffle_i32x4::<0b11_01_11_01>(sumi[0], sumi[1]));
+    // Quarter k: [c0 + c2, c1 + c3, p0 + p2, p1 + p3], then [isum, isum, msum, msum].
+    let w = _mm512_add_epi32(_mm512_unpacklo_epi64(c, prod), _mm512_unpackhi_epi64(c, prod));
+    let z = _mm512_add_epi32(w, _mm512_shuffle_epi32::<0b10_11_00_01>(w));
+    let f = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(dy), dw), _mm512_cvtepi32_ps(z));
+    _mm512_sub_ps(_mm512_add_ps(acc, f), _mm512_shuffle_ps::<0b11_10_11_10>(f, f))
+}
+
+/// Each token's 4 results: lane `4k` of `acc[t]`.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-pub(super) unsafe fn rows<const T: usize>(acc: &[[__m512; 2]; T], finish: impl Fn(usize, usize, &[f32; 8]) -> f32) -> [[f32; ROWS]; T] {
+pub(super) unsafe fn rows<const T: usize>(acc: &[__m512; T]) -> [[f32; ROWS]; T] {
     let mut res = [[0f32; ROWS]; T];
     for t in 0..T {
-        let mut f = [0f32; 32];
-        _mm512_storeu_ps(f.as_mut_ptr(), acc[t][0]);
-        _mm512_storeu_ps(f.as_mut_ptr().add(16), acc[t][1]);
+        let mut f = [0f32; 16];
+        _mm512_storeu_ps(f.as_mut_ptr(), acc[t]);
         for k in 0..ROWS {
-            let lanes: &[f32; 8] = f[8 * k..8 * k + 8].try_into().unwrap_or(&[0.0; 8]);
-            res[t][k] = finish(t, k, lanes);
+            res[t][k] = f[4 * k];
         }
     }
     res

@@ -4,14 +4,16 @@
 //!
 //! Per row these are the row-at-a-time AVX2 kernels (`quant::x86::kquants`) step for step:
 //! `maddubs`, then `madd` by the sub-block's scale broadcast to 16 lanes, i32 lane sums (exact
-//! in any order), `fma(d_x * d_w, float(sumi), acc)` per super-block, the mins as they do, and
-//! the same final horizontal sums, so every result is bit-for-bit `vec_dot_q*_k_q8_k`'s.
+//! in any order), then each super-block's totals folded by the K-quant float order (`k_step`),
+//! so every result is bit-for-bit `vec_dot_q*_k_q8_k`'s.
 
 use std::arch::x86_64::*;
 
-use super::kq::{bsum_pairs4, finish_row, y_block, y_d, BSUMS_AT};
+use super::kq::{bsum_pairs4, y_block, y_d, BSUMS_AT};
 use super::{q4_k, q5_k, q6_k, ActRow, ROWS};
-use crate::quant::x86::kquants::SHUF_Q6;
+use crate::quant::kquants::k_step;
+use crate::quant::x86::hsum_i32_8;
+use crate::quant::x86::kquants::{hsum_i32_4, SHUF_Q6};
 
 /// The 4 rows' f16 values at `p` as f32.
 #[inline(always)]
@@ -27,21 +29,6 @@ unsafe fn y_sub(y: *const u8, sb: usize) -> __m256i {
     _mm256_loadu_si256(y.add(64 * sb).cast())
 }
 
-/// `hsum_float_8` of `acc`'s lanes (with `m`'s 4 lanes, as `finish_row`).
-#[inline(always)]
-unsafe fn finish(acc: __m256, m: Option<__m128>) -> f32 {
-    let mut f = [0f32; 8];
-    _mm256_storeu_ps(f.as_mut_ptr(), acc);
-    match m {
-        Some(m) => {
-            let mut ml = [0f32; 4];
-            _mm_storeu_ps(ml.as_mut_ptr(), m);
-            finish_row(&f, Some(&ml))
-        }
-        None => finish_row(&f, None),
-    }
-}
-
 /// q4_K (`q5`: false) or q5_K (`q5`: true) rows of one group: `[t][k]`.
 ///
 /// # Safety
@@ -54,9 +41,7 @@ pub(super) unsafe fn q45_k<const T: usize, const Q5: bool>(wq: *const u8, wd: *c
     let m16 = _mm256_set1_epi8(16);
     let mut res = [[0f32; ROWS]; T];
     for k in 0..ROWS {
-        let mut acc = [_mm256_setzero_ps(); T];
-        let mut acc_m = [_mm_setzero_ps(); T];
-        let mut summs = [0f32; T];
+        let mut acc = [0f32; T];
         for b in 0..nb {
             let q = wq.add(b * qs_bytes);
             let m = wd.add(b * meta_bytes);
@@ -88,19 +73,12 @@ pub(super) unsafe fn q45_k<const T: usize, const Q5: bool>(wq: *const u8, wd: *c
             for t in 0..T {
                 let y = y_block(a.get_unchecked(t), b);
                 let dy = y_d(y);
-                let prod = _mm_madd_epi16(mins, bsum_pairs4(y));
-                if Q5 {
-                    let mut p = [0i32; 4];
-                    _mm_storeu_si128(p.as_mut_ptr().cast(), prod);
-                    summs[t] += (-dy * dminw) * ((p[0] + p[1]) + (p[2] + p[3])) as f32;
-                } else {
-                    acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(-dy * dminw), _mm_cvtepi32_ps(prod), acc_m[t]);
-                }
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dw), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                let msum = hsum_i32_4(_mm_madd_epi16(mins, bsum_pairs4(y)));
+                acc[t] = k_step(acc[t], dy * dw, hsum_i32_8(sumi[t]), dy * dminw, msum);
             }
         }
         for t in 0..T {
-            res[t][k] = if Q5 { finish(acc[t], None) + summs[t] } else { finish(acc[t], Some(acc_m[t])) };
+            res[t][k] = acc[t];
         }
     }
     res
@@ -116,7 +94,7 @@ pub(super) unsafe fn q6_k<const T: usize>(wq: *const u8, wd: *const u8, nb: usiz
     let m15 = _mm256_set1_epi8(15);
     let mut res = [[0f32; ROWS]; T];
     for k in 0..ROWS {
-        let mut acc = [_mm256_setzero_ps(); T];
+        let mut acc = [0f32; T];
         for b in 0..nb {
             let q = wq.add(b * q6_k::QS_BYTES);
             let m = wd.add(b * q6_k::META_BYTES);
@@ -157,11 +135,11 @@ pub(super) unsafe fn q6_k<const T: usize>(wq: *const u8, wd: *const u8, nb: usiz
                 // SAFETY: the 16 i16 block sums at BSUMS_AT.
                 let bs = _mm256_loadu_si256(y.add(BSUMS_AT).cast());
                 let si = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, sc16)));
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y_d(y) * dw), _mm256_cvtepi32_ps(si), acc[t]);
+                acc[t] = k_step(acc[t], y_d(y) * dw, hsum_i32_8(si), 0.0, 0);
             }
         }
         for t in 0..T {
-            res[t][k] = finish(acc[t], None);
+            res[t][k] = acc[t];
         }
     }
     res

@@ -9,14 +9,13 @@
 //! One 512-bit register holds two rows of one sub-block; `maddubs` against the activation
 //! sub-block broadcast to both halves, then `vpdpwssd` by the rows' scales, gives per row the 8
 //! i32 lane sums the row-at-a-time AVX2 kernel builds with `maddubs` + `madd` + `add` (lane l =
-//! sum over sub-blocks of scale times elements 4l..4l+4; integers, exact in any order). The
-//! float steps per lane are the same (`fma(d_x * d_w, float(sumi), acc)`, the mins through
-//! `fma(-d_x * dmin_w, float(madd(mins, bsum pairs)), acc_m)` on 4 lanes per row) and so is the
-//! final horizontal order, so every result is bit-for-bit `vec_dot_q4_k_q8_k`'s.
+//! sum over sub-blocks of scale times elements 4l..4l+4; integers, exact in any order). Each
+//! super-block's totals are then folded by the K-quant float order (`kq::fold_block`), so
+//! every result is bit-for-bit `vec_dot_q4_k_q8_k`'s.
 
 use std::arch::x86_64::*;
 
-use super::kq::{bsum_pairs4, dot_pairs, finish_row, pair_lanes, rows, scale_pairs, y_block, y_d, y_sub, Layout};
+use super::kq::{bsum_pairs4, coef_lanes, dot_pairs, fold_block, rows, y_block, y_d, y_sub, Layout};
 use super::{ActRow, ROWS};
 
 /// Quant bytes per (group, super-block).
@@ -48,15 +47,15 @@ static SCALE_IDX: [[[u16; 32]; 8]; 2] = {
 pub(super) struct Q4K;
 
 /// A block's meta (shared with q5_K): the 4 rows' scales and mins (i16, 8 per row) and their
-/// `d` as row-pair lanes.
+/// `d` and `dmin` as [`coef_lanes`].
 ///
 /// # Safety
 /// `m` points at [`META_BYTES`] readable bytes.
 #[inline(always)]
-pub(super) unsafe fn meta(m: *const u8) -> (__m512i, __m512i, [__m512; 2]) {
+pub(super) unsafe fn meta(m: *const u8) -> (__m512i, __m512i, __m512) {
     let sc = _mm512_cvtepu8_epi16(_mm256_loadu_si256(m.cast()));
     let mins = _mm512_cvtepu8_epi16(_mm256_loadu_si256(m.add(32).cast()));
-    (sc, mins, pair_lanes(_mm_cvtph_ps(_mm_loadu_si128(m.add(64).cast()))))
+    (sc, mins, coef_lanes(m.add(64), true))
 }
 
 /// Sub-block `s`'s scales for both row pairs, from the 4 rows' 8 scales each in `sc`.
@@ -97,9 +96,7 @@ impl Layout for Q4K {
     #[allow(clippy::needless_range_loop)]
     unsafe fn kernel<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T] {
         let m4 = _mm512_set1_epi8(0xF);
-        let quad_idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-        let mut acc = [[_mm512_setzero_ps(); 2]; T];
-        let mut acc_m = [_mm512_setzero_ps(); T];
+        let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..nb {
             let q = wq.add(b * QS_BYTES);
             let m = wd.add(b * META_BYTES);
@@ -108,8 +105,6 @@ impl Layout for Q4K {
             _mm_prefetch::<_MM_HINT_T1>(m.wrapping_add(super::PREFETCH / 6).cast());
             // SAFETY (all weight loads): block b < nb of this group, META_BYTES / QS_BYTES each.
             let (sc, mins, dw) = meta(m);
-            let dmin = _mm_cvtph_ps(_mm_unpackhi_epi64(_mm_loadu_si128(m.add(64).cast()), _mm_setzero_si128()));
-            let dminw = _mm512_permutexvar_ps(quad_idx, _mm512_castps128_ps512(dmin));
             let mut sumi = [[_mm512_setzero_si512(); 2]; T];
             for j in 0..4 {
                 let v0 = _mm512_loadu_si512(q.add(j * 128).cast());
@@ -120,22 +115,12 @@ impl Layout for Q4K {
             }
             for t in 0..T {
                 let y = y_block(a.get_unchecked(t), b);
-                let dy = y_d(y);
                 // Rows' mins (i16 8k..8k+8) against the token's 8 bsum pairs in every 128-bit
                 // lane: lane 4k + i = row k's `madd(mins, bsums_pairs)` lane i.
                 let prod = _mm512_madd_epi16(mins, _mm512_broadcast_i32x4(bsum_pairs4(y)));
-                let dmin_t = _mm512_mul_ps(_mm512_set1_ps(-dy), dminw);
-                acc_m[t] = _mm512_fmadd_ps(dmin_t, _mm512_cvtepi32_ps(prod), acc_m[t]);
-                scale_pairs(&mut acc[t], dy, &dw, &sumi[t]);
+                acc[t] = fold_block(acc[t], &sumi[t], prod, y_d(y), dw);
             }
         }
-        let mut mm = [[0f32; 16]; T];
-        for t in 0..T {
-            _mm512_storeu_ps(mm[t].as_mut_ptr(), acc_m[t]);
-        }
-        rows(&acc, |t, k, lanes| {
-            let ml: &[f32; 4] = mm[t][4 * k..4 * k + 4].try_into().unwrap_or(&[0.0; 4]);
-            finish_row(lanes, Some(ml))
-        })
+        rows(&acc)
     }
 }

@@ -6,13 +6,11 @@
 //!
 //! The integer lanes are q4_K's with 16 added where the element's high bit is set (bit `2j` of
 //! `qh[l]` for chunk `j`'s low nibbles, `2j + 1` for its high ones), exactly the AVX2 kernel's
-//! quants. Its mins are a scalar per row, `summs += dmin * float(sum of madd(mins, bsum
-//! pairs))` (a product, then a sum: no fused step), kept here per row and token in the same
-//! order; the result is `hsum_float_8(acc) + summs`: bit-for-bit `vec_dot_q5_k_q8_k`.
+//! quants; the totals are folded as q4_K's (`kq::fold_block`): bit-for-bit `vec_dot_q5_k_q8_k`.
 
 use std::arch::x86_64::*;
 
-use super::kq::{bsum_pairs4, finish_row, rows, scale_pairs, y_block, y_d, Layout};
+use super::kq::{bsum_pairs4, fold_block, rows, y_block, y_d, Layout};
 use super::q4_k::{chunk, meta};
 use super::{ActRow, ROWS};
 
@@ -38,8 +36,7 @@ impl Layout for Q5K {
     unsafe fn kernel<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T] {
         let m4 = _mm512_set1_epi8(0xF);
         let m16 = _mm512_set1_epi8(16);
-        let mut acc = [[_mm512_setzero_ps(); 2]; T];
-        let mut summs = [[0f32; ROWS]; T];
+        let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..nb {
             let q = wq.add(b * QS_BYTES);
             let m = wd.add(b * META_BYTES);
@@ -49,8 +46,6 @@ impl Layout for Q5K {
             _mm_prefetch::<_MM_HINT_T1>(m.wrapping_add(super::PREFETCH / 8).cast());
             // SAFETY (all weight loads): block b < nb of this group, META_BYTES / QS_BYTES each.
             let (sc, mins, dw) = meta(m);
-            let mut dminw = [0f32; 8];
-            _mm256_storeu_ps(dminw.as_mut_ptr(), _mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadl_epi64(m.add(72).cast()))));
             let qh = [_mm512_loadu_si512(q.add(512).cast()), _mm512_loadu_si512(q.add(576).cast())];
             let mut sumi = [[_mm512_setzero_si512(); 2]; T];
             for j in 0..4 {
@@ -68,17 +63,10 @@ impl Layout for Q5K {
             }
             for t in 0..T {
                 let y = y_block(a.get_unchecked(t), b);
-                let dy = y_d(y);
                 let prod = _mm512_madd_epi16(mins, _mm512_broadcast_i32x4(bsum_pairs4(y)));
-                let mut pi = [0i32; 16];
-                _mm512_storeu_si512(pi.as_mut_ptr().cast(), prod);
-                for k in 0..ROWS {
-                    let isum = (pi[4 * k] + pi[4 * k + 1]) + (pi[4 * k + 2] + pi[4 * k + 3]);
-                    summs[t][k] += (-dy * dminw[k]) * isum as f32;
-                }
-                scale_pairs(&mut acc[t], dy, &dw, &sumi[t]);
+                acc[t] = fold_block(acc[t], &sumi[t], prod, y_d(y), dw);
             }
         }
-        rows(&acc, |t, k, lanes| finish_row(lanes, None) + summs[t][k])
+        rows(&acc)
     }
 }

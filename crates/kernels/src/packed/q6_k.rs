@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use super::kq::{dot_pairs, finish_row, pair_lanes, rows, scale_pairs, y_block, y_d, y_sub, Layout, BSUMS_AT};
+use super::kq::{coef_lanes, dot_pairs, fold_block, rows, y_block, y_d, y_sub, Layout, BSUMS_AT};
 use super::{ActRow, ROWS};
 
 /// Quant bytes per (group, super-block).
@@ -54,7 +54,7 @@ impl Layout for Q6K {
     #[allow(clippy::needless_range_loop)]
     unsafe fn kernel<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T] {
         let m15 = _mm512_set1_epi8(15);
-        let mut acc = [[_mm512_setzero_ps(); 2]; T];
+        let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..nb {
             let q = wq.add(b * QS_BYTES);
             let m = wd.add(b * META_BYTES);
@@ -64,7 +64,7 @@ impl Layout for Q6K {
             _mm_prefetch::<_MM_HINT_T1>(m.wrapping_add(super::PREFETCH / 10).cast());
             // SAFETY (all weight loads): block b < nb of this group, META_BYTES / QS_BYTES each.
             let sc = [_mm512_cvtepi8_epi16(_mm256_loadu_si256(m.cast())), _mm512_cvtepi8_epi16(_mm256_loadu_si256(m.add(32).cast()))];
-            let dw = pair_lanes(_mm_cvtph_ps(_mm_loadl_epi64(m.add(64).cast())));
+            let dw = coef_lanes(m.add(64), false);
             let mut sumi = [[_mm512_setzero_si512(); 2]; T];
             for j in 0..2 {
                 // Sub-blocks 4j + i, i = 0..4, for both pairs.
@@ -99,9 +99,9 @@ impl Layout for Q6K {
                     let sub = _mm512_slli_epi32::<5>(_mm512_madd_epi16(bs, sc[p]));
                     sumi[t][p] = _mm512_sub_epi32(sumi[t][p], sub);
                 }
-                scale_pairs(&mut acc[t], y_d(y), &dw, &sumi[t]);
+                acc[t] = fold_block(acc[t], &sumi[t], _mm512_setzero_si512(), y_d(y), dw);
             }
         }
-        rows(&acc, |_, _, lanes| finish_row(lanes, None))
+        rows(&acc)
     }
 }

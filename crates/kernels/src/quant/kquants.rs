@@ -1,7 +1,15 @@
 //! The 256-element k-quants q4_K, q5_K, q6_K and the activation type q8_K: reference
-//! quantization (`quantize_row_*_ref`), dequantization and the scalar dot products
-//! (`ggml_vec_dot_*_q8_K_generic`, including their 8-lane integer and float accumulators so
-//! the final float sums happen in the same order).
+//! quantization (`quantize_row_*_ref`), dequantization and the scalar dot products.
+//!
+//! **The float order of the dot products** (every SIMD, packed and AMX kernel follows it, so
+//! all return the same bits; see [`k_step`]): per 256-element super-block, the exact integer
+//! total `isum` (the sub-block scales times the quant products, for q6_K minus its -32 offset
+//! times the block sums) and, for q4_K/q5_K, `msum` (the mins times the block sums) are
+//! computed in any order (integers are exact), then folded into one f32 accumulator:
+//! `acc = acc + (d_x * d_w) * float(isum)`, then `acc = acc - (d_x * dmin_w) * float(msum)`,
+//! as separate multiplies and adds (no FMA). ggml's kernels instead keep eight float lanes per
+//! row; a per-row total per super-block is what AMX tiles and 16-row VNNI kernels produce, so
+//! this order lets one matrix run on any of them with identical results (batch invariance).
 
 use super::blocks::{
     dot_operands, f16_le, f16_le_from, unpack_scales_mins_k4, BlockQ4K, BlockQ5K, BlockQ6K,
@@ -292,32 +300,25 @@ pub fn dequantize_q8_k(x: &[BlockQ8K], y: &mut [f32]) {
     }
 }
 
-/// Sum over 8 lanes of `scale[j/ (len/8)] * a * q8` for one super-block, the way the generic
-/// kernels accumulate (`aux32[l] += scale * (q8[l] * a[l])` over groups of 8).
+/// One super-block's step of the float order above: `acc + d * float(isum) - dm * float(msum)`,
+/// where `d = d_x * d_w` and `dm = d_x * dmin_w` (q6_K: `msum = 0`, `dm = 0`).
 #[inline(always)]
-fn accumulate_lanes(
-    a: &[i8; QK_K],
-    q8: &[i8; QK_K],
-    group: usize,
-    scale: impl Fn(usize) -> i32,
-) -> [i32; 8] {
-    let mut aux32 = [0i32; 8];
-    for (g, (ac, qc)) in a
-        .chunks_exact(group)
-        .zip(q8.chunks_exact(group))
-        .enumerate()
-    {
-        let s = scale(g);
-        for (a8, q8) in ac.chunks_exact(8).zip(qc.chunks_exact(8)) {
-            for l in 0..8 {
-                aux32[l] += s * (q8[l] as i16 * a8[l] as i16) as i32;
-            }
-        }
-    }
-    aux32
+pub(crate) fn k_step(acc: f32, d: f32, isum: i32, dm: f32, msum: i32) -> f32 {
+    let acc = acc + d * isum as f32;
+    acc - dm * msum as f32
 }
 
-/// Shared body of the q4_K/q5_K generic dots, given the unsigned quants of each block.
+/// `sum scale(i / group) * a[i] * q8[i]` over one super-block (exact).
+#[inline(always)]
+fn block_isum(a: &[i8; QK_K], q8: &[i8; QK_K], group: usize, scale: impl Fn(usize) -> i32) -> i32 {
+    a.chunks_exact(group)
+        .zip(q8.chunks_exact(group))
+        .enumerate()
+        .map(|(g, (ac, qc))| scale(g) * ac.iter().zip(qc).map(|(&a, &q)| a as i32 * q as i32).sum::<i32>())
+        .sum()
+}
+
+/// Shared body of the q4_K/q5_K dots, given the unsigned quants of each block.
 #[inline(always)]
 fn dot_k4(
     n: usize,
@@ -325,28 +326,17 @@ fn dot_k4(
     y: &[BlockQ8K],
 ) -> f32 {
     debug_assert_eq!(n / QK_K, y.len());
-    let mut sums = [0f32; 8];
-    let mut sumf = 0f32;
+    let mut acc = 0f32;
     for ((d16, dmin16, scales, a), yb) in blocks.zip(y) {
         let sm = unpack_scales_mins_k4(&scales);
-        let mut sumi = 0i32;
-        for j in 0..QK_K / 16 {
-            sumi += yb.bsum(j) as i32 * sm[8 + j / 2] as i32;
-        }
-        let aux32 = accumulate_lanes(&a, &yb.qs, 32, |g| sm[g] as i32);
-        let d = f16_to_f32(u16::from_le_bytes(d16)) * yb.d();
-        for l in 0..8 {
-            sums[l] += d * aux32[l] as f32;
-        }
-        let dmin = f16_to_f32(u16::from_le_bytes(dmin16)) * yb.d();
-        sumf -= dmin * sumi as f32;
+        let msum: i32 = (0..QK_K / 16).map(|j| yb.bsum(j) as i32 * sm[8 + j / 2] as i32).sum();
+        let isum = block_isum(&a, &yb.qs, 32, |g| sm[g] as i32);
+        let d = yb.d() * f16_to_f32(u16::from_le_bytes(d16));
+        let dm = yb.d() * f16_to_f32(u16::from_le_bytes(dmin16));
+        acc = k_step(acc, d, isum, dm, msum);
     }
-    for s in sums {
-        sumf += s;
-    }
-    sumf
+    acc
 }
-
 pub fn vec_dot_q4_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let (wb, xb) = dot_operands::<BlockQ4K, BlockQ8K>(n, w, x);
     let blocks = wb.iter().map(|b| {
@@ -381,18 +371,11 @@ pub fn vec_dot_q5_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
 
 pub fn vec_dot_q6_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let (wb, xb) = dot_operands::<BlockQ6K, BlockQ8K>(n, w, x);
-    let mut sums = [0f32; 8];
+    let mut acc = 0f32;
     for (b, yb) in wb.iter().zip(xb) {
         let a = q6_values(b);
-        let aux32 = accumulate_lanes(&a, &yb.qs, 16, |g| b.scales[g] as i32);
-        let d = f16_le(b.d) * yb.d();
-        for l in 0..8 {
-            sums[l] += d * aux32[l] as f32;
-        }
+        let isum = block_isum(&a, &yb.qs, 16, |g| b.scales[g] as i32);
+        acc = k_step(acc, yb.d() * f16_le(b.d), isum, 0.0, 0);
     }
-    let mut sumf = 0f32;
-    for s in sums {
-        sumf += s;
-    }
-    sumf
+    acc
 }

@@ -31,7 +31,7 @@
 pub mod blocks;
 pub mod fp;
 mod iq4;
-mod kquants;
+pub(crate) mod kquants;
 mod kquants_low;
 mod kutil;
 mod lanes;

@@ -2,12 +2,15 @@
 //!
 //! The quants are unsigned (q4/q5 as stored, q6 before its -32 offset), so `maddubs` gives
 //! exact 16-bit pair sums (at most 63 * 128 * 2 < 2^15); the minimum / offset terms come from
-//! the q8_K block sums.
+//! the q8_K block sums. The integer work is ggml's; the float steps follow the K-quant order
+//! of `quant::kquants` (per super-block integer totals, then [`k_step`]), so the results are
+//! bit-for-bit the scalar reference's.
 
 use std::arch::x86_64::*;
 
 use super::legacy::wrapper;
-use super::{f16, hsum_float_8, load32};
+use super::{f16, hsum_i32_8, load32};
+use crate::quant::kquants::k_step;
 use crate::quant::blocks::{
     dot_operands, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K,
 };
@@ -88,14 +91,12 @@ pub(super) fn bsums_pairs(b: &BlockQ8K) -> __m128i {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     let m4 = _mm256_set1_epi8(0xF);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_m = _mm_setzero_ps();
+    let mut acc = 0f32;
     for (a, b) in x.iter().zip(y) {
         let d = b.d() * f16(a.d);
-        let dmin = -b.d() * f16(a.dmin);
+        let dm = b.d() * f16(a.dmin);
         let ms = mins_and_scales(&a.scales);
-        let prod = _mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), bsums_pairs(b));
-        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+        let msum = hsum_i32_4(_mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), bsums_pairs(b)));
         let sc128 = _mm256_castsi256_si128(ms);
         let scales = _mm256_set_m128i(sc128, sc128);
 
@@ -113,29 +114,29 @@ fn q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
                 _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, load32(&q8[2 * j + 1])));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16l, p16h));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        acc = k_step(acc, d, hsum_i32_8(sumi), dm, msum);
     }
-    acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-    acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
-    hsum_float_8(acc) + _mm_cvtss_f32(acc_m)
+    acc
+}
+
+/// Sum of 4 i32 lanes (exact, any order).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn hsum_i32_4(v: __m128i) -> i32 {
+    let s = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     let m4 = _mm256_set1_epi8(0xF);
     let m16 = _mm256_set1_epi8(16);
-    let mut acc = _mm256_setzero_ps();
-    let mut summs = 0f32;
+    let mut acc = 0f32;
     for (a, b) in x.iter().zip(y) {
         let d = b.d() * f16(a.d);
-        let dmin = -b.d() * f16(a.dmin);
+        let dm = b.d() * f16(a.dmin);
         let ms = mins_and_scales(&a.scales);
-        let prod = _mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), bsums_pairs(b));
-        let hsum = _mm_hadd_epi32(
-            _mm_hadd_epi32(prod, _mm_setzero_si128()),
-            _mm_setzero_si128(),
-        );
-        summs += dmin * _mm_extract_epi32::<0>(hsum) as f32;
+        let msum = hsum_i32_4(_mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), bsums_pairs(b)));
         let sc128 = _mm256_castsi256_si128(ms);
         let scales = _mm256_set_m128i(sc128, sc128);
 
@@ -167,9 +168,9 @@ fn q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
                 _mm256_madd_epi16(scale_1, _mm256_maddubs_epi16(q5_1, load32(&q8[2 * j + 1])));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        acc = k_step(acc, d, hsum_i32_8(sumi), dm, msum);
     }
-    hsum_float_8(acc) + summs
+    acc
 }
 
 /// Scales 2i (lanes 0..8) and 2i+1 (lanes 8..16) of a q6_K block as i16.
@@ -183,7 +184,7 @@ fn q6_scales(scales: __m128i, i: usize) -> __m256i {
 fn q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     let m3 = _mm256_set1_epi8(3);
     let m15 = _mm256_set1_epi8(15);
-    let mut acc = _mm256_setzero_ps();
+    let mut acc = 0f32;
     for (a, b) in x.iter().zip(y) {
         let d = b.d() * f16(a.d);
         // SAFETY: `bsums` is 32 readable bytes; `loadu` needs no alignment.
@@ -229,9 +230,9 @@ fn q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_2, p16_3));
         }
         sumi = _mm256_sub_epi32(sumi, q8sclsub);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        acc = k_step(acc, d, hsum_i32_8(sumi), 0.0, 0);
     }
-    hsum_float_8(acc)
+    acc
 }
 
 #[cfg(test)]

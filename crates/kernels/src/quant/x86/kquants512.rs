@@ -2,7 +2,7 @@
 //!
 //! Bit-for-bit the AVX2 kernels (`kquants.rs`): those build, per 256-element super-block, an
 //! 8-lane i32 sum `sumi` from `maddubs` + `madd` (by the sub-block scale) over 32-byte halves,
-//! then do one `fma(d, float(sumi), acc)`. Here each 512-bit register holds two of those
+//! then fold its total into the accumulator by the K-quant float order (`k_step`). Here each 512-bit register holds two of those
 //! 32-byte steps (q4_K: a sub-block's low nibbles and the next one's high nibbles, whose q8_K
 //! quants are contiguous; q6_K: sub-blocks 4j, 4j+1 or 4j+2, 4j+3), and the two 256-bit halves
 //! are added at the end of the super-block. Integer sums are exact (at most 2 * 63 * 128 per
@@ -12,8 +12,9 @@
 
 use std::arch::x86_64::*;
 
-use super::kquants::{bsums_pairs, load16, mins_and_scales, SHUF_K4, SHUF_Q6};
-use super::{f16, hsum_float_8};
+use super::kquants::{bsums_pairs, hsum_i32_4, load16, mins_and_scales, SHUF_K4, SHUF_Q6};
+use super::{f16, hsum_i32_8};
+use crate::quant::kquants::k_step;
 use crate::quant::blocks::{dot_operands, BlockQ4K, BlockQ6K, BlockQ8K};
 
 /// Rows `2j` and `2j + 1` of an 8-row shuffle table side by side (`M == 2 * N`): the shuffles of
@@ -104,8 +105,7 @@ unsafe fn q4_k<const T: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; T], out: &mut [
     let m4 = _mm512_set1_epi8(0xF);
     // Low nibbles in the lower half, high nibbles in the upper half.
     let nib_shift = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
-    let mut acc = [_mm256_setzero_ps(); T];
-    let mut acc_m = [_mm_setzero_ps(); T];
+    let mut acc = [0f32; T];
     for (i, a) in x.iter().enumerate() {
         prefetch_ahead::<3, _>(a);
         let ms = mins_and_scales(&a.scales);
@@ -123,9 +123,8 @@ unsafe fn q4_k<const T: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; T], out: &mut [
         for t in 0..T {
             let b = ys[t].get_unchecked(i);
             let d = b.d() * dw;
-            let dmin = -b.d() * dminw;
-            let prod = _mm_madd_epi16(mins, bsums_pairs(b));
-            acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[t]);
+            let dm = b.d() * dminw;
+            let msum = hsum_i32_4(_mm_madd_epi16(mins, bsums_pairs(b)));
             let q8 = b.qs.as_ptr();
             let mut sumi = _mm512_setzero_si512();
             for j in 0..4 {
@@ -133,15 +132,10 @@ unsafe fn q4_k<const T: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; T], out: &mut [
                 let y = _mm512_loadu_si512(q8.add(64 * j).cast());
                 sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(s[j], _mm512_maddubs_epi16(w[j], y)));
             }
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(fold(sumi)), acc[t]);
+            acc[t] = k_step(acc[t], d, hsum_i32_8(fold(sumi)), dm, msum);
         }
     }
-    for t in 0..T {
-        let mut m = acc_m[t];
-        m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-        m = _mm_add_ss(m, _mm_movehdup_ps(m));
-        out[t] = hsum_float_8(acc[t]) + _mm_cvtss_f32(m);
-    }
+    *out = acc;
 }
 
 /// # Safety
@@ -154,7 +148,7 @@ unsafe fn q6_k<const T: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; T], out: &mut [
     // Sub-blocks 4j (lower half) and 4j+1 take qh bits 0-1 and 2-3; 4j+2 and 4j+3 bits 4-5, 6-7.
     let shift_a = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0);
     let shift_b = _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4);
-    let mut acc = [_mm256_setzero_ps(); T];
+    let mut acc = [0f32; T];
     for (i, a) in x.iter().enumerate() {
         prefetch_ahead::<4, _>(a);
         let scales = load16(&a.scales);
@@ -193,10 +187,8 @@ unsafe fn q6_k<const T: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; T], out: &mut [
                 sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(s[j], _mm512_maddubs_epi16(w[j], y)));
             }
             let sumi = _mm256_sub_epi32(fold(sumi), q8sclsub);
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[t]);
+            acc[t] = k_step(acc[t], d, hsum_i32_8(sumi), 0.0, 0);
         }
     }
-    for t in 0..T {
-        out[t] = hsum_float_8(acc[t]);
-    }
+    *out = acc;
 }

@@ -47,6 +47,8 @@ mod q4_k;
 mod q5_k;
 #[cfg(target_arch = "x86_64")]
 mod q6_k;
+#[cfg(target_arch = "x86_64")]
+pub mod amx;
 
 use std::ops::Range;
 
@@ -322,6 +324,8 @@ pub(crate) const CORR: usize = 16;
 /// Activation buffers of the packed path (inside [`MatmulScratch`]).
 #[derive(Default)]
 pub(crate) struct PackedScratch {
+    #[cfg(target_arch = "x86_64")]
+    amx: amx::AmxActs,
     q8: Vec<u8>,
     qs: Vec<u8>,
     d: Vec<f32>,
@@ -502,9 +506,18 @@ pub(crate) fn run_many(
 
     // Split every matrix's row groups into chunks (never straddling two matrices); one pool
     // run claims them all.
-    let groups = |w: &PackedMatrix| w.n_rows.div_ceil(ROWS);
+    // AMX (prompts on K-quants): the unit of work is a 16-row tile, else a 4-row group.
+    #[cfg(target_arch = "x86_64")]
+    let use_amx = n_tokens >= amx::MIN_TOKENS && amx::enabled() && mats.iter().flatten().all(|w| amx::handles(w.ty));
+    #[cfg(not(target_arch = "x86_64"))]
+    let use_amx = false;
+    #[cfg(target_arch = "x86_64")]
+    if use_amx {
+        sc.amx.prepare(pool, &sc.q8, quant::row_bytes(GgmlType::Q8_K, n_cols)?, n_tokens, n_cols / QK_K);
+    }
+    let groups = |w: &PackedMatrix| if use_amx { w.n_rows.div_ceil(amx::TILE) } else { w.n_rows.div_ceil(ROWS) };
     let total_groups: usize = mats.iter().flatten().map(|w| groups(w)).sum();
-    let work = n_tokens * total_groups * ROWS * n_cols;
+    let work = n_tokens * total_groups * if use_amx { 16 } else { ROWS } * n_cols;
     let max_tasks = (work / MIN_WORK_PER_TASK).max(1);
     let n_chunks = (pool.n_threads() * CHUNKS_PER_THREAD).min(max_tasks).min(total_groups).max(1);
     let groups_per_chunk = total_groups.div_ceil(n_chunks);
@@ -524,6 +537,13 @@ pub(crate) fn run_many(
         let out = disjoint[j].as_ref().expect("job exists");
         let g0 = (c - chunk_starts[j]) * groups_per_chunk;
         let g1 = (g0 + groups_per_chunk).min(groups(w));
+        #[cfg(target_arch = "x86_64")]
+        if use_amx {
+            // SAFETY: AMX is enabled; the activations were prepared above for these tokens;
+            // chunks own disjoint row tiles.
+            unsafe { amx::run_tiles(w, g0..g1, &sc.amx, n_tokens, out) };
+            return;
+        }
         run_groups(w, g0..g1, n_tokens, &acts, out);
     };
     if n_total_chunks == 1 || pool.n_threads() == 1 {

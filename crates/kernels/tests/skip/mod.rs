@@ -44,3 +44,19 @@ pub fn avx512_unused(test: &str) {
         );
     }
 }
+
+/// Whether CPUID reports AMX-TILE and AMX-INT8 (leaf 7, EDX bits 24, 25), whatever the kernel
+/// grants or `DAEHWA_KERNELS` says.
+pub fn cpu_has_amx_int8() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[allow(unused_unsafe)]
+        // SAFETY: CPUID leaf 7 exists on the CPUs that run these tests (x86_64 with leaf 7).
+        let r = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
+        cpu_has_avx512_vnni() && r.edx & (1 << 24) != 0 && r.edx & (1 << 25) != 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}

@@ -1,0 +1,468 @@
+//! AMX int8 tiles for prefill on the packed q4_K, q5_K and q6_K matrices.
+//!
+//! One tile multiply (`tdpbusd` / `tdpbssd`) adds, for 16 weight rows and 16 tokens, the dot
+//! products over 64 elements: 16 384 multiply-adds, where one AVX-512 VNNI instruction does 64.
+//! The catch is the K-quant scales: a tile sums over 64 elements (two q4_K sub-blocks with their
+//! own 6-bit scales), and `q * scale` (up to 945) does not fit a byte. So each weight row is
+//! expanded, once per row tile and in L2, into byte *parts* whose weighted sum is `q * scale`:
+//! - q4_K / q5_K: `q * (scale & 7)` and `q * (scale >> 3)` (at most 31 * 7 = 217, unsigned),
+//!   and `isum = C0 + 8 * C1`;
+//! - q6_K: `(q - 32) * digit` for the scale's base-4 digits (three in 0..4, the top one in
+//!   -2..2, each product within -128..127), and `isum = C0 + 4 C1 + 16 C2 + 64 C3`.
+//!
+//! The parts' tiles run over a whole super-block (256 elements, 4 tile steps) into 2 or 4 i32
+//! accumulator tiles, so `isum` per (row, token, super-block) is the exact integer total. The
+//! q4_K/q5_K mins are `sum min_s * bsum_s` by `vpdpwssd` on the q8_K block sums, and both are
+//! folded by the K-quant float order (`quant::kquants::k_step`): every result is bit-for-bit
+//! the AVX-512 packed kernels' and the row-at-a-time `vec_dot`'s, so the path a matmul takes
+//! (AMX for prompts, AVX-512 for decode steps) never changes a logit.
+//!
+//! AMX is used when the CPU reports AMX-TILE and AMX-INT8, the kernel grants the process the
+//! tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`), AVX-512 VNNI is the
+//! chosen level, and `DAEHWA_KERNELS` is not `avx512` (which forces the AVX-512 kernels; `avx2`
+//! and `scalar` cap lower still). Rust's AMX intrinsics are unstable, so the tile instructions
+//! are inline assembly on fixed tile registers, which nothing else in the program uses.
+
+use std::arch::asm;
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+use gguf::GgmlType;
+
+use super::{q5_k, PackedMatrix, ROWS};
+use crate::quant::blocks::QK_K;
+
+/// Weight rows per row tile and tokens per token tile (the tiles' 16 rows / 16 columns).
+pub(super) const TILE: usize = 16;
+/// Prompts of at least this many tokens take the AMX path; shorter ones (decode steps) the
+/// AVX-512 kernels, whose results are the same bits.
+pub(super) const MIN_TOKENS: usize = 16;
+/// Elements per tile step (a tile row is 64 bytes).
+const STEP: usize = 64;
+/// Tile steps per super-block.
+const STEPS: usize = QK_K / STEP;
+/// Bytes of one 16 x 64-byte tile.
+const TILE_BYTES: usize = TILE * STEP;
+/// Bytes of a q8_K block: `d` (f32), 256 quants, 16 i16 block sums.
+const Q8K_BYTES: usize = 292;
+/// Row groups (of [`ROWS`]) per row tile.
+const GROUPS: usize = TILE / ROWS;
+
+/// Whether this process runs the AMX path (see the module docs); decided once.
+pub fn enabled() -> bool {
+    static E: OnceLock<bool> = OnceLock::new();
+    *E.get_or_init(|| {
+        super::available() && !matches!(std::env::var("DAEHWA_KERNELS").as_deref(), Ok("avx512")) && cpu_has_amx_int8() && request_tile_data()
+    })
+}
+
+/// Whether CPUID reports AMX-TILE and AMX-INT8 (leaf 7, EDX bits 24 and 25).
+fn cpu_has_amx_int8() -> bool {
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID leaf 7 exists on every x86_64 CPU with AVX-512 (checked by the caller).
+    let r = unsafe { __cpuid_count(7, 0) };
+    r.edx & (1 << 24) != 0 && r.edx & (1 << 25) != 0
+}
+
+/// Asks Linux for the AMX tile data state for this process (all its threads).
+fn request_tile_data() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        const SYS_ARCH_PRCTL: i64 = 158;
+        const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+        const XFEATURE_XTILEDATA: i64 = 18;
+        let ret: i64;
+        // SAFETY: arch_prctl(ARCH_REQ_XCOMP_PERM) only changes which xsave features this process
+        // may use; it reads no memory. The syscall clobbers rcx and r11, declared below.
+        unsafe {
+            asm!("syscall", inlateout("rax") SYS_ARCH_PRCTL => ret, in("rdi") ARCH_REQ_XCOMP_PERM, in("rsi") XFEATURE_XTILEDATA,
+                 lateout("rcx") _, lateout("r11") _, options(nostack));
+        }
+        ret == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
+}
+
+/// Whether `ty` has an AMX path.
+pub(super) fn handles(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
+}
+
+/// Byte parts per weight (see the module docs).
+fn parts(ty: GgmlType) -> usize {
+    if ty == GgmlType::Q6_K { 4 } else { 2 }
+}
+
+/// The activations of a call as B tiles: per token tile and block, 4 tiles of 16 rows (4
+/// elements each) x 16 tokens x 4 bytes (`b`), the tokens' `d` (`d`, 16 per tile and block), and
+/// their sub-block sum pairs for the mins (`bp`: `[pair][token]`, two i16 per i32).
+#[derive(Default)]
+pub(crate) struct AmxActs {
+    b: Vec<u8>,
+    d: Vec<f32>,
+    bp: Vec<i32>,
+}
+
+fn grow<T: Copy + Default>(v: &mut Vec<T>, n: usize) {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+}
+
+impl AmxActs {
+    /// Lays out `n_tokens` q8_K rows (`q8`, `xrb` bytes apart, `nb` blocks each); tokens past
+    /// the last (to a whole tile) are zeros.
+    pub(super) fn prepare(&mut self, pool: &crate::pool::ThreadPool, q8: &[u8], xrb: usize, n_tokens: usize, nb: usize) {
+        let n_tt = n_tokens.div_ceil(TILE);
+        grow(&mut self.b, n_tt * nb * STEPS * TILE_BYTES);
+        grow(&mut self.d, n_tt * nb * TILE);
+        grow(&mut self.bp, n_tt * nb * 4 * TILE);
+        let (b, d, bp) = (
+            crate::disjoint::DisjointMut::new(&mut self.b[..]),
+            crate::disjoint::DisjointMut::new(&mut self.d[..]),
+            crate::disjoint::DisjointMut::new(&mut self.bp[..]),
+        );
+        let task = |tt: usize| {
+            // SAFETY: token tile `tt` owns these disjoint ranges.
+            let (b, d, bp) = unsafe {
+                (
+                    b.slice(tt * nb * STEPS * TILE_BYTES, nb * STEPS * TILE_BYTES),
+                    d.slice(tt * nb * TILE, nb * TILE),
+                    bp.slice(tt * nb * 4 * TILE, nb * 4 * TILE),
+                )
+            };
+            for i in 0..TILE {
+                let t = tt * TILE + i;
+                for blk in 0..nb {
+                    let src = (t < n_tokens).then(|| &q8[t * xrb + blk * Q8K_BYTES..][..Q8K_BYTES]);
+                    d[blk * TILE + i] = src.map_or(0.0, |s| f32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+                    for pp in 0..4 {
+                        let pair = |s: usize| {
+                            src.map_or(0, |q| {
+                                let bs = |j: usize| i16::from_le_bytes([q[260 + 2 * j], q[261 + 2 * j]]);
+                                bs(2 * s).wrapping_add(bs(2 * s + 1))
+                            })
+                        };
+                        bp[(blk * 4 + pp) * TILE + i] = (pair(2 * pp) as u16 as u32 | ((pair(2 * pp + 1) as u16 as u32) << 16)) as i32;
+                    }
+                    for st in 0..STEPS {
+                        let tile = &mut b[(blk * STEPS + st) * TILE_BYTES..][..TILE_BYTES];
+                        for kk in 0..TILE {
+                            let dst = &mut tile[kk * STEP + 4 * i..][..4];
+                            match src {
+                                Some(s) => dst.copy_from_slice(&s[4 + st * STEP + 4 * kk..][..4]),
+                                None => dst.fill(0),
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if n_tt == 1 || pool.n_threads() == 1 {
+            (0..n_tt).for_each(task);
+        } else {
+            pool.run(n_tt, &task);
+        }
+    }
+}
+
+/// One row tile expanded: A tiles `[block][step][part]` (16 rows x 64 bytes each), and per
+/// block the rows' `d`, `dmin` and min pairs (`[pair][row]`, two i16 per i32).
+#[derive(Default)]
+struct RowTile {
+    a: Vec<u8>,
+    dw: Vec<f32>,
+    dm: Vec<f32>,
+    minp: Vec<i32>,
+}
+
+thread_local! {
+    static ROW_TILE: RefCell<RowTile> = RefCell::new(RowTile::default());
+}
+
+/// 32 quant values (u8 in 0..64, or for q6_K i8 in -32..32) times `part`, a 16-lane word
+/// vector per half (first 16 elements, last 16), stored as bytes at `dst`.
+#[inline(always)]
+unsafe fn store_part(dst: *mut u8, v16: __m512i, part: __m512i) {
+    _mm256_storeu_si256(dst.cast(), _mm512_cvtepi16_epi8(_mm512_mullo_epi16(v16, part)));
+}
+
+/// Base-4 digit `p` of a q6_K scale: `s = d0 + 4 d1 + 16 d2 + 64 d3`, d0..d2 in 0..4, d3 in -2..2.
+#[inline(always)]
+fn digit(s: i8, p: usize) -> i16 {
+    if p == 3 { (s >> 6) as i16 } else { ((s as u8 >> (2 * p)) & 3) as i16 }
+}
+
+/// Expands row tile `rt` of `w` into `out` (see [`RowTile`]); rows past the matrix are zeros.
+///
+/// # Safety
+/// AVX-512 BW is available.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RowTile) {
+    let ty = w.ty;
+    let nb = w.n_cols / QK_K;
+    let np = parts(ty);
+    let (qsb, dmb) = super::group_block_bytes(ty).expect("packed K-quant");
+    grow(&mut out.a, nb * STEPS * np * TILE_BYTES);
+    grow(&mut out.dw, nb * TILE);
+    grow(&mut out.dm, nb * TILE);
+    grow(&mut out.minp, nb * 4 * TILE);
+    let n_groups = w.n_rows.div_ceil(ROWS);
+    let (qs, dm) = (w.qs.as_slice(), w.dm.as_slice());
+    let a = out.a.as_mut_ptr();
+    let m4 = _mm512_set1_epi8(0xF);
+    let m16 = _mm512_set1_epi8(16);
+    for gi in 0..GROUPS {
+        let g = rt * GROUPS + gi;
+        for blk in 0..nb {
+            // A tile bytes of row r (of the tile), step st, part p, half h (32 elements).
+            let at = |r: usize, st: usize, p: usize, h: usize| a.add(((blk * STEPS + st) * np + p) * TILE_BYTES + r * STEP + 32 * h);
+            if g >= n_groups {
+                for k in 0..ROWS {
+                    let r = ROWS * gi + k;
+                    for st in 0..STEPS {
+                        for p in 0..np {
+                            std::ptr::write_bytes(at(r, st, p, 0), 0, STEP);
+                        }
+                    }
+                    out.dw[blk * TILE + r] = 0.0;
+                    out.dm[blk * TILE + r] = 0.0;
+                    for pp in 0..4 {
+                        out.minp[(blk * 4 + pp) * TILE + r] = 0;
+                    }
+                }
+                continue;
+            }
+            let q = qs.as_ptr().add((g * nb + blk) * qsb);
+            let m = dm.as_ptr().add((g * nb + blk) * dmb);
+            match ty {
+                GgmlType::Q4_K | GgmlType::Q5_K => {
+                    // Scales and mins decoded at m[8k + s] and m[32 + 8k + s].
+                    let sc = |k: usize, s: usize| *m.add(8 * k + s) as i16;
+                    for j in 0..4 {
+                        for p in 0..2 {
+                            let v = _mm512_loadu_si512(q.add((2 * j + p) * 64).cast());
+                            let mut lo = _mm512_and_si512(v, m4);
+                            let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), m4);
+                            if ty == GgmlType::Q5_K {
+                                let qh = _mm512_loadu_si512(q.add(q5_k::QS_BYTES - 128 + 64 * p).cast());
+                                let (bl, bh) = (_mm512_set1_epi8(1 << (2 * j)), _mm512_set1_epi8((1u8 << (2 * j + 1)) as i8));
+                                lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh, bl), lo, m16);
+                                hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh, bh), hi, m16);
+                            }
+                            for (sb, v) in [(2 * j, lo), (2 * j + 1, hi)] {
+                                for h in 0..2 {
+                                    let k = 2 * p + h;
+                                    let v16 = _mm512_cvtepu8_epi16(if h == 0 { _mm512_castsi512_si256(v) } else { _mm512_extracti64x4_epi64::<1>(v) });
+                                    let s = sc(k, sb);
+                                    store_part(at(ROWS * gi + k, sb / 2, 0, sb % 2), v16, _mm512_set1_epi16(s & 7));
+                                    store_part(at(ROWS * gi + k, sb / 2, 1, sb % 2), v16, _mm512_set1_epi16(s >> 3));
+                                }
+                            }
+                        }
+                    }
+                    let d = _mm_cvtph_ps(_mm_loadu_si128(m.add(64).cast()));
+                    let mut f = [0f32; 4 * 2];
+                    _mm_storeu_ps(f.as_mut_ptr(), d);
+                    _mm_storeu_ps(f.as_mut_ptr().add(4), _mm_cvtph_ps(_mm_unpackhi_epi64(_mm_loadu_si128(m.add(64).cast()), _mm_setzero_si128())));
+                    for k in 0..ROWS {
+                        let r = ROWS * gi + k;
+                        out.dw[blk * TILE + r] = f[k];
+                        out.dm[blk * TILE + r] = f[4 + k];
+                        for pp in 0..4 {
+                            let (m0, m1) = (*m.add(32 + 8 * k + 2 * pp) as u32, *m.add(32 + 8 * k + 2 * pp + 1) as u32);
+                            out.minp[(blk * 4 + pp) * TILE + r] = (m0 | (m1 << 16)) as i32;
+                        }
+                    }
+                }
+                _ => {
+                    // q6_K: scales (i8) at m[16k + s16], d at m[64 + 2k].
+                    let m15 = _mm512_set1_epi8(15);
+                    let off = _mm512_set1_epi8(32);
+                    for j in 0..2 {
+                        for p in 0..2 {
+                            let qh = _mm512_loadu_si512(q.add(512 + (2 * j + p) * 64).cast());
+                            let l0 = _mm512_loadu_si512(q.add((4 * j + p) * 64).cast());
+                            let l1 = _mm512_loadu_si512(q.add((4 * j + 2 + p) * 64).cast());
+                            let h0 = _mm512_slli_epi16::<4>(_mm512_and_si512(qh, _mm512_set1_epi8(3)));
+                            let h1 = _mm512_slli_epi16::<2>(_mm512_and_si512(qh, _mm512_set1_epi8(12)));
+                            let h2 = _mm512_and_si512(qh, _mm512_set1_epi8(48));
+                            let h3 = _mm512_srli_epi16::<2>(_mm512_and_si512(qh, _mm512_set1_epi8(-64)));
+                            let w = [
+                                _mm512_or_si512(_mm512_and_si512(l0, m15), h0),
+                                _mm512_or_si512(_mm512_and_si512(l1, m15), h1),
+                                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(l0), m15), h2),
+                                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(l1), m15), h3),
+                            ];
+                            for (i, wi) in w.into_iter().enumerate() {
+                                let sb = 4 * j + i;
+                                let v = _mm512_sub_epi8(wi, off);
+                                for h in 0..2 {
+                                    let k = 2 * p + h;
+                                    let v16 = _mm512_cvtepi8_epi16(if h == 0 { _mm512_castsi512_si256(v) } else { _mm512_extracti64x4_epi64::<1>(v) });
+                                    let (s0, s1) = (*(m.add(16 * k + 2 * sb) as *const i8), *(m.add(16 * k + 2 * sb + 1) as *const i8));
+                                    for part in 0..4 {
+                                        // Scale 2 sb on the first 16 elements, 2 sb + 1 on the rest.
+                                        let sv = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_set1_epi16(digit(s0, part))), _mm256_set1_epi16(digit(s1, part)));
+                                        store_part(at(ROWS * gi + k, sb / 2, part, sb % 2), v16, sv);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    let mut f = [0f32; 4];
+                    _mm_storeu_ps(f.as_mut_ptr(), _mm_cvtph_ps(_mm_loadl_epi64(m.add(64).cast())));
+                    for k in 0..ROWS {
+                        out.dw[blk * TILE + ROWS * gi + k] = f[k];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The tile configuration: palette 1, tiles 0-7 all 16 rows x 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+const CONFIG: TileConfig = {
+    let mut c = [0u8; 64];
+    c[0] = 1;
+    let mut t = 0;
+    while t < 8 {
+        c[16 + 2 * t] = STEP as u8;
+        c[48 + t] = TILE as u8;
+        t += 1;
+    }
+    TileConfig(c)
+};
+
+/// Tile register use: accumulators 0-3 (one per part), A (weights) 4 and 6, B (tokens) 5 and 7.
+macro_rules! tile_load {
+    ($t:literal, $p:expr) => {
+        asm!(concat!("tileloadd tmm", $t, ", [{0} + {1}]"), in(reg) $p, in(reg) STEP, options(nostack, readonly))
+    };
+}
+macro_rules! tile_dp {
+    ($signed:expr, $c:literal, $a:literal, $b:literal) => {
+        if $signed {
+            asm!(concat!("tdpbssd tmm", $c, ", tmm", $a, ", tmm", $b), options(nostack, nomem))
+        } else {
+            asm!(concat!("tdpbusd tmm", $c, ", tmm", $a, ", tmm", $b), options(nostack, nomem))
+        }
+    };
+}
+
+/// Rows `rt * 16 ..` of `w` against every token: `out[t * n_rows + r]`.
+///
+/// # Safety
+/// [`enabled`] returned true; `acts` was prepared for `n_tokens` tokens of `w`'s columns;
+/// `out` holds `n_tokens * w.n_rows` floats and this call alone writes this tile's rows.
+pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, acts: &AmxActs, n_tokens: usize, out: &crate::disjoint::DisjointMut<'_, f32>) {
+    ROW_TILE.with(|cell| {
+        let mut rt_buf = cell.borrow_mut();
+        // SAFETY: the configuration is 64 valid bytes; AMX is enabled (caller).
+        asm!("ldtilecfg [{0}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
+        for rt in tiles {
+            expand(w, rt, &mut rt_buf);
+            for tt in 0..n_tokens.div_ceil(TILE) {
+                tile_product(w, rt, &rt_buf, acts, tt, n_tokens, out);
+            }
+        }
+        asm!("tilerelease", options(nostack, nomem));
+    })
+}
+
+/// One row tile against one token tile, every super-block.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile_product(w: &PackedMatrix, rt: usize, rows: &RowTile, acts: &AmxActs, tt: usize, n_tokens: usize, out: &crate::disjoint::DisjointMut<'_, f32>) {
+    let ty = w.ty;
+    let nb = w.n_cols / QK_K;
+    let np = parts(ty);
+    let signed = ty == GgmlType::Q6_K;
+    let mut c = [[0i32; TILE * TILE]; 4];
+    let mut acc = [_mm512_setzero_ps(); TILE];
+    for blk in 0..nb {
+        asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+        let a = rows.a.as_ptr().add(blk * STEPS * np * TILE_BYTES);
+        let b = acts.b.as_ptr().add((tt * nb + blk) * STEPS * TILE_BYTES);
+        for st in 0..STEPS {
+            let (bp, ap) = (b.add(st * TILE_BYTES), a.add(st * np * TILE_BYTES));
+            if st % 2 == 0 {
+                tile_load!("5", bp);
+            } else {
+                tile_load!("7", bp);
+            }
+            tile_load!("4", ap);
+            match st % 2 {
+                0 => tile_dp!(signed, "0", "4", "5"),
+                _ => tile_dp!(signed, "0", "4", "7"),
+            }
+            tile_load!("6", ap.add(TILE_BYTES));
+            match st % 2 {
+                0 => tile_dp!(signed, "1", "6", "5"),
+                _ => tile_dp!(signed, "1", "6", "7"),
+            }
+            if np == 4 {
+                tile_load!("4", ap.add(2 * TILE_BYTES));
+                match st % 2 {
+                    0 => tile_dp!(signed, "2", "4", "5"),
+                    _ => tile_dp!(signed, "2", "4", "7"),
+                }
+                tile_load!("6", ap.add(3 * TILE_BYTES));
+                match st % 2 {
+                    0 => tile_dp!(signed, "3", "6", "5"),
+                    _ => tile_dp!(signed, "3", "6", "7"),
+                }
+            }
+        }
+        asm!("tilestored [{0} + {1}], tmm0", in(reg) c[0].as_mut_ptr(), in(reg) STEP, options(nostack));
+        asm!("tilestored [{0} + {1}], tmm1", in(reg) c[1].as_mut_ptr(), in(reg) STEP, options(nostack));
+        if np == 4 {
+            asm!("tilestored [{0} + {1}], tmm2", in(reg) c[2].as_mut_ptr(), in(reg) STEP, options(nostack));
+            asm!("tilestored [{0} + {1}], tmm3", in(reg) c[3].as_mut_ptr(), in(reg) STEP, options(nostack));
+        }
+        let dx = _mm512_loadu_ps(acts.d.as_ptr().add((tt * nb + blk) * TILE));
+        let bpair = acts.bp.as_ptr().add((tt * nb + blk) * 4 * TILE);
+        for r in 0..TILE {
+            let row = |p: usize| _mm512_loadu_si512(c[p].as_ptr().add(r * TILE).cast());
+            let isum = if np == 4 {
+                let s = _mm512_add_epi32(row(0), _mm512_slli_epi32::<2>(row(1)));
+                let s = _mm512_add_epi32(s, _mm512_slli_epi32::<4>(row(2)));
+                _mm512_add_epi32(s, _mm512_slli_epi32::<6>(row(3)))
+            } else {
+                _mm512_add_epi32(row(0), _mm512_slli_epi32::<3>(row(1)))
+            };
+            let d = _mm512_mul_ps(dx, _mm512_set1_ps(*rows.dw.get_unchecked(blk * TILE + r)));
+            acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(d, _mm512_cvtepi32_ps(isum)));
+            if !signed {
+                let mut msum = _mm512_setzero_si512();
+                for pp in 0..4 {
+                    let mp = _mm512_set1_epi32(*rows.minp.get_unchecked((blk * 4 + pp) * TILE + r));
+                    msum = _mm512_dpwssd_epi32(msum, mp, _mm512_loadu_si512(bpair.add(pp * TILE).cast()));
+                }
+                let dm = _mm512_mul_ps(dx, _mm512_set1_ps(*rows.dm.get_unchecked(blk * TILE + r)));
+                acc[r] = _mm512_sub_ps(acc[r], _mm512_mul_ps(dm, _mm512_cvtepi32_ps(msum)));
+            }
+        }
+    }
+    let r0 = rt * TILE;
+    let nr = w.n_rows.saturating_sub(r0).min(TILE);
+    let nt = n_tokens - tt * TILE;
+    let mut f = [[0f32; TILE]; TILE];
+    for r in 0..TILE {
+        _mm512_storeu_ps(f[r].as_mut_ptr(), acc[r]);
+    }
+    for t in 0..nt.min(TILE) {
+        // SAFETY: this task alone writes rows r0..r0 + nr (caller).
+        let o = out.slice((tt * TILE + t) * w.n_rows + r0, nr);
+        for r in 0..nr {
+            o[r] = f[r][t];
+        }
+    }
+}
+

@@ -163,6 +163,11 @@ fn bench_vec_dot(b: &Bench, name: &str, m: &QMatrix) {
 
 /// matmul of `m` for 1 and 64 tokens on each pool, unpacked and (where available) packed.
 fn bench_matmul(b: &Bench, name: &str, m: &QMatrix, pools: &[ThreadPool]) {
+    bench_matmul_tokens(b, name, m, pools, &[1, 64]);
+}
+
+/// matmul of `m` for each token count on each pool, unpacked and (where available) packed.
+fn bench_matmul_tokens(b: &Bench, name: &str, m: &QMatrix, pools: &[ThreadPool], tokens: &[usize]) {
     let packed = PackedMatrix::pack(m);
     let mut variants = vec![("", *m)];
     if let Some(p) = &packed {
@@ -170,7 +175,7 @@ fn bench_matmul(b: &Bench, name: &str, m: &QMatrix, pools: &[ThreadPool]) {
     }
     let mut scratch = MatmulScratch::default();
     for pool in pools {
-        for n_tokens in [1, 64] {
+        for &n_tokens in tokens {
             let x = random_f32(n_tokens * m.n_cols, 3);
             let mut out = vec![0f32; n_tokens * m.n_rows];
             for (tag, mm) in &variants {
@@ -237,6 +242,14 @@ fn main() {
         let name = format!("{} {n_rows}x{n_cols}", ty.name());
         bench_vec_dot(&b, &name, &m);
         bench_matmul(&b, &name, &m, &pools);
+    }
+
+    // Llama-3.2-1B's Q4_K_M shapes at a 512-token prompt: with AMX, its tiles; compare
+    // `DAEHWA_KERNELS=avx512` for the AVX-512 VNNI kernels.
+    for (ty, n_rows, n_cols) in [(GgmlType::Q4_K, 2048, 2048), (GgmlType::Q4_K, 8192, 2048), (GgmlType::Q6_K, 2048, 8192)] {
+        let data = random_matrix(ty, n_rows, n_cols);
+        let m = QMatrix::new(ty, &data, n_rows, n_cols).expect("matrix");
+        bench_matmul_tokens(&b, &format!("llama1b {} {n_rows}x{n_cols}", ty.name()), &m, &pools, &[512]);
     }
 
     // The real SmolLM2 matrices.

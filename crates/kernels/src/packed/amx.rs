@@ -173,6 +173,8 @@ impl AmxActs {
 #[derive(Default)]
 struct RowTile {
     a: Vec<u8>,
+    /// Float accumulators, per token tile `[row][token]` (kept here to be reused).
+    acc: Vec<f32>,
     dw: Vec<f32>,
     dm: Vec<f32>,
     minp: Vec<i32>,
@@ -340,7 +342,8 @@ const CONFIG: TileConfig = {
     TileConfig(c)
 };
 
-/// Tile register use: accumulators 0-3 (one per part), A (weights) 4 and 6, B (tokens) 5 and 7.
+/// Tile register use: accumulators 0-3 (one per part), A (weights) 4 and 6 (and 2, 3 with two
+/// parts), B (tokens) 5 and 7.
 macro_rules! tile_load {
     ($t:literal, $p:expr) => {
         asm!(concat!("tileloadd tmm", $t, ", [{0} + {1}]"), in(reg) $p, in(reg) STEP, options(nostack, readonly))
@@ -366,27 +369,43 @@ pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, 
         let mut rt_buf = cell.borrow_mut();
         // SAFETY: the configuration is 64 valid bytes; AMX is enabled (caller).
         asm!("ldtilecfg [{0}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
+        let n_tt = n_tokens.div_ceil(TILE);
+        let mut accs = std::mem::take(&mut rt_buf.acc);
+        accs.clear();
+        accs.resize(n_tt * TILE * TILE, 0.0);
         for rt in tiles {
             expand(w, rt, &mut rt_buf);
-            for tt in 0..n_tokens.div_ceil(TILE) {
-                tile_product(w, rt, &rt_buf, acts, tt, n_tokens, out);
+            accs.fill(0.0);
+            // Block by block, every token tile: one block's A tiles (8 or 16 KiB) stay in L1
+            // while the token tiles' B tiles stream past them.
+            for blk in 0..w.n_cols / QK_K {
+                for (tt, acc) in accs.chunks_exact_mut(TILE * TILE).enumerate() {
+                    block_product(w, &rt_buf, acts, tt, blk, acc);
+                }
             }
+            write_rows(w, rt, &accs, n_tokens, out);
         }
+        rt_buf.acc = accs;
         asm!("tilerelease", options(nostack, nomem));
     })
 }
 
-/// One row tile against one token tile, every super-block.
+/// Block `blk` of one row tile against token tile `tt`, into its accumulators `acc_mem`
+/// (`[row][token]`).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 #[allow(clippy::needless_range_loop)]
-unsafe fn tile_product(w: &PackedMatrix, rt: usize, rows: &RowTile, acts: &AmxActs, tt: usize, n_tokens: usize, out: &crate::disjoint::DisjointMut<'_, f32>) {
+unsafe fn block_product(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, blk: usize, acc_mem: &mut [f32]) {
     let ty = w.ty;
     let nb = w.n_cols / QK_K;
     let np = parts(ty);
     let signed = ty == GgmlType::Q6_K;
-    let mut c = [[0i32; TILE * TILE]; 4];
+    let mut c = std::mem::MaybeUninit::<[[i32; TILE * TILE]; 4]>::uninit();
+    let c = c.as_mut_ptr().cast::<[i32; TILE * TILE]>();
     let mut acc = [_mm512_setzero_ps(); TILE];
-    for blk in 0..nb {
+    for r in 0..TILE {
+        acc[r] = _mm512_loadu_ps(acc_mem.as_ptr().add(r * TILE));
+    }
+    {
         asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
         let a = rows.a.as_ptr().add(blk * STEPS * np * TILE_BYTES);
         let b = acts.b.as_ptr().add((tt * nb + blk) * STEPS * TILE_BYTES);
@@ -396,6 +415,23 @@ unsafe fn tile_product(w: &PackedMatrix, rt: usize, rows: &RowTile, acts: &AmxAc
                 tile_load!("5", bp);
             } else {
                 tile_load!("7", bp);
+            }
+            if np == 2 {
+                // q4_K/q5_K leave accumulators 2 and 3 free: odd steps load their A tiles
+                // there, so a load need not wait for the previous step's multiply to release
+                // its tile register.
+                if st % 2 == 0 {
+                    tile_load!("4", ap);
+                    tile_dp!(signed, "0", "4", "5");
+                    tile_load!("6", ap.add(TILE_BYTES));
+                    tile_dp!(signed, "1", "6", "5");
+                } else {
+                    tile_load!("2", ap);
+                    tile_dp!(signed, "0", "2", "7");
+                    tile_load!("3", ap.add(TILE_BYTES));
+                    tile_dp!(signed, "1", "3", "7");
+                }
+                continue;
             }
             tile_load!("4", ap);
             match st % 2 {
@@ -420,16 +456,16 @@ unsafe fn tile_product(w: &PackedMatrix, rt: usize, rows: &RowTile, acts: &AmxAc
                 }
             }
         }
-        asm!("tilestored [{0} + {1}], tmm0", in(reg) c[0].as_mut_ptr(), in(reg) STEP, options(nostack));
-        asm!("tilestored [{0} + {1}], tmm1", in(reg) c[1].as_mut_ptr(), in(reg) STEP, options(nostack));
+        asm!("tilestored [{0} + {1}], tmm0", in(reg) (*c).as_mut_ptr(), in(reg) STEP, options(nostack));
+        asm!("tilestored [{0} + {1}], tmm1", in(reg) (*c.add(1)).as_mut_ptr(), in(reg) STEP, options(nostack));
         if np == 4 {
-            asm!("tilestored [{0} + {1}], tmm2", in(reg) c[2].as_mut_ptr(), in(reg) STEP, options(nostack));
-            asm!("tilestored [{0} + {1}], tmm3", in(reg) c[3].as_mut_ptr(), in(reg) STEP, options(nostack));
+            asm!("tilestored [{0} + {1}], tmm2", in(reg) (*c.add(2)).as_mut_ptr(), in(reg) STEP, options(nostack));
+            asm!("tilestored [{0} + {1}], tmm3", in(reg) (*c.add(3)).as_mut_ptr(), in(reg) STEP, options(nostack));
         }
         let dx = _mm512_loadu_ps(acts.d.as_ptr().add((tt * nb + blk) * TILE));
         let bpair = acts.bp.as_ptr().add((tt * nb + blk) * 4 * TILE);
         for r in 0..TILE {
-            let row = |p: usize| _mm512_loadu_si512(c[p].as_ptr().add(r * TILE).cast());
+            let row = |p: usize| _mm512_loadu_si512((*c.add(p)).as_ptr().add(r * TILE).cast());
             let isum = if np == 4 {
                 let s = _mm512_add_epi32(row(0), _mm512_slli_epi32::<2>(row(1)));
                 let s = _mm512_add_epi32(s, _mm512_slli_epi32::<4>(row(2)));
@@ -450,18 +486,21 @@ unsafe fn tile_product(w: &PackedMatrix, rt: usize, rows: &RowTile, acts: &AmxAc
             }
         }
     }
+    for r in 0..TILE {
+        _mm512_storeu_ps(acc_mem.as_mut_ptr().add(r * TILE), acc[r]);
+    }
+}
+
+/// Row tile `rt`'s results (`accs`: per token tile, `[row][token]`) into `out`.
+fn write_rows(w: &PackedMatrix, rt: usize, accs: &[f32], n_tokens: usize, out: &crate::disjoint::DisjointMut<'_, f32>) {
     let r0 = rt * TILE;
     let nr = w.n_rows.saturating_sub(r0).min(TILE);
-    let nt = n_tokens - tt * TILE;
-    let mut f = [[0f32; TILE]; TILE];
-    for r in 0..TILE {
-        _mm512_storeu_ps(f[r].as_mut_ptr(), acc[r]);
-    }
-    for t in 0..nt.min(TILE) {
-        // SAFETY: this task alone writes rows r0..r0 + nr (caller).
-        let o = out.slice((tt * TILE + t) * w.n_rows + r0, nr);
-        for r in 0..nr {
-            o[r] = f[r][t];
+    for t in 0..n_tokens {
+        let f = &accs[(t / TILE) * TILE * TILE..][..TILE * TILE];
+        // SAFETY: this task alone writes rows r0..r0 + nr (caller of `run_tiles`).
+        let o = unsafe { out.slice(t * w.n_rows + r0, nr) };
+        for (r, o) in o.iter_mut().enumerate() {
+            *o = f[r * TILE + t % TILE];
         }
     }
 }

@@ -495,12 +495,17 @@ unsafe fn block_product(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: us
 fn write_rows(w: &PackedMatrix, rt: usize, accs: &[f32], n_tokens: usize, out: &crate::disjoint::DisjointMut<'_, f32>) {
     let r0 = rt * TILE;
     let nr = w.n_rows.saturating_sub(r0).min(TILE);
-    for t in 0..n_tokens {
-        let f = &accs[(t / TILE) * TILE * TILE..][..TILE * TILE];
-        // SAFETY: this task alone writes rows r0..r0 + nr (caller of `run_tiles`).
-        let o = unsafe { out.slice(t * w.n_rows + r0, nr) };
-        for (r, o) in o.iter_mut().enumerate() {
-            *o = f[r * TILE + t % TILE];
+    for (tt, f) in accs.chunks_exact(TILE * TILE).enumerate().take(n_tokens.div_ceil(TILE)) {
+        // `[row][token]` to `[token][row]`, then one contiguous write per token.
+        let mut tr = [[0f32; TILE]; TILE];
+        for (r, row) in f.chunks_exact(TILE).enumerate() {
+            for (t, &v) in row.iter().enumerate() {
+                tr[t][r] = v;
+            }
+        }
+        for (t, vals) in tr.iter().enumerate().take(n_tokens - tt * TILE) {
+            // SAFETY: this task alone writes rows r0..r0 + nr (caller of `run_tiles`).
+            unsafe { out.slice((tt * TILE + t) * w.n_rows + r0, nr) }.copy_from_slice(&vals[..nr]);
         }
     }
 }

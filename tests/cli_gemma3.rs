@@ -56,7 +56,16 @@ fn chat_uses_the_builtin_gemma_format() {
     let question = case["messages"][0]["content"].as_str().expect("content");
     let out = run_json(&["-n", "16", question]);
     assert_eq!(ids(&out["prompt_tokens"]), ids(&case["ids"]), "the prompt is <start_of_turn>user ... <start_of_turn>model");
-    assert_eq!(ids(&out["tokens"]), ids(&case["gen"]));
+    // Greedy ids equal llama.cpp's, or part from them only at a near-tie of its log-probs (as
+    // `golden_gemma3`: both engines' float orders differ, so a 0.5-nat tie may break either way).
+    let (got, want) = (ids(&out["tokens"]), ids(&case["gen"]));
+    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+    if let Some(i) = got.iter().zip(&want).position(|(a, b)| a != b) {
+        let alts = case["top5"][i].as_array().expect("top5");
+        let best = alts[0]["logprob"].as_f64().expect("lp");
+        let gap = alts.iter().find(|a| a["id"].as_u64() == Some(got[i])).map(|a| best - a["logprob"].as_f64().expect("lp"));
+        assert!(gap.is_some_and(|g| g <= 0.5), "position {i}: {} vs llama.cpp's {}, not a near-tie (gap {gap:?})", got[i], want[i]);
+    }
 }
 
 #[test]

@@ -5,7 +5,17 @@
 //!     is in llama.cpp's top 5 within 0.5 log-prob of llama.cpp's top choice (a near-tie; here
 //!     llama.cpp's own two paths already part at gaps of 0.05 to 0.28);
 //! (b) teacher-forced along llama.cpp's ids, the log-probs of llama.cpp's top-5 tokens at the first
-//!     16 positions differ by at most 1.0, and by at most 0.35 on average per prompt.
+//!     16 positions differ by at most 1.75, and by at most 0.35 on average per prompt.
+//!
+//! The worst-case bound was 1.0 while daehwa's K-quant dots summed in llama.cpp's order (eight
+//! float lanes per row), i.e. rounded exactly as llama.cpp's did. They now keep one exact
+//! integer total per super-block (the order AMX tiles can produce, so prompts on AMX and decode
+//! steps on AVX-512 give the same bits). That order is slightly *more* accurate against the exact
+//! value (`kernels/tests/quant_dot.rs::k_quant_float_order_is_as_accurate_as_ggml_order`: mean
+//! relative error 2.6e-9 vs 3.7e-9), but it no longer rounds as llama.cpp does, and this 270M
+//! model amplifies rounding differences at a few low-ranked log-probs. Measured on the same
+//! machine, old order -> new: ko_news worst 0.663 -> 1.153, long_context 0.362 -> 1.562, the
+//! others 0.29-0.48 -> 0.28-0.49; means 0.07-0.15 -> 0.08-0.18, so the mean bound is unchanged.
 //!
 //! Plus what the goldens' short prompts cannot show: the sliding window (the 512-position window
 //! of the local layers), checked against a direct evaluation that masks instead of skipping, and
@@ -109,7 +119,7 @@ fn check_teacher_forced(e: &Engine, g: &Value) -> (f64, f64) {
     }
     let mean = sum / count as f64;
     println!("{name}: top-5 log-prob difference over {n} positions: mean {mean:.3}, worst {worst:.3}");
-    assert!(worst <= 1.0, "{name}: worst log-prob difference {worst:.3} > 1.0");
+    assert!(worst <= 1.75, "{name}: worst log-prob difference {worst:.3} > 1.75");
     assert!(mean <= 0.35, "{name}: mean log-prob difference {mean:.3} > 0.35");
     (mean, worst)
 }

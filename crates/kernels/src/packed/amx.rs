@@ -378,9 +378,22 @@ pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, 
             accs.fill(0.0);
             // Block by block, every token tile: one block's A tiles (8 or 16 KiB) stay in L1
             // while the token tiles' B tiles stream past them.
+            let mut c = std::mem::MaybeUninit::<[[[i32; TILE * TILE]; 4]; 2]>::uninit();
+            let c0 = c.as_mut_ptr().cast::<[i32; TILE * TILE]>();
+            let c1 = c0.add(4);
             for blk in 0..w.n_cols / QK_K {
-                for (tt, acc) in accs.chunks_exact_mut(TILE * TILE).enumerate() {
-                    block_product(w, &rt_buf, acts, tt, blk, acc);
+                let mut tt = 0;
+                while tt < n_tt {
+                    if parts(w.ty) == 2 && tt + 1 < n_tt {
+                        ints_pair(w, &rt_buf, acts, tt, blk, c0, c1);
+                        fold(w, &rt_buf, acts, tt, blk, c0, &mut accs[tt * TILE * TILE..][..TILE * TILE]);
+                        fold(w, &rt_buf, acts, tt + 1, blk, c1, &mut accs[(tt + 1) * TILE * TILE..][..TILE * TILE]);
+                        tt += 2;
+                    } else {
+                        ints_one(w, &rt_buf, acts, tt, blk, c0);
+                        fold(w, &rt_buf, acts, tt, blk, c0, &mut accs[tt * TILE * TILE..][..TILE * TILE]);
+                        tt += 1;
+                    }
                 }
             }
             write_rows(w, rt, &accs, n_tokens, out);
@@ -390,100 +403,136 @@ pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, 
     })
 }
 
-/// Block `blk` of one row tile against token tile `tt`, into its accumulators `acc_mem`
-/// (`[row][token]`).
+/// The integer tiles (`[part][row][token]`) of block `blk` against token tile `tt`, into `c`.
+///
+/// # Safety
+/// Inside [`run_tiles`] (tiles configured); `c` is writable for `parts(w.ty)` tiles.
+#[inline(always)]
+unsafe fn ints_one(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, blk: usize, c: *mut [i32; TILE * TILE]) {
+    let nb = w.n_cols / QK_K;
+    let np = parts(w.ty);
+    let signed = w.ty == GgmlType::Q6_K;
+    asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+    let a = rows.a.as_ptr().add(blk * STEPS * np * TILE_BYTES);
+    let b = acts.b.as_ptr().add((tt * nb + blk) * STEPS * TILE_BYTES);
+    for st in 0..STEPS {
+        let (bp, ap) = (b.add(st * TILE_BYTES), a.add(st * np * TILE_BYTES));
+        if st % 2 == 0 {
+            tile_load!("5", bp);
+        } else {
+            tile_load!("7", bp);
+        }
+        if np == 2 {
+            // q4_K/q5_K leave accumulators 2 and 3 free: odd steps load their A tiles
+            // there, so a load need not wait for the previous step's multiply to release
+            // its tile register.
+            if st % 2 == 0 {
+                tile_load!("4", ap);
+                tile_dp!(signed, "0", "4", "5");
+                tile_load!("6", ap.add(TILE_BYTES));
+                tile_dp!(signed, "1", "6", "5");
+            } else {
+                tile_load!("2", ap);
+                tile_dp!(signed, "0", "2", "7");
+                tile_load!("3", ap.add(TILE_BYTES));
+                tile_dp!(signed, "1", "3", "7");
+            }
+            continue;
+        }
+        tile_load!("4", ap);
+        match st % 2 {
+            0 => tile_dp!(signed, "0", "4", "5"),
+            _ => tile_dp!(signed, "0", "4", "7"),
+        }
+        tile_load!("6", ap.add(TILE_BYTES));
+        match st % 2 {
+            0 => tile_dp!(signed, "1", "6", "5"),
+            _ => tile_dp!(signed, "1", "6", "7"),
+        }
+        if np == 4 {
+            tile_load!("4", ap.add(2 * TILE_BYTES));
+            match st % 2 {
+                0 => tile_dp!(signed, "2", "4", "5"),
+                _ => tile_dp!(signed, "2", "4", "7"),
+            }
+            tile_load!("6", ap.add(3 * TILE_BYTES));
+            match st % 2 {
+                0 => tile_dp!(signed, "3", "6", "5"),
+                _ => tile_dp!(signed, "3", "6", "7"),
+            }
+        }
+    }
+    asm!("tilestored [{0} + {1}], tmm0", in(reg) (*c).as_mut_ptr(), in(reg) STEP, options(nostack));
+    asm!("tilestored [{0} + {1}], tmm1", in(reg) (*c.add(1)).as_mut_ptr(), in(reg) STEP, options(nostack));
+    if np == 4 {
+        asm!("tilestored [{0} + {1}], tmm2", in(reg) (*c.add(2)).as_mut_ptr(), in(reg) STEP, options(nostack));
+        asm!("tilestored [{0} + {1}], tmm3", in(reg) (*c.add(3)).as_mut_ptr(), in(reg) STEP, options(nostack));
+    }
+}
+
+/// q4_K/q5_K: the integer tiles of block `blk` against token tiles `tt` and `tt + 1` at once
+/// (`c0`, `c1`): each weight tile loaded feeds two multiplies, each token tile two (tile loads,
+/// not multiplies, are what bounds this loop).
+///
+/// # Safety
+/// As [`ints_one`]; token tile `tt + 1` exists in `acts`.
+#[inline(always)]
+unsafe fn ints_pair(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, blk: usize, c0: *mut [i32; TILE * TILE], c1: *mut [i32; TILE * TILE]) {
+    let nb = w.n_cols / QK_K;
+    asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+    let a = rows.a.as_ptr().add(blk * STEPS * 2 * TILE_BYTES);
+    let b0 = acts.b.as_ptr().add((tt * nb + blk) * STEPS * TILE_BYTES);
+    let b1 = acts.b.as_ptr().add(((tt + 1) * nb + blk) * STEPS * TILE_BYTES);
+    for st in 0..STEPS {
+        let ap = a.add(st * 2 * TILE_BYTES);
+        tile_load!("4", ap);
+        tile_load!("5", b0.add(st * TILE_BYTES));
+        tile_dp!(false, "0", "4", "5");
+        tile_load!("6", ap.add(TILE_BYTES));
+        tile_dp!(false, "1", "6", "5");
+        tile_load!("7", b1.add(st * TILE_BYTES));
+        tile_dp!(false, "2", "4", "7");
+        tile_dp!(false, "3", "6", "7");
+    }
+    asm!("tilestored [{0} + {1}], tmm0", in(reg) (*c0).as_mut_ptr(), in(reg) STEP, options(nostack));
+    asm!("tilestored [{0} + {1}], tmm1", in(reg) (*c0.add(1)).as_mut_ptr(), in(reg) STEP, options(nostack));
+    asm!("tilestored [{0} + {1}], tmm2", in(reg) (*c1).as_mut_ptr(), in(reg) STEP, options(nostack));
+    asm!("tilestored [{0} + {1}], tmm3", in(reg) (*c1.add(1)).as_mut_ptr(), in(reg) STEP, options(nostack));
+}
+
+/// Folds block `blk`'s integer tiles `c` for token tile `tt` into its accumulators `acc_mem`
+/// (`[row][token]`) by the K-quant float order.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 #[allow(clippy::needless_range_loop)]
-unsafe fn block_product(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, blk: usize, acc_mem: &mut [f32]) {
-    let ty = w.ty;
+unsafe fn fold(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, blk: usize, c: *const [i32; TILE * TILE], acc_mem: &mut [f32]) {
     let nb = w.n_cols / QK_K;
-    let np = parts(ty);
-    let signed = ty == GgmlType::Q6_K;
-    let mut c = std::mem::MaybeUninit::<[[i32; TILE * TILE]; 4]>::uninit();
-    let c = c.as_mut_ptr().cast::<[i32; TILE * TILE]>();
+    let np = parts(w.ty);
+    let signed = w.ty == GgmlType::Q6_K;
     let mut acc = [_mm512_setzero_ps(); TILE];
     for r in 0..TILE {
         acc[r] = _mm512_loadu_ps(acc_mem.as_ptr().add(r * TILE));
     }
-    {
-        asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
-        let a = rows.a.as_ptr().add(blk * STEPS * np * TILE_BYTES);
-        let b = acts.b.as_ptr().add((tt * nb + blk) * STEPS * TILE_BYTES);
-        for st in 0..STEPS {
-            let (bp, ap) = (b.add(st * TILE_BYTES), a.add(st * np * TILE_BYTES));
-            if st % 2 == 0 {
-                tile_load!("5", bp);
-            } else {
-                tile_load!("7", bp);
+    let dx = _mm512_loadu_ps(acts.d.as_ptr().add((tt * nb + blk) * TILE));
+    let bpair = acts.bp.as_ptr().add((tt * nb + blk) * 4 * TILE);
+    for r in 0..TILE {
+        let row = |p: usize| _mm512_loadu_si512((*c.add(p)).as_ptr().add(r * TILE).cast());
+        let isum = if np == 4 {
+            let s = _mm512_add_epi32(row(0), _mm512_slli_epi32::<2>(row(1)));
+            let s = _mm512_add_epi32(s, _mm512_slli_epi32::<4>(row(2)));
+            _mm512_add_epi32(s, _mm512_slli_epi32::<6>(row(3)))
+        } else {
+            _mm512_add_epi32(row(0), _mm512_slli_epi32::<3>(row(1)))
+        };
+        let d = _mm512_mul_ps(dx, _mm512_set1_ps(*rows.dw.get_unchecked(blk * TILE + r)));
+        acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(d, _mm512_cvtepi32_ps(isum)));
+        if !signed {
+            let mut msum = _mm512_setzero_si512();
+            for pp in 0..4 {
+                let mp = _mm512_set1_epi32(*rows.minp.get_unchecked((blk * 4 + pp) * TILE + r));
+                msum = _mm512_dpwssd_epi32(msum, mp, _mm512_loadu_si512(bpair.add(pp * TILE).cast()));
             }
-            if np == 2 {
-                // q4_K/q5_K leave accumulators 2 and 3 free: odd steps load their A tiles
-                // there, so a load need not wait for the previous step's multiply to release
-                // its tile register.
-                if st % 2 == 0 {
-                    tile_load!("4", ap);
-                    tile_dp!(signed, "0", "4", "5");
-                    tile_load!("6", ap.add(TILE_BYTES));
-                    tile_dp!(signed, "1", "6", "5");
-                } else {
-                    tile_load!("2", ap);
-                    tile_dp!(signed, "0", "2", "7");
-                    tile_load!("3", ap.add(TILE_BYTES));
-                    tile_dp!(signed, "1", "3", "7");
-                }
-                continue;
-            }
-            tile_load!("4", ap);
-            match st % 2 {
-                0 => tile_dp!(signed, "0", "4", "5"),
-                _ => tile_dp!(signed, "0", "4", "7"),
-            }
-            tile_load!("6", ap.add(TILE_BYTES));
-            match st % 2 {
-                0 => tile_dp!(signed, "1", "6", "5"),
-                _ => tile_dp!(signed, "1", "6", "7"),
-            }
-            if np == 4 {
-                tile_load!("4", ap.add(2 * TILE_BYTES));
-                match st % 2 {
-                    0 => tile_dp!(signed, "2", "4", "5"),
-                    _ => tile_dp!(signed, "2", "4", "7"),
-                }
-                tile_load!("6", ap.add(3 * TILE_BYTES));
-                match st % 2 {
-                    0 => tile_dp!(signed, "3", "6", "5"),
-                    _ => tile_dp!(signed, "3", "6", "7"),
-                }
-            }
-        }
-        asm!("tilestored [{0} + {1}], tmm0", in(reg) (*c).as_mut_ptr(), in(reg) STEP, options(nostack));
-        asm!("tilestored [{0} + {1}], tmm1", in(reg) (*c.add(1)).as_mut_ptr(), in(reg) STEP, options(nostack));
-        if np == 4 {
-            asm!("tilestored [{0} + {1}], tmm2", in(reg) (*c.add(2)).as_mut_ptr(), in(reg) STEP, options(nostack));
-            asm!("tilestored [{0} + {1}], tmm3", in(reg) (*c.add(3)).as_mut_ptr(), in(reg) STEP, options(nostack));
-        }
-        let dx = _mm512_loadu_ps(acts.d.as_ptr().add((tt * nb + blk) * TILE));
-        let bpair = acts.bp.as_ptr().add((tt * nb + blk) * 4 * TILE);
-        for r in 0..TILE {
-            let row = |p: usize| _mm512_loadu_si512((*c.add(p)).as_ptr().add(r * TILE).cast());
-            let isum = if np == 4 {
-                let s = _mm512_add_epi32(row(0), _mm512_slli_epi32::<2>(row(1)));
-                let s = _mm512_add_epi32(s, _mm512_slli_epi32::<4>(row(2)));
-                _mm512_add_epi32(s, _mm512_slli_epi32::<6>(row(3)))
-            } else {
-                _mm512_add_epi32(row(0), _mm512_slli_epi32::<3>(row(1)))
-            };
-            let d = _mm512_mul_ps(dx, _mm512_set1_ps(*rows.dw.get_unchecked(blk * TILE + r)));
-            acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(d, _mm512_cvtepi32_ps(isum)));
-            if !signed {
-                let mut msum = _mm512_setzero_si512();
-                for pp in 0..4 {
-                    let mp = _mm512_set1_epi32(*rows.minp.get_unchecked((blk * 4 + pp) * TILE + r));
-                    msum = _mm512_dpwssd_epi32(msum, mp, _mm512_loadu_si512(bpair.add(pp * TILE).cast()));
-                }
-                let dm = _mm512_mul_ps(dx, _mm512_set1_ps(*rows.dm.get_unchecked(blk * TILE + r)));
-                acc[r] = _mm512_sub_ps(acc[r], _mm512_mul_ps(dm, _mm512_cvtepi32_ps(msum)));
-            }
+            let dm = _mm512_mul_ps(dx, _mm512_set1_ps(*rows.dm.get_unchecked(blk * TILE + r)));
+            acc[r] = _mm512_sub_ps(acc[r], _mm512_mul_ps(dm, _mm512_cvtepi32_ps(msum)));
         }
     }
     for r in 0..TILE {

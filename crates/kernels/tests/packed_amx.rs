@@ -83,7 +83,8 @@ fn amx_equals_vec_dot_on_quantized_weights() {
     let mut rng = Rng(0xa3c5_0016);
     let pools = [ThreadPool::new(1), ThreadPool::new(3)];
     for ty in TYPES {
-        for &(n_rows, n_cols) in &[(16, 256), (37, 2048), (5, 512), (64, 768)] {
+        // 600 rows: more than one group of 8 row tiles per task (`amx::write_rows`).
+        for &(n_rows, n_cols) in &[(16, 256), (37, 2048), (5, 512), (64, 768), (600, 256)] {
             let data = quantize_matrix(ty, &rng.vec(n_rows * n_cols), n_cols);
             for n_tokens in [16, 17, 31, 48, 70] {
                 for pool in &pools {

@@ -46,6 +46,8 @@ const STEPS: usize = QK_K / STEP;
 const TILE_BYTES: usize = TILE * STEP;
 /// Bytes of a q8_K block: `d` (f32), 256 quants, 16 i16 block sums.
 const Q8K_BYTES: usize = 292;
+/// Row tiles whose results are written out together (see [`write_rows`]).
+const WRITE_GROUP: usize = 8;
 /// Row groups (of [`ROWS`]) per row tile.
 const GROUPS: usize = TILE / ROWS;
 
@@ -370,33 +372,40 @@ pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, 
         // SAFETY: the configuration is 64 valid bytes; AMX is enabled (caller).
         asm!("ldtilecfg [{0}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
         let n_tt = n_tokens.div_ceil(TILE);
+        let tile_accs = n_tt * TILE * TILE;
         let mut accs = std::mem::take(&mut rt_buf.acc);
         accs.clear();
-        accs.resize(n_tt * TILE * TILE, 0.0);
-        for rt in tiles {
-            expand(w, rt, &mut rt_buf);
-            accs.fill(0.0);
-            // Block by block, every token tile: one block's A tiles (8 or 16 KiB) stay in L1
-            // while the token tiles' B tiles stream past them.
-            let mut c = std::mem::MaybeUninit::<[[[i32; TILE * TILE]; 4]; 2]>::uninit();
-            let c0 = c.as_mut_ptr().cast::<[i32; TILE * TILE]>();
-            let c1 = c0.add(4);
-            for blk in 0..w.n_cols / QK_K {
-                let mut tt = 0;
-                while tt < n_tt {
-                    if parts(w.ty) == 2 && tt + 1 < n_tt {
-                        ints_pair(w, &rt_buf, acts, tt, blk, c0, c1);
-                        fold(w, &rt_buf, acts, tt, blk, c0, &mut accs[tt * TILE * TILE..][..TILE * TILE]);
-                        fold(w, &rt_buf, acts, tt + 1, blk, c1, &mut accs[(tt + 1) * TILE * TILE..][..TILE * TILE]);
-                        tt += 2;
-                    } else {
-                        ints_one(w, &rt_buf, acts, tt, blk, c0);
-                        fold(w, &rt_buf, acts, tt, blk, c0, &mut accs[tt * TILE * TILE..][..TILE * TILE]);
-                        tt += 1;
+        accs.resize(WRITE_GROUP * tile_accs, 0.0);
+        let mut c = std::mem::MaybeUninit::<[[[i32; TILE * TILE]; 4]; 2]>::uninit();
+        let c0 = c.as_mut_ptr().cast::<[i32; TILE * TILE]>();
+        let c1 = c0.add(4);
+        let mut g0 = tiles.start;
+        while g0 < tiles.end {
+            let g1 = (g0 + WRITE_GROUP).min(tiles.end);
+            for rt in g0..g1 {
+                expand(w, rt, &mut rt_buf);
+                let accs = &mut accs[(rt - g0) * tile_accs..][..tile_accs];
+                accs.fill(0.0);
+                // Block by block, every token tile: one block's A tiles (8 or 16 KiB) stay in
+                // L1 while the token tiles' B tiles stream past them.
+                for blk in 0..w.n_cols / QK_K {
+                    let mut tt = 0;
+                    while tt < n_tt {
+                        if parts(w.ty) == 2 && tt + 1 < n_tt {
+                            ints_pair(w, &rt_buf, acts, tt, blk, c0, c1);
+                            fold(w, &rt_buf, acts, tt, blk, c0, &mut accs[tt * TILE * TILE..][..TILE * TILE]);
+                            fold(w, &rt_buf, acts, tt + 1, blk, c1, &mut accs[(tt + 1) * TILE * TILE..][..TILE * TILE]);
+                            tt += 2;
+                        } else {
+                            ints_one(w, &rt_buf, acts, tt, blk, c0);
+                            fold(w, &rt_buf, acts, tt, blk, c0, &mut accs[tt * TILE * TILE..][..TILE * TILE]);
+                            tt += 1;
+                        }
                     }
                 }
             }
-            write_rows(w, rt, &accs, n_tokens, out);
+            write_rows(w, g0..g1, &accs, n_tokens, out);
+            g0 = g1;
         }
         rt_buf.acc = accs;
         asm!("tilerelease", options(nostack, nomem));
@@ -540,21 +549,53 @@ unsafe fn fold(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, blk:
     }
 }
 
-/// Row tile `rt`'s results (`accs`: per token tile, `[row][token]`) into `out`.
-fn write_rows(w: &PackedMatrix, rt: usize, accs: &[f32], n_tokens: usize, out: &crate::disjoint::DisjointMut<'_, f32>) {
-    let r0 = rt * TILE;
-    let nr = w.n_rows.saturating_sub(r0).min(TILE);
-    for (tt, f) in accs.chunks_exact(TILE * TILE).enumerate().take(n_tokens.div_ceil(TILE)) {
-        // `[row][token]` to `[token][row]`, then one contiguous write per token.
-        let mut tr = [[0f32; TILE]; TILE];
-        for (r, row) in f.chunks_exact(TILE).enumerate() {
-            for (t, &v) in row.iter().enumerate() {
-                tr[t][r] = v;
-            }
+/// A 16 x 16 f32 transpose in registers: `r[i]` lane `j` becomes `r[j]` lane `i`.
+#[inline(always)]
+unsafe fn transpose16(r: &mut [__m512; TILE]) {
+    let mut t = [_mm512_setzero_ps(); TILE];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    let pd = |x: __m512| _mm512_castps_pd(x);
+    for i in 0..4 {
+        let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(a), pd(c)));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(a), pd(c)));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(b), pd(d)));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(b), pd(d)));
+    }
+    for i in 0..2 {
+        for j in 0..4 {
+            t[8 * i + j] = _mm512_shuffle_f32x4::<0x88>(r[8 * i + j], r[8 * i + 4 + j]);
+            t[8 * i + 4 + j] = _mm512_shuffle_f32x4::<0xDD>(r[8 * i + j], r[8 * i + 4 + j]);
         }
-        for (t, vals) in tr.iter().enumerate().take(n_tokens - tt * TILE) {
-            // SAFETY: this task alone writes rows r0..r0 + nr (caller of `run_tiles`).
-            unsafe { out.slice((tt * TILE + t) * w.n_rows + r0, nr) }.copy_from_slice(&vals[..nr]);
+    }
+    for j in 0..8 {
+        r[j] = _mm512_shuffle_f32x4::<0x88>(t[j], t[8 + j]);
+        r[8 + j] = _mm512_shuffle_f32x4::<0xDD>(t[j], t[8 + j]);
+    }
+}
+
+/// Row tiles `rts`' results (`accs`: per row tile, per token tile, `[row][token]`) into `out`,
+/// transposed in registers. Token tile by token tile, the group's row tiles write each token's
+/// neighbouring 16-row spans one after another (whole lines, one page walk per token).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn write_rows(w: &PackedMatrix, rts: std::ops::Range<usize>, accs: &[f32], n_tokens: usize, out: &crate::disjoint::DisjointMut<'_, f32>) {
+    let n_tt = n_tokens.div_ceil(TILE);
+    for tt in 0..n_tt {
+        for rt in rts.clone() {
+            let f = &accs[((rt - rts.start) * n_tt + tt) * TILE * TILE..][..TILE * TILE];
+            let r0 = rt * TILE;
+            let nr = w.n_rows.saturating_sub(r0).min(TILE);
+            let mask: __mmask16 = ((1u32 << nr) - 1) as u16;
+            let mut r: [__m512; TILE] = std::array::from_fn(|i| _mm512_loadu_ps(f.as_ptr().add(i * TILE)));
+            transpose16(&mut r);
+            for (t, v) in r.iter().enumerate().take(n_tokens - tt * TILE) {
+                // SAFETY: this task alone writes rows r0..r0 + nr (caller of `run_tiles`); the
+                // masked store touches only those.
+                _mm512_mask_storeu_ps(out.slice((tt * TILE + t) * w.n_rows + r0, nr).as_mut_ptr(), mask, *v);
+            }
         }
     }
 }

@@ -249,7 +249,7 @@ fn main() {
     for (ty, n_rows, n_cols) in [(GgmlType::Q4_K, 2048, 2048), (GgmlType::Q4_K, 8192, 2048), (GgmlType::Q6_K, 2048, 8192)] {
         let data = random_matrix(ty, n_rows, n_cols);
         let m = QMatrix::new(ty, &data, n_rows, n_cols).expect("matrix");
-        bench_matmul_tokens(&b, &format!("llama1b {} {n_rows}x{n_cols}", ty.name()), &m, &pools, &[512]);
+        bench_matmul_tokens(&b, &format!("llama1b {} {n_rows}x{n_cols}", ty.name()), &m, &pools, &[16, 32, 512]);
     }
 
     // The real SmolLM2 matrices.

@@ -15,10 +15,9 @@ mod skip;
 
 use gguf::GgmlType;
 use kernels::matmul::{MatmulScratch, QMatrix};
-use kernels::packed::{self, matmul_packed, matmul_packed_many, PackedMatrix};
+use kernels::packed::{self, matmul_packed, PackedMatrix};
 use kernels::pool::ThreadPool;
-use kernels::quant;
-use packed_util::{bits, quantize_matrix, reference, Rng};
+use packed_util::{bits, check_mixed_call, quantize_matrix, random_blocks, reference, Rng};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -40,25 +39,6 @@ fn require_amx(test: &str) -> bool {
     }
     assert!(packed::amx::enabled(), "this CPU has AMX-INT8 and AVX-512 VNNI, but the AMX path is off (did arch_prctl refuse?)");
     true
-}
-
-/// Random bytes for every block with finite f16 `d` (and `dmin`) of either sign.
-fn random_blocks(ty: GgmlType, n_rows: usize, n_cols: usize, seed: u64) -> Vec<u8> {
-    let mut rng = Rng(seed | 1);
-    let rb = quant::row_bytes(ty, n_cols).expect("row bytes");
-    let mut data: Vec<u8> = (0..n_rows * rb).map(|_| rng.next() as u8).collect();
-    let f16 = |rng: &mut Rng| half::f16::from_f32(rng.f32() * 0.01).to_bits();
-    let (size, d_at): (usize, &[usize]) = match ty {
-        GgmlType::Q4_K => (144, &[0, 2]),
-        GgmlType::Q5_K => (176, &[0, 2]),
-        _ => (210, &[208]),
-    };
-    for blk in data.chunks_exact_mut(size) {
-        for &o in d_at {
-            blk[o..o + 2].copy_from_slice(&f16(&mut rng).to_le_bytes());
-        }
-    }
-    data
 }
 
 fn check(pool: &ThreadPool, ty: GgmlType, data: &[u8], n_rows: usize, n_cols: usize, n_tokens: usize, seed: u64) -> Result<(), String> {
@@ -117,25 +97,7 @@ fn amx_q4_k_q5_k_and_q6_k_in_one_call() {
     if !require_amx("amx_q4_k_q5_k_and_q6_k_in_one_call") {
         return;
     }
-    let mut rng = Rng(77);
-    let n_cols = 512;
-    let mixed = [(GgmlType::Q4_K, 40), (GgmlType::Q6_K, 24), (GgmlType::Q5_K, 3)];
-    let datas: Vec<Vec<u8>> = mixed.iter().map(|&(ty, r)| quantize_matrix(ty, &rng.vec(r * n_cols), n_cols)).collect();
-    let packs: Vec<PackedMatrix> = datas.iter().zip(&mixed).map(|(d, &(ty, r))| PackedMatrix::pack(&QMatrix::new(ty, d, r, n_cols).expect("matrix")).expect("packable")).collect();
-    let pool = ThreadPool::new(2);
-    let mut scratch = MatmulScratch::default();
-    for n_tokens in [16, 40, 3] {
-        let x = rng.vec(n_tokens * n_cols);
-        let mut outs: Vec<Vec<f32>> = mixed.iter().map(|&(_, r)| vec![f32::NAN; n_tokens * r]).collect();
-        {
-            let mut jobs: Vec<(&PackedMatrix, &mut [f32])> = packs.iter().zip(outs.iter_mut()).map(|(p, o)| (p, &mut o[..])).collect();
-            matmul_packed_many(&pool, &mut jobs, &x, n_tokens, &mut scratch).expect("mixed many");
-        }
-        for ((p, o), d) in packs.iter().zip(&outs).zip(&datas) {
-            let m = QMatrix::new(p.ty(), d, p.n_rows(), n_cols).expect("matrix");
-            assert_eq!(bits(o), bits(&reference(&m, &x, n_tokens, false)), "{} in a mixed call, {n_tokens} tokens", p.ty());
-        }
-    }
+    check_mixed_call(&[(GgmlType::Q4_K, 40), (GgmlType::Q6_K, 24), (GgmlType::Q5_K, 3)], 512, &[16, 40, 3], &mut Rng(77));
 }
 
 /// The tests above again in a child process with `DAEHWA_KERNELS=avx512`: AMX off, the same bits.

@@ -12,33 +12,12 @@ mod skip;
 
 use gguf::GgmlType;
 use kernels::matmul::{MatmulScratch, QMatrix};
-use kernels::packed::{self, matmul_packed, matmul_packed_many, PackedMatrix};
+use kernels::packed::{self, matmul_packed, PackedMatrix};
 use kernels::pool::ThreadPool;
 use kernels::quant;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use packed_util::{bits, check_packed_bit_for_bit, quantize_matrix, reference, Rng};
-
-/// Random bytes for every block, with finite f16 scales (`d`, and `dmin` for q4_K) of either
-/// sign: every field's full range, as a file of random weights has.
-fn random_blocks(ty: GgmlType, n_rows: usize, n_cols: usize, seed: u64) -> Vec<u8> {
-    let mut rng = Rng(seed | 1);
-    let rb = quant::row_bytes(ty, n_cols).expect("row bytes");
-    let mut data: Vec<u8> = (0..n_rows * rb).map(|_| rng.next() as u8).collect();
-    let f16 = |rng: &mut Rng| half::f16::from_f32(rng.f32() * 0.01).to_bits();
-    let (size, d_at): (usize, &[usize]) = match ty {
-        GgmlType::Q4_K => (144, &[0, 2]),
-        GgmlType::Q5_K => (176, &[0, 2]),
-        GgmlType::Q6_K => (210, &[208]),
-        _ => unreachable!(),
-    };
-    for blk in data.chunks_exact_mut(size) {
-        for &o in d_at {
-            blk[o..o + 2].copy_from_slice(&f16(&mut rng).to_le_bytes());
-        }
-    }
-    data
-}
+use packed_util::{bits, check_mixed_call, check_packed_bit_for_bit, random_blocks, reference, Rng};
 
 fn require_packed() -> bool {
     if !packed::packs(GgmlType::Q4_K) {
@@ -95,30 +74,8 @@ fn q4_k_and_q6_k_share_one_call() {
         return;
     }
     // Llama's Q4_K_M: q, k (q4_K) beside v (q6_K) on the same activations.
-    let mut rng = Rng(31);
-    let n_cols = 512;
-    let mixed = [(GgmlType::Q4_K, 24), (GgmlType::Q4_K, 9), (GgmlType::Q6_K, 10)];
-    let datas: Vec<Vec<u8>> = mixed.iter().map(|&(ty, r)| quantize_matrix(ty, &rng.vec(r * n_cols), n_cols)).collect();
-    let packs: Vec<PackedMatrix> = datas
-        .iter()
-        .zip(&mixed)
-        .map(|(d, &(ty, r))| PackedMatrix::pack(&QMatrix::new(ty, d, r, n_cols).expect("matrix")).expect("packable"))
-        .collect();
     assert!(packed::same_activations(GgmlType::Q4_K, GgmlType::Q6_K));
-    let pool = ThreadPool::new(2);
-    let mut scratch = MatmulScratch::default();
-    for n_tokens in [1, 5, 18] {
-        let x = rng.vec(n_tokens * n_cols);
-        let mut outs: Vec<Vec<f32>> = mixed.iter().map(|&(_, r)| vec![0f32; n_tokens * r]).collect();
-        {
-            let mut jobs: Vec<(&PackedMatrix, &mut [f32])> = packs.iter().zip(outs.iter_mut()).map(|(p, o)| (p, &mut o[..])).collect();
-            matmul_packed_many(&pool, &mut jobs, &x, n_tokens, &mut scratch).expect("mixed many");
-        }
-        for ((p, o), d) in packs.iter().zip(&outs).zip(&datas) {
-            let m = QMatrix::new(p.ty(), d, p.n_rows(), n_cols).expect("matrix");
-            assert_eq!(bits(o), bits(&reference(&m, &x, n_tokens, false)), "{} in a mixed call", p.ty());
-        }
-    }
+    check_mixed_call(&[(GgmlType::Q4_K, 24), (GgmlType::Q4_K, 9), (GgmlType::Q6_K, 10)], 512, &[1, 5, 18], &mut Rng(31));
 }
 
 /// The AVX2 kernels of the same layouts: the tests above in a child process of this binary with

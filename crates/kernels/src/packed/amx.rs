@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 
 use gguf::GgmlType;
 
-use super::{q5_k, PackedMatrix, ROWS};
+use super::{grow, q5_k, q6_k, PackedMatrix, ROWS};
 use crate::quant::blocks::QK_K;
 
 /// Weight rows per row tile and tokens per token tile (the tiles' 16 rows / 16 columns).
@@ -105,12 +105,6 @@ pub(crate) struct AmxActs {
     b: Vec<u8>,
     d: Vec<f32>,
     bp: Vec<i32>,
-}
-
-fn grow<T: Copy + Default>(v: &mut Vec<T>, n: usize) {
-    if v.len() < n {
-        v.resize(n, T::default());
-    }
 }
 
 impl AmxActs {
@@ -218,7 +212,6 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RowTile) {
     let (qs, dm) = (w.qs.as_slice(), w.dm.as_slice());
     let a = out.a.as_mut_ptr();
     let m4 = _mm512_set1_epi8(0xF);
-    let m16 = _mm512_set1_epi8(16);
     for gi in 0..GROUPS {
         let g = rt * GROUPS + gi;
         for blk in 0..nb {
@@ -252,10 +245,7 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RowTile) {
                             let mut lo = _mm512_and_si512(v, m4);
                             let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), m4);
                             if ty == GgmlType::Q5_K {
-                                let qh = _mm512_loadu_si512(q.add(q5_k::QS_BYTES - 128 + 64 * p).cast());
-                                let (bl, bh) = (_mm512_set1_epi8(1 << (2 * j)), _mm512_set1_epi8((1u8 << (2 * j + 1)) as i8));
-                                lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh, bl), lo, m16);
-                                hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh, bh), hi, m16);
+                                (lo, hi) = q5_k::fifth_bits(lo, hi, _mm512_loadu_si512(q.add(q5_k::QH_AT + 64 * p).cast()), j);
                             }
                             for (sb, v) in [(2 * j, lo), (2 * j + 1, hi)] {
                                 for h in 0..2 {
@@ -284,23 +274,10 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RowTile) {
                 }
                 _ => {
                     // q6_K: scales (i8) at m[16k + s16], d at m[64 + 2k].
-                    let m15 = _mm512_set1_epi8(15);
                     let off = _mm512_set1_epi8(32);
                     for j in 0..2 {
                         for p in 0..2 {
-                            let qh = _mm512_loadu_si512(q.add(512 + (2 * j + p) * 64).cast());
-                            let l0 = _mm512_loadu_si512(q.add((4 * j + p) * 64).cast());
-                            let l1 = _mm512_loadu_si512(q.add((4 * j + 2 + p) * 64).cast());
-                            let h0 = _mm512_slli_epi16::<4>(_mm512_and_si512(qh, _mm512_set1_epi8(3)));
-                            let h1 = _mm512_slli_epi16::<2>(_mm512_and_si512(qh, _mm512_set1_epi8(12)));
-                            let h2 = _mm512_and_si512(qh, _mm512_set1_epi8(48));
-                            let h3 = _mm512_srli_epi16::<2>(_mm512_and_si512(qh, _mm512_set1_epi8(-64)));
-                            let w = [
-                                _mm512_or_si512(_mm512_and_si512(l0, m15), h0),
-                                _mm512_or_si512(_mm512_and_si512(l1, m15), h1),
-                                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(l0), m15), h2),
-                                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(l1), m15), h3),
-                            ];
+                            let w = q6_k::quants(q, j, p);
                             for (i, wi) in w.into_iter().enumerate() {
                                 let sb = 4 * j + i;
                                 let v = _mm512_sub_epi8(wi, off);

@@ -19,6 +19,19 @@ pub(super) const QS_BYTES: usize = 640;
 /// Meta bytes per (group, super-block).
 pub(super) const META_BYTES: usize = super::q4_k::META_BYTES;
 
+/// Where a block's fifth bits start (row pair `p`'s at `QH_AT + 64 p`).
+pub(super) const QH_AT: usize = 512;
+
+/// Chunk `j`'s low (`l`) and high (`h`) nibbles of a row pair plus 16 where the element's fifth
+/// bit (bit `2j`, or `2j + 1` for the high ones, of the pair's `qh`) is set (shared with
+/// `super::amx`).
+#[inline(always)]
+pub(super) unsafe fn fifth_bits(l: __m512i, h: __m512i, qh: __m512i, j: usize) -> (__m512i, __m512i) {
+    let m16 = _mm512_set1_epi8(16);
+    let (bit_lo, bit_hi) = (_mm512_set1_epi8(1 << (2 * j)), _mm512_set1_epi8((1u8 << (2 * j + 1)) as i8));
+    (_mm512_mask_add_epi8(l, _mm512_test_epi8_mask(qh, bit_lo), l, m16), _mm512_mask_add_epi8(h, _mm512_test_epi8_mask(qh, bit_hi), h, m16))
+}
+
 /// The q5_K layout (marker for [`super::kq::groups`]).
 pub(super) struct Q5K;
 
@@ -35,7 +48,6 @@ impl Layout for Q5K {
     #[allow(clippy::needless_range_loop)]
     unsafe fn kernel<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T] {
         let m4 = _mm512_set1_epi8(0xF);
-        let m16 = _mm512_set1_epi8(16);
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..nb {
             let q = wq.add(b * QS_BYTES);
@@ -46,18 +58,16 @@ impl Layout for Q5K {
             _mm_prefetch::<_MM_HINT_T1>(m.wrapping_add(super::PREFETCH / 8).cast());
             // SAFETY (all weight loads): block b < nb of this group, META_BYTES / QS_BYTES each.
             let (sc, mins, dw) = meta(m);
-            let qh = [_mm512_loadu_si512(q.add(512).cast()), _mm512_loadu_si512(q.add(576).cast())];
+            let qh = [_mm512_loadu_si512(q.add(QH_AT).cast()), _mm512_loadu_si512(q.add(QH_AT + 64).cast())];
             let mut sumi = [[_mm512_setzero_si512(); 2]; T];
             for j in 0..4 {
-                let (bit_lo, bit_hi) = (_mm512_set1_epi8(1 << (2 * j)), _mm512_set1_epi8((1u8 << (2 * j + 1)) as i8));
                 let mut lo = [_mm512_setzero_si512(); 2];
                 let mut hi = [_mm512_setzero_si512(); 2];
                 for p in 0..2 {
                     let v = _mm512_loadu_si512(q.add((2 * j + p) * 64).cast());
                     let l = _mm512_and_si512(v, m4);
                     let h = _mm512_and_si512(_mm512_srli_epi16::<4>(v), m4);
-                    lo[p] = _mm512_mask_add_epi8(l, _mm512_test_epi8_mask(qh[p], bit_lo), l, m16);
-                    hi[p] = _mm512_mask_add_epi8(h, _mm512_test_epi8_mask(qh[p], bit_hi), h, m16);
+                    (lo[p], hi[p]) = fifth_bits(l, h, qh[p], j);
                 }
                 chunk(&mut sumi, &lo, &hi, sc, j, a, b);
             }

@@ -38,6 +38,30 @@ static SCALE_IDX: [[u16; 32]; 8] = {
     t
 };
 
+/// The unsigned 6-bit quants (0..64) of sub-blocks `4j + i`, `i = 0..4`, for row pair `p` of a
+/// packed block at `q`: row 2p in the lower 256 bits, row 2p + 1 in the upper (shared with
+/// `super::amx`).
+///
+/// # Safety
+/// `q` points at a whole packed block ([`QS_BYTES`]); `j, p < 2`; AVX-512 BW is available.
+#[inline(always)]
+pub(super) unsafe fn quants(q: *const u8, j: usize, p: usize) -> [__m512i; 4] {
+    let m15 = _mm512_set1_epi8(15);
+    let qh = _mm512_loadu_si512(q.add(512 + (2 * j + p) * 64).cast());
+    let l0 = _mm512_loadu_si512(q.add((4 * j + p) * 64).cast());
+    let l1 = _mm512_loadu_si512(q.add((4 * j + 2 + p) * 64).cast());
+    let h0 = _mm512_slli_epi16::<4>(_mm512_and_si512(qh, _mm512_set1_epi8(3)));
+    let h1 = _mm512_slli_epi16::<2>(_mm512_and_si512(qh, _mm512_set1_epi8(12)));
+    let h2 = _mm512_and_si512(qh, _mm512_set1_epi8(48));
+    let h3 = _mm512_srli_epi16::<2>(_mm512_and_si512(qh, _mm512_set1_epi8(-64)));
+    [
+        _mm512_or_si512(_mm512_and_si512(l0, m15), h0),
+        _mm512_or_si512(_mm512_and_si512(l1, m15), h1),
+        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(l0), m15), h2),
+        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(l1), m15), h3),
+    ]
+}
+
 /// The q6_K layout (marker for [`super::kq::groups`]).
 pub(super) struct Q6K;
 
@@ -53,7 +77,6 @@ impl Layout for Q6K {
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
     unsafe fn kernel<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T] {
-        let m15 = _mm512_set1_epi8(15);
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..nb {
             let q = wq.add(b * QS_BYTES);
@@ -70,17 +93,9 @@ impl Layout for Q6K {
                 // Sub-blocks 4j + i, i = 0..4, for both pairs.
                 let mut w = [[_mm512_setzero_si512(); 2]; 4];
                 for p in 0..2 {
-                    let qh = _mm512_loadu_si512(q.add(512 + (2 * j + p) * 64).cast());
-                    let l0 = _mm512_loadu_si512(q.add((4 * j + p) * 64).cast());
-                    let l1 = _mm512_loadu_si512(q.add((4 * j + 2 + p) * 64).cast());
-                    let h0 = _mm512_slli_epi16::<4>(_mm512_and_si512(qh, _mm512_set1_epi8(3)));
-                    let h1 = _mm512_slli_epi16::<2>(_mm512_and_si512(qh, _mm512_set1_epi8(12)));
-                    let h2 = _mm512_and_si512(qh, _mm512_set1_epi8(48));
-                    let h3 = _mm512_srli_epi16::<2>(_mm512_and_si512(qh, _mm512_set1_epi8(-64)));
-                    w[0][p] = _mm512_or_si512(_mm512_and_si512(l0, m15), h0);
-                    w[1][p] = _mm512_or_si512(_mm512_and_si512(l1, m15), h1);
-                    w[2][p] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(l0), m15), h2);
-                    w[3][p] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(l1), m15), h3);
+                    for (i, wi) in quants(q, j, p).into_iter().enumerate() {
+                        w[i][p] = wi;
+                    }
                 }
                 for i in 0..4 {
                     let idx = _mm512_loadu_si512(SCALE_IDX[4 * j + i].as_ptr().cast());

@@ -81,3 +81,49 @@ pub fn check_packed_bit_for_bit(ty: GgmlType, n_rows: usize, n_cols: usize, rng:
         }
     }
 }
+
+/// Random bytes for every block, with finite f16 scales (`d`, and `dmin` for q4_K) of either
+/// sign: every field's full range, as a file of random weights has.
+pub fn random_blocks(ty: GgmlType, n_rows: usize, n_cols: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed | 1);
+    let rb = quant::row_bytes(ty, n_cols).expect("row bytes");
+    let mut data: Vec<u8> = (0..n_rows * rb).map(|_| rng.next() as u8).collect();
+    let f16 = |rng: &mut Rng| half::f16::from_f32(rng.f32() * 0.01).to_bits();
+    let (size, d_at): (usize, &[usize]) = match ty {
+        GgmlType::Q4_K => (144, &[0, 2]),
+        GgmlType::Q5_K => (176, &[0, 2]),
+        GgmlType::Q6_K => (210, &[208]),
+        _ => unreachable!(),
+    };
+    for blk in data.chunks_exact_mut(size) {
+        for &o in d_at {
+            blk[o..o + 2].copy_from_slice(&f16(&mut rng).to_le_bytes());
+        }
+    }
+    data
+}
+
+/// `mixed` matrices (type, rows) of `n_cols` columns in one `matmul_packed_many` call for each
+/// token count: every output bit-for-bit the row-at-a-time reference.
+pub fn check_mixed_call(mixed: &[(GgmlType, usize)], n_cols: usize, token_counts: &[usize], rng: &mut Rng) {
+    let datas: Vec<Vec<u8>> = mixed.iter().map(|&(ty, r)| quantize_matrix(ty, &rng.vec(r * n_cols), n_cols)).collect();
+    let packs: Vec<PackedMatrix> = datas
+        .iter()
+        .zip(mixed)
+        .map(|(d, &(ty, r))| PackedMatrix::pack(&QMatrix::new(ty, d, r, n_cols).expect("matrix")).expect("packable"))
+        .collect();
+    let pool = ThreadPool::new(2);
+    let mut scratch = MatmulScratch::default();
+    for &n_tokens in token_counts {
+        let x = rng.vec(n_tokens * n_cols);
+        let mut outs: Vec<Vec<f32>> = mixed.iter().map(|&(_, r)| vec![f32::NAN; n_tokens * r]).collect();
+        {
+            let mut jobs: Vec<(&PackedMatrix, &mut [f32])> = packs.iter().zip(outs.iter_mut()).map(|(p, o)| (p, &mut o[..])).collect();
+            kernels::packed::matmul_packed_many(&pool, &mut jobs, &x, n_tokens, &mut scratch).expect("mixed many");
+        }
+        for ((p, o), d) in packs.iter().zip(&outs).zip(&datas) {
+            let m = QMatrix::new(p.ty(), d, p.n_rows(), n_cols).expect("matrix");
+            assert_eq!(bits(o), bits(&reference(&m, &x, n_tokens, false)), "{} in a mixed call, {n_tokens} tokens", p.ty());
+        }
+    }
+}

@@ -341,7 +341,7 @@ fn grow<T: Copy + Default>(v: &mut Vec<T>, n: usize) {
 
 /// Quantizes `n_tokens` rows of `x` (exactly as the row-at-a-time path does, through
 /// `quantize_row_fast`) and splits each block into the [`ActRow`] arrays.
-fn prepare_activations(pool: &ThreadPool, ty: GgmlType, x: &[f32], n_tokens: usize, n_cols: usize, sc: &mut PackedScratch) -> Result<()> {
+fn prepare_activations(pool: &ThreadPool, ty: GgmlType, x: &[f32], n_tokens: usize, n_cols: usize, expand_k: bool, sc: &mut PackedScratch) -> Result<()> {
     let vdt = quant::vec_dot_type(ty)?;
     let nb = n_cols / QK;
     let xrb = quant::row_bytes(vdt, n_cols)?;
@@ -374,7 +374,9 @@ fn prepare_activations(pool: &ThreadPool, ty: GgmlType, x: &[f32], n_tokens: usi
             }
             if vdt == GgmlType::Q8_K {
                 #[cfg(target_arch = "x86_64")]
-                kq::expand(q8, qs);
+                if expand_k {
+                    kq::expand(q8, qs);
+                }
             } else {
                 split_blocks(vdt, q8, qs, d, s, corr);
             }
@@ -487,8 +489,14 @@ pub(crate) fn run_many(
     if n_tokens == 0 {
         return Ok(());
     }
+    // AMX (prompts on K-quants): the unit of work is a 16-row tile, else a 4-row group.
+    #[cfg(target_arch = "x86_64")]
+    let use_amx = n_tokens >= amx::MIN_TOKENS && amx::enabled() && mats.iter().flatten().all(|w| amx::handles(w.ty));
+    #[cfg(not(target_arch = "x86_64"))]
+    let use_amx = false;
     let sc = &mut scratch.packed;
-    prepare_activations(pool, ty, x, n_tokens, n_cols, sc)?;
+    // The AMX tiles read the q8_K rows themselves: no expanded copy for them.
+    prepare_activations(pool, ty, x, n_tokens, n_cols, !use_amx, sc)?;
     let nb = n_cols / QK;
     // K-quants read each token's expanded q8_K row; the others the split blocks.
     let k = is_k(ty);
@@ -506,11 +514,6 @@ pub(crate) fn run_many(
 
     // Split every matrix's row groups into chunks (never straddling two matrices); one pool
     // run claims them all.
-    // AMX (prompts on K-quants): the unit of work is a 16-row tile, else a 4-row group.
-    #[cfg(target_arch = "x86_64")]
-    let use_amx = n_tokens >= amx::MIN_TOKENS && amx::enabled() && mats.iter().flatten().all(|w| amx::handles(w.ty));
-    #[cfg(not(target_arch = "x86_64"))]
-    let use_amx = false;
     #[cfg(target_arch = "x86_64")]
     if use_amx {
         sc.amx.prepare(pool, &sc.q8, quant::row_bytes(GgmlType::Q8_K, n_cols)?, n_tokens, n_cols / QK_K);

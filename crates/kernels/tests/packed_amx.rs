@@ -1,7 +1,7 @@
-//! The AMX path of the packed K-quant matmul (q4_K, q5_K, q6_K prompts of 16 tokens or more:
+//! The AMX path of the packed K-quant matmul (q2_K to q6_K and iq4_xs prompts of 16 tokens or more:
 //! `packed::amx`) must return bit-for-bit what the row-at-a-time `vec_dot` kernels (and so the
 //! AVX-512 kernels of decode steps) return: on quantized weights and on random block bytes
-//! (every scale, min and q6_K scale sign), for partial row tiles (rows not a multiple of 16),
+//! (every scale, min, code and scale sign), for partial row tiles (rows not a multiple of 16),
 //! partial token tiles, one to many super-blocks, mixed in one call, on 1 to 3 threads; and
 //! `DAEHWA_KERNELS=avx512` must switch it off with the same results.
 //!
@@ -17,11 +17,11 @@ use gguf::GgmlType;
 use kernels::matmul::{MatmulScratch, QMatrix};
 use kernels::packed::{self, matmul_packed, PackedMatrix};
 use kernels::pool::ThreadPool;
-use packed_util::{bits, check_mixed_call, quantize_matrix, random_blocks, reference, Rng};
+use packed_util::{bits, check_mixed_call, random_blocks, reference, some_matrix, Rng};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-const TYPES: [GgmlType; 3] = [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
+const TYPES: [GgmlType; 6] = [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q3_K, GgmlType::Q2_K, GgmlType::IQ4_XS];
 
 /// Whether to run: AMX in use where the CPU has it (a failure if not, unless forced off).
 fn require_amx(test: &str) -> bool {
@@ -65,7 +65,8 @@ fn amx_equals_vec_dot_on_quantized_weights() {
     for ty in TYPES {
         // 600 rows: more than one group of 8 row tiles per task (`amx::write_rows`).
         for &(n_rows, n_cols) in &[(16, 256), (37, 2048), (5, 512), (64, 768), (600, 256)] {
-            let data = quantize_matrix(ty, &rng.vec(n_rows * n_cols), n_cols);
+            // Quantized floats, or random block bytes for the types without a quantizer.
+            let data = some_matrix(ty, n_rows, n_cols, &mut rng);
             for n_tokens in [16, 17, 31, 48, 70] {
                 for pool in &pools {
                     check(pool, ty, &data, n_rows, n_cols, n_tokens, rng.next()).unwrap_or_else(|e| panic!("{e}"));
@@ -82,7 +83,7 @@ fn amx_equals_vec_dot_on_random_block_bytes() {
     }
     let pool = ThreadPool::new(2);
     let mut runner = TestRunner::new(Config { cases: 64, ..Config::default() });
-    let strategy = (0usize..3, 1usize..41, 1usize..5, 16usize..50, any::<u64>());
+    let strategy = (0usize..TYPES.len(), 1usize..41, 1usize..5, 16usize..50, any::<u64>());
     runner
         .run(&strategy, |(ti, n_rows, n_sb, n_tokens, seed)| {
             let (ty, n_cols) = (TYPES[ti], 256 * n_sb);
@@ -98,6 +99,9 @@ fn amx_q4_k_q5_k_and_q6_k_in_one_call() {
         return;
     }
     check_mixed_call(&[(GgmlType::Q4_K, 40), (GgmlType::Q6_K, 24), (GgmlType::Q5_K, 3)], 512, &[16, 40, 3], &mut Rng(77));
+    // Q3_K_M and IQ4_XS files' mixes, and q2_K beside them.
+    check_mixed_call(&[(GgmlType::Q3_K, 33), (GgmlType::Q5_K, 16), (GgmlType::Q2_K, 20)], 512, &[16, 33, 2], &mut Rng(78));
+    check_mixed_call(&[(GgmlType::IQ4_XS, 48), (GgmlType::Q5_K, 17)], 768, &[16, 50], &mut Rng(79));
 }
 
 /// The tests above again in a child process with `DAEHWA_KERNELS=avx512`: AMX off, the same bits.

@@ -1,4 +1,4 @@
-//! The repacked K-quant matmul (q4_K, q5_K, q6_K: 4 interleaved rows, up to 4 tokens per weight load,
+//! The repacked K-quant matmul (q4_K, q5_K, q6_K, q3_K, q2_K and iq4_xs: 4 interleaved rows, up to 4 tokens per weight load,
 //! AVX-512 VNNI, or AVX2 + FMA where that is the level: `packed_kquants_under_forced_avx2` runs
 //! this file again with `DAEHWA_KERNELS=avx2`) must return bit-for-bit what the row-at-a-time `vec_dot` kernels return, for
 //! every token count and row count (padding rows, one or many super-blocks), on quantized
@@ -17,7 +17,7 @@ use kernels::pool::ThreadPool;
 use kernels::quant;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use packed_util::{bits, check_mixed_call, check_packed_bit_for_bit, random_blocks, reference, Rng};
+use packed_util::{bits, check_bytes_bit_for_bit, check_mixed_call, check_packed_bit_for_bit, random_blocks, reference, Rng};
 
 fn require_packed() -> bool {
     if !packed::packs(GgmlType::Q4_K) {
@@ -27,7 +27,9 @@ fn require_packed() -> bool {
     true
 }
 
-const TYPES: [GgmlType; 3] = [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
+const TYPES: [GgmlType; 6] = [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q3_K, GgmlType::Q2_K, GgmlType::IQ4_XS];
+/// The types daehwa only reads (no quantizer): tested on random block bytes.
+const READ_ONLY: [GgmlType; 3] = [GgmlType::Q3_K, GgmlType::Q2_K, GgmlType::IQ4_XS];
 
 #[test]
 fn packed_kquants_equal_vec_dot_bit_for_bit() {
@@ -38,7 +40,12 @@ fn packed_kquants_equal_vec_dot_bit_for_bit() {
     let pools = [ThreadPool::new(1), ThreadPool::new(3)];
     for ty in TYPES {
         for &(n_rows, n_cols) in &[(4, 256), (13, 512), (37, 2048), (6, 768)] {
-            check_packed_bit_for_bit(ty, n_rows, n_cols, &mut rng, &pools, 1e-3);
+            if READ_ONLY.contains(&ty) {
+                let data = random_blocks(ty, n_rows, n_cols, rng.next());
+                check_bytes_bit_for_bit(ty, &data, n_rows, n_cols, &mut rng, &pools);
+            } else {
+                check_packed_bit_for_bit(ty, n_rows, n_cols, &mut rng, &pools, 1e-3);
+            }
         }
     }
 }
@@ -51,7 +58,7 @@ fn packed_kquants_on_random_block_bytes() {
     let pool = ThreadPool::new(2);
     // Expensive per case: a bounded count whatever PROPTEST_CASES says.
     let mut runner = TestRunner::new(Config { cases: 48, ..Config::default() });
-    let strategy = (0usize..3, 1usize..11, 1usize..4, 1usize..10, any::<u64>());
+    let strategy = (0usize..TYPES.len(), 1usize..11, 1usize..4, 1usize..10, any::<u64>());
     runner
         .run(&strategy, |(ti, n_rows, n_sb, n_tokens, seed)| {
             let (ty, n_cols) = (TYPES[ti], 256 * n_sb);
@@ -76,6 +83,10 @@ fn q4_k_and_q6_k_share_one_call() {
     // Llama's Q4_K_M: q, k (q4_K) beside v (q6_K) on the same activations.
     assert!(packed::same_activations(GgmlType::Q4_K, GgmlType::Q6_K));
     check_mixed_call(&[(GgmlType::Q4_K, 24), (GgmlType::Q4_K, 9), (GgmlType::Q6_K, 10)], 512, &[1, 5, 18], &mut Rng(31));
+    // Q3_K_M: q, k (q3_K) beside v (q5_K); IQ4_XS files: iq4_xs beside q5_K; q2_K beside q3_K and q4_K.
+    check_mixed_call(&[(GgmlType::Q3_K, 20), (GgmlType::Q3_K, 8), (GgmlType::Q5_K, 8)], 512, &[1, 4, 17], &mut Rng(32));
+    check_mixed_call(&[(GgmlType::IQ4_XS, 12), (GgmlType::Q5_K, 5)], 768, &[1, 6, 16], &mut Rng(33));
+    check_mixed_call(&[(GgmlType::Q2_K, 9), (GgmlType::Q3_K, 7), (GgmlType::Q4_K, 4)], 256, &[2, 19], &mut Rng(34));
 }
 
 /// The AVX2 kernels of the same layouts: the tests above in a child process of this binary with

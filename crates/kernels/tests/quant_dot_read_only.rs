@@ -1,10 +1,11 @@
 //! Dot products of the read-only weight types (q2_K, q3_K, iq4_nl, iq4_xs, mxfp4): every SIMD
 //! path returns the scalar reference's bits, and the reference is the dot of the dequantized rows.
 //!
-//! The scalar references fix one float order (`quant/lanes.rs`: eight lanes of exact integer
-//! block sums, `acc += d * sum` per block, ggml's `hsum_float_8` at the end) that the AVX2 and
-//! AVX-512 kernels follow step for step, so the comparison is `to_bits` equality, not a
-//! tolerance. Inputs are random blocks (every quant bit pattern; fp16 scales from subnormals to
+//! The scalar references fix one float order that the AVX2 and AVX-512 kernels follow step for
+//! step (iq4_nl and mxfp4: `quant/lanes.rs`, eight lanes of exact integer block sums, `acc += d *
+//! sum` per block, ggml's `hsum_float_8` at the end; q2_K, q3_K and iq4_xs: the K-quant order
+//! of `quant::kquants::k_step`, one exact total per super-block), so the comparison is `to_bits`
+//! equality, not a tolerance. Inputs are random blocks (every quant bit pattern; fp16 scales from subnormals to
 //! 65504; every E8M0 exponent) against activations quantized from random floats, from extreme
 //! ones (all +-127 quants) and from all-zero rows, over lengths of 1 to 24 blocks.
 //! The property runs a fixed number of cases (TestRunner with its own Config: `.ci/run`'s

@@ -1,4 +1,4 @@
-//! AMX int8 tiles for prefill on the packed q4_K, q5_K and q6_K matrices.
+//! AMX int8 tiles for prefill on the packed K-quant (q2_K to q6_K) and iq4_xs matrices.
 //!
 //! One tile multiply (`tdpbusd` / `tdpbssd`) adds, for 16 weight rows and 16 tokens, the dot
 //! products over 64 elements: 16 384 multiply-adds, where one AVX-512 VNNI instruction does 64.
@@ -8,7 +8,14 @@
 //! - q4_K / q5_K: `q * (scale & 7)` and `q * (scale >> 3)` (at most 31 * 7 = 217, unsigned),
 //!   and `isum = C0 + 8 * C1`;
 //! - q6_K: `(q - 32) * digit` for the scale's base-4 digits (three in 0..4, the top one in
-//!   -2..2, each product within -128..127), and `isum = C0 + 4 C1 + 16 C2 + 64 C3`.
+//!   -2..2, each product within -128..127), and `isum = C0 + 4 C1 + 16 C2 + 64 C3`;
+//! - q3_K: `q * (scale & 7)` and `q * (scale >> 3)` with `q` in -4..4 and the signed 6-bit
+//!   scale's top digit in -4..4 (products within -28..28), `isum = C0 + 8 C1`;
+//! - q2_K: as q4_K (`q` in 0..4, 4-bit scales), its 16 mins per super-block against the q8_K
+//!   block sums one by one;
+//! - iq4_xs: the code's value `v` (-127..113) split as `v_lo + 16 v_hi` (`v_lo` in 0..16, `v_hi`
+//!   in -8..8) and the 6-bit scale as `s_lo + 8 s_hi`, four products each within -128..127,
+//!   `isum = C0 + 8 C1 + 16 C2 + 128 C3`.
 //!
 //! The parts' tiles run over a whole super-block (256 elements, 4 tile steps) into 2 or 4 i32
 //! accumulator tiles, so `isum` per (row, token, super-block) is the exact integer total. The
@@ -89,22 +96,58 @@ fn request_tile_data() -> bool {
 
 /// Whether `ty` has an AMX path.
 pub(super) fn handles(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
+    matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K | GgmlType::Q3_K | GgmlType::Q2_K | GgmlType::IQ4_XS)
 }
 
 /// Byte parts per weight (see the module docs).
 fn parts(ty: GgmlType) -> usize {
-    if ty == GgmlType::Q6_K { 4 } else { 2 }
+    if matches!(ty, GgmlType::Q6_K | GgmlType::IQ4_XS) { 4 } else { 2 }
 }
+
+/// Whether the parts are signed (`tdpbssd`) rather than unsigned (`tdpbusd`).
+fn signed(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q6_K | GgmlType::Q3_K | GgmlType::IQ4_XS)
+}
+
+/// log2 of each part's weight in `isum` (see the module docs).
+fn part_shifts(ty: GgmlType) -> [u32; 4] {
+    match ty {
+        GgmlType::Q6_K => [0, 2, 4, 6],
+        GgmlType::IQ4_XS => [0, 3, 4, 7],
+        _ => [0, 3, 0, 0],
+    }
+}
+
+/// How a type's minimums enter: none, one per 32 elements (q4_K/q5_K: against the block-sum
+/// pairs added), or one per 16 (q2_K: against the block sums one by one).
+#[derive(Clone, Copy, PartialEq)]
+enum Mins {
+    None,
+    Per32,
+    Per16,
+}
+
+fn mins(ty: GgmlType) -> Mins {
+    match ty {
+        GgmlType::Q4_K | GgmlType::Q5_K => Mins::Per32,
+        GgmlType::Q2_K => Mins::Per16,
+        _ => Mins::None,
+    }
+}
+
+/// i32 words of min pairs per row and block (two i16 mins each).
+const MIN_PAIRS: usize = 8;
 
 /// The activations of a call as B tiles: per token tile and block, 4 tiles of 16 rows (4
 /// elements each) x 16 tokens x 4 bytes (`b`), the tokens' `d` (`d`, 16 per tile and block), and
-/// their sub-block sum pairs for the mins (`bp`: `[pair][token]`, two i16 per i32).
+/// their block sums for the mins, two i16 per i32 `[pair][token]`: of 32-element sub-blocks
+/// (`bp`, 4 pairs) and of the q8_K 16-element ones (`bq`, 8 pairs).
 #[derive(Default)]
 pub(crate) struct AmxActs {
     b: Vec<u8>,
     d: Vec<f32>,
     bp: Vec<i32>,
+    bq: Vec<i32>,
 }
 
 impl AmxActs {
@@ -115,18 +158,21 @@ impl AmxActs {
         grow(&mut self.b, n_tt * nb * STEPS * TILE_BYTES);
         grow(&mut self.d, n_tt * nb * TILE);
         grow(&mut self.bp, n_tt * nb * 4 * TILE);
-        let (b, d, bp) = (
+        grow(&mut self.bq, n_tt * nb * MIN_PAIRS * TILE);
+        let (b, d, bp, bq) = (
             crate::disjoint::DisjointMut::new(&mut self.b[..]),
             crate::disjoint::DisjointMut::new(&mut self.d[..]),
             crate::disjoint::DisjointMut::new(&mut self.bp[..]),
+            crate::disjoint::DisjointMut::new(&mut self.bq[..]),
         );
         let task = |tt: usize| {
             // SAFETY: token tile `tt` owns these disjoint ranges.
-            let (b, d, bp) = unsafe {
+            let (b, d, bp, bq) = unsafe {
                 (
                     b.slice(tt * nb * STEPS * TILE_BYTES, nb * STEPS * TILE_BYTES),
                     d.slice(tt * nb * TILE, nb * TILE),
                     bp.slice(tt * nb * 4 * TILE, nb * 4 * TILE),
+                    bq.slice(tt * nb * MIN_PAIRS * TILE, nb * MIN_PAIRS * TILE),
                 )
             };
             for i in 0..TILE {
@@ -134,14 +180,14 @@ impl AmxActs {
                 for blk in 0..nb {
                     let src = (t < n_tokens).then(|| &q8[t * xrb + blk * Q8K_BYTES..][..Q8K_BYTES]);
                     d[blk * TILE + i] = src.map_or(0.0, |s| f32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+                    let bs = |j: usize| src.map_or(0, |q| i16::from_le_bytes([q[260 + 2 * j], q[261 + 2 * j]]));
+                    let word = |a: i16, b: i16| (a as u16 as u32 | ((b as u16 as u32) << 16)) as i32;
                     for pp in 0..4 {
-                        let pair = |s: usize| {
-                            src.map_or(0, |q| {
-                                let bs = |j: usize| i16::from_le_bytes([q[260 + 2 * j], q[261 + 2 * j]]);
-                                bs(2 * s).wrapping_add(bs(2 * s + 1))
-                            })
-                        };
-                        bp[(blk * 4 + pp) * TILE + i] = (pair(2 * pp) as u16 as u32 | ((pair(2 * pp + 1) as u16 as u32) << 16)) as i32;
+                        let pair = |s: usize| bs(2 * s).wrapping_add(bs(2 * s + 1));
+                        bp[(blk * 4 + pp) * TILE + i] = word(pair(2 * pp), pair(2 * pp + 1));
+                    }
+                    for pp in 0..MIN_PAIRS {
+                        bq[(blk * MIN_PAIRS + pp) * TILE + i] = word(bs(2 * pp), bs(2 * pp + 1));
                     }
                     for st in 0..STEPS {
                         let tile = &mut b[(blk * STEPS + st) * TILE_BYTES..][..TILE_BYTES];
@@ -207,7 +253,7 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RowTile) {
     grow(&mut out.a, nb * STEPS * np * TILE_BYTES);
     grow(&mut out.dw, nb * TILE);
     grow(&mut out.dm, nb * TILE);
-    grow(&mut out.minp, nb * 4 * TILE);
+    grow(&mut out.minp, nb * MIN_PAIRS * TILE);
     let n_groups = w.n_rows.div_ceil(ROWS);
     let (qs, dm) = (w.qs.as_slice(), w.dm.as_slice());
     let a = out.a.as_mut_ptr();
@@ -227,8 +273,8 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RowTile) {
                     }
                     out.dw[blk * TILE + r] = 0.0;
                     out.dm[blk * TILE + r] = 0.0;
-                    for pp in 0..4 {
-                        out.minp[(blk * 4 + pp) * TILE + r] = 0;
+                    for pp in 0..MIN_PAIRS {
+                        out.minp[(blk * MIN_PAIRS + pp) * TILE + r] = 0;
                     }
                 }
                 continue;
@@ -268,11 +314,11 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RowTile) {
                         out.dm[blk * TILE + r] = f[4 + k];
                         for pp in 0..4 {
                             let (m0, m1) = (*m.add(32 + 8 * k + 2 * pp) as u32, *m.add(32 + 8 * k + 2 * pp + 1) as u32);
-                            out.minp[(blk * 4 + pp) * TILE + r] = (m0 | (m1 << 16)) as i32;
+                            out.minp[(blk * MIN_PAIRS + pp) * TILE + r] = (m0 | (m1 << 16)) as i32;
                         }
                     }
                 }
-                _ => {
+                GgmlType::Q6_K => {
                     // q6_K: scales (i8) at m[16k + s16], d at m[64 + 2k].
                     let off = _mm512_set1_epi8(32);
                     for j in 0..2 {
@@ -300,6 +346,80 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RowTile) {
                         out.dw[blk * TILE + ROWS * gi + k] = f[k];
                     }
                 }
+                GgmlType::Q3_K | GgmlType::Q2_K => {
+                    // `k16`'s layout: scale bytes at m[16k + s16] (q3_K: i8; q2_K: scale | min << 4),
+                    // d at m[64 + 2k], q2_K's dmin at m[72 + 2k].
+                    let q3 = ty == GgmlType::Q3_K;
+                    for h in 0..2 {
+                        for p in 0..2 {
+                            let w = if q3 { <super::k16::Q3K as super::k16::Sub16>::quants(q, h, p) } else { <super::k16::Q2K as super::k16::Sub16>::quants(q, h, p) };
+                            for (j, wj) in w.into_iter().enumerate() {
+                                let c = 4 * h + j;
+                                // q3_K's quants come offset by 4.
+                                let v = if q3 { _mm512_sub_epi8(wj, _mm512_set1_epi8(4)) } else { wj };
+                                for hh in 0..2 {
+                                    let k = 2 * p + hh;
+                                    let v16 = _mm512_cvtepi8_epi16(if hh == 0 { _mm512_castsi512_si256(v) } else { _mm512_extracti64x4_epi64::<1>(v) });
+                                    let scale = |i: usize| if q3 { *(m.add(16 * k + i) as *const i8) as i16 } else { (*m.add(16 * k + i) & 0xF) as i16 };
+                                    let (s0, s1) = (scale(2 * c), scale(2 * c + 1));
+                                    for part in 0..2 {
+                                        let digit = |s: i16| if part == 0 { s & 7 } else { s >> 3 };
+                                        // Scale 2c on the chunk's first 16 elements, 2c + 1 on the rest.
+                                        let sv = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_set1_epi16(digit(s0))), _mm256_set1_epi16(digit(s1)));
+                                        store_part(at(ROWS * gi + k, c / 2, part, c % 2), v16, sv);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    // d (and q2_K's dmin after it; q3_K's meta ends after d).
+                    let mut f = [0f32; 8];
+                    let h16 = if q3 { _mm_loadl_epi64(m.add(64).cast()) } else { _mm_loadu_si128(m.add(64).cast()) };
+                    _mm256_storeu_ps(f.as_mut_ptr(), _mm256_cvtph_ps(h16));
+                    for k in 0..ROWS {
+                        let r = ROWS * gi + k;
+                        out.dw[blk * TILE + r] = f[k];
+                        if !q3 {
+                            out.dm[blk * TILE + r] = f[4 + k];
+                            for pp in 0..MIN_PAIRS {
+                                let (m0, m1) = ((*m.add(16 * k + 2 * pp) >> 4) as u32, (*m.add(16 * k + 2 * pp + 1) >> 4) as u32);
+                                out.minp[(blk * MIN_PAIRS + pp) * TILE + r] = (m0 | (m1 << 16)) as i32;
+                            }
+                        }
+                    }
+                }
+                GgmlType::IQ4_XS => {
+                    // `iq4_xs`'s layout: scales (i8) at m[8k + sb], d at m[32 + 2k].
+                    let tab = _mm512_broadcast_i32x4(_mm_loadu_si128(crate::quant::blocks::KVALUES_IQ4NL.as_ptr().cast()));
+                    for mm in 0..4 {
+                        for p in 0..2 {
+                            let v = _mm512_loadu_si512(q.add((2 * mm + p) * 64).cast());
+                            let codes = [_mm512_and_si512(v, m4), _mm512_and_si512(_mm512_srli_epi16::<4>(v), m4)];
+                            for hs in 0..2 {
+                                let sb = 2 * mm + hs;
+                                let val = _mm512_shuffle_epi8(tab, codes[hs]);
+                                for hh in 0..2 {
+                                    let k = 2 * p + hh;
+                                    let v16 = _mm512_cvtepi8_epi16(if hh == 0 { _mm512_castsi512_si256(val) } else { _mm512_extracti64x4_epi64::<1>(val) });
+                                    let (lo, hi) = (_mm512_and_si512(v16, _mm512_set1_epi16(15)), _mm512_srai_epi16::<4>(v16));
+                                    let s = *(m.add(8 * k + sb) as *const i8) as i16;
+                                    let (sl, sh) = (_mm512_set1_epi16(s & 7), _mm512_set1_epi16(s >> 3));
+                                    let r = ROWS * gi + k;
+                                    store_part(at(r, sb / 2, 0, sb % 2), lo, sl);
+                                    store_part(at(r, sb / 2, 1, sb % 2), lo, sh);
+                                    store_part(at(r, sb / 2, 2, sb % 2), hi, sl);
+                                    store_part(at(r, sb / 2, 3, sb % 2), hi, sh);
+                                }
+                            }
+                        }
+                    }
+                    let mut f = [0f32; 4];
+                    _mm_storeu_ps(f.as_mut_ptr(), _mm_cvtph_ps(_mm_loadl_epi64(m.add(32).cast())));
+                    for k in 0..ROWS {
+                        out.dw[blk * TILE + ROWS * gi + k] = f[k];
+                    }
+                }
+                _ => unreachable!("amx::handles admits only the K-quants and iq4_xs"),
             }
         }
     }
@@ -397,7 +517,7 @@ pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, 
 unsafe fn ints_one(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, blk: usize, c: *mut [i32; TILE * TILE]) {
     let nb = w.n_cols / QK_K;
     let np = parts(w.ty);
-    let signed = w.ty == GgmlType::Q6_K;
+    let signed = signed(w.ty);
     asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
     let a = rows.a.as_ptr().add(blk * STEPS * np * TILE_BYTES);
     let b = acts.b.as_ptr().add((tt * nb + blk) * STEPS * TILE_BYTES);
@@ -456,7 +576,7 @@ unsafe fn ints_one(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, 
     }
 }
 
-/// q4_K/q5_K: the integer tiles of block `blk` against token tiles `tt` and `tt + 1` at once
+/// Two-part types: the integer tiles of block `blk` against token tiles `tt` and `tt + 1` at once
 /// (`c0`, `c1`): each weight tile loaded feeds two multiplies, each token tile two (tile loads,
 /// not multiplies, are what bounds this loop).
 ///
@@ -465,6 +585,7 @@ unsafe fn ints_one(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, 
 #[inline(always)]
 unsafe fn ints_pair(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, blk: usize, c0: *mut [i32; TILE * TILE], c1: *mut [i32; TILE * TILE]) {
     let nb = w.n_cols / QK_K;
+    let signed = signed(w.ty);
     asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
     let a = rows.a.as_ptr().add(blk * STEPS * 2 * TILE_BYTES);
     let b0 = acts.b.as_ptr().add((tt * nb + blk) * STEPS * TILE_BYTES);
@@ -473,12 +594,12 @@ unsafe fn ints_pair(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize,
         let ap = a.add(st * 2 * TILE_BYTES);
         tile_load!("4", ap);
         tile_load!("5", b0.add(st * TILE_BYTES));
-        tile_dp!(false, "0", "4", "5");
+        tile_dp!(signed, "0", "4", "5");
         tile_load!("6", ap.add(TILE_BYTES));
-        tile_dp!(false, "1", "6", "5");
+        tile_dp!(signed, "1", "6", "5");
         tile_load!("7", b1.add(st * TILE_BYTES));
-        tile_dp!(false, "2", "4", "7");
-        tile_dp!(false, "3", "6", "7");
+        tile_dp!(signed, "2", "4", "7");
+        tile_dp!(signed, "3", "6", "7");
     }
     asm!("tilestored [{0} + {1}], tmm0", in(reg) (*c0).as_mut_ptr(), in(reg) STEP, options(nostack));
     asm!("tilestored [{0} + {1}], tmm1", in(reg) (*c0.add(1)).as_mut_ptr(), in(reg) STEP, options(nostack));
@@ -493,29 +614,30 @@ unsafe fn ints_pair(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize,
 unsafe fn fold(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, blk: usize, c: *const [i32; TILE * TILE], acc_mem: &mut [f32]) {
     let nb = w.n_cols / QK_K;
     let np = parts(w.ty);
-    let signed = w.ty == GgmlType::Q6_K;
+    let (mins, sh) = (mins(w.ty), part_shifts(w.ty));
+    let sh: [__m128i; 4] = [_mm_cvtsi32_si128(sh[0] as i32), _mm_cvtsi32_si128(sh[1] as i32), _mm_cvtsi32_si128(sh[2] as i32), _mm_cvtsi32_si128(sh[3] as i32)];
     let mut acc = [_mm512_setzero_ps(); TILE];
     for r in 0..TILE {
         acc[r] = _mm512_loadu_ps(acc_mem.as_ptr().add(r * TILE));
     }
     let dx = _mm512_loadu_ps(acts.d.as_ptr().add((tt * nb + blk) * TILE));
     let bpair = acts.bp.as_ptr().add((tt * nb + blk) * 4 * TILE);
+    let bquad = acts.bq.as_ptr().add((tt * nb + blk) * MIN_PAIRS * TILE);
     for r in 0..TILE {
         let row = |p: usize| _mm512_loadu_si512((*c.add(p)).as_ptr().add(r * TILE).cast());
-        let isum = if np == 4 {
-            let s = _mm512_add_epi32(row(0), _mm512_slli_epi32::<2>(row(1)));
-            let s = _mm512_add_epi32(s, _mm512_slli_epi32::<4>(row(2)));
-            _mm512_add_epi32(s, _mm512_slli_epi32::<6>(row(3)))
-        } else {
-            _mm512_add_epi32(row(0), _mm512_slli_epi32::<3>(row(1)))
-        };
+        let mut isum = _mm512_add_epi32(row(0), _mm512_sll_epi32(row(1), sh[1]));
+        if np == 4 {
+            isum = _mm512_add_epi32(isum, _mm512_sll_epi32(row(2), sh[2]));
+            isum = _mm512_add_epi32(isum, _mm512_sll_epi32(row(3), sh[3]));
+        }
         let d = _mm512_mul_ps(dx, _mm512_set1_ps(*rows.dw.get_unchecked(blk * TILE + r)));
         acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(d, _mm512_cvtepi32_ps(isum)));
-        if !signed {
+        if mins != Mins::None {
             let mut msum = _mm512_setzero_si512();
-            for pp in 0..4 {
-                let mp = _mm512_set1_epi32(*rows.minp.get_unchecked((blk * 4 + pp) * TILE + r));
-                msum = _mm512_dpwssd_epi32(msum, mp, _mm512_loadu_si512(bpair.add(pp * TILE).cast()));
+            let (n, sums) = if mins == Mins::Per32 { (4, bpair) } else { (MIN_PAIRS, bquad) };
+            for pp in 0..n {
+                let mp = _mm512_set1_epi32(*rows.minp.get_unchecked((blk * MIN_PAIRS + pp) * TILE + r));
+                msum = _mm512_dpwssd_epi32(msum, mp, _mm512_loadu_si512(sums.add(pp * TILE).cast()));
             }
             let dm = _mm512_mul_ps(dx, _mm512_set1_ps(*rows.dm.get_unchecked(blk * TILE + r)));
             acc[r] = _mm512_sub_ps(acc[r], _mm512_mul_ps(dm, _mm512_cvtepi32_ps(msum)));

@@ -1,4 +1,4 @@
-//! The packed q4_K/q5_K/q6_K layouts (`q4_k`, `q5_k`, `q6_k`) on AVX2 + FMA, for CPUs without
+//! The packed q4_K/q5_K layouts (`q4_k`, `q5_k`; q6_K's is `k16`'s) on AVX2 + FMA, for CPUs without
 //! AVX-512 VNNI (or `DAEHWA_KERNELS=avx2`): one row of a group at a time (row `k`'s 32-byte chunks
 //! sit at `32 k` within every 128-byte span of the layout), up to 4 tokens per weight load.
 //!
@@ -9,11 +9,11 @@
 
 use std::arch::x86_64::*;
 
-use super::kq::{bsum_pairs4, y_block, y_d, BSUMS_AT};
-use super::{q4_k, q5_k, q6_k, ActRow, ROWS};
+use super::kq::{bsum_pairs4, y_block, y_d};
+use super::{q4_k, q5_k, ActRow, ROWS};
 use crate::quant::kquants::k_step;
 use crate::quant::x86::hsum_i32_8;
-use crate::quant::x86::kquants::{hsum_i32_4, SHUF_Q6};
+use crate::quant::x86::kquants::hsum_i32_4;
 
 /// The 4 rows' f16 values at `p` as f32.
 #[inline(always)]
@@ -75,67 +75,6 @@ pub(super) unsafe fn q45_k<const T: usize, const Q5: bool>(wq: *const u8, wd: *c
                 let dy = y_d(y);
                 let msum = hsum_i32_4(_mm_madd_epi16(mins, bsum_pairs4(y)));
                 acc[t] = k_step(acc[t], dy * dw, hsum_i32_8(sumi[t]), dy * dminw, msum);
-            }
-        }
-        for t in 0..T {
-            res[t][k] = acc[t];
-        }
-    }
-    res
-}
-
-/// q6_K rows of one group: `[t][k]`.
-///
-/// # Safety
-/// As `kq::groups_avx2`, for one group of this layout.
-#[inline(always)]
-#[allow(clippy::needless_range_loop)]
-pub(super) unsafe fn q6_k<const T: usize>(wq: *const u8, wd: *const u8, nb: usize, a: &[ActRow; T]) -> [[f32; ROWS]; T] {
-    let m15 = _mm256_set1_epi8(15);
-    let mut res = [[0f32; ROWS]; T];
-    for k in 0..ROWS {
-        let mut acc = [0f32; T];
-        for b in 0..nb {
-            let q = wq.add(b * q6_k::QS_BYTES);
-            let m = wd.add(b * q6_k::META_BYTES);
-            _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(super::PREFETCH + 32 * k).cast());
-            // SAFETY (all weight loads): block b < nb of this group.
-            let dw = f16x4(m.add(64))[k];
-            let sc = m.add(16 * k) as *const i8;
-            let sc8 = _mm_loadu_si128(sc.cast());
-            let sc16 = _mm256_cvtepi8_epi16(sc8);
-            let mut sumi = [_mm256_setzero_si256(); T];
-            for j in 0..2 {
-                let l0 = _mm256_loadu_si256(q.add(128 * (2 * j) + 32 * k).cast());
-                let l1 = _mm256_loadu_si256(q.add(128 * (2 * j + 1) + 32 * k).cast());
-                let qh = _mm256_loadu_si256(q.add(512 + 128 * j + 32 * k).cast());
-                let h0 = _mm256_slli_epi16::<4>(_mm256_and_si256(qh, _mm256_set1_epi8(3)));
-                let h1 = _mm256_slli_epi16::<2>(_mm256_and_si256(qh, _mm256_set1_epi8(12)));
-                let h2 = _mm256_and_si256(qh, _mm256_set1_epi8(48));
-                let h3 = _mm256_srli_epi16::<2>(_mm256_and_si256(qh, _mm256_set1_epi8(-64)));
-                let w = [
-                    _mm256_or_si256(_mm256_and_si256(l0, m15), h0),
-                    _mm256_or_si256(_mm256_and_si256(l1, m15), h1),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l0), m15), h2),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l1), m15), h3),
-                ];
-                for i in 0..4 {
-                    let s = 4 * j + i;
-                    // Scale 2s on the sub-block's first 16 quants, 2s + 1 on the rest.
-                    let scale = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, _mm_loadu_si128(SHUF_Q6[s].as_ptr().cast())));
-                    for t in 0..T {
-                        // SAFETY: `y_block` is a whole expanded block.
-                        let y = y_sub(y_block(a.get_unchecked(t), b), s);
-                        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(scale, _mm256_maddubs_epi16(w[i], y)));
-                    }
-                }
-            }
-            for t in 0..T {
-                let y = y_block(a.get_unchecked(t), b);
-                // SAFETY: the 16 i16 block sums at BSUMS_AT.
-                let bs = _mm256_loadu_si256(y.add(BSUMS_AT).cast());
-                let si = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, sc16)));
-                acc[t] = k_step(acc[t], y_d(y) * dw, hsum_i32_8(si), 0.0, 0);
             }
         }
         for t in 0..T {

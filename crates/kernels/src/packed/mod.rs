@@ -48,6 +48,10 @@ mod q5_k;
 #[cfg(target_arch = "x86_64")]
 mod q6_k;
 #[cfg(target_arch = "x86_64")]
+mod k16;
+#[cfg(target_arch = "x86_64")]
+mod iq4_xs;
+#[cfg(target_arch = "x86_64")]
 pub mod amx;
 
 use std::ops::Range;
@@ -182,6 +186,12 @@ fn group_block_bytes(ty: GgmlType) -> Option<(usize, usize)> {
         GgmlType::Q5_K => Some((q5_k::QS_BYTES, q5_k::META_BYTES)),
         #[cfg(target_arch = "x86_64")]
         GgmlType::Q6_K => Some((q6_k::QS_BYTES, q6_k::META_BYTES)),
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::Q3_K => Some((<k16::Q3K as k16::Sub16>::QS_BYTES, <k16::Q3K as k16::Sub16>::META_BYTES)),
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::Q2_K => Some((<k16::Q2K as k16::Sub16>::QS_BYTES, <k16::Q2K as k16::Sub16>::META_BYTES)),
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::IQ4_XS => Some((iq4_xs::QS_BYTES, iq4_xs::META_BYTES)),
         _ => None,
     }
 }
@@ -194,9 +204,10 @@ fn block_elems(ty: GgmlType) -> usize {
     if is_k(ty) { QK_K } else { QK }
 }
 
-/// Whether `ty` is a K-quant (its kernels read the q8_K activation rows in place).
+/// Whether `ty` is a K-quant or iq4_xs (256-element super-blocks: its kernels read the expanded
+/// q8_K activation rows).
 fn is_k(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
+    matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K | GgmlType::Q3_K | GgmlType::Q2_K | GgmlType::IQ4_XS)
 }
 
 /// Whether this process runs the packed kernels (AVX-512 VNNI detected and not capped by
@@ -246,7 +257,7 @@ impl PackedMatrix {
                     let q = &mut qs[(g * nb + b) * qsb..][..qsb];
                     let s = &mut dm[(g * nb + b) * dmb..][..dmb];
                     match m.ty {
-                        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => pack_k(m.ty, row, b, k, q, s),
+                        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K | GgmlType::Q3_K | GgmlType::Q2_K | GgmlType::IQ4_XS => pack_k(m.ty, row, b, k, q, s),
                         GgmlType::Q4_1 => {
                             let blk: &[BlockQ4_1] = as_blocks(row).expect("whole blocks");
                             q[k * 16..(k + 1) * 16].copy_from_slice(&blk[b].qs);
@@ -274,7 +285,7 @@ impl PackedMatrix {
                             q[k * 16..(k + 1) * 16].copy_from_slice(&blk[b].qs);
                             s[k * 2..k * 2 + 2].copy_from_slice(&blk[b].d);
                         }
-                        _ => unreachable!("group_block_bytes admits only q4_0, q4_1, q5_0, q8_0, q4_K, q5_K and q6_K"),
+                        _ => unreachable!("group_block_bytes admits only q4_0, q4_1, q5_0, q8_0, the K-quants and iq4_xs"),
                     }
                 }
             }
@@ -661,6 +672,12 @@ unsafe fn run_kernel(ty: GgmlType, wq: *const u8, wd: *const u8, nb: usize, n_gr
         #[cfg(target_arch = "x86_64")]
         GgmlType::Q6_K => call_k!(q6_k::Q6K),
         #[cfg(target_arch = "x86_64")]
+        GgmlType::Q3_K => call_k!(k16::Q3K),
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::Q2_K => call_k!(k16::Q2K),
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::IQ4_XS => call_k!(iq4_xs::IQ4XS),
+        #[cfg(target_arch = "x86_64")]
         GgmlType::Q5_0 => match n {
             1 => q5_0::groups::<1, true>(wq, wd, nb, n_groups, &[a[0]], [outs[0]]),
             2 => q5_0::groups::<2, true>(wq, wd, nb, n_groups, &[a[0], a[1]], [outs[0], outs[1]]),
@@ -680,9 +697,9 @@ unsafe fn run_kernel(ty: GgmlType, wq: *const u8, wd: *const u8, nb: usize, n_gr
 
 
 /// Writes row `k`'s super-block `b` into its group's packed quants `q` and meta `s` (layouts in
-/// `q4_k` and `q6_k`).
+/// `q4_k`, `q5_k`, `q6_k`, `k16` and `iq4_xs`).
 fn pack_k(ty: GgmlType, row: &[u8], b: usize, k: usize, q: &mut [u8], s: &mut [u8]) {
-    use crate::quant::blocks::{unpack_scales_mins_k4, BlockQ4K, BlockQ5K, BlockQ6K};
+    use crate::quant::blocks::{unpack_scales_mins_k4, unpack_scales_q3k, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
     let (p, h) = (k / 2, k % 2);
     match ty {
         GgmlType::Q4_K => {
@@ -724,6 +741,32 @@ fn pack_k(ty: GgmlType, row: &[u8], b: usize, k: usize, q: &mut [u8], s: &mut [u
             }
             s[64 + 2 * k..64 + 2 * k + 2].copy_from_slice(&a.d);
         }
-        _ => unreachable!("pack_k: K-quants only"),
+        // q3_K and q2_K: `k16`'s layouts.
+        GgmlType::Q3_K => {
+            let a = &as_blocks::<BlockQ3K>(row).expect("whole blocks")[b];
+            pack_low2(&a.qs, p, h, q);
+            q[256 + 64 * p + 32 * h..][..32].copy_from_slice(&a.hmask);
+            for (d, v) in s[16 * k..16 * k + 16].iter_mut().zip(unpack_scales_q3k(&a.scales)) {
+                *d = v as u8;
+            }
+            s[64 + 2 * k..64 + 2 * k + 2].copy_from_slice(&a.d);
+        }
+        GgmlType::Q2_K => {
+            let a = &as_blocks::<BlockQ2K>(row).expect("whole blocks")[b];
+            pack_low2(&a.qs, p, h, q);
+            s[16 * k..16 * k + 16].copy_from_slice(&a.scales);
+            s[64 + 2 * k..64 + 2 * k + 2].copy_from_slice(&a.d);
+            s[72 + 2 * k..72 + 2 * k + 2].copy_from_slice(&a.dmin);
+        }
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::IQ4_XS => iq4_xs::pack(&as_blocks::<BlockIQ4XS>(row).expect("whole blocks")[b], k, q, s),
+        _ => unreachable!("pack_k: K-quants and iq4_xs only"),
+    }
+}
+
+/// q3_K's and q2_K's `qs` (two 32-byte halves) for row `2p + h` of a group (`k16`'s layout).
+fn pack_low2(qs: &[u8; 64], p: usize, h: usize, q: &mut [u8]) {
+    for half in 0..2 {
+        q[(2 * half + p) * 64 + 32 * h..][..32].copy_from_slice(&qs[32 * half..32 * half + 32]);
     }
 }

@@ -7,7 +7,7 @@
 //! `hmask[l]`, and a clear bit means the value is 4 lower.
 
 use super::blocks::{dot_operands, f16_le, unpack_scales_q3k, BlockQ2K, BlockQ3K, BlockQ8K, QK_K};
-use super::lanes::{lane_dot32, Lanes};
+use super::kquants::k_step;
 
 /// The 2-bit quants of chunk `c` (= 4h + j) of a q2_K/q3_K block, in element order.
 #[inline(always)]
@@ -57,33 +57,37 @@ pub fn dequantize_q3_k(x: &[BlockQ3K], y: &mut [f32]) {
 
 pub fn vec_dot_q2_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let (wb, xb) = dot_operands::<BlockQ2K, BlockQ8K>(n, w, x);
-    let mut acc = Lanes::default();
-    let mut summ = 0f32;
+    let mut acc = 0f32;
     for (a, b) in wb.iter().zip(xb) {
-        let mut sum = [0i32; 8];
+        let mut isum = 0i32;
         for (c, y) in b.qs.chunks_exact(32).enumerate() {
-            lane_dot32(&mut sum, &low2(&a.qs, c), y, |k| (a.scales[2 * c + k / 16] & 0xF) as i32);
+            isum += sub_dots(&low2(&a.qs, c), y, |k| (a.scales[2 * c + k] & 0xF) as i32);
         }
-        let mut isum_min = 0i32;
+        let mut msum = 0i32;
         for g in 0..QK_K / 16 {
-            isum_min += (a.scales[g] >> 4) as i32 * b.bsum(g) as i32;
+            msum += (a.scales[g] >> 4) as i32 * b.bsum(g) as i32;
         }
-        acc.add(b.d() * f16_le(a.d), &sum);
-        summ += b.d() * f16_le(a.dmin) * isum_min as f32;
+        acc = k_step(acc, b.d() * f16_le(a.d), isum, b.d() * f16_le(a.dmin), msum);
     }
-    acc.hsum() - summ
+    acc
 }
 
 pub fn vec_dot_q3_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let (wb, xb) = dot_operands::<BlockQ3K, BlockQ8K>(n, w, x);
-    let mut acc = Lanes::default();
+    let mut acc = 0f32;
     for (a, b) in wb.iter().zip(xb) {
         let sc = unpack_scales_q3k(&a.scales);
-        let mut sum = [0i32; 8];
+        let mut isum = 0i32;
         for (c, y) in b.qs.chunks_exact(32).enumerate() {
-            lane_dot32(&mut sum, &q3_values(a, c), y, |k| sc[2 * c + k / 16] as i32);
+            isum += sub_dots(&q3_values(a, c), y, |k| sc[2 * c + k] as i32);
         }
-        acc.add(b.d() * f16_le(a.d), &sum);
+        acc = k_step(acc, b.d() * f16_le(a.d), isum, 0.0, 0);
     }
-    acc.hsum()
+    acc
+}
+
+/// `scale(0) * dot(v[..16], y[..16]) + scale(1) * dot(v[16..], y[16..])` (exact).
+#[inline(always)]
+fn sub_dots(v: &[i8; 32], y: &[i8], scale: impl Fn(usize) -> i32) -> i32 {
+    (0..2).map(|k| scale(k) * (16 * k..16 * k + 16).map(|i| v[i] as i32 * y[i] as i32).sum::<i32>()).sum()
 }

@@ -56,6 +56,28 @@ pub fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|f| f.to_bits()).collect()
 }
 
+/// `data` (an `n_rows x n_cols` matrix of `ty`) packed: for 1 to 33 tokens, on every pool, the
+/// packed matmul equals `vec_dot` and the unpacked matmul bit for bit.
+pub fn check_bytes_bit_for_bit(ty: GgmlType, data: &[u8], n_rows: usize, n_cols: usize, rng: &mut Rng, pools: &[ThreadPool]) {
+    let m = QMatrix::new(ty, data, n_rows, n_cols).expect("matrix");
+    let p = PackedMatrix::pack(&m).expect("packable");
+    assert_eq!((p.ty(), p.n_rows(), p.n_cols()), (ty, n_rows, n_cols));
+    for n_tokens in [1, 2, 3, 4, 5, 7, 16, 17, 33] {
+        let x = rng.vec(n_tokens * n_cols);
+        let want = reference(&m, &x, n_tokens, false);
+        for pool in pools {
+            let mut out = vec![f32::NAN; n_tokens * n_rows];
+            matmul_packed(pool, &p, &x, n_tokens, &mut out, &mut MatmulScratch::default()).expect("matmul");
+            assert_eq!(bits(&out), bits(&want), "{ty} {n_rows}x{n_cols}, {n_tokens} tokens, {} threads", pool.n_threads());
+            let mut plain = vec![0f32; n_tokens * n_rows];
+            matmul(pool, &m, &x, n_tokens, &mut plain, &mut MatmulScratch::default()).expect("matmul");
+            assert_eq!(bits(&out), bits(&plain), "packed vs unpacked matmul, {ty}");
+        }
+        // The scalar reference follows the same float order: the same bits.
+        assert_eq!(bits(&want), bits(&reference(&m, &x, n_tokens, true)), "{ty}: SIMD vec_dot vs scalar");
+    }
+}
+
 /// A random `n_rows x n_cols` matrix quantized to `ty` and packed: for 1 to 33 tokens, on every
 /// pool, the packed matmul equals `vec_dot` and the unpacked matmul bit for bit, and stays within
 /// `scalar_tol` (relative) of the scalar reference (a different float order, same integers).
@@ -82,7 +104,7 @@ pub fn check_packed_bit_for_bit(ty: GgmlType, n_rows: usize, n_cols: usize, rng:
     }
 }
 
-/// Random bytes for every block, with finite f16 scales (`d`, and `dmin` for q4_K) of either
+/// Random bytes for every block, with finite f16 scales (`d`, and `dmin` where the type has one) of either
 /// sign: every field's full range, as a file of random weights has.
 pub fn random_blocks(ty: GgmlType, n_rows: usize, n_cols: usize, seed: u64) -> Vec<u8> {
     let mut rng = Rng(seed | 1);
@@ -93,6 +115,9 @@ pub fn random_blocks(ty: GgmlType, n_rows: usize, n_cols: usize, seed: u64) -> V
         GgmlType::Q4_K => (144, &[0, 2]),
         GgmlType::Q5_K => (176, &[0, 2]),
         GgmlType::Q6_K => (210, &[208]),
+        GgmlType::Q3_K => (110, &[108]),
+        GgmlType::Q2_K => (84, &[80, 82]),
+        GgmlType::IQ4_XS => (136, &[0]),
         _ => unreachable!(),
     };
     for blk in data.chunks_exact_mut(size) {
@@ -103,10 +128,20 @@ pub fn random_blocks(ty: GgmlType, n_rows: usize, n_cols: usize, seed: u64) -> V
     data
 }
 
+/// An `n_rows x n_cols` matrix of `ty`: random floats quantized, or random block bytes for the
+/// types daehwa only reads (q2_K, q3_K, iq4_xs: no quantizer).
+pub fn some_matrix(ty: GgmlType, n_rows: usize, n_cols: usize, rng: &mut Rng) -> Vec<u8> {
+    if matches!(ty, GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::IQ4_XS) {
+        random_blocks(ty, n_rows, n_cols, rng.next())
+    } else {
+        quantize_matrix(ty, &rng.vec(n_rows * n_cols), n_cols)
+    }
+}
+
 /// `mixed` matrices (type, rows) of `n_cols` columns in one `matmul_packed_many` call for each
 /// token count: every output bit-for-bit the row-at-a-time reference.
 pub fn check_mixed_call(mixed: &[(GgmlType, usize)], n_cols: usize, token_counts: &[usize], rng: &mut Rng) {
-    let datas: Vec<Vec<u8>> = mixed.iter().map(|&(ty, r)| quantize_matrix(ty, &rng.vec(r * n_cols), n_cols)).collect();
+    let datas: Vec<Vec<u8>> = mixed.iter().map(|&(ty, r)| some_matrix(ty, r, n_cols, rng)).collect();
     let packs: Vec<PackedMatrix> = datas
         .iter()
         .zip(mixed)

@@ -2,21 +2,21 @@
 //!
 //! AVX2: per 32-element sub-block, `pshufb` through `KVALUES_IQ4NL`, the sign trick, `maddubs`,
 //! and `madd` by the sub-block's scale (minus 32) leave in lane `l` the exact sum of elements
-//! `4l..4l + 4`; the eight sub-blocks add up into one i32 vector per super-block, then
-//! `acc = acc + d * float(sum)` and `hsum_float_8` (the scalar reference's float steps, see
-//! `quant::lanes`). Pairs stay below 2^15: codes and quants are at most 127 in magnitude.
+//! `4l..4l + 4`; the eight sub-blocks add up into one exact total per super-block, folded by
+//! the K-quant float order as the scalar reference (`k_step`). Pairs stay below 2^15: codes
+//! and quants are at most 127 in magnitude.
 //!
 //! AVX-512: two sub-blocks per 512-bit register, laid out as (A low nibbles, B low, A high,
-//! B high), the q8_K quants permuted to match; at the end of the super-block the four 128-bit
-//! quarters fold into the same eight lanes (quarters 0 + 1 are lanes 0-3, 2 + 3 lanes 4-7),
-//! exact integers, so the float steps and the result are the AVX2 kernel's. It takes 1 to 4
+//! B high), the q8_K quants permuted to match; the super-block's lanes are summed exactly, so
+//! the float steps and the result are the AVX2 kernel's. It takes 1 to 4
 //! tokens: a super-block's codes and scales are looked up once for all of them (prefill).
 
 use std::arch::x86_64::*;
 
 use super::kquants512::wrappers;
 use super::legacy::wrapper;
-use super::{bytes_from_nibbles_32, f16, hsum_float_8, load32};
+use super::{bytes_from_nibbles_32, f16, hsum_i32_8, load32};
+use crate::quant::kquants::k_step;
 use crate::quant::blocks::{dot_operands, BlockIQ4XS, BlockQ8K, KVALUES_IQ4NL};
 
 wrapper!(vec_dot_iq4_xs_q8_k, iq4_xs_avx2, BlockIQ4XS, BlockQ8K);
@@ -27,7 +27,7 @@ wrappers!(vec_dot_iq4_xs_q8_k_512, vec_dot_multi_iq4_xs_q8_k_512, iq4_xs_512, Bl
 fn iq4_xs_avx2(x: &[BlockIQ4XS], y: &[BlockQ8K]) -> f32 {
     // SAFETY: the table is 16 readable bytes; `loadu` needs no alignment.
     let tab = _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr().cast()) });
-    let mut acc = _mm256_setzero_ps();
+    let mut acc = 0f32;
     for (a, b) in x.iter().zip(y) {
         let q8: &[[i8; 32]] = b.qs.as_chunks::<32>().0;
         let qs: &[[u8; 16]] = a.qs.as_chunks::<16>().0;
@@ -37,10 +37,9 @@ fn iq4_xs_avx2(x: &[BlockIQ4XS], y: &[BlockQ8K]) -> f32 {
             let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(load32(&q8[ib]), v));
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16(a.scale(ib) as i16)));
         }
-        let d = _mm256_set1_ps(f16(a.d) * b.d());
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(d, _mm256_cvtepi32_ps(sumi)));
+        acc = k_step(acc, f16(a.d) * b.d(), hsum_i32_8(sumi), 0.0, 0);
     }
-    hsum_float_8(acc)
+    acc
 }
 
 /// # Safety
@@ -51,7 +50,7 @@ unsafe fn iq4_xs_512<const T: usize>(x: &[BlockIQ4XS], ys: [&[BlockQ8K]; T], out
     // SAFETY: the table is 16 readable bytes; `loadu` needs no alignment.
     let tab = _mm512_broadcast_i32x4(unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr().cast()) });
     let m4 = _mm512_set1_epi8(0xF);
-    let mut acc = [_mm256_setzero_ps(); T];
+    let mut acc = [0f32; T];
     for (i, a) in x.iter().enumerate() {
         let qs: &[[u8; 32]] = a.qs.as_chunks::<32>().0;
         let mut av = [_mm512_setzero_si512(); 4];
@@ -83,14 +82,8 @@ unsafe fn iq4_xs_512<const T: usize>(x: &[BlockIQ4XS], ys: [&[BlockQ8K]; T], out
                 let p16 = _mm512_maddubs_epi16(av[j], sy);
                 sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p16, sc[j]));
             }
-            // Quarters (0 + 1, 2 + 3) -> eight lanes.
-            let q = _mm512_add_epi32(sumi, _mm512_shuffle_i64x2::<0b10_11_00_01>(sumi, sumi));
-            let s8 = _mm256_set_m128i(_mm512_extracti32x4_epi32::<2>(q), _mm512_extracti32x4_epi32::<0>(q));
-            let d = _mm256_set1_ps(dw * b.d());
-            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(d, _mm256_cvtepi32_ps(s8)));
+            acc[t] = k_step(acc[t], dw * b.d(), _mm512_reduce_add_epi32(sumi), 0.0, 0);
         }
     }
-    for t in 0..T {
-        out[t] = hsum_float_8(acc[t]);
-    }
+    *out = acc;
 }

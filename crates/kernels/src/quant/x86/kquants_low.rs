@@ -3,14 +3,14 @@
 //! AVX2 (ggml's approach): per 32-element chunk `c`, the 2-bit quants shifted out of `qs`
 //! (q3_K: plus 4 where the `hmask` bit is set, minus `4 * y` through a second `maddubs`),
 //! `maddubs` with the q8_K quants and `madd` by the two 16-element sub-block scales leave in lane
-//! `l` the exact sum of elements `4l..4l + 4`; eight chunks add up per super-block, then
-//! `acc = acc + d * float(sum)` and `hsum_float_8` as the scalar reference (`quant::lanes`).
-//! q2_K's minimum term is one exact i32 per super-block (`madd` of the 4-bit mins with the
-//! q8_K block sums), `summ += (y.d * dmin) * float(isum)`, subtracted at the end.
+//! `l` the exact sum of elements `4l..4l + 4`; eight chunks add up per super-block into one
+//! exact total, folded by the K-quant float order as the scalar reference (`k_step`). q2_K's
+//! minimum term is one exact i32 per super-block (`madd` of the 4-bit mins with the q8_K block
+//! sums), subtracted in the same step.
 //!
 //! AVX-512: chunks `c` and `c + 1` in one 512-bit register (their q8_K quants are contiguous);
-//! the two 256-bit halves are added at the end of the super-block into the same eight lanes,
-//! so the integers, the float steps and the result are the AVX2 kernel's. The AVX-512 kernels
+//! the super-block's lanes are summed exactly, so the float steps and the result are the AVX2
+//! kernel's. The AVX-512 kernels
 //! take 1 to 4 tokens: a super-block's quants and scales are unpacked once and used by every
 //! token (prefill), each token's arithmetic exactly the one-token kernel's.
 
@@ -22,7 +22,8 @@ use std::arch::x86_64::*;
 use super::kquants::SHUF_Q6;
 use super::kquants512::wrappers;
 use super::legacy::wrapper;
-use super::{f16, hsum_float_8, hsum_i32_8, load32};
+use super::{f16, hsum_i32_8, load32};
+use crate::quant::kquants::k_step;
 use crate::quant::blocks::{dot_operands, unpack_scales_q3k, BlockQ2K, BlockQ3K, BlockQ8K};
 
 wrapper!(vec_dot_q2_k_q8_k, q2_k_avx2, BlockQ2K, BlockQ8K);
@@ -79,8 +80,7 @@ fn q2_min_sum(sc: __m128i, b: &BlockQ8K) -> i32 {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q2_k_avx2(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut summ = 0f32;
+    let mut acc = 0f32;
     for (a, b) in x.iter().zip(y) {
         let sc_bytes = load16(&a.scales);
         let scales = _mm_and_si128(sc_bytes, _mm_set1_epi8(0xF));
@@ -96,16 +96,15 @@ fn q2_k_avx2(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(chunk_scales(scales, c), p16));
             }
         }
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(b.d() * f16(a.d)), _mm256_cvtepi32_ps(sumi)));
-        summ += b.d() * f16(a.dmin) * isum_min as f32;
+        acc = k_step(acc, b.d() * f16(a.d), hsum_i32_8(sumi), b.d() * f16(a.dmin), isum_min);
     }
-    hsum_float_8(acc) - summ
+    acc
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q3_k_avx2(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
     let four = _mm256_set1_epi8(4);
-    let mut acc = _mm256_setzero_ps();
+    let mut acc = 0f32;
     for (a, b) in x.iter().zip(y) {
         let scales = load16(&unpack_scales_q3k(&a.scales).map(|s| s as u8));
         let hbits = load32(&a.hmask);
@@ -124,9 +123,9 @@ fn q3_k_avx2(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(chunk_scales(scales, c), p16));
             }
         }
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(b.d() * f16(a.d)), _mm256_cvtepi32_ps(sumi)));
+        acc = k_step(acc, b.d() * f16(a.d), hsum_i32_8(sumi), 0.0, 0);
     }
-    hsum_float_8(acc)
+    acc
 }
 
 /// Scales of chunks `2k`, `2k + 1` as 32 i16 (eight each of sub-blocks 4k .. 4k + 4).
@@ -146,18 +145,12 @@ fn low2_pair(q: __m256i, p: usize) -> __m512i {
     _mm512_and_si512(both, _mm512_set1_epi8(3))
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn fold(s: __m512i) -> __m256i {
-    _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64::<1>(s))
-}
 
 /// # Safety
 /// Every `ys[t]` has at least `x.len()` blocks (the wrappers check this).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn q2_k_512<const T: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; T], out: &mut [f32; T]) {
-    let mut acc = [_mm256_setzero_ps(); T];
-    let mut summ = [0f32; T];
+    let mut acc = [0f32; T];
     for (i, a) in x.iter().enumerate() {
         let sc_bytes = load16(&a.scales);
         let scales = _mm256_broadcastsi128_si256(_mm_and_si128(sc_bytes, _mm_set1_epi8(0xF)));
@@ -183,13 +176,10 @@ unsafe fn q2_k_512<const T: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; T], out: &m
                 let yv = unsafe { _mm512_loadu_si512(q8[k].as_ptr().cast()) };
                 sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(s[k], _mm512_maddubs_epi16(w[k], yv)));
             }
-            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_set1_ps(b.d() * dw), _mm256_cvtepi32_ps(fold(sumi))));
-            summ[t] += b.d() * dminw * isum_min as f32;
+            acc[t] = k_step(acc[t], b.d() * dw, _mm512_reduce_add_epi32(sumi), b.d() * dminw, isum_min);
         }
     }
-    for t in 0..T {
-        out[t] = hsum_float_8(acc[t]) - summ[t];
-    }
+    *out = acc;
 }
 
 /// # Safety
@@ -197,7 +187,7 @@ unsafe fn q2_k_512<const T: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; T], out: &m
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn q3_k_512<const T: usize>(x: &[BlockQ3K], ys: [&[BlockQ8K]; T], out: &mut [f32; T]) {
     let four = _mm512_set1_epi8(4);
-    let mut acc = [_mm256_setzero_ps(); T];
+    let mut acc = [0f32; T];
     for (i, a) in x.iter().enumerate() {
         let scales = _mm256_broadcastsi128_si256(load16(&unpack_scales_q3k(&a.scales).map(|s| s as u8)));
         let hb = load32(&a.hmask);
@@ -228,10 +218,8 @@ unsafe fn q3_k_512<const T: usize>(x: &[BlockQ3K], ys: [&[BlockQ8K]; T], out: &m
                 let p16 = _mm512_sub_epi16(_mm512_maddubs_epi16(w[k], yv), _mm512_maddubs_epi16(four, yv));
                 sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(s[k], p16));
             }
-            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_set1_ps(b.d() * dw), _mm256_cvtepi32_ps(fold(sumi))));
+            acc[t] = k_step(acc[t], b.d() * dw, _mm512_reduce_add_epi32(sumi), 0.0, 0);
         }
     }
-    for t in 0..T {
-        out[t] = hsum_float_8(acc[t]);
-    }
+    *out = acc;
 }

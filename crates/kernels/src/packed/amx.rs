@@ -7,15 +7,14 @@
 //! expanded, once per row tile and in L2, into byte *parts* whose weighted sum is `q * scale`:
 //! - q4_K / q5_K: `q * (scale & 7)` and `q * (scale >> 3)` (at most 31 * 7 = 217, unsigned),
 //!   and `isum = C0 + 8 * C1`;
-//! - q6_K: `(q - 32) * digit` for the scale's base-4 digits (three in 0..4, the top one in
-//!   -2..2, each product within -128..127), and `isum = C0 + 4 C1 + 16 C2 + 64 C3`;
+//! - q6_K: the product `w = (q - 32) * scale` (within -4096..4096) split as `(w & 127) + 128 *
+//!   (w >> 7)`, both parts bytes (0..128 and -32..32), and `isum = C0 + 128 C1`;
 //! - q3_K: `q * (scale & 7)` and `q * (scale >> 3)` with `q` in -4..4 and the signed 6-bit
 //!   scale's top digit in -4..4 (products within -28..28), `isum = C0 + 8 C1`;
 //! - q2_K: as q4_K (`q` in 0..4, 4-bit scales), its 16 mins per super-block against the q8_K
 //!   block sums one by one;
-//! - iq4_xs: the code's value `v` (-127..113) split as `v_lo + 16 v_hi` (`v_lo` in 0..16, `v_hi`
-//!   in -8..8) and the 6-bit scale as `s_lo + 8 s_hi`, four products each within -128..127,
-//!   `isum = C0 + 8 C1 + 16 C2 + 128 C3`.
+//! - iq4_xs: as q6_K, the product of the code's value (-127..113) and the 6-bit scale split in
+//!   two, `isum = C0 + 128 C1`.
 //!
 //! The parts' tiles run over a whole super-block (256 elements, 4 tile steps) into 2 or 4 i32
 //! accumulator tiles, so `isum` per (row, token, super-block) is the exact integer total. The
@@ -100,22 +99,16 @@ pub(super) fn handles(ty: GgmlType) -> bool {
 }
 
 /// Byte parts per weight (see the module docs).
-fn parts(ty: GgmlType) -> usize {
-    if matches!(ty, GgmlType::Q6_K | GgmlType::IQ4_XS) { 4 } else { 2 }
-}
+const PARTS: usize = 2;
 
 /// Whether the parts are signed (`tdpbssd`) rather than unsigned (`tdpbusd`).
 fn signed(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q6_K | GgmlType::Q3_K | GgmlType::IQ4_XS)
 }
 
-/// log2 of each part's weight in `isum` (see the module docs).
-fn part_shifts(ty: GgmlType) -> [u32; 4] {
-    match ty {
-        GgmlType::Q6_K => [0, 2, 4, 6],
-        GgmlType::IQ4_XS => [0, 3, 4, 7],
-        _ => [0, 3, 0, 0],
-    }
+/// log2 of the second part's weight in `isum` (see the module docs).
+fn hi_shift(ty: GgmlType) -> u32 {
+    if matches!(ty, GgmlType::Q6_K | GgmlType::IQ4_XS) { 7 } else { 3 }
 }
 
 /// How a type's minimums enter: none, one per 32 elements (q4_K/q5_K: against the block-sum
@@ -233,10 +226,12 @@ unsafe fn store_part(dst: *mut u8, v16: __m512i, part: __m512i) {
     _mm256_storeu_si256(dst.cast(), _mm512_cvtepi16_epi8(_mm512_mullo_epi16(v16, part)));
 }
 
-/// Base-4 digit `p` of a q6_K scale: `s = d0 + 4 d1 + 16 d2 + 64 d3`, d0..d2 in 0..4, d3 in -2..2.
+/// 32 products `w` (i16, within -4096..4096) as two byte parts: `w & 127` at `lo` and `w >> 7`
+/// (-32..32) at `hi`, so `w = lo + 128 hi`.
 #[inline(always)]
-fn digit(s: i8, p: usize) -> i16 {
-    if p == 3 { (s >> 6) as i16 } else { ((s as u8 >> (2 * p)) & 3) as i16 }
+unsafe fn store_split(lo: *mut u8, hi: *mut u8, w: __m512i) {
+    _mm256_storeu_si256(lo.cast(), _mm512_cvtepi16_epi8(_mm512_and_si512(w, _mm512_set1_epi16(127))));
+    _mm256_storeu_si256(hi.cast(), _mm512_cvtepi16_epi8(_mm512_srai_epi16::<7>(w)));
 }
 
 /// Expands row tile `rt` of `w` into `out` (see [`RowTile`]); rows past the matrix are zeros.
@@ -248,7 +243,7 @@ fn digit(s: i8, p: usize) -> i16 {
 unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RowTile) {
     let ty = w.ty;
     let nb = w.n_cols / QK_K;
-    let np = parts(ty);
+    let np = PARTS;
     let (qsb, dmb) = super::group_block_bytes(ty).expect("packed K-quant");
     grow(&mut out.a, nb * STEPS * np * TILE_BYTES);
     grow(&mut out.dw, nb * TILE);
@@ -331,11 +326,9 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RowTile) {
                                     let k = 2 * p + h;
                                     let v16 = _mm512_cvtepi8_epi16(if h == 0 { _mm512_castsi512_si256(v) } else { _mm512_extracti64x4_epi64::<1>(v) });
                                     let (s0, s1) = (*(m.add(16 * k + 2 * sb) as *const i8), *(m.add(16 * k + 2 * sb + 1) as *const i8));
-                                    for part in 0..4 {
-                                        // Scale 2 sb on the first 16 elements, 2 sb + 1 on the rest.
-                                        let sv = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_set1_epi16(digit(s0, part))), _mm256_set1_epi16(digit(s1, part)));
-                                        store_part(at(ROWS * gi + k, sb / 2, part, sb % 2), v16, sv);
-                                    }
+                                    // Scale 2 sb on the first 16 elements, 2 sb + 1 on the rest.
+                                    let sv = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_set1_epi16(s0 as i16)), _mm256_set1_epi16(s1 as i16));
+                                    store_split(at(ROWS * gi + k, sb / 2, 0, sb % 2), at(ROWS * gi + k, sb / 2, 1, sb % 2), _mm512_mullo_epi16(v16, sv));
                                 }
                             }
                         }
@@ -401,14 +394,9 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RowTile) {
                                 for hh in 0..2 {
                                     let k = 2 * p + hh;
                                     let v16 = _mm512_cvtepi8_epi16(if hh == 0 { _mm512_castsi512_si256(val) } else { _mm512_extracti64x4_epi64::<1>(val) });
-                                    let (lo, hi) = (_mm512_and_si512(v16, _mm512_set1_epi16(15)), _mm512_srai_epi16::<4>(v16));
                                     let s = *(m.add(8 * k + sb) as *const i8) as i16;
-                                    let (sl, sh) = (_mm512_set1_epi16(s & 7), _mm512_set1_epi16(s >> 3));
                                     let r = ROWS * gi + k;
-                                    store_part(at(r, sb / 2, 0, sb % 2), lo, sl);
-                                    store_part(at(r, sb / 2, 1, sb % 2), lo, sh);
-                                    store_part(at(r, sb / 2, 2, sb % 2), hi, sl);
-                                    store_part(at(r, sb / 2, 3, sb % 2), hi, sh);
+                                    store_split(at(r, sb / 2, 0, sb % 2), at(r, sb / 2, 1, sb % 2), _mm512_mullo_epi16(v16, _mm512_set1_epi16(s)));
                                 }
                             }
                         }
@@ -488,7 +476,7 @@ pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, 
                 for blk in 0..w.n_cols / QK_K {
                     let mut tt = 0;
                     while tt < n_tt {
-                        if parts(w.ty) == 2 && tt + 1 < n_tt {
+                        if tt + 1 < n_tt {
                             ints_pair(w, &rt_buf, acts, tt, blk, c0, c1);
                             fold(w, &rt_buf, acts, tt, blk, c0, &mut accs[tt * TILE * TILE..][..TILE * TILE]);
                             fold(w, &rt_buf, acts, tt + 1, blk, c1, &mut accs[(tt + 1) * TILE * TILE..][..TILE * TILE]);
@@ -512,11 +500,11 @@ pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, 
 /// The integer tiles (`[part][row][token]`) of block `blk` against token tile `tt`, into `c`.
 ///
 /// # Safety
-/// Inside [`run_tiles`] (tiles configured); `c` is writable for `parts(w.ty)` tiles.
+/// Inside [`run_tiles`] (tiles configured); `c` is writable for `PARTS` tiles.
 #[inline(always)]
 unsafe fn ints_one(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, blk: usize, c: *mut [i32; TILE * TILE]) {
     let nb = w.n_cols / QK_K;
-    let np = parts(w.ty);
+    let np = PARTS;
     let signed = signed(w.ty);
     asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
     let a = rows.a.as_ptr().add(blk * STEPS * np * TILE_BYTES);
@@ -528,52 +516,22 @@ unsafe fn ints_one(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, 
         } else {
             tile_load!("7", bp);
         }
-        if np == 2 {
-            // q4_K/q5_K leave accumulators 2 and 3 free: odd steps load their A tiles
-            // there, so a load need not wait for the previous step's multiply to release
-            // its tile register.
-            if st % 2 == 0 {
-                tile_load!("4", ap);
-                tile_dp!(signed, "0", "4", "5");
-                tile_load!("6", ap.add(TILE_BYTES));
-                tile_dp!(signed, "1", "6", "5");
-            } else {
-                tile_load!("2", ap);
-                tile_dp!(signed, "0", "2", "7");
-                tile_load!("3", ap.add(TILE_BYTES));
-                tile_dp!(signed, "1", "3", "7");
-            }
-            continue;
-        }
-        tile_load!("4", ap);
-        match st % 2 {
-            0 => tile_dp!(signed, "0", "4", "5"),
-            _ => tile_dp!(signed, "0", "4", "7"),
-        }
-        tile_load!("6", ap.add(TILE_BYTES));
-        match st % 2 {
-            0 => tile_dp!(signed, "1", "6", "5"),
-            _ => tile_dp!(signed, "1", "6", "7"),
-        }
-        if np == 4 {
-            tile_load!("4", ap.add(2 * TILE_BYTES));
-            match st % 2 {
-                0 => tile_dp!(signed, "2", "4", "5"),
-                _ => tile_dp!(signed, "2", "4", "7"),
-            }
-            tile_load!("6", ap.add(3 * TILE_BYTES));
-            match st % 2 {
-                0 => tile_dp!(signed, "3", "6", "5"),
-                _ => tile_dp!(signed, "3", "6", "7"),
-            }
+        // Two parts leave accumulators 2 and 3 free: odd steps load their A tiles there, so a
+        // load need not wait for the previous step's multiply to release its tile register.
+        if st % 2 == 0 {
+            tile_load!("4", ap);
+            tile_dp!(signed, "0", "4", "5");
+            tile_load!("6", ap.add(TILE_BYTES));
+            tile_dp!(signed, "1", "6", "5");
+        } else {
+            tile_load!("2", ap);
+            tile_dp!(signed, "0", "2", "7");
+            tile_load!("3", ap.add(TILE_BYTES));
+            tile_dp!(signed, "1", "3", "7");
         }
     }
     asm!("tilestored [{0} + {1}], tmm0", in(reg) (*c).as_mut_ptr(), in(reg) STEP, options(nostack));
     asm!("tilestored [{0} + {1}], tmm1", in(reg) (*c.add(1)).as_mut_ptr(), in(reg) STEP, options(nostack));
-    if np == 4 {
-        asm!("tilestored [{0} + {1}], tmm2", in(reg) (*c.add(2)).as_mut_ptr(), in(reg) STEP, options(nostack));
-        asm!("tilestored [{0} + {1}], tmm3", in(reg) (*c.add(3)).as_mut_ptr(), in(reg) STEP, options(nostack));
-    }
 }
 
 /// Two-part types: the integer tiles of block `blk` against token tiles `tt` and `tt + 1` at once
@@ -613,9 +571,8 @@ unsafe fn ints_pair(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize,
 #[allow(clippy::needless_range_loop)]
 unsafe fn fold(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, blk: usize, c: *const [i32; TILE * TILE], acc_mem: &mut [f32]) {
     let nb = w.n_cols / QK_K;
-    let np = parts(w.ty);
-    let (mins, sh) = (mins(w.ty), part_shifts(w.ty));
-    let sh: [__m128i; 4] = [_mm_cvtsi32_si128(sh[0] as i32), _mm_cvtsi32_si128(sh[1] as i32), _mm_cvtsi32_si128(sh[2] as i32), _mm_cvtsi32_si128(sh[3] as i32)];
+    let mins = mins(w.ty);
+    let sh = _mm_cvtsi32_si128(hi_shift(w.ty) as i32);
     let mut acc = [_mm512_setzero_ps(); TILE];
     for r in 0..TILE {
         acc[r] = _mm512_loadu_ps(acc_mem.as_ptr().add(r * TILE));
@@ -625,11 +582,7 @@ unsafe fn fold(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, blk:
     let bquad = acts.bq.as_ptr().add((tt * nb + blk) * MIN_PAIRS * TILE);
     for r in 0..TILE {
         let row = |p: usize| _mm512_loadu_si512((*c.add(p)).as_ptr().add(r * TILE).cast());
-        let mut isum = _mm512_add_epi32(row(0), _mm512_sll_epi32(row(1), sh[1]));
-        if np == 4 {
-            isum = _mm512_add_epi32(isum, _mm512_sll_epi32(row(2), sh[2]));
-            isum = _mm512_add_epi32(isum, _mm512_sll_epi32(row(3), sh[3]));
-        }
+        let isum = _mm512_add_epi32(row(0), _mm512_sll_epi32(row(1), sh));
         let d = _mm512_mul_ps(dx, _mm512_set1_ps(*rows.dw.get_unchecked(blk * TILE + r)));
         acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(d, _mm512_cvtepi32_ps(isum)));
         if mins != Mins::None {

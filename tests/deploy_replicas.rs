@@ -226,11 +226,19 @@ fn thirty_conversations_through_haproxy_survive_a_stopped_replica() {
     for (c, ts) in &mut by_conv {
         ts.sort_by_key(|t| t.turn);
         *per_replica.entry(ts[0].replica.clone()).or_default() += 1;
-        for pair in ts.windows(2) {
+        let mut moves = 0;
+        for (i, pair) in ts.windows(2).enumerate() {
             let (a, b) = (&pair[0], &pair[1]);
             assert!(b.cached > 0, "conversation {c} turn {} (on {}) was not served from a cached prefix: {ts:?}", b.turn, b.replica);
-            // Affinity: a follow-up moves only off the stopped replica.
-            assert!(a.replica == b.replica || a.replica == "r2", "conversation {c} moved from {} to {}: {ts:?}", a.replica, b.replica);
+            // Affinity: only a conversation that was on the stopped replica moves, never onto it,
+            // and at most twice: while r2 is stopping, HAProxy's redispatch after a refused
+            // connection walks the hash ring on from r2's node, and once r2 is marked down the
+            // ring's closest remaining node takes its conversations; the two need not agree.
+            if a.replica != b.replica {
+                moves += 1;
+                let was_on_r2 = ts[..=i].iter().any(|t| t.replica == "r2");
+                assert!(was_on_r2 && b.replica != "r2" && moves <= 2, "conversation {c} moved from {} to {}: {ts:?}", a.replica, b.replica);
+            }
         }
     }
     assert!(per_replica.len() == 3, "the conversations spread over the three replicas: {per_replica:?}");

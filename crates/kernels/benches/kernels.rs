@@ -283,7 +283,7 @@ fn main() {
 
     // Attention at SmolLM2's shape over 512 cached rows: one decode row, then a 64-token
     // prefill chunk (causal, the last 64 positions) spread over the pool.
-    let p = AttnParams { n_head: 9, n_head_kv: 3, head_dim: 64, scale: 0.125, softcap: None };
+    let p = AttnParams { n_head: 9, n_head_kv: 3, head_dim: 64, scale: 0.125, softcap: None, sinks: None };
     let n_kv = 512;
     let kv: Vec<f16> = random_f32(n_kv * 3 * 64, 5).into_iter().map(f16::from_f32).collect();
     let chunks = [KvChunk { k: &kv, v: &kv, n_rows: n_kv }];
@@ -301,7 +301,7 @@ fn main() {
 
     // Gemma-3-270M's shape: 4 query heads of 256 over one KV head (the grouped-heads kernel),
     // a 64-token prefill chunk over 512 cached rows.
-    let pg = AttnParams { n_head: 4, n_head_kv: 1, head_dim: 256, scale: 1.0, softcap: None };
+    let pg = AttnParams { n_head: 4, n_head_kv: 1, head_dim: 256, scale: 1.0, softcap: None, sinks: None };
     let kvg: Vec<f16> = random_f32(n_kv * 256, 6).into_iter().map(f16::from_f32).collect();
     let chunks_g = [KvChunk { k: &kvg, v: &kvg, n_rows: n_kv }];
     let qg: Vec<f32> = random_f32(64 * 4 * 256, 10).into_iter().map(|v| v * 0.0625).collect();

@@ -9,6 +9,8 @@
 //!     if s > M: acc *= exp(M - s); S *= exp(M - s); M = s; w = 1
 //!     else:     w = exp(s - M)
 //!     acc += w * V[j, kvh];  S += w
+//! [with a sink logit z_h (gpt-oss): if z_h > M: acc *= exp(M - z_h) (in f32); S = S * exp(M - z_h) + 1
+//!                                   else:       S += exp(z_h - M)]
 //! out_h = acc / S
 //! ```
 //!
@@ -44,7 +46,7 @@ pub struct KvChunk<'a> {
 
 /// Shape and scaling of one attention layer.
 #[derive(Clone, Copy, Debug)]
-pub struct AttnParams {
+pub struct AttnParams<'a> {
     pub n_head: usize,
     pub n_head_kv: usize,
     pub head_dim: usize,
@@ -52,15 +54,22 @@ pub struct AttnParams {
     pub scale: f32,
     /// Gemma-2 style score soft-capping: `s = softcap * tanh(s / softcap)`.
     pub softcap: Option<f32>,
+    /// Attention sinks (gpt-oss's `attn_sinks`): one logit per query head that joins the
+    /// softmax's denominator but has no value row, so a head may attend to "nothing". Folded
+    /// in after the last KV row as llama.cpp's flash-attention kernel does.
+    pub sinks: Option<&'a [f32]>,
 }
 
-impl AttnParams {
+impl AttnParams<'_> {
     fn row_len(&self) -> usize {
         self.n_head_kv * self.head_dim
     }
 
     fn check(&self, chunks: &[KvChunk]) {
         assert!(self.n_head_kv > 0 && self.n_head.is_multiple_of(self.n_head_kv), "n_head {} is not a multiple of n_head_kv {}", self.n_head, self.n_head_kv);
+        if let Some(s) = self.sinks {
+            assert_eq!(s.len(), self.n_head, "one sink logit per query head");
+        }
         let row = self.row_len();
         for (i, c) in chunks.iter().enumerate() {
             assert!(
@@ -233,7 +242,7 @@ pub fn attention_rows_parallel(
 #[derive(Clone, Copy)]
 struct Ctx<'a> {
     chunks: &'a [KvChunk<'a>],
-    p: &'a AttnParams,
+    p: &'a AttnParams<'a>,
     path: Path,
 }
 
@@ -250,6 +259,7 @@ fn heads(cx: Ctx, q: &[f32], h0: usize, n: usize, range: Range<usize>, scratch: 
         let kvh = h0 / (p.n_head / p.n_head_kv);
         let (scale, cap) = scale_cap(p);
         let stride = p.row_len();
+        let sinks = p.sinks.map(|s| &s[h0..h0 + n]);
         macro_rules! go {
             ($nv:literal) => {
                 // SAFETY: `Path::Avx512` means `avx512::available()`; `check` verified every chunk
@@ -257,10 +267,10 @@ fn heads(cx: Ctx, q: &[f32], h0: usize, n: usize, range: Range<usize>, scratch: 
                 // n_head_kv; q and out are `n * hd` long (checked just above).
                 unsafe {
                     match n {
-                        1 => avx512::heads::<$nv, 1>(q, chunks, range.clone(), stride, kvh, scale, cap, out),
-                        2 => avx512::heads::<$nv, 2>(q, chunks, range.clone(), stride, kvh, scale, cap, out),
-                        3 => avx512::heads::<$nv, 3>(q, chunks, range.clone(), stride, kvh, scale, cap, out),
-                        _ => avx512::heads::<$nv, 4>(q, chunks, range.clone(), stride, kvh, scale, cap, out),
+                        1 => avx512::heads::<$nv, 1>(q, chunks, range.clone(), stride, kvh, scale, cap, sinks, out),
+                        2 => avx512::heads::<$nv, 2>(q, chunks, range.clone(), stride, kvh, scale, cap, sinks, out),
+                        3 => avx512::heads::<$nv, 3>(q, chunks, range.clone(), stride, kvh, scale, cap, sinks, out),
+                        _ => avx512::heads::<$nv, 4>(q, chunks, range.clone(), stride, kvh, scale, cap, sinks, out),
                     }
                 }
             };
@@ -330,9 +340,27 @@ fn head(cx: Ctx, qrow: &[f32], h: usize, range: Range<usize>, scratch: &mut [f32
         }
         base += c.n_rows;
     }
+    if let Some(sinks) = p.sinks {
+        let ms;
+        (sum, ms) = sink(sinks[h], m, sum);
+        acc.iter_mut().for_each(|a| *a *= ms);
+    }
     let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
     for (o, &a) in out.iter_mut().zip(acc.iter()) {
         *o = a * inv;
+    }
+}
+
+/// Folds a head's sink logit `z` into its running max `m` and sum `sum` after the last KV row, as
+/// ggml's flash attention does: returns the new sum and the factor the accumulator is then
+/// multiplied by (in f32; `exp(m - z)` when the sink is the larger, else exactly 1).
+#[inline(always)]
+fn sink(z: f32, m: f32, sum: f32) -> (f32, f32) {
+    if z > m {
+        let ms = (m - z).exp();
+        (sum * ms + 1.0, ms)
+    } else {
+        (sum + (z - m).exp(), 1.0)
     }
 }
 

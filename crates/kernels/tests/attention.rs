@@ -1,5 +1,6 @@
 //! Attention against a naive softmax(q K^T * scale) V computed in f64, with GQA, several KV
-//! chunks, soft-capping, the parallel prefill form, and scalar against SIMD kernels.
+//! chunks, soft-capping, attention sinks, the parallel prefill form, and scalar against SIMD
+//! kernels.
 
 use half::f16;
 use kernels::attention::{attention_row, attention_row_avx2, attention_row_scalar, attention_rows_parallel, AttnParams, KvChunk};
@@ -67,7 +68,8 @@ fn naive(q: &[f32], cache: &Cache, range: std::ops::Range<usize>, p: &AttnParams
             .collect();
         let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let w: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-        let sum: f64 = w.iter().sum();
+        // A sink logit joins the denominator only.
+        let sum: f64 = w.iter().sum::<f64>() + p.sinks.map_or(0.0, |z| (f64::from(z[h]) - max).exp());
         for (j, wj) in range.clone().zip(&w) {
             let v = &cache.v[j * cache.row + kvh * hd..][..hd];
             for d in 0..hd {
@@ -85,8 +87,8 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
     }
 }
 
-fn params(n_head: usize, n_head_kv: usize, head_dim: usize, softcap: Option<f32>) -> AttnParams {
-    AttnParams { n_head, n_head_kv, head_dim, scale: 1.0 / (head_dim as f32).sqrt(), softcap }
+fn params(n_head: usize, n_head_kv: usize, head_dim: usize, softcap: Option<f32>) -> AttnParams<'static> {
+    AttnParams { n_head, n_head_kv, head_dim, scale: 1.0 / (head_dim as f32).sqrt(), softcap, sinks: None }
 }
 
 #[test]
@@ -175,6 +177,65 @@ fn avx512_matches_avx2_bit_for_bit() {
             assert_eq!(bits(&fast), bits(&avx2), "head_dim {} n_kv {n_kv}", p.head_dim);
         }
     }
+}
+
+/// gpt-oss's sinks: against the f64 softmax with the sink in its denominator, on every path
+/// (AVX-512 bit-for-bit AVX2, scalar within rounding), sinks both above the scores (the
+/// accumulator rescaled) and below, the parallel form equal to rows one by one; and a sink of
+/// -inf changes nothing.
+#[test]
+fn sinks_match_naive_f64_on_every_path() {
+    let mut rng = Rng(27);
+    let sinks: Vec<f32> = vec![8.0, -6.0, 0.5, 3.0, -1.0, 12.0, 0.0, -20.0];
+    for (hd, qscale) in [(64usize, 2.0f32), (16, 6.0), (20, 1.0)] {
+        let p = AttnParams { sinks: Some(&sinks), ..params(8, 2, hd, None) };
+        for sizes in [vec![1usize], vec![16, 16, 9], vec![130]] {
+            let n_kv: usize = sizes.iter().sum();
+            let cache = Cache::new(&mut rng, n_kv, &p);
+            let chunks = cache.chunks(&sizes);
+            let q = rng.vec(p.n_head * hd, qscale);
+            let (mut fast, mut avx2, mut scalar) = (vec![0f32; q.len()], vec![0f32; q.len()], vec![0f32; q.len()]);
+            attention_row(&q, &chunks, &p, &mut Vec::new(), &mut fast);
+            attention_row_avx2(&q, &chunks, &p, &mut Vec::new(), &mut avx2);
+            attention_row_scalar(&q, &chunks, &p, &mut Vec::new(), &mut scalar);
+            let what = format!("head_dim {hd}, chunks {sizes:?}");
+            assert_close(&what, &fast, &naive(&q, &cache, 0..n_kv, &p), 2e-3);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&avx2), "{what}: AVX-512 vs AVX2");
+            // FMA against separate rounding, then the f16 accumulator: a few f16 ulps over 130 rows.
+            for (i, (&a, &b)) in fast.iter().zip(&scalar).enumerate() {
+                assert!((a - b).abs() <= 1e-4, "{what} [{i}]: simd {a}, scalar {b}");
+            }
+            // The sinks matter: without them the result differs.
+            let mut plain = vec![0f32; q.len()];
+            attention_row(&q, &chunks, &params(8, 2, hd, None), &mut Vec::new(), &mut plain);
+            assert!(fast.iter().zip(&plain).any(|(a, b)| (a - b).abs() > 1e-2), "{what}: sinks change the output");
+            // Sinks of -inf are no sinks.
+            let none = vec![f32::NEG_INFINITY; 8];
+            let mut same = vec![0f32; q.len()];
+            attention_row(&q, &chunks, &AttnParams { sinks: Some(&none), ..params(8, 2, hd, None) }, &mut Vec::new(), &mut same);
+            assert_eq!(bits(&same), bits(&plain), "{what}: -inf sinks");
+        }
+    }
+    // The parallel prefill form equals rows one by one with sinks too, and no visible row gives 0.
+    let p = AttnParams { sinks: Some(&sinks), ..params(8, 2, 64, None) };
+    let cache = Cache::new(&mut rng, 40, &p);
+    let chunks = cache.chunks(&[16, 24]);
+    let row = 8 * 64;
+    let q = rng.vec(20 * row, 3.0);
+    let visible = |t: usize| 0..21 + t - 1;
+    let mut out = vec![f32::NAN; 20 * row];
+    attention_rows_parallel(&ThreadPool::new(2), &q, 20, &chunks, &visible, &p, &mut out);
+    for t in 0..20 {
+        let r = visible(t);
+        let sub = [KvChunk { k: &cache.k[..r.end * cache.row], v: &cache.v[..r.end * cache.row], n_rows: r.end }];
+        let mut one = vec![0f32; row];
+        attention_row(&q[t * row..(t + 1) * row], &sub, &p, &mut Vec::new(), &mut one);
+        assert_eq!(&out[t * row..(t + 1) * row], &one[..], "token {t}");
+    }
+    let mut empty = vec![f32::NAN; row];
+    attention_row(&q[..row], &[], &p, &mut Vec::new(), &mut empty);
+    assert!(empty.iter().all(|&v| v == 0.0));
 }
 
 #[test]

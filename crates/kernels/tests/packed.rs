@@ -15,7 +15,7 @@ use kernels::matmul::{matmul, MatmulScratch, QMatrix};
 use kernels::packed::{self, matmul_packed, matmul_packed_many, PackedMatrix};
 use kernels::pool::ThreadPool;
 use kernels::quant;
-use packed_util::{bits, check_packed_bit_for_bit, quantize_matrix, reference, Rng};
+use packed_util::{bits, check_bytes_bit_for_bit, check_mixed_call, check_packed_bit_for_bit, quantize_matrix, random_blocks, reference, Rng};
 
 fn require_packed() -> bool {
     if !packed::available() {
@@ -38,6 +38,22 @@ fn packed_equals_vec_dot_bit_for_bit() {
             check_packed_bit_for_bit(ty, n_rows, n_cols, &mut rng, &pools, 1e-4);
         }
     }
+}
+
+/// gpt-oss's mxfp4 experts (no quantizer: random block bytes, every code, exponents around 1),
+/// alone and beside q8_0 in one call (both read q8_0 activations).
+#[test]
+fn packed_mxfp4_equals_vec_dot_bit_for_bit() {
+    if !require_packed() {
+        return;
+    }
+    let mut rng = Rng(0x6f55_0014);
+    let pools = [ThreadPool::new(1), ThreadPool::new(3)];
+    for &(n_rows, n_cols) in &[(4, 32), (13, 96), (64, 576), (37, 2880), (5, 64)] {
+        let data = random_blocks(GgmlType::MXFP4, n_rows, n_cols, rng.next());
+        check_bytes_bit_for_bit(GgmlType::MXFP4, &data, n_rows, n_cols, &mut rng, &pools);
+    }
+    check_mixed_call(&[(GgmlType::MXFP4, 12), (GgmlType::Q8_0, 8), (GgmlType::MXFP4, 5)], 192, &[1, 4, 9], &mut Rng(41));
 }
 
 #[test]

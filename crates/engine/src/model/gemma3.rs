@@ -120,7 +120,7 @@ mod tests {
             let v: Vec<f32> = (0..kv_dim).map(|d| value(pos * 71 + d + 7)).collect();
             kv.write(0, 0, pos, &k, &v);
         }
-        let p = AttnParams { n_head, n_head_kv, head_dim: hd, scale: 0.5, softcap: None };
+        let p = AttnParams { n_head, n_head_kv, head_dim: hd, scale: 0.5, softcap: None, sinks: None };
         let mut batch = Batch::default();
         for pos in 16..n_pos {
             batch.push(0, pos, 0, true);

@@ -189,7 +189,7 @@ struct Layer {
     moe: Option<MoeFfn>,
     /// `attn_output.bias` where the file has one (gpt-oss).
     bo: Option<Vec<f32>>,
-    /// Per-head attention sink logits `attn_sinks.weight` (gpt-oss), see `sinks.rs`.
+    /// Per-head attention sink logits `attn_sinks.weight` (gpt-oss), see `kernels::attention`.
     sinks: Option<Vec<f32>>,
 }
 
@@ -458,6 +458,7 @@ impl Model for Llama {
             head_dim: hp.head_dim,
             scale: if self.query_scale.is_some() { 1.0 } else { 1.0 / (hp.head_dim as f32).sqrt() },
             softcap: self.attn_softcap,
+            sinks: None,
         };
         let (pos, eps) = (&batch.pos, hp.rms_eps);
         let rope_global = match &self.rope_long {
@@ -511,10 +512,8 @@ impl Model for Llama {
                 ctx.kv.write(il, batch.seq[i], pos[i], &k[i * kvd..(i + 1) * kvd], &v[i * kvd..(i + 1) * kvd]);
             }
             let att = grow(&mut ws.att, n * qd);
-            attend_window(pool, &*ctx.kv, il, batch, q, &attn, window, att);
-            if let Some(sinks) = &l.sinks {
-                super::sinks::apply_sinks(pool, &*ctx.kv, il, batch, q, &attn, window, sinks, att);
-            }
+            // gpt-oss's sinks are folded in by the attention kernel.
+            attend_window(pool, &*ctx.kv, il, batch, q, &AttnParams { sinks: l.sinks.as_deref(), ..attn }, window, att);
             let proj = grow(&mut ws.proj, n * e);
             matmul(pool, &l.wo.matrix(f), att, n, proj, &mut ws.mm)?;
             if let Some(bo) = &l.bo {

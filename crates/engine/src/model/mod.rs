@@ -12,7 +12,6 @@ mod phi3;
 mod moe;
 mod moe_families;
 mod qwen;
-mod sinks;
 mod rope_scaling;
 mod weights;
 

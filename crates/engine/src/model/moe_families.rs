@@ -7,7 +7,7 @@
 //!   renormalised to sum to 1 (llama.cpp always renormalises for this architecture), SwiGLU experts.
 //! - **gpt-oss** (`gpt-oss`, llama.cpp `llm_build_openai_moe_iswa`; gpt-oss-20b, -120b): biases on
 //!   Q, K, V and the attention output, NeoX RoPE (YaRN-scaled in the real files) with the same
-//!   base on every layer, a learned sink logit per head (`attn_sinks`, `sinks.rs`), even layers
+//!   base on every layer, a learned sink logit per head (`attn_sinks`, folded in by `kernels::attention`), even layers
 //!   attending within a sliding window (`attention.sliding_window`, 128) and odd layers
 //!   globally, the FFN pre-norm stored as `post_attention_norm`, then a MoE whose router has a
 //!   bias and picks the top-k logits before a softmax over the chosen ones, experts with biases

@@ -53,7 +53,7 @@ unsafe fn hsum_halves(a: __m512) -> f32 {
 ///
 /// # Safety
 /// [`available`]; every chunk holds `n_rows * stride` values; `kvh * NV * 16 + NV * 16 <= stride`;
-/// `q` and `out` hold `G * NV * 16` values.
+/// `q` and `out` hold `G * NV * 16` values; `sinks`, where given, `G`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 #[allow(clippy::needless_range_loop)]
@@ -65,6 +65,7 @@ pub(super) unsafe fn heads<const NV: usize, const G: usize>(
     kvh: usize,
     scale: f32,
     cap: f32,
+    sinks: Option<&[f32]>,
     out: &mut [f32],
 ) {
     let hd = NV * 16;
@@ -120,6 +121,16 @@ pub(super) unsafe fn heads<const NV: usize, const G: usize>(
             }
         }
         base += c.n_rows;
+    }
+    if let Some(z) = sinks {
+        for g in 0..G {
+            let ms;
+            (sum[g], ms) = super::sink(z[g], m[g], sum[g]);
+            let msv = _mm512_set1_ps(ms);
+            for a in acc[g].iter_mut() {
+                *a = _mm512_mul_ps(*a, msv);
+            }
+        }
     }
     for g in 0..G {
         let inv = _mm512_set1_ps(if sum[g] == 0.0 { 0.0 } else { 1.0 / sum[g] });

@@ -52,6 +52,8 @@ mod k16;
 #[cfg(target_arch = "x86_64")]
 mod iq4_xs;
 #[cfg(target_arch = "x86_64")]
+mod mxfp4;
+#[cfg(target_arch = "x86_64")]
 pub mod amx;
 
 use std::ops::Range;
@@ -179,6 +181,8 @@ fn group_block_bytes(ty: GgmlType) -> Option<(usize, usize)> {
         GgmlType::Q8_0 => Some((ROWS * QK, ROWS * 2)),
         GgmlType::Q5_0 => Some((ROWS * QK / 2 + ROWS * 4, ROWS * 2)),
         GgmlType::Q4_0 => Some((ROWS * QK / 2, ROWS * 2)),
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::MXFP4 => Some((mxfp4::QS_BYTES, mxfp4::META_BYTES)),
         // K-quants: per 256-element super-block (see `q4_k`, `q6_k`).
         #[cfg(target_arch = "x86_64")]
         GgmlType::Q4_K => Some((q4_k::QS_BYTES, q4_k::META_BYTES)),
@@ -285,7 +289,9 @@ impl PackedMatrix {
                             q[k * 16..(k + 1) * 16].copy_from_slice(&blk[b].qs);
                             s[k * 2..k * 2 + 2].copy_from_slice(&blk[b].d);
                         }
-                        _ => unreachable!("group_block_bytes admits only q4_0, q4_1, q5_0, q8_0, the K-quants and iq4_xs"),
+                        #[cfg(target_arch = "x86_64")]
+                        GgmlType::MXFP4 => mxfp4::pack(&as_blocks::<crate::quant::blocks::BlockMxfp4>(row).expect("whole blocks")[b], k, q, s),
+                        _ => unreachable!("group_block_bytes admits only q4_0, q4_1, q5_0, q8_0, mxfp4, the K-quants and iq4_xs"),
                     }
                 }
             }
@@ -665,6 +671,8 @@ unsafe fn run_kernel(ty: GgmlType, wq: *const u8, wd: *const u8, nb: usize, n_gr
         GgmlType::Q4_1 => call!(q4_1),
         #[cfg(target_arch = "x86_64")]
         GgmlType::Q8_0 => call!(q8_0),
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::MXFP4 => call!(mxfp4),
         #[cfg(target_arch = "x86_64")]
         GgmlType::Q4_K => call_k!(q4_k::Q4K),
         #[cfg(target_arch = "x86_64")]

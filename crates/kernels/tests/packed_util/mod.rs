@@ -118,8 +118,16 @@ pub fn random_blocks(ty: GgmlType, n_rows: usize, n_cols: usize, seed: u64) -> V
         GgmlType::Q3_K => (110, &[108]),
         GgmlType::Q2_K => (84, &[80, 82]),
         GgmlType::IQ4_XS => (136, &[0]),
+        GgmlType::MXFP4 => (17, &[]),
         _ => unreachable!(),
     };
+    if ty == GgmlType::MXFP4 {
+        // E8M0 exponents around 2^0 (2^-17 .. 2^13): finite products.
+        for blk in data.chunks_exact_mut(size) {
+            blk[0] = 110 + (rng.next() % 30) as u8;
+        }
+        return data;
+    }
     for blk in data.chunks_exact_mut(size) {
         for &o in d_at {
             blk[o..o + 2].copy_from_slice(&f16(&mut rng).to_le_bytes());
@@ -129,9 +137,9 @@ pub fn random_blocks(ty: GgmlType, n_rows: usize, n_cols: usize, seed: u64) -> V
 }
 
 /// An `n_rows x n_cols` matrix of `ty`: random floats quantized, or random block bytes for the
-/// types daehwa only reads (q2_K, q3_K, iq4_xs: no quantizer).
+/// types daehwa only reads (q2_K, q3_K, iq4_xs, mxfp4: no quantizer).
 pub fn some_matrix(ty: GgmlType, n_rows: usize, n_cols: usize, rng: &mut Rng) -> Vec<u8> {
-    if matches!(ty, GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::IQ4_XS) {
+    if matches!(ty, GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::IQ4_XS | GgmlType::MXFP4) {
         random_blocks(ty, n_rows, n_cols, rng.next())
     } else {
         quantize_matrix(ty, &rng.vec(n_rows * n_cols), n_cols)

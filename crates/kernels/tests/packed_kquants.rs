@@ -58,7 +58,8 @@ fn packed_kquants_on_random_block_bytes() {
     let pool = ThreadPool::new(2);
     // Expensive per case: a bounded count whatever PROPTEST_CASES says.
     let mut runner = TestRunner::new(Config { cases: 48, ..Config::default() });
-    let strategy = (0usize..TYPES.len(), 1usize..11, 1usize..4, 1usize..10, any::<u64>());
+    // Token counts past 16 reach the prompt tiles (AMX or `tiles16`).
+    let strategy = (0usize..TYPES.len(), 1usize..40, 1usize..4, prop::sample::select(vec![1usize, 2, 3, 5, 9, 16, 17, 35]), any::<u64>());
     runner
         .run(&strategy, |(ti, n_rows, n_sb, n_tokens, seed)| {
             let (ty, n_cols) = (TYPES[ti], 256 * n_sb);
@@ -87,6 +88,39 @@ fn q4_k_and_q6_k_share_one_call() {
     check_mixed_call(&[(GgmlType::Q3_K, 20), (GgmlType::Q3_K, 8), (GgmlType::Q5_K, 8)], 512, &[1, 4, 17], &mut Rng(32));
     check_mixed_call(&[(GgmlType::IQ4_XS, 12), (GgmlType::Q5_K, 5)], 768, &[1, 6, 16], &mut Rng(33));
     check_mixed_call(&[(GgmlType::Q2_K, 9), (GgmlType::Q3_K, 7), (GgmlType::Q4_K, 4)], 256, &[2, 19], &mut Rng(34));
+}
+
+/// The AVX-512 prompt tiles (`tiles16`, 16 tokens per register), which CPUs without AMX run for
+/// prompts of 16 tokens or more: where this CPU has AMX, the tests above again in a child process
+/// with `DAEHWA_KERNELS=avx512` (AMX off, the tiles on); elsewhere the tests above ran them.
+#[test]
+fn packed_kquants_under_forced_avx512() {
+    if !skip::cpu_has_avx512_vnni() {
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"NOTICE: packed_kquants_under_forced_avx512: this CPU has no AVX-512 VNNI, nothing to test\n");
+        return;
+    }
+    if std::env::var("DAEHWA_KERNELS").as_deref() == Ok("avx512") {
+        assert_eq!(packed::prompt_kernels(), "avx512-tiles", "DAEHWA_KERNELS=avx512: prompts on the AVX-512 tiles");
+        return;
+    }
+    if std::env::var("DAEHWA_KERNELS").is_ok() {
+        skip::skip("packed_kquants_under_forced_avx512", "DAEHWA_KERNELS caps the kernels below AVX-512");
+        return;
+    }
+    if packed::prompt_kernels() == "avx512-tiles" {
+        return; // the tests above ran the tiles
+    }
+    let names = ["packed_kquants_equal_vec_dot_bit_for_bit", "packed_kquants_on_random_block_bytes", "q4_k_and_q6_k_share_one_call", "packed_kquants_under_forced_avx512"];
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(names)
+        .args(["--exact", "--test-threads", "1"])
+        .env("DAEHWA_KERNELS", "avx512")
+        .output()
+        .expect("run the tests again under DAEHWA_KERNELS=avx512");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "under DAEHWA_KERNELS=avx512:\n{text}");
+    assert!(text.contains("test result: ok. 4 passed"), "all 4 tests ran under DAEHWA_KERNELS=avx512:\n{text}");
+    assert!(!text.contains("SKIPPED"), "nothing skipped under DAEHWA_KERNELS=avx512:\n{text}");
 }
 
 /// The AVX2 kernels of the same layouts: the tests above in a child process of this binary with

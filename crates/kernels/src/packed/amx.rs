@@ -47,15 +47,15 @@ pub(super) const MIN_TOKENS: usize = 16;
 /// Elements per tile step (a tile row is 64 bytes).
 const STEP: usize = 64;
 /// Tile steps per super-block.
-const STEPS: usize = QK_K / STEP;
+pub(super) const STEPS: usize = QK_K / STEP;
 /// Bytes of one 16 x 64-byte tile.
-const TILE_BYTES: usize = TILE * STEP;
+pub(super) const TILE_BYTES: usize = TILE * STEP;
 /// Bytes of a q8_K block: `d` (f32), 256 quants, 16 i16 block sums.
 const Q8K_BYTES: usize = 292;
 /// Row tiles whose results are written out together (see [`write_rows`]).
-const WRITE_GROUP: usize = 8;
+pub(super) const WRITE_GROUP: usize = 8;
 /// Row groups (of [`ROWS`]) per row tile.
-const GROUPS: usize = TILE / ROWS;
+pub(super) const GROUPS: usize = TILE / ROWS;
 
 /// Whether this process runs the AMX path (see the module docs); decided once.
 pub fn enabled() -> bool {
@@ -114,13 +114,13 @@ fn hi_shift(ty: GgmlType) -> u32 {
 /// How a type's minimums enter: none, one per 32 elements (q4_K/q5_K: against the block-sum
 /// pairs added), or one per 16 (q2_K: against the block sums one by one).
 #[derive(Clone, Copy, PartialEq)]
-enum Mins {
+pub(super) enum Mins {
     None,
     Per32,
     Per16,
 }
 
-fn mins(ty: GgmlType) -> Mins {
+pub(super) fn mins(ty: GgmlType) -> Mins {
     match ty {
         GgmlType::Q4_K | GgmlType::Q5_K => Mins::Per32,
         GgmlType::Q2_K => Mins::Per16,
@@ -129,7 +129,7 @@ fn mins(ty: GgmlType) -> Mins {
 }
 
 /// i32 words of min pairs per row and block (two i16 mins each).
-const MIN_PAIRS: usize = 8;
+pub(super) const MIN_PAIRS: usize = 8;
 
 /// The activations of a call as B tiles: per token tile and block, 4 tiles of 16 rows (4
 /// elements each) x 16 tokens x 4 bytes (`b`), the tokens' `d` (`d`, 16 per tile and block), and
@@ -137,10 +137,10 @@ const MIN_PAIRS: usize = 8;
 /// (`bp`, 4 pairs) and of the q8_K 16-element ones (`bq`, 8 pairs).
 #[derive(Default)]
 pub(crate) struct AmxActs {
-    b: Vec<u8>,
-    d: Vec<f32>,
-    bp: Vec<i32>,
-    bq: Vec<i32>,
+    pub(super) b: Vec<u8>,
+    pub(super) d: Vec<f32>,
+    pub(super) bp: Vec<i32>,
+    pub(super) bq: Vec<i32>,
 }
 
 impl AmxActs {
@@ -633,7 +633,7 @@ unsafe fn transpose16(r: &mut [__m512; TILE]) {
 /// transposed in registers. Token tile by token tile, the group's row tiles write each token's
 /// neighbouring 16-row spans one after another (whole lines, one page walk per token).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn write_rows(w: &PackedMatrix, rts: std::ops::Range<usize>, accs: &[f32], n_tokens: usize, out: &crate::disjoint::DisjointMut<'_, f32>) {
+pub(super) unsafe fn write_rows(w: &PackedMatrix, rts: std::ops::Range<usize>, accs: &[f32], n_tokens: usize, out: &crate::disjoint::DisjointMut<'_, f32>) {
     let n_tt = n_tokens.div_ceil(TILE);
     for tt in 0..n_tt {
         for rt in rts.clone() {

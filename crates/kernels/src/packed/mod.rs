@@ -55,6 +55,8 @@ mod iq4_xs;
 mod mxfp4;
 #[cfg(target_arch = "x86_64")]
 pub mod amx;
+#[cfg(target_arch = "x86_64")]
+mod tiles16;
 
 use std::ops::Range;
 
@@ -218,6 +220,22 @@ fn is_k(ty: GgmlType) -> bool {
 /// `DAEHWA_KERNELS`).
 pub fn available() -> bool {
     cfg!(target_arch = "x86_64") && quant::chosen_level() >= Level::Avx512Vnni
+}
+
+/// Which kernels prompts (16 tokens or more) on packed K-quant and iq4_xs matrices take here:
+/// `"amx"` (int8 tiles), `"avx512-tiles"` (`tiles16`: 16 tokens per register), or `"rows"` (the
+/// 4-row kernels, as decode steps).
+pub fn prompt_kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if amx::enabled() {
+            return "amx";
+        }
+        if tiles16::enabled() {
+            return "avx512-tiles";
+        }
+    }
+    "rows"
 }
 
 /// Whether the packed K-quant layouts run on AVX2 + FMA here instead (no AVX-512 VNNI, or
@@ -506,14 +524,18 @@ pub(crate) fn run_many(
     if n_tokens == 0 {
         return Ok(());
     }
-    // AMX (prompts on K-quants): the unit of work is a 16-row tile, else a 4-row group.
+    // Prompts on K-quants and iq4_xs take 16-row tiles (AMX, else `tiles16` on AVX-512 VNNI):
+    // the unit of work is a 16-row tile, else a 4-row group.
     #[cfg(target_arch = "x86_64")]
-    let use_amx = n_tokens >= amx::MIN_TOKENS && amx::enabled() && mats.iter().flatten().all(|w| amx::handles(w.ty));
+    let tiles = n_tokens >= amx::MIN_TOKENS && mats.iter().flatten().all(|w| amx::handles(w.ty));
+    #[cfg(target_arch = "x86_64")]
+    let (use_amx, use_t16) = (tiles && amx::enabled(), tiles && tiles16::enabled());
     #[cfg(not(target_arch = "x86_64"))]
-    let use_amx = false;
+    let (use_amx, use_t16) = (false, false);
+    let use_tiles = use_amx || use_t16;
     let sc = &mut scratch.packed;
-    // The AMX tiles read the q8_K rows themselves: no expanded copy for them.
-    prepare_activations(pool, ty, x, n_tokens, n_cols, !use_amx, sc)?;
+    // The tiles read the q8_K rows themselves: no expanded copy for them.
+    prepare_activations(pool, ty, x, n_tokens, n_cols, !use_tiles, sc)?;
     let nb = n_cols / QK;
     // K-quants read each token's expanded q8_K row; the others the split blocks.
     let k = is_k(ty);
@@ -532,12 +554,12 @@ pub(crate) fn run_many(
     // Split every matrix's row groups into chunks (never straddling two matrices); one pool
     // run claims them all.
     #[cfg(target_arch = "x86_64")]
-    if use_amx {
+    if use_tiles {
         sc.amx.prepare(pool, &sc.q8, quant::row_bytes(GgmlType::Q8_K, n_cols)?, n_tokens, n_cols / QK_K);
     }
-    let groups = |w: &PackedMatrix| if use_amx { w.n_rows.div_ceil(amx::TILE) } else { w.n_rows.div_ceil(ROWS) };
+    let groups = |w: &PackedMatrix| if use_tiles { w.n_rows.div_ceil(16) } else { w.n_rows.div_ceil(ROWS) };
     let total_groups: usize = mats.iter().flatten().map(|w| groups(w)).sum();
-    let work = n_tokens * total_groups * if use_amx { 16 } else { ROWS } * n_cols;
+    let work = n_tokens * total_groups * if use_tiles { 16 } else { ROWS } * n_cols;
     let max_tasks = (work / MIN_WORK_PER_TASK).max(1);
     let n_chunks = (pool.n_threads() * CHUNKS_PER_THREAD).min(max_tasks).min(total_groups).max(1);
     let groups_per_chunk = total_groups.div_ceil(n_chunks);
@@ -562,6 +584,12 @@ pub(crate) fn run_many(
             // SAFETY: AMX is enabled; the activations were prepared above for these tokens;
             // chunks own disjoint row tiles.
             unsafe { amx::run_tiles(w, g0..g1, &sc.amx, n_tokens, out) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if use_t16 {
+            // SAFETY: AVX-512 VNNI is available (`tiles16::enabled`); as above otherwise.
+            unsafe { tiles16::run_tiles(w, g0..g1, &sc.amx, n_tokens, out) };
             return;
         }
         run_groups(w, g0..g1, n_tokens, &acts, out);

@@ -78,27 +78,15 @@ pub fn kv_bytes(hp: &HParams, n_ctx: usize, n_seq: usize, windowed: bool) -> u64
 pub fn estimate(file: &GgufFile, hp: &HParams, usage: &Usage) -> MemoryEstimate {
     let weights = file.bytes().len() as u64;
     let tied = file.tensor("output.weight").is_none();
-    let repacked = file
+    let packable = |t: &&gguf::TensorInfo| t.dims.len() >= 2 && t.n_rows() > 1 && (tied || t.name != "token_embd.weight");
+    // The packed copies replace the mapped bytes (released); some layouts grow by their decoded
+    // scales (q4_K by 16 / 576, q5_K 16 / 704, q3_K 16 / 440, iq4_xs 8 / 544).
+    let (repacked, k_extra) = file
         .tensors()
         .iter()
-        .filter(|t| t.dims.len() >= 2 && t.n_rows() > 1)
-        .filter(|t| tied || t.name != "token_embd.weight")
-        .filter(|t| kernels::packed::packs(t.ggml_type))
-        .map(|t| t.n_bytes)
-        .sum::<u64>();
-    // The packed copies replace the mapped bytes (released); q4_K's grow by 16 / 576 (decoded
-    // scales), q5_K's by 16 / 704.
-    let k_extra: u64 = file
-        .tensors()
-        .iter()
-        .filter(|t| t.dims.len() >= 2 && t.n_rows() > 1 && (tied || t.name != "token_embd.weight"))
-        .filter(|t| kernels::packed::packs(t.ggml_type))
-        .map(|t| match t.ggml_type {
-            gguf::GgmlType::Q4_K => t.n_bytes / 36,
-            gguf::GgmlType::Q5_K => t.n_bytes / 44,
-            _ => 0,
-        })
-        .sum();
+        .filter(packable)
+        .filter_map(|t| kernels::packed::packed_bytes(t.ggml_type, t.n_rows(), t.row_len()).map(|p| (t.n_bytes, (p as u64).saturating_sub(t.n_bytes))))
+        .fold((0u64, 0u64), |(a, b), (n, x)| (a + n, b + x));
     let weights = weights.saturating_sub(repacked);
     let repacked = repacked + k_extra;
     let n = usage.batch_tokens.max(1);

@@ -19,7 +19,11 @@
 //!
 //! (the same bytes as the GGUF rows: packing reorders, it does not grow the model), in a 64-byte
 //! aligned buffer with a transparent-huge-page hint. One weight load then feeds four rows, and
-//! each activation block is loaded once per four rows instead of once per row.
+//! each activation block is loaded once per four rows instead of once per row. mxfp4 (`mxfp4`)
+//! and the 256-element types have layouts of their own: q4_K (`q4_k`), q5_K (`q5_k`), q6_K,
+//! q3_K and q2_K (`k16`), iq4_xs (`iq4_xs`), the K-quants' float order in `kq`. Prompts of 16
+//! tokens or more on the 256-element types run on 16-row tiles: AMX (`amx`) where the CPU has
+//! it, else 16 tokens per AVX-512 register (`tiles16`); every path returns the same bits.
 //!
 //! **Exactness.** Every (row, token) result is bit-for-bit what the row-at-a-time `vec_dot`
 //! kernels (`quant::kernel`) return: each block's integer dot is exact whatever instruction

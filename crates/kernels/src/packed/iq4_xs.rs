@@ -24,6 +24,8 @@
 use std::arch::x86_64::*;
 
 use super::kq::{coef_lanes, fold_block, rows, y_block, y_d, y_sub, Layout};
+// One i8 scale per row and 32-element sub-block, 8 per row: q4_K's scale arrangement.
+use super::q4_k::SCALE_IDX;
 use super::{ActRow, ROWS};
 use crate::quant::blocks::KVALUES_IQ4NL;
 use crate::quant::kquants::k_step;
@@ -35,26 +37,6 @@ pub(super) const QS_BYTES: usize = 512;
 pub(super) const META_BYTES: usize = 40;
 /// Where `d` of the 4 rows starts in a block's meta.
 const D_AT: usize = 32;
-
-/// `vpermw` indices: for row pair `p` and sub-block `sb`, lanes 0..16 take row 2p's scale `sb`
-/// (i16 index `8 * 2p + sb`), lanes 16..32 row 2p + 1's.
-static SCALE_IDX: [[[u16; 32]; 8]; 2] = {
-    let mut t = [[[0u16; 32]; 8]; 2];
-    let mut p = 0;
-    while p < 2 {
-        let mut s = 0;
-        while s < 8 {
-            let mut i = 0;
-            while i < 32 {
-                t[p][s][i] = (8 * (2 * p + i / 16) + s) as u16;
-                i += 1;
-            }
-            s += 1;
-        }
-        p += 1;
-    }
-    t
-};
 
 /// Writes row `k`'s GGUF block (136 bytes) into its group's packed quants `q` and meta `s`.
 pub(super) fn pack(blk: &crate::quant::blocks::BlockIQ4XS, k: usize, q: &mut [u8], s: &mut [u8]) {

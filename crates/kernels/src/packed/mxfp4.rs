@@ -17,6 +17,7 @@
 
 use std::arch::x86_64::*;
 
+use super::q8_0::hsum_halves;
 use super::{ActRow, ROWS};
 use crate::quant::blocks::{BlockMxfp4, KVALUES_MXFP4};
 
@@ -66,14 +67,6 @@ unsafe fn scales(e: *const u8) -> [__m512; 2] {
         _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), f),
         _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2), f),
     ]
-}
-
-/// ggml's hsum_float_8 on both 8-lane halves of `z`: the results land in lanes 0 and 8.
-#[inline(always)]
-unsafe fn hsum_halves(z: __m512) -> __m512 {
-    let r = _mm512_add_ps(_mm512_shuffle_f32x4::<0b10_11_00_01>(z, z), z);
-    let u = _mm512_add_ps(r, _mm512_permute_ps::<0b01_00_11_10>(r));
-    _mm512_add_ps(u, _mm512_movehdup_ps(u))
 }
 
 #[inline(always)]

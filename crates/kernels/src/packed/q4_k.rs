@@ -24,8 +24,8 @@ pub(super) const QS_BYTES: usize = 512;
 pub(super) const META_BYTES: usize = 80;
 
 /// `vpermw` indices: for sub-block `s` and row pair `p`, lanes 0..16 take row 2p's scale `s`
-/// (i16 index `8 * 2p + s`), lanes 16..32 row 2p+1's.
-static SCALE_IDX: [[[u16; 32]; 8]; 2] = {
+/// (i16 index `8 * 2p + s`), lanes 16..32 row 2p+1's (shared with iq4_xs, 8 scales per row too).
+pub(super) static SCALE_IDX: [[[u16; 32]; 8]; 2] = {
     let mut t = [[[0u16; 32]; 8]; 2];
     let mut p = 0;
     while p < 2 {

@@ -58,7 +58,7 @@ unsafe fn block<const T: usize>(wq: *const u8, wd: *const u8, b: usize, a: &[Act
 
 /// ggml's hsum_float_8 on both 8-lane halves of `z`: the results land in lanes 0 and 8.
 #[inline(always)]
-unsafe fn hsum_halves(z: __m512) -> __m512 {
+pub(super) unsafe fn hsum_halves(z: __m512) -> __m512 {
     let r = _mm512_add_ps(_mm512_shuffle_f32x4::<0b10_11_00_01>(z, z), z);
     let u = _mm512_add_ps(r, _mm512_permute_ps::<0b01_00_11_10>(r));
     _mm512_add_ps(u, _mm512_movehdup_ps(u))

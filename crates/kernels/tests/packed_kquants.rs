@@ -17,7 +17,7 @@ use kernels::pool::ThreadPool;
 use kernels::quant;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use packed_util::{bits, check_bytes_bit_for_bit, check_mixed_call, check_packed_bit_for_bit, random_blocks, reference, Rng};
+use packed_util::{bits, check_bytes_bit_for_bit, check_mixed_call, check_packed_bit_for_bit, random_blocks, reference, rerun_under, Rng};
 
 fn require_packed() -> bool {
     if !packed::packs(GgmlType::Q4_K) {
@@ -111,16 +111,7 @@ fn packed_kquants_under_forced_avx512() {
         return; // the tests above ran the tiles
     }
     let names = ["packed_kquants_equal_vec_dot_bit_for_bit", "packed_kquants_on_random_block_bytes", "q4_k_and_q6_k_share_one_call", "packed_kquants_under_forced_avx512"];
-    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(names)
-        .args(["--exact", "--test-threads", "1"])
-        .env("DAEHWA_KERNELS", "avx512")
-        .output()
-        .expect("run the tests again under DAEHWA_KERNELS=avx512");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "under DAEHWA_KERNELS=avx512:\n{text}");
-    assert!(text.contains("test result: ok. 4 passed"), "all 4 tests ran under DAEHWA_KERNELS=avx512:\n{text}");
-    assert!(!text.contains("SKIPPED"), "nothing skipped under DAEHWA_KERNELS=avx512:\n{text}");
+    rerun_under("avx512", &names);
 }
 
 /// The AVX2 kernels of the same layouts: the tests above in a child process of this binary with
@@ -141,14 +132,5 @@ fn packed_kquants_under_forced_avx2() {
         return;
     }
     let names = ["packed_kquants_equal_vec_dot_bit_for_bit", "packed_kquants_on_random_block_bytes", "q4_k_and_q6_k_share_one_call", "packed_kquants_under_forced_avx2"];
-    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(names)
-        .args(["--exact", "--test-threads", "1"])
-        .env("DAEHWA_KERNELS", "avx2")
-        .output()
-        .expect("run the tests again under DAEHWA_KERNELS=avx2");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "under DAEHWA_KERNELS=avx2:\n{text}");
-    assert!(text.contains("test result: ok. 4 passed"), "all 4 tests ran under DAEHWA_KERNELS=avx2:\n{text}");
-    assert!(!text.contains("SKIPPED"), "nothing skipped under DAEHWA_KERNELS=avx2:\n{text}");
+    rerun_under("avx2", &names);
 }

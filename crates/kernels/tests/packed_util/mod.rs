@@ -170,3 +170,19 @@ pub fn check_mixed_call(mixed: &[(GgmlType, usize)], n_cols: usize, token_counts
         }
     }
 }
+
+/// Runs the named tests of this test binary again in a child process with
+/// `DAEHWA_KERNELS=level`: all of them must pass there, and none may skip.
+pub fn rerun_under(level: &str, names: &[&str]) {
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(names)
+        .args(["--exact", "--test-threads", "1"])
+        .env("DAEHWA_KERNELS", level)
+        .output()
+        .unwrap_or_else(|e| panic!("run the tests again under DAEHWA_KERNELS={level}: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "under DAEHWA_KERNELS={level}:\n{text}");
+    let want = format!("test result: ok. {} passed", names.len());
+    assert!(text.contains(&want), "all {} tests ran under DAEHWA_KERNELS={level}:\n{text}", names.len());
+    assert!(!text.contains("SKIPPED"), "nothing skipped under DAEHWA_KERNELS={level}:\n{text}");
+}

@@ -21,6 +21,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::{c as exp_bits, expf8};
 mod gelu_table;
 mod rope;
 pub mod scalar;

@@ -166,7 +166,7 @@ fn simd_matches_scalar_kernels() {
 fn avx512_matches_avx2_bit_for_bit() {
     let mut rng = Rng(26);
     for p in [params(9, 3, 64, None), params(4, 1, 128, None), params(4, 2, 256, Some(50.0)), params(2, 1, 80, None), params(6, 2, 64, Some(20.0))] {
-        for (n_kv, sizes, qscale) in [(1usize, vec![1usize], 1.0f32), (77, vec![32, 32, 13], 2.0), (300, vec![16; 18].into_iter().chain([12]).collect(), 8.0)] {
+        for (n_kv, sizes, qscale) in [(1usize, vec![1usize], 1.0f32), (77, vec![32, 32, 13], 2.0), (300, vec![16; 18].into_iter().chain([12]).collect(), 8.0), (120, vec![7, 30, 1, 45, 37], 4.0)] {
             let cache = Cache::new(&mut rng, n_kv, &p);
             let chunks = cache.chunks(&sizes);
             let q = rng.vec(p.n_head * p.head_dim, qscale);

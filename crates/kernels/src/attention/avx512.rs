@@ -6,8 +6,8 @@
 //! Bit-for-bit the same as the AVX2 form: the dot product's two 8-lane accumulators (even and
 //! odd 8-element chunks) are the low and high halves of one 16-lane register, fed the same
 //! fused multiply-adds in the same order and summed the same way; every V update is the same
-//! `fma(v, w, acc)` rounded to f16; `exp` is the same libm call; the running sum is the same
-//! scalar code.
+//! `fma(v, w, acc)` rounded to f16; `exp` is the same vectorised `expf8` arithmetic (here on 16
+//! lanes, for 16 KV rows at once); the running sum is the same scalar code.
 
 use std::arch::x86_64::*;
 
@@ -42,14 +42,62 @@ unsafe fn hsum_halves(a: __m512) -> f32 {
     _mm_cvtss_f32(h)
 }
 
+/// `exp` of 16 lanes: [`crate::ops::expf8`] (ggml's `ggml_v_expf`) on a 512-bit register, the
+/// same operations in the same order, so each lane equals the 8-lane form bit for bit (the AVX2
+/// attention path computes its weights with `expf8`).
+#[inline(always)]
+unsafe fn expf16(x: __m512) -> __m512 {
+    use crate::ops::exp_bits as c;
+    let splat = |b: u32| _mm512_castsi512_ps(_mm512_set1_epi32(b as i32));
+    let r = splat(c::SHIFT);
+    let z = _mm512_fmadd_ps(x, splat(c::LOG2E), r);
+    let n = _mm512_sub_ps(z, r);
+    let b = _mm512_fnmadd_ps(n, splat(c::LN2_LO), _mm512_fnmadd_ps(n, splat(c::LN2_HI), x));
+    let e = _mm512_slli_epi32::<23>(_mm512_castps_si512(z));
+    let k = _mm512_castsi512_ps(_mm512_add_epi32(e, _mm512_castps_si512(_mm512_set1_ps(1.0))));
+    let abs_n = _mm512_abs_ps(n);
+    let c = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(abs_n, _mm512_set1_ps(126.0));
+    let u = _mm512_mul_ps(b, b);
+    let hi = _mm512_fmadd_ps(splat(c::P4), b, splat(c::P3));
+    let lo = _mm512_fmadd_ps(splat(c::P2), b, splat(c::P1));
+    let j = _mm512_fmadd_ps(_mm512_fmadd_ps(hi, u, lo), u, _mm512_mul_ps(splat(c::P0), b));
+    let normal = _mm512_fmadd_ps(k, j, k);
+    if c == 0 {
+        return normal;
+    }
+    let le0 = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(n, _mm512_setzero_ps());
+    let g = _mm512_maskz_mov_epi32(le0, _mm512_set1_epi32(0x8200_0000u32 as i32));
+    let s1 = _mm512_castsi512_ps(_mm512_add_epi32(g, _mm512_set1_epi32(0x7f00_0000)));
+    let s2 = _mm512_castsi512_ps(_mm512_sub_epi32(e, g));
+    let d = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(abs_n, _mm512_set1_ps(192.0));
+    let scaled = _mm512_mul_ps(_mm512_fmadd_ps(s2, j, s2), s1);
+    let finite = _mm512_mask_blend_ps(c, normal, scaled);
+    _mm512_mask_blend_ps(d, finite, _mm512_mul_ps(s1, s1))
+}
+
+/// `v` moved up `16 - SH` lanes (lane `i` gets lane `i - (16 - SH)`), the low lanes from `fill`.
+#[inline(always)]
+unsafe fn shift_up<const SH: i32>(v: __m512, fill: __m512) -> __m512 {
+    // valignd: lane i of (v:fill) >> SH lanes is concat[i + SH], concat = [fill (low), v (high)].
+    _mm512_castsi512_ps(_mm512_alignr_epi32::<SH>(_mm512_castps_si512(v), _mm512_castps_si512(fill)))
+}
+
+/// KV rows per block: their scores, running maxima and weights are computed 16 lanes at a time.
+const BLOCK: usize = 16;
+
 /// `G` heads of one query that share one KV head (`NV * 16` values each, consecutive in `q` and
 /// `out`) over the KV rows `range` of the concatenated chunks: per head, `out = softmax(q K^T *
 /// scale [softcapped]) V` with ggml's f16 accumulator rounding.
 ///
-/// Each K and V row is loaded and converted once for the `G` heads, and the heads' dot products
-/// and updates are independent chains the core overlaps (one head alone waits on its dot
-/// product's FMA chain, its horizontal sum and `exp` every row). A head's own operations are
-/// the single-head kernel's in the same order, so the result is the same bit for bit.
+/// The rows go in blocks of 16. For a block, each head's 16 scores come first (each K row loaded
+/// and converted once for the `G` heads); then, in registers, the running maximum after each
+/// row (a prefix-max scan), the rows' weights `exp(s_j - M_j)` and the rescale factors
+/// `exp(M_{j-1} - M_j)` (1 where the maximum did not move); then the rows' V updates in order.
+/// That is the one-row-at-a-time online softmax of [`super::head`] value for value: `M_j` is
+/// the same running maximum, where a row raises it its weight is `exp(0) = 1` and the factor
+/// `exp(M - s)`, elsewhere the factor is `exp(0) = 1` (no rescale) and the weight `exp(s - M)`,
+/// and the sum and the f16-rounded accumulator are updated row by row in the same order. So the
+/// result does not depend on where blocks or chunks start, and equals the AVX2 form bit for bit.
 ///
 /// # Safety
 /// [`available`]; every chunk holds `n_rows * stride` values; `kvh * NV * 16 + NV * 16 <= stride`;
@@ -79,53 +127,79 @@ pub(super) unsafe fn heads<const NV: usize, const G: usize>(
     let mut acc = [[_mm512_setzero_ps(); NV]; G];
     let mut m = [f32::NEG_INFINITY; G];
     let mut sum = [0f32; G];
+    // Per head and block row: score, then weight; rescale factor.
+    let mut sc = [[0f32; BLOCK]; G];
+    let mut fac = [[0f32; BLOCK]; G];
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
     let mut base = 0;
     for c in chunks {
-        let lo = range.start.max(base);
-        let hi = range.end.min(base + c.n_rows);
-        for j in lo.saturating_sub(base)..hi.saturating_sub(base) {
-            let off = j * stride + kvh * hd;
-            let (kp, vp) = (c.k.as_ptr().add(off), c.v.as_ptr().add(off));
-            let mut d = [_mm512_setzero_ps(); G];
-            for i in 0..NV {
-                let k = load16(kp.add(i * 16));
-                for g in 0..G {
-                    d[g] = _mm512_fmadd_ps(qv[g][i], k, d[g]);
-                }
-            }
-            let mut vs = [1f32; G];
-            for g in 0..G {
-                let mut s = hsum_halves(d[g]) * scale;
-                if cap != 0.0 {
-                    s = cap * s.tanh();
-                }
-                let mut ms = 1.0;
-                if s > m[g] {
-                    ms = (m[g] - s).exp();
-                    m[g] = s;
-                    let msv = _mm512_set1_ps(ms);
-                    for a in acc[g].iter_mut() {
-                        *a = round16(_mm512_mul_ps(*a, msv));
+        let lo = range.start.max(base).saturating_sub(base);
+        let hi = range.end.min(base + c.n_rows).saturating_sub(base);
+        let mut j0 = lo;
+        while j0 < hi {
+            let n = (hi - j0).min(BLOCK);
+            for jj in 0..n {
+                let kp = c.k.as_ptr().add((j0 + jj) * stride + kvh * hd);
+                let mut d = [_mm512_setzero_ps(); G];
+                for i in 0..NV {
+                    let k = load16(kp.add(i * 16));
+                    for g in 0..G {
+                        d[g] = _mm512_fmadd_ps(qv[g][i], k, d[g]);
                     }
-                } else {
-                    vs[g] = (s - m[g]).exp();
                 }
-                sum[g] = sum[g] * ms + vs[g];
-            }
-            let vsv: [__m512; G] = std::array::from_fn(|g| _mm512_set1_ps(vs[g]));
-            for i in 0..NV {
-                let v = load16(vp.add(i * 16));
                 for g in 0..G {
-                    acc[g][i] = round16(_mm512_fmadd_ps(v, vsv[g], acc[g][i]));
+                    sc[g][jj] = hsum_halves(d[g]) * scale;
                 }
             }
+            if cap != 0.0 {
+                for g in 0..G {
+                    for s in &mut sc[g][..n] {
+                        *s = cap * s.tanh();
+                    }
+                }
+            }
+            let live = (1u32 << n).wrapping_sub(1) as u16;
+            for g in 0..G {
+                let s = _mm512_mask_loadu_ps(ninf, live, sc[g].as_ptr());
+                // Prefix maximum of the block's scores, then with the running maximum before it.
+                let mut pm = _mm512_max_ps(s, shift_up::<15>(s, ninf));
+                pm = _mm512_max_ps(pm, shift_up::<14>(pm, ninf));
+                pm = _mm512_max_ps(pm, shift_up::<12>(pm, ninf));
+                pm = _mm512_max_ps(pm, shift_up::<8>(pm, ninf));
+                let mprev = _mm512_set1_ps(m[g]);
+                let cur = _mm512_max_ps(pm, mprev);
+                let before = shift_up::<15>(cur, mprev);
+                _mm512_storeu_ps(sc[g].as_mut_ptr(), expf16(_mm512_sub_ps(s, cur)));
+                _mm512_storeu_ps(fac[g].as_mut_ptr(), expf16(_mm512_sub_ps(before, cur)));
+                m[g] = _mm512_reduce_max_ps(cur);
+            }
+            for jj in 0..n {
+                let vp = c.v.as_ptr().add((j0 + jj) * stride + kvh * hd);
+                for g in 0..G {
+                    let ms = fac[g][jj];
+                    if ms != 1.0 {
+                        let msv = _mm512_set1_ps(ms);
+                        for a in acc[g].iter_mut() {
+                            *a = round16(_mm512_mul_ps(*a, msv));
+                        }
+                    }
+                    sum[g] = sum[g] * ms + sc[g][jj];
+                }
+                for i in 0..NV {
+                    let v = load16(vp.add(i * 16));
+                    for g in 0..G {
+                        acc[g][i] = round16(_mm512_fmadd_ps(v, _mm512_set1_ps(sc[g][jj]), acc[g][i]));
+                    }
+                }
+            }
+            j0 += n;
         }
         base += c.n_rows;
     }
     if let Some(z) = sinks {
         for g in 0..G {
             let ms;
-            (sum[g], ms) = super::sink(z[g], m[g], sum[g]);
+            (sum[g], ms) = super::sink(z[g], m[g], sum[g], |x| _mm512_cvtss_f32(expf16(_mm512_set1_ps(x))));
             let msv = _mm512_set1_ps(ms);
             for a in acc[g].iter_mut() {
                 *a = _mm512_mul_ps(*a, msv);

@@ -8,8 +8,9 @@
 
 use std::arch::x86_64::*;
 
-/// Bit patterns of the exp constants (hex-float literals in the C original).
-mod c {
+/// Bit patterns of the exp constants (hex-float literals in the C original); the attention
+/// kernel's 16-lane `exp` uses the same.
+pub(crate) mod c {
     pub const SHIFT: u32 = 0x4b40_0000; // 0x1.8p23: round-to-integer shift
     pub const LOG2E: u32 = 0x3fb8_aa3b; // 0x1.715476p+0
     pub const LN2_LO: u32 = 0x35bf_be8e; // 0x1.7f7d1cp-20

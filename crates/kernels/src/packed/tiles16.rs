@@ -6,10 +6,14 @@
 //! AMX tile, the activations of 16 tokens sit side by side (`amx::AmxActs`, 4 consecutive
 //! elements of each token per 32-bit lane), each weight row's 4 bytes are broadcast, and one
 //! `vpdpbusd` does 64 multiply-adds for 16 tokens at once. The weights are unpacked once per
-//! 16-row tile (in L1/L2) into unsigned bytes: q4_K/q5_K/q2_K as they are, q6_K as `q + 32`,
-//! q3_K as `q + 4`, iq4_xs's code values as `v + 128`; each sub-block's exact sum is multiplied
-//! by its scale (`vpmulld`), the offset comes back out as `offset * sum_s scale_s * bsum_s` and the
-//! mins as `sum_s min_s * bsum_s` from the q8_K block sums (`vpdpwssd`). So every (row, token,
+//! 16-row tile (in L1/L2): q4_K/q5_K/q2_K as unsigned bytes (the `vpdpbusd` unsigned operand,
+//! the activations the signed one); q6_K, q3_K and iq4_xs as their signed values (q6_K's `q -
+//! 32`, q3_K's `q - 4`, iq4_xs's code values), which then take the signed operand while the
+//! activations, flipped to `y + 128`, take the unsigned one. Each sub-block's exact sum is
+//! multiplied by its scale (`vpmulld`); the `128 * sum_s scale_s * (sum of the sub-block's
+//! weights)` that the flip adds is one integer per row and block, computed when the tile is
+//! unpacked and subtracted once, and the mins come out as `sum_s min_s * bsum_s` from the q8_K
+//! block sums (`vpdpwssd`). So every (row, token,
 //! super-block) total is the exact integer the row kernels compute, folded by the K-quant float
 //! order (`quant::kquants::k_step`, as `amx::fold`): bit-for-bit the other paths' results.
 
@@ -36,28 +40,40 @@ fn sub_block(ty: GgmlType) -> usize {
     if matches!(ty, GgmlType::Q6_K | GgmlType::Q3_K | GgmlType::Q2_K) { 16 } else { 32 }
 }
 
-/// The offset of the unpacked unsigned quants.
-fn offset(ty: GgmlType) -> i32 {
-    match ty {
-        GgmlType::Q6_K => 32,
-        GgmlType::Q3_K => 4,
-        GgmlType::IQ4_XS => 128,
-        _ => 0,
+/// Whether the type's quants are signed: unpacked as their signed values, against activations
+/// flipped to unsigned (see the module docs).
+fn signed_weights(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q6_K | GgmlType::Q3_K | GgmlType::IQ4_XS)
+}
+
+/// The sum of `n` (a multiple of 16) signed bytes at `p`.
+///
+/// # Safety
+/// `p` is readable for `n` bytes; SSE2 (every x86_64).
+#[inline(always)]
+unsafe fn signed_sum(p: *const u8, n: usize) -> i32 {
+    let flip = _mm_set1_epi8(-128);
+    let mut t = 0i64;
+    for c in (0..n).step_by(16) {
+        // |v + 128| summed 8 bytes at a time, then the 128s taken back out.
+        let s = _mm_sad_epu8(_mm_xor_si128(_mm_loadu_si128(p.add(c).cast()), flip), _mm_setzero_si128());
+        t += _mm_cvtsi128_si64(s) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s));
     }
+    (t - 128 * n as i64) as i32
 }
 
 /// Most scales per row and super-block.
 const MAX_SB: usize = 16;
 
-/// One 16-row tile unpacked, per block: the rows' unsigned quants `a` (`[row][256]`), scales
-/// `sc` (`[sub-block][row]`), scale pairs `sp` and min pairs `minp` (`[pair][row]`, two i16 per
-/// i32), `d` and `dmin` (`[row]`); and the float accumulators.
+/// One 16-row tile unpacked, per block: the rows' quants `a` (`[row][256]`), scales `sc`
+/// (`[sub-block][row]`), min pairs `minp` (`[pair][row]`, two i16 per i32), the signed types'
+/// flip corrections `corr`, `d` and `dmin` (`[row]`); and the float accumulators.
 #[derive(Default)]
 struct RawTile {
     a: Vec<u8>,
     sc: Vec<i32>,
-    sp: Vec<i32>,
     minp: Vec<i32>,
+    corr: Vec<i32>,
     dw: Vec<f32>,
     dm: Vec<f32>,
     acc: Vec<f32>,
@@ -90,8 +106,8 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RawTile) {
     let (qsb, dmb) = super::group_block_bytes(ty).expect("packed K-quant");
     grow(&mut out.a, nb * TILE * QK_K);
     grow(&mut out.sc, nb * MAX_SB * TILE);
-    grow(&mut out.sp, nb * MIN_PAIRS * TILE);
     grow(&mut out.minp, nb * MIN_PAIRS * TILE);
+    grow(&mut out.corr, nb * TILE);
     grow(&mut out.dw, nb * TILE);
     grow(&mut out.dm, nb * TILE);
     let n_groups = w.n_rows.div_ceil(ROWS);
@@ -112,9 +128,9 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RawTile) {
                         meta(&mut out.sc, i, r, 0);
                     }
                     for i in 0..MIN_PAIRS {
-                        out.sp[(blk * MIN_PAIRS + i) * TILE + r] = 0;
                         out.minp[(blk * MIN_PAIRS + i) * TILE + r] = 0;
                     }
+                    out.corr[blk * TILE + r] = 0;
                     out.dw[blk * TILE + r] = 0.0;
                     out.dm[blk * TILE + r] = 0.0;
                 }
@@ -145,13 +161,14 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RawTile) {
                             meta(&mut out.sc, s, r0 + k, sc(s));
                         }
                         for pp in 0..4 {
-                            out.sp[(blk * MIN_PAIRS + pp) * TILE + r0 + k] = pair(sc(2 * pp), sc(2 * pp + 1));
                             out.minp[(blk * MIN_PAIRS + pp) * TILE + r0 + k] = pair(mn(2 * pp), mn(2 * pp + 1));
                         }
                     }
                     (64, Some(72))
                 }
                 GgmlType::Q6_K | GgmlType::Q3_K | GgmlType::Q2_K => {
+                    // q6_K's and q3_K's signed values: the unsigned quants less 32 or 4.
+                    let off = _mm512_set1_epi8(if ty == GgmlType::Q6_K { 32 } else if ty == GgmlType::Q3_K { 4 } else { 0 });
                     for j in 0..2 {
                         for p in 0..2 {
                             let v = match ty {
@@ -161,7 +178,7 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RawTile) {
                             };
                             for (i, vi) in v.into_iter().enumerate() {
                                 let c = 4 * j + i;
-                                store_pair(vi, at(r0 + 2 * p, 32 * c), at(r0 + 2 * p + 1, 32 * c));
+                                store_pair(_mm512_sub_epi8(vi, off), at(r0 + 2 * p, 32 * c), at(r0 + 2 * p + 1, 32 * c));
                             }
                         }
                     }
@@ -172,9 +189,8 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RawTile) {
                         for s in 0..16 {
                             meta(&mut out.sc, s, r0 + k, sc(s));
                         }
-                        for pp in 0..8 {
-                            out.sp[(blk * MIN_PAIRS + pp) * TILE + r0 + k] = pair(sc(2 * pp), sc(2 * pp + 1));
-                            if q2 {
+                        if q2 {
+                            for pp in 0..8 {
                                 out.minp[(blk * MIN_PAIRS + pp) * TILE + r0 + k] = pair((raw(2 * pp) >> 4) as i32, (raw(2 * pp + 1) >> 4) as i32);
                             }
                         }
@@ -183,16 +199,14 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RawTile) {
                 }
                 GgmlType::IQ4_XS => {
                     let tab = _mm512_broadcast_i32x4(_mm_loadu_si128(KVALUES_IQ4NL.as_ptr().cast()));
-                    let off = _mm512_set1_epi8(-128);
                     for mm in 0..4 {
                         for p in 0..2 {
                             let v = _mm512_loadu_si512(q.add((2 * mm + p) * 64).cast());
                             let codes = [_mm512_and_si512(v, m4), _mm512_and_si512(_mm512_srli_epi16::<4>(v), m4)];
                             for hs in 0..2 {
                                 let sb = 2 * mm + hs;
-                                // v + 128 (1..241): flipping the top bit of the signed value.
-                                let u = _mm512_xor_si512(_mm512_shuffle_epi8(tab, codes[hs]), off);
-                                store_pair(u, at(r0 + 2 * p, 32 * sb), at(r0 + 2 * p + 1, 32 * sb));
+                                let v = _mm512_shuffle_epi8(tab, codes[hs]);
+                                store_pair(v, at(r0 + 2 * p, 32 * sb), at(r0 + 2 * p + 1, 32 * sb));
                             }
                         }
                     }
@@ -201,14 +215,23 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RawTile) {
                         for s in 0..8 {
                             meta(&mut out.sc, s, r0 + k, sc(s));
                         }
-                        for pp in 0..4 {
-                            out.sp[(blk * MIN_PAIRS + pp) * TILE + r0 + k] = pair(sc(2 * pp), sc(2 * pp + 1));
-                        }
                     }
                     (32, None)
                 }
                 _ => unreachable!("tiles16 handles only the K-quants and iq4_xs"),
             };
+            if signed_weights(ty) {
+                // What the activations' flip to `y + 128` adds: 128 * sum_s scale_s * sum(w_s).
+                let sb = sub_block(ty);
+                for k in 0..ROWS {
+                    let r = r0 + k;
+                    let mut c = 0i32;
+                    for s in 0..QK_K / sb {
+                        c += out.sc[(blk * MAX_SB + s) * TILE + r] * signed_sum(at(r, s * sb), sb);
+                    }
+                    out.corr[blk * TILE + r] = 128 * c;
+                }
+            }
             let mut f = [0f32; 4];
             _mm_storeu_ps(f.as_mut_ptr(), _mm_cvtph_ps(_mm_loadl_epi64(m.add(d_at).cast())));
             let mut fm = [0f32; 4];
@@ -249,10 +272,11 @@ pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, 
                     for tt in 0..n_tt {
                         let acc = &mut accs[tt * TILE * TILE..][..TILE * TILE];
                         for band in 0..2 {
-                            if sub_block(w.ty) == 16 {
-                                band_fold::<16>(w, &rt_buf, acts, tt, blk, band, acc);
-                            } else {
-                                band_fold::<32>(w, &rt_buf, acts, tt, blk, band, acc);
+                            match (sub_block(w.ty), signed_weights(w.ty)) {
+                                (16, false) => band_fold::<16, false>(w, &rt_buf, acts, tt, blk, band, acc),
+                                (16, true) => band_fold::<16, true>(w, &rt_buf, acts, tt, blk, band, acc),
+                                (_, false) => band_fold::<32, false>(w, &rt_buf, acts, tt, blk, band, acc),
+                                (_, true) => band_fold::<32, true>(w, &rt_buf, acts, tt, blk, band, acc),
                             }
                         }
                     }
@@ -269,22 +293,27 @@ pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, 
 const BAND: usize = 8;
 
 /// Rows `8 band ..` of the tile, block `blk`, token tile `tt`: the exact totals, folded into
-/// `acc_mem` (`[row][token]`) by the K-quant float order.
+/// `acc_mem` (`[row][token]`) by the K-quant float order. `SW`: signed weights against flipped
+/// activations (see the module docs).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn band_fold<const SB: usize>(w: &PackedMatrix, rows: &RawTile, acts: &AmxActs, tt: usize, blk: usize, band: usize, acc_mem: &mut [f32]) {
+unsafe fn band_fold<const SB: usize, const SW: bool>(w: &PackedMatrix, rows: &RawTile, acts: &AmxActs, tt: usize, blk: usize, band: usize, acc_mem: &mut [f32]) {
     let nb = w.n_cols / QK_K;
     let r0 = BAND * band;
     let b = acts.b.as_ptr().add((tt * nb + blk) * TILE * QK_K);
     let a = rows.a.as_ptr().add((blk * TILE + r0) * QK_K);
+    let flip = _mm512_set1_epi8(-128);
     let mut isum = [_mm512_setzero_si512(); BAND];
     for s in 0..QK_K / SB {
         let mut sum = [_mm512_setzero_si512(); BAND];
         for g in s * SB / 4..(s + 1) * SB / 4 {
             // 4 elements of each of the 16 tokens.
-            let y = _mm512_loadu_si512(b.add(g * 64).cast());
+            let mut y = _mm512_loadu_si512(b.add(g * 64).cast());
+            if SW {
+                y = _mm512_xor_si512(y, flip);
+            }
             for r in 0..BAND {
                 let x = _mm512_set1_epi32(std::ptr::read_unaligned(a.add(r * QK_K + 4 * g).cast::<i32>()));
-                sum[r] = _mm512_dpbusd_epi32(sum[r], x, y);
+                sum[r] = if SW { _mm512_dpbusd_epi32(sum[r], y, x) } else { _mm512_dpbusd_epi32(sum[r], x, y) };
             }
         }
         let sc = rows.sc.as_ptr().add((blk * MAX_SB + s) * TILE + r0);
@@ -292,13 +321,6 @@ unsafe fn band_fold<const SB: usize>(w: &PackedMatrix, rows: &RawTile, acts: &Am
             isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(sum[r], _mm512_set1_epi32(*sc.add(r))));
         }
     }
-    // The block sums as i16 pairs per token: per 32 elements (4 pairs) or per 16 (8 pairs).
-    let (n_pairs, bsums) = if SB == 32 {
-        (4, acts.bp.as_ptr().add((tt * nb + blk) * 4 * TILE))
-    } else {
-        (MIN_PAIRS, acts.bq.as_ptr().add((tt * nb + blk) * MIN_PAIRS * TILE))
-    };
-    let off = offset(w.ty);
     let mins = amx::mins(w.ty);
     let (m_pairs, m_sums) = if mins == Mins::Per32 {
         (4, acts.bp.as_ptr().add((tt * nb + blk) * 4 * TILE))
@@ -309,13 +331,8 @@ unsafe fn band_fold<const SB: usize>(w: &PackedMatrix, rows: &RawTile, acts: &Am
     for r in 0..BAND {
         let row = r0 + r;
         let mut isum = isum[r];
-        if off != 0 {
-            let mut corr = _mm512_setzero_si512();
-            for pp in 0..n_pairs {
-                let sp = _mm512_set1_epi32(*rows.sp.get_unchecked((blk * MIN_PAIRS + pp) * TILE + row));
-                corr = _mm512_dpwssd_epi32(corr, sp, _mm512_loadu_si512(bsums.add(pp * TILE).cast()));
-            }
-            isum = _mm512_sub_epi32(isum, _mm512_mullo_epi32(corr, _mm512_set1_epi32(off)));
+        if SW {
+            isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(*rows.corr.get_unchecked(blk * TILE + row)));
         }
         let acc = acc_mem.as_mut_ptr().add(row * TILE);
         let d = _mm512_mul_ps(dx, _mm512_set1_ps(*rows.dw.get_unchecked(blk * TILE + row)));

@@ -41,8 +41,8 @@ use crate::quant::blocks::QK_K;
 
 /// Weight rows per row tile and tokens per token tile (the tiles' 16 rows / 16 columns).
 pub(super) const TILE: usize = 16;
-/// Prompts of at least this many tokens take the AMX path; shorter ones (decode steps) the
-/// AVX-512 kernels, whose results are the same bits.
+/// Prompts of at least this many tokens take the 16-row tiles (AMX, or `tiles16` without it);
+/// shorter ones (decode steps) the AVX-512 kernels, whose results are the same bits.
 pub(super) const MIN_TOKENS: usize = 16;
 /// Elements per tile step (a tile row is 64 bytes).
 const STEP: usize = 64;
@@ -226,6 +226,13 @@ unsafe fn store_part(dst: *mut u8, v16: __m512i, part: __m512i) {
     _mm256_storeu_si256(dst.cast(), _mm512_cvtepi16_epi8(_mm512_mullo_epi16(v16, part)));
 }
 
+/// The low 256 bits of `v` at `lo`, the high at `hi`.
+#[inline(always)]
+unsafe fn store_halves(v: __m512i, lo: *mut u8, hi: *mut u8) {
+    _mm256_storeu_si256(lo.cast(), _mm512_castsi512_si256(v));
+    _mm256_storeu_si256(hi.cast(), _mm512_extracti64x4_epi64::<1>(v));
+}
+
 /// 32 products `w` (i16, within -4096..4096) as two byte parts: `w & 127` at `lo` and `w >> 7`
 /// (-32..32) at `hi`, so `w = lo + 128 hi`.
 #[inline(always)]
@@ -278,8 +285,11 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RowTile) {
             let m = dm.as_ptr().add((g * nb + blk) * dmb);
             match ty {
                 GgmlType::Q4_K | GgmlType::Q5_K => {
-                    // Scales and mins decoded at m[8k + s] and m[32 + 8k + s].
-                    let sc = |k: usize, s: usize| *m.add(8 * k + s) as i16;
+                    // Scales and mins decoded at m[8k + s] and m[32 + 8k + s]; the 4 rows' 32
+                    // scales as words.
+                    let scales = _mm512_cvtepu8_epi16(_mm256_loadu_si256(m.cast()));
+                    // Word lanes 0-15 pick row 2p's scale, 16-31 row 2p + 1's.
+                    let pick = _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi16(8));
                     for j in 0..4 {
                         for p in 0..2 {
                             let v = _mm512_loadu_si512(q.add((2 * j + p) * 64).cast());
@@ -289,13 +299,15 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RowTile) {
                                 (lo, hi) = q5_k::fifth_bits(lo, hi, _mm512_loadu_si512(q.add(q5_k::QH_AT + 64 * p).cast()), j);
                             }
                             for (sb, v) in [(2 * j, lo), (2 * j + 1, hi)] {
-                                for h in 0..2 {
-                                    let k = 2 * p + h;
-                                    let v16 = _mm512_cvtepu8_epi16(if h == 0 { _mm512_castsi512_si256(v) } else { _mm512_extracti64x4_epi64::<1>(v) });
-                                    let s = sc(k, sb);
-                                    store_part(at(ROWS * gi + k, sb / 2, 0, sb % 2), v16, _mm512_set1_epi16(s & 7));
-                                    store_part(at(ROWS * gi + k, sb / 2, 1, sb % 2), v16, _mm512_set1_epi16(s >> 3));
-                                }
+                                let idx = _mm512_add_epi16(pick, _mm512_set1_epi16((16 * p + sb) as i16));
+                                let s = _mm512_permutexvar_epi16(idx, scales);
+                                // A quant (< 32) times a 3-bit digit (< 8) fits its byte, so one
+                                // 16-bit multiply of the packed bytes gives both bytes' products.
+                                let p0 = _mm512_mullo_epi16(v, _mm512_and_si512(s, _mm512_set1_epi16(7)));
+                                let p1 = _mm512_mullo_epi16(v, _mm512_srli_epi16::<3>(s));
+                                let (ra, rb) = (ROWS * gi + 2 * p, ROWS * gi + 2 * p + 1);
+                                store_halves(p0, at(ra, sb / 2, 0, sb % 2), at(rb, sb / 2, 0, sb % 2));
+                                store_halves(p1, at(ra, sb / 2, 1, sb % 2), at(rb, sb / 2, 1, sb % 2));
                             }
                         }
                     }

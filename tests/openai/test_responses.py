@@ -50,13 +50,16 @@ def test_text_response_matches_chat_completions(client):
 
 
 def test_streaming_events_build_the_same_response(client):
-    full = create(client, input=QUESTION, store=False)
-    with client.responses.stream(model=MODEL, input=QUESTION, temperature=0, max_output_tokens=32, store=False) as s:
+    # Room for the whole answer: the SDK's stream helper only accepts a `response.completed` end
+    # (a cut answer ends with `response.incomplete`, checked below on the raw stream).
+    full = create(client, input=QUESTION, store=False, max_output_tokens=96)
+    assert full.status == "completed", (full.status, full.output_text)
+    with client.responses.stream(model=MODEL, input=QUESTION, temperature=0, max_output_tokens=96, store=False) as s:
         events = list(s)
         final = s.get_final_response()
     kinds = [e.type for e in events]
     assert kinds[:2] == ["response.created", "response.in_progress"], kinds
-    assert kinds[-1] in ("response.completed", "response.incomplete"), kinds
+    assert kinds[-1] == "response.completed", kinds
     assert [e.sequence_number for e in events] == list(range(len(events)))
     body = [k for k in kinds[2:-1] if k != "response.output_text.delta"]
     assert body == [
@@ -76,8 +79,15 @@ def test_streaming_events_build_the_same_response(client):
     assert events[0].response.id == final.id and events[0].response.status == "in_progress"
     assert final.usage.input_tokens == full.usage.input_tokens and final.usage.output_tokens == full.usage.output_tokens
     # The raw stream (no helper) has the same events.
-    raw = list(client.responses.create(model=MODEL, input=QUESTION, temperature=0, max_output_tokens=32, store=False, stream=True))
+    raw = list(client.responses.create(model=MODEL, input=QUESTION, temperature=0, max_output_tokens=96, store=False, stream=True))
     assert [e.type for e in raw] == kinds
+    # Cut at max_output_tokens, the stream ends with `response.incomplete`, saying why.
+    cut = list(client.responses.create(model=MODEL, input=QUESTION, temperature=0, max_output_tokens=3, store=False, stream=True))
+    assert cut[-1].type == "response.incomplete", [e.type for e in cut]
+    assert cut[-1].response.status == "incomplete" and cut[-1].response.incomplete_details.reason == "max_output_tokens"
+    assert cut[-1].response.usage.output_tokens == 3
+    assert [e.sequence_number for e in cut] == list(range(len(cut)))
+    assert full.output_text.startswith("".join(e.delta for e in cut if e.type == "response.output_text.delta"))
 
 
 def test_previous_response_id_continues_the_conversation_from_the_cache(client):

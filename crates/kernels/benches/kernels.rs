@@ -195,6 +195,50 @@ fn bench_matmul_tokens(b: &Bench, name: &str, m: &QMatrix, pools: &[ThreadPool],
     }
 }
 
+/// Copies (each packed) of one random 14336 x 4096 matrix of type `ty`, past 1 GiB in all, one
+/// token through each in turn per call, on each pool; then a streaming read of as many bytes.
+fn bench_dram_decode(b: &Bench, pools: &[ThreadPool], ty: GgmlType) {
+    let (n_rows, n_cols) = (14336, 4096);
+    let data = random_matrix(ty, n_rows, n_cols);
+    let copies = (1usize << 30).div_ceil(data.len()) + 1;
+    let owned: Vec<Vec<u8>> = (0..copies).map(|_| data.clone()).collect();
+    let mats: Vec<QMatrix> = owned.iter().map(|d| QMatrix::new(ty, d, n_rows, n_cols).expect("matrix")).collect();
+    let packs: Vec<Option<PackedMatrix>> = mats.iter().map(PackedMatrix::pack).collect();
+    let mats: Vec<QMatrix> = mats.iter().zip(&packs).map(|(m, p)| p.as_ref().map_or(*m, |p| m.with_packed(p).expect("same shape"))).collect();
+    let bytes = (data.len() * copies) as f64;
+    let x = random_f32(n_cols, 3);
+    let mut out = vec![0f32; n_rows];
+    let mut scratch = MatmulScratch::default();
+    let stream: Vec<u64> = (0..data.len() * copies / 8).map(|i| i as u64).collect();
+    for pool in pools {
+        let s = b.time(false, || {
+            for m in &mats {
+                matmul(pool, m, &x, 1, &mut out, &mut scratch).expect("matmul");
+            }
+            black_box(&out);
+        });
+        let label = format!("dram decode {} {copies}x{n_rows}x{n_cols} threads {}", ty.name(), pool.n_threads());
+        b.report(&label, s, &format!("{:6.1} GB/s", bytes / s / 1e9));
+        let per = stream.len().div_ceil(pool.n_threads());
+        let sums: Vec<std::sync::atomic::AtomicU64> = (0..pool.n_threads()).map(|_| std::sync::atomic::AtomicU64::new(0)).collect();
+        let r = b.time(false, || {
+            pool.run(pool.n_threads(), &|i| {
+                let part = &stream[(i * per).min(stream.len())..((i + 1) * per).min(stream.len())];
+                let (mut s0, mut s1, mut s2, mut s3) = (0u64, 0u64, 0u64, 0u64);
+                for c in part.chunks_exact(4) {
+                    s0 = s0.wrapping_add(c[0]);
+                    s1 = s1.wrapping_add(c[1]);
+                    s2 = s2.wrapping_add(c[2]);
+                    s3 = s3.wrapping_add(c[3]);
+                }
+                sums[i].store(s0 ^ s1 ^ s2 ^ s3, std::sync::atomic::Ordering::Relaxed);
+            });
+            black_box(&sums);
+        });
+        b.report(&format!("dram streaming read, threads {}", pool.n_threads()), r, &format!("{:6.1} GB/s (decode at {:.2} of it)", bytes / r / 1e9, r / s));
+    }
+}
+
 /// A causal 64-token prefill chunk (the last 64 of the chunks' rows) over each pool.
 fn bench_attention_prefill(b: &Bench, pools: &[ThreadPool], what: &str, q: &[f32], chunks: &[KvChunk], p: &AttnParams, out: &mut [f32]) {
     let n_kv: usize = chunks.iter().map(|c| c.n_rows).sum();
@@ -245,11 +289,27 @@ fn main() {
     }
 
     // Llama-3.2-1B's Q4_K_M shapes at a 512-token prompt: with AMX, its tiles; compare
-    // `DAEHWA_KERNELS=avx512` for the AVX-512 VNNI kernels.
-    for (ty, n_rows, n_cols) in [(GgmlType::Q4_K, 2048, 2048), (GgmlType::Q4_K, 8192, 2048), (GgmlType::Q6_K, 2048, 8192)] {
+    // `DAEHWA_KERNELS=avx512` for the AVX-512 VNNI kernels. And two of its F16 / BF16 shapes
+    // (`DAEHWA_KERNELS=avx2` for the row-at-a-time dot).
+    for (ty, n_rows, n_cols) in [
+        (GgmlType::Q4_K, 2048, 2048),
+        (GgmlType::Q4_K, 8192, 2048),
+        (GgmlType::Q6_K, 2048, 8192),
+        (GgmlType::F16, 8192, 2048),
+        (GgmlType::F16, 2048, 8192),
+        (GgmlType::BF16, 8192, 2048),
+    ] {
         let data = random_matrix(ty, n_rows, n_cols);
         let m = QMatrix::new(ty, &data, n_rows, n_cols).expect("matrix");
         bench_matmul_tokens(&b, &format!("llama1b {} {n_rows}x{n_cols}", ty.name()), &m, &pools, &[16, 32, 512]);
+    }
+
+    // Decode with the weights in DRAM: copies of an 8B-shaped Q4_K ffn matrix (14336 x 4096),
+    // together larger than any L3 here, each packed, one token through each in turn; next to
+    // a plain streaming read of as many bytes on the same pool (the ceiling decode approaches).
+    if b.wanted("dram") {
+        bench_dram_decode(&b, &pools, GgmlType::Q4_K);
+        bench_dram_decode(&b, &pools, GgmlType::Q6_K);
     }
 
     // The real SmolLM2 matrices.

@@ -9,6 +9,7 @@ pub mod pool;
 pub mod ops;
 mod disjoint;
 pub mod matmul;
+mod fp_matmul;
 pub mod attention;
 pub mod rows;
 pub mod packed;

@@ -180,6 +180,11 @@ pub fn matmul(
     if let Some(p) = w.packed {
         return matmul_packed(pool, p, x, n_tokens, out, scratch);
     }
+    #[cfg(target_arch = "x86_64")]
+    if crate::fp_matmul::handles(w.ty) {
+        crate::fp_matmul::matmul(pool, w, x, n_tokens, out);
+        return Ok(());
+    }
     let kernel = quant::kernel(w.ty)?;
     let vdt = kernel.vec_dot_type;
     let x_row_bytes = quant::row_bytes(vdt, n_cols)?;

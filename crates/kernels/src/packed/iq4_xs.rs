@@ -68,9 +68,7 @@ impl Layout for IQ4XS {
         for b in 0..nb {
             let q = wq.add(b * QS_BYTES);
             let m = wd.add(b * META_BYTES);
-            _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(super::PREFETCH).cast());
-            _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(super::PREFETCH + 64).cast());
-            _mm_prefetch::<_MM_HINT_T1>(m.wrapping_add(super::PREFETCH * META_BYTES / QS_BYTES).cast());
+            super::prefetch_block(q, m, QS_BYTES, META_BYTES);
             // SAFETY (all weight loads): block b < nb of this group, META_BYTES / QS_BYTES each.
             let sc = _mm512_cvtepi8_epi16(_mm256_loadu_si256(m.cast()));
             let dw = coef_lanes(m.add(D_AT), false);

@@ -95,10 +95,7 @@ pub(super) unsafe fn kernel<L: Sub16, const T: usize>(wq: *const u8, wd: *const 
     for b in 0..nb {
         let q = wq.add(b * L::QS_BYTES);
         let m = wd.add(b * L::META_BYTES);
-        for l in 0..L::QS_BYTES.div_ceil(256) {
-            _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(super::PREFETCH + 64 * l).cast());
-        }
-        _mm_prefetch::<_MM_HINT_T1>(m.wrapping_add(super::PREFETCH * L::META_BYTES / L::QS_BYTES).cast());
+        super::prefetch_block(q, m, L::QS_BYTES, L::META_BYTES);
         // SAFETY (all weight loads): block b < nb of this group, META_BYTES / QS_BYTES each.
         let (s0, m0) = pair_meta::<L>(m, 0);
         let (s1, m1) = pair_meta::<L>(m, 1);

@@ -100,9 +100,7 @@ impl Layout for Q4K {
         for b in 0..nb {
             let q = wq.add(b * QS_BYTES);
             let m = wd.add(b * META_BYTES);
-            _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(super::PREFETCH).cast());
-            _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(super::PREFETCH + 64).cast());
-            _mm_prefetch::<_MM_HINT_T1>(m.wrapping_add(super::PREFETCH / 6).cast());
+            super::prefetch_block(q, m, QS_BYTES, META_BYTES);
             // SAFETY (all weight loads): block b < nb of this group, META_BYTES / QS_BYTES each.
             let (sc, mins, dw) = meta(m);
             let mut sumi = [[_mm512_setzero_si512(); 2]; T];

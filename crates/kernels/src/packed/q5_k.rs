@@ -52,10 +52,7 @@ impl Layout for Q5K {
         for b in 0..nb {
             let q = wq.add(b * QS_BYTES);
             let m = wd.add(b * META_BYTES);
-            for l in 0..3 {
-                _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(super::PREFETCH + 64 * l).cast());
-            }
-            _mm_prefetch::<_MM_HINT_T1>(m.wrapping_add(super::PREFETCH / 8).cast());
+            super::prefetch_block(q, m, QS_BYTES, META_BYTES);
             // SAFETY (all weight loads): block b < nb of this group, META_BYTES / QS_BYTES each.
             let (sc, mins, dw) = meta(m);
             let qh = [_mm512_loadu_si512(q.add(QH_AT).cast()), _mm512_loadu_si512(q.add(QH_AT + 64).cast())];

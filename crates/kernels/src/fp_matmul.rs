@@ -45,10 +45,6 @@ const DECODE_ROWS: usize = 8;
 const TOKEN_TILE: usize = 16;
 /// Weight bytes per row block (see `chunk`).
 const ROW_BLOCK_BYTES: usize = 256 << 10;
-/// Minimum multiply-adds per task; smaller work is not worth waking threads for.
-const MIN_WORK_PER_TASK: usize = 1 << 15;
-/// Chunks per thread (as `matmul`): a thread slowed by another process does not hold up the rest.
-const CHUNKS_PER_THREAD: usize = 4;
 
 /// Whether [`matmul`] runs `ty` here: a float type, and the AVX-512 level chosen.
 pub(crate) fn handles(ty: GgmlType) -> bool {
@@ -274,10 +270,7 @@ unsafe fn chunk<E: Elem>(w: &QMatrix, x: &[f32], n_tokens: usize, r0: usize, r1:
 /// [`handles`] the type.
 pub(crate) fn matmul(pool: &ThreadPool, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut [f32]) {
     let n_rows = w.n_rows;
-    let work = n_tokens * n_rows * w.n_cols;
-    let max_tasks = (work / MIN_WORK_PER_TASK).max(1);
-    let n_chunks = (pool.n_threads() * CHUNKS_PER_THREAD).min(max_tasks).min(n_rows);
-    let rows_per_chunk = n_rows.div_ceil(n_chunks).next_multiple_of(if n_tokens == 1 { DECODE_ROWS } else { ROWS });
+    let rows_per_chunk = crate::matmul::rows_per_chunk(pool, n_tokens, n_rows, w.n_cols, if n_tokens == 1 { DECODE_ROWS } else { ROWS });
     let n_chunks = n_rows.div_ceil(rows_per_chunk);
     let shared = DisjointMut::new(out);
     let out = Out { out: &shared, n_rows };

@@ -195,10 +195,7 @@ pub fn matmul(
         quantize_activations(pool, vdt, x, n_tokens, n_cols, x_row_bytes, scratch)?
     };
 
-    let work = n_tokens * n_rows * n_cols;
-    let max_tasks = (work / MIN_WORK_PER_TASK).max(1);
-    let n_chunks = (pool.n_threads() * CHUNKS_PER_THREAD).min(max_tasks).min(n_rows);
-    let rows_per_chunk = n_rows.div_ceil(n_chunks);
+    let rows_per_chunk = rows_per_chunk(pool, n_tokens, n_rows, n_cols, 1);
     let n_chunks = n_rows.div_ceil(rows_per_chunk);
 
     let vec_dot = kernel.vec_dot;
@@ -241,6 +238,15 @@ pub fn matmul(
         }
     });
     Ok(())
+}
+
+/// Output rows per pool task for `n_tokens` tokens through `n_rows x n_cols` weights: about
+/// [`CHUNKS_PER_THREAD`] tasks per thread, none under [`MIN_WORK_PER_TASK`] multiply-adds (and
+/// never more tasks than rows), rounded up to a multiple of `multiple` (a kernel's row group).
+pub(crate) fn rows_per_chunk(pool: &ThreadPool, n_tokens: usize, n_rows: usize, n_cols: usize, multiple: usize) -> usize {
+    let max_tasks = (n_tokens * n_rows * n_cols / MIN_WORK_PER_TASK).max(1);
+    let n_chunks = (pool.n_threads() * CHUNKS_PER_THREAD).min(max_tasks).min(n_rows).max(1);
+    n_rows.div_ceil(n_chunks).next_multiple_of(multiple)
 }
 
 /// Several matrices applied to the same activations (q, k and v; gate and up): each

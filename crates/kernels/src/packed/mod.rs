@@ -112,6 +112,7 @@ pub(crate) unsafe fn prefetch_block(q: *const u8, m: *const u8, qs: usize, meta:
         _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(64).cast());
     }
 }
+
 /// Row groups per kernel call in prefill: their weights (about 1.5 KiB each for q4_1 at
 /// 576 columns) stay in L1 across the tile's 4-token calls.
 const GROUP_BATCH: usize = 4;

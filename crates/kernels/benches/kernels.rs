@@ -301,7 +301,7 @@ fn main() {
     ] {
         let data = random_matrix(ty, n_rows, n_cols);
         let m = QMatrix::new(ty, &data, n_rows, n_cols).expect("matrix");
-        bench_matmul_tokens(&b, &format!("llama1b {} {n_rows}x{n_cols}", ty.name()), &m, &pools, &[16, 32, 512]);
+        bench_matmul_tokens(&b, &format!("llama1b {} {n_rows}x{n_cols}", ty.name()), &m, &pools, &[1, 16, 32, 512]);
     }
 
     // Decode with the weights in DRAM: copies of an 8B-shaped Q4_K ffn matrix (14336 x 4096),

@@ -23,9 +23,9 @@
 
 use std::arch::x86_64::*;
 
-use super::kq::{coef_lanes, fold_block, rows, y_block, y_d, y_sub, Layout};
+use super::kq::{coef_lanes, dpwssd, fold_block, rows, y_block, y_d, y_sub, Layout};
 // One i8 scale per row and 32-element sub-block, 8 per row: q4_K's scale arrangement.
-use super::q4_k::SCALE_IDX;
+use super::q4_k::{pair_lanes, pair_scales};
 use super::{ActRow, ROWS};
 use crate::quant::blocks::KVALUES_IQ4NL;
 use crate::quant::kquants::k_step;
@@ -70,7 +70,7 @@ impl Layout for IQ4XS {
             let m = wd.add(b * META_BYTES);
             super::prefetch_block(q, m, QS_BYTES, META_BYTES);
             // SAFETY (all weight loads): block b < nb of this group, META_BYTES / QS_BYTES each.
-            let sc = _mm512_cvtepi8_epi16(_mm256_loadu_si256(m.cast()));
+            let pl = pair_lanes(_mm512_cvtepi8_epi16(_mm256_loadu_si256(m.cast())));
             let dw = coef_lanes(m.add(D_AT), false);
             let mut sumi = [[_mm512_setzero_si512(); 2]; T];
             for mm in 0..4 {
@@ -88,16 +88,13 @@ impl Layout for IQ4XS {
                 }
                 for h in 0..2 {
                     let sb = 2 * mm + h;
-                    let s = [
-                        _mm512_permutexvar_epi16(_mm512_loadu_si512(SCALE_IDX[0][sb].as_ptr().cast()), sc),
-                        _mm512_permutexvar_epi16(_mm512_loadu_si512(SCALE_IDX[1][sb].as_ptr().cast()), sc),
-                    ];
+                    let s = pair_scales(&pl, sb);
                     for t in 0..T {
                         // SAFETY: `y_block` is a whole expanded block.
                         let y = y_sub(y_block(a.get_unchecked(t), b), sb);
                         for p in 0..2 {
                             let sy = _mm512_mask_sub_epi8(y, neg[h][p], _mm512_setzero_si512(), y);
-                            sumi[t][p] = _mm512_dpwssd_epi32(sumi[t][p], _mm512_maddubs_epi16(av[h][p], sy), s[p]);
+                            sumi[t][p] = dpwssd(sumi[t][p], _mm512_maddubs_epi16(av[h][p], sy), s[p]);
                         }
                     }
                 }

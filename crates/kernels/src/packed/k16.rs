@@ -27,7 +27,7 @@
 
 use std::arch::x86_64::*;
 
-use super::kq::{coef_lanes, dot_pairs, fold_block, rows, y_block, y_d, y_sub, BSUMS_AT};
+use super::kq::{coef_lanes, dot_pairs, fold_block, pshufb, rows, y_block, y_d, y_sub, BSUMS_AT};
 use super::{ActRow, ROWS};
 use crate::quant::kquants::k_step;
 use crate::quant::x86::hsum_i32_8;
@@ -56,21 +56,24 @@ pub(super) trait Sub16 {
     unsafe fn quants_avx2(q: *const u8, j: usize, k: usize) -> [__m256i; 4];
 }
 
-/// `vpermw` indices for chunk `c` on a pair's 32 scales (row 2p's 16, then row 2p + 1's): scale
-/// `2c` on the chunk's first 16 elements, `2c + 1` on the rest, in each row's half.
-static SCALE_IDX: [[u16; 32]; 8] = {
-    let mut t = [[0u16; 32]; 8];
-    let mut s = 0;
-    while s < 8 {
-        let mut i = 0;
-        while i < 32 {
-            t[s][i] = (16 * (i / 16) + 2 * s + (i % 16) / 8) as u16;
-            i += 1;
-        }
-        s += 1;
-    }
-    t
-};
+/// A pair's 32 scales (`sc`: row 2p's 16 i16 in 128-bit lanes 0-1, row 2p + 1's in lanes 2-3)
+/// as the lanes [row 2p's h, row 2p's h, row 2p + 1's h, row 2p + 1's h] for h = 0 (scales
+/// 0..8) and h = 1 (8..16), from which [`chunk_scales`] takes a chunk's two.
+#[inline(always)]
+unsafe fn scale_lanes(sc: __m512i) -> [__m512i; 2] {
+    [_mm512_shuffle_i64x2::<0b10_10_00_00>(sc, sc), _mm512_shuffle_i64x2::<0b11_11_01_01>(sc, sc)]
+}
+
+/// Chunk `c`'s scales from a pair's [`scale_lanes`]: scale `2c` on the chunk's first 16
+/// elements (i16 lanes 0..8 of each row's half), `2c + 1` on the rest. An in-lane `vpshufb`
+/// (one uop), where a `vpermw` costs two on the shuffle port these kernels are bound by in decode.
+#[inline(always)]
+unsafe fn chunk_scales(sl: &[__m512i; 2], c: usize) -> __m512i {
+    let word = |w: usize| _mm_set1_epi16((((2 * w + 1) << 8) | (2 * w)) as i16);
+    let (wa, wb) = ((2 * c) % 8, (2 * c + 1) % 8);
+    let idx = _mm512_broadcast_i64x4(_mm256_set_m128i(word(wb), word(wa)));
+    pshufb(sl[c / 4], idx)
+}
 
 /// The scales (and minimums) of pair `p` as 32 i16: row 2p's 16, then row 2p + 1's.
 #[inline(always)]
@@ -100,6 +103,7 @@ pub(super) unsafe fn kernel<L: Sub16, const T: usize>(wq: *const u8, wd: *const 
         let (s0, m0) = pair_meta::<L>(m, 0);
         let (s1, m1) = pair_meta::<L>(m, 1);
         let sc = [s0, s1];
+        let sl = [scale_lanes(s0), scale_lanes(s1)];
         let dw = coef_lanes(m.add(64), L::MINS);
         let mut sumi = [[_mm512_setzero_si512(); 2]; T];
         for j in 0..2 {
@@ -111,8 +115,7 @@ pub(super) unsafe fn kernel<L: Sub16, const T: usize>(wq: *const u8, wd: *const 
                 }
             }
             for i in 0..4 {
-                let idx = _mm512_loadu_si512(SCALE_IDX[4 * j + i].as_ptr().cast());
-                let s = [_mm512_permutexvar_epi16(idx, sc[0]), _mm512_permutexvar_epi16(idx, sc[1])];
+                let s = [chunk_scales(&sl[0], 4 * j + i), chunk_scales(&sl[1], 4 * j + i)];
                 for t in 0..T {
                     // SAFETY: `y_block` is a whole expanded block.
                     dot_pairs(&mut sumi[t], &w[i], y_sub(y_block(a.get_unchecked(t), b), 4 * j + i), &s);

@@ -111,8 +111,38 @@ pub(super) unsafe fn groups_avx2<L: Layout, const T: usize>(wq: *const u8, wd: *
 #[inline(always)]
 pub(super) unsafe fn dot_pairs(sumi: &mut [__m512i; 2], w: &[__m512i; 2], y: __m512i, s: &[__m512i; 2]) {
     for p in 0..2 {
-        sumi[p] = _mm512_dpwssd_epi32(sumi[p], _mm512_maddubs_epi16(w[p], y), s[p]);
+        sumi[p] = dpwssd(sumi[p], _mm512_maddubs_epi16(w[p], y), s[p]);
     }
+}
+
+/// `acc + vpdpwssd(a, b)`, emitted as that instruction. From the intrinsic, LLVM's machine
+/// combiner emits `vpmaddwd` + `vpaddd` instead (a shorter chain on `acc`): one uop more per
+/// multiply, where these kernels are bound by the multiply ports and not by the chain.
+///
+/// # Safety
+/// AVX-512 VNNI is available.
+#[inline]
+#[target_feature(enable = "avx512f,avx512vnni")]
+pub(super) unsafe fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    let mut r = acc;
+    // SAFETY: register-only arithmetic; the caller guarantees AVX-512 VNNI.
+    std::arch::asm!("vpdpwssd {r}, {a}, {b}", r = inout(zmm_reg) r, a = in(zmm_reg) a, b = in(zmm_reg) b, options(pure, nomem, nostack, preserves_flags));
+    r
+}
+
+/// `vpshufb` of `a` by `idx`, emitted as that instruction: with a constant `idx` LLVM rewrites
+/// it into other shuffles (a word broadcast within each lane becomes `vpshuflw` + `vpshufhw` +
+/// `vpshufd`), three uops on the shuffle port for one.
+///
+/// # Safety
+/// AVX-512 BW is available.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn pshufb(a: __m512i, idx: __m512i) -> __m512i {
+    let r: __m512i;
+    // SAFETY: register-only shuffle; the caller guarantees AVX-512 BW.
+    std::arch::asm!("vpshufb {r}, {a}, {i}", r = lateout(zmm_reg) r, a = in(zmm_reg) a, i = in(zmm_reg) idx, options(pure, nomem, nostack, preserves_flags));
+    r
 }
 
 /// The 4 rows' `d` (f16 at `m`) and `dmin` (f16 at `m + 8`, or none for q6_K) as the

@@ -15,33 +15,13 @@
 
 use std::arch::x86_64::*;
 
-use super::kq::{bsum_pairs4, coef_lanes, dot_pairs, fold_block, rows, y_block, y_d, y_sub, Layout};
+use super::kq::{bsum_pairs4, coef_lanes, dot_pairs, fold_block, pshufb, rows, y_block, y_d, y_sub, Layout};
 use super::{ActRow, ROWS};
 
 /// Quant bytes per (group, super-block).
 pub(super) const QS_BYTES: usize = 512;
 /// Meta bytes per (group, super-block).
 pub(super) const META_BYTES: usize = 80;
-
-/// `vpermw` indices: for sub-block `s` and row pair `p`, lanes 0..16 take row 2p's scale `s`
-/// (i16 index `8 * 2p + s`), lanes 16..32 row 2p+1's (shared with iq4_xs, 8 scales per row too).
-pub(super) static SCALE_IDX: [[[u16; 32]; 8]; 2] = {
-    let mut t = [[[0u16; 32]; 8]; 2];
-    let mut p = 0;
-    while p < 2 {
-        let mut s = 0;
-        while s < 8 {
-            let mut i = 0;
-            while i < 32 {
-                t[p][s][i] = (8 * (2 * p + i / 16) + s) as u16;
-                i += 1;
-            }
-            s += 1;
-        }
-        p += 1;
-    }
-    t
-};
 
 /// The q4_K layout (marker for [`super::kq::groups`]).
 pub(super) struct Q4K;
@@ -58,23 +38,31 @@ pub(super) unsafe fn meta(m: *const u8) -> (__m512i, __m512i, __m512) {
     (sc, mins, coef_lanes(m.add(64), true))
 }
 
-/// Sub-block `s`'s scales for both row pairs, from the 4 rows' 8 scales each in `sc`.
+/// The 4 rows' scales (`sc`: 8 i16 per row, row k in 128-bit lane k) per row pair, as the
+/// 128-bit lanes [row 2p, row 2p, row 2p + 1, row 2p + 1], from which [`pair_scales`] takes one
+/// sub-block's (shared with iq4_xs, 8 scales per row too).
 #[inline(always)]
-unsafe fn pair_scales(sc: __m512i, s: usize) -> [__m512i; 2] {
-    [
-        _mm512_permutexvar_epi16(_mm512_loadu_si512(SCALE_IDX[0][s].as_ptr().cast()), sc),
-        _mm512_permutexvar_epi16(_mm512_loadu_si512(SCALE_IDX[1][s].as_ptr().cast()), sc),
-    ]
+pub(super) unsafe fn pair_lanes(sc: __m512i) -> [__m512i; 2] {
+    [_mm512_shuffle_i64x2::<0b01_01_00_00>(sc, sc), _mm512_shuffle_i64x2::<0b11_11_10_10>(sc, sc)]
+}
+
+/// Sub-block `s`'s scales for both row pairs from [`pair_lanes`]: row 2p's in lanes 0..16 (i16),
+/// row 2p + 1's in 16..32. An in-lane `vpshufb` each (one uop), where a `vpermw` of the 4 rows'
+/// 32 scales costs two on the shuffle port these kernels are bound by in decode.
+#[inline(always)]
+pub(super) unsafe fn pair_scales(pl: &[__m512i; 2], s: usize) -> [__m512i; 2] {
+    let idx = _mm512_set1_epi16((((2 * s + 1) << 8) | (2 * s)) as i16);
+    [pshufb(pl[0], idx), pshufb(pl[1], idx)]
 }
 
 /// Chunk `j` (shared with q5_K): sub-blocks 2j (`lo`) and 2j + 1 (`hi`) of both row pairs,
-/// by their scales from `sc`, against block `b` of every token.
+/// by their scales from [`pair_lanes`] `pl`, against block `b` of every token.
 ///
 /// # Safety
 /// Every `a[t]` holds block `b`.
 #[inline(always)]
-pub(super) unsafe fn chunk<const T: usize>(sumi: &mut [[__m512i; 2]; T], lo: &[__m512i; 2], hi: &[__m512i; 2], sc: __m512i, j: usize, a: &[ActRow; T], b: usize) {
-    let (slo, shi) = (pair_scales(sc, 2 * j), pair_scales(sc, 2 * j + 1));
+pub(super) unsafe fn chunk<const T: usize>(sumi: &mut [[__m512i; 2]; T], lo: &[__m512i; 2], hi: &[__m512i; 2], pl: &[__m512i; 2], j: usize, a: &[ActRow; T], b: usize) {
+    let (slo, shi) = (pair_scales(pl, 2 * j), pair_scales(pl, 2 * j + 1));
     for (t, sumi) in sumi.iter_mut().enumerate() {
         // SAFETY: `y` is a whole expanded block.
         let y = y_block(a.get_unchecked(t), b);
@@ -103,13 +91,14 @@ impl Layout for Q4K {
             super::prefetch_block(q, m, QS_BYTES, META_BYTES);
             // SAFETY (all weight loads): block b < nb of this group, META_BYTES / QS_BYTES each.
             let (sc, mins, dw) = meta(m);
+            let pl = pair_lanes(sc);
             let mut sumi = [[_mm512_setzero_si512(); 2]; T];
             for j in 0..4 {
                 let v0 = _mm512_loadu_si512(q.add(j * 128).cast());
                 let v1 = _mm512_loadu_si512(q.add(j * 128 + 64).cast());
                 let lo = [_mm512_and_si512(v0, m4), _mm512_and_si512(v1, m4)];
                 let hi = [_mm512_and_si512(_mm512_srli_epi16::<4>(v0), m4), _mm512_and_si512(_mm512_srli_epi16::<4>(v1), m4)];
-                chunk(&mut sumi, &lo, &hi, sc, j, a, b);
+                chunk(&mut sumi, &lo, &hi, &pl, j, a, b);
             }
             for t in 0..T {
                 let y = y_block(a.get_unchecked(t), b);

@@ -11,7 +11,7 @@
 use std::arch::x86_64::*;
 
 use super::kq::{bsum_pairs4, fold_block, rows, y_block, y_d, Layout};
-use super::q4_k::{chunk, meta};
+use super::q4_k::{chunk, meta, pair_lanes};
 use super::{ActRow, ROWS};
 
 /// Quant bytes per (group, super-block).
@@ -55,6 +55,7 @@ impl Layout for Q5K {
             super::prefetch_block(q, m, QS_BYTES, META_BYTES);
             // SAFETY (all weight loads): block b < nb of this group, META_BYTES / QS_BYTES each.
             let (sc, mins, dw) = meta(m);
+            let pl = pair_lanes(sc);
             let qh = [_mm512_loadu_si512(q.add(QH_AT).cast()), _mm512_loadu_si512(q.add(QH_AT + 64).cast())];
             let mut sumi = [[_mm512_setzero_si512(); 2]; T];
             for j in 0..4 {
@@ -66,7 +67,7 @@ impl Layout for Q5K {
                     let h = _mm512_and_si512(_mm512_srli_epi16::<4>(v), m4);
                     (lo[p], hi[p]) = fifth_bits(l, h, qh[p], j);
                 }
-                chunk(&mut sumi, &lo, &hi, sc, j, a, b);
+                chunk(&mut sumi, &lo, &hi, &pl, j, a, b);
             }
             for t in 0..T {
                 let y = y_block(a.get_unchecked(t), b);

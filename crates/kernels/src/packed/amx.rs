@@ -602,7 +602,7 @@ unsafe fn fold(w: &PackedMatrix, rows: &RowTile, acts: &AmxActs, tt: usize, blk:
             let (n, sums) = if mins == Mins::Per32 { (4, bpair) } else { (MIN_PAIRS, bquad) };
             for pp in 0..n {
                 let mp = _mm512_set1_epi32(*rows.minp.get_unchecked((blk * MIN_PAIRS + pp) * TILE + r));
-                msum = _mm512_dpwssd_epi32(msum, mp, _mm512_loadu_si512(sums.add(pp * TILE).cast()));
+                msum = super::kq::dpwssd(msum, mp, _mm512_loadu_si512(sums.add(pp * TILE).cast()));
             }
             let dm = _mm512_mul_ps(dx, _mm512_set1_ps(*rows.dm.get_unchecked(blk * TILE + r)));
             acc[r] = _mm512_sub_ps(acc[r], _mm512_mul_ps(dm, _mm512_cvtepi32_ps(msum)));

@@ -341,7 +341,7 @@ unsafe fn band_fold<const SB: usize, const SW: bool>(w: &PackedMatrix, rows: &Ra
             let mut msum = _mm512_setzero_si512();
             for pp in 0..m_pairs {
                 let mp = _mm512_set1_epi32(*rows.minp.get_unchecked((blk * MIN_PAIRS + pp) * TILE + row));
-                msum = _mm512_dpwssd_epi32(msum, mp, _mm512_loadu_si512(m_sums.add(pp * TILE).cast()));
+                msum = super::kq::dpwssd(msum, mp, _mm512_loadu_si512(m_sums.add(pp * TILE).cast()));
             }
             let dm = _mm512_mul_ps(dx, _mm512_set1_ps(*rows.dm.get_unchecked(blk * TILE + row)));
             v = _mm512_sub_ps(v, _mm512_mul_ps(dm, _mm512_cvtepi32_ps(msum)));

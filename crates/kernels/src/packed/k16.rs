@@ -27,7 +27,7 @@
 
 use std::arch::x86_64::*;
 
-use super::kq::{coef_lanes, dot_pairs, fold_block, pshufb, rows, y_block, y_d, y_sub, BSUMS_AT};
+use super::kq::{coef_lanes, dot_pairs, fold_block, pshufb, rows, word_index, y_block, y_d, y_sub, BSUMS_AT};
 use super::{ActRow, ROWS};
 use crate::quant::kquants::k_step;
 use crate::quant::x86::hsum_i32_8;
@@ -69,9 +69,8 @@ unsafe fn scale_lanes(sc: __m512i) -> [__m512i; 2] {
 /// (one uop), where a `vpermw` costs two on the shuffle port these kernels are bound by in decode.
 #[inline(always)]
 unsafe fn chunk_scales(sl: &[__m512i; 2], c: usize) -> __m512i {
-    let word = |w: usize| _mm_set1_epi16((((2 * w + 1) << 8) | (2 * w)) as i16);
-    let (wa, wb) = ((2 * c) % 8, (2 * c + 1) % 8);
-    let idx = _mm512_broadcast_i64x4(_mm256_set_m128i(word(wb), word(wa)));
+    let word = |w: usize| _mm_set1_epi16(word_index(w % 8));
+    let idx = _mm512_broadcast_i64x4(_mm256_set_m128i(word(2 * c + 1), word(2 * c)));
     pshufb(sl[c / 4], idx)
 }
 

@@ -130,6 +130,13 @@ pub(super) unsafe fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
     r
 }
 
+/// The `vpshufb` index pair that repeats i16 word `w` (< 8) of a 128-bit lane across the lane
+/// (as one i16: splat it to every word of the index).
+#[inline(always)]
+pub(super) fn word_index(w: usize) -> i16 {
+    (((2 * w + 1) << 8) | (2 * w)) as i16
+}
+
 /// `vpshufb` of `a` by `idx`, emitted as that instruction: with a constant `idx` LLVM rewrites
 /// it into other shuffles (a word broadcast within each lane becomes `vpshuflw` + `vpshufhw` +
 /// `vpshufd`), three uops on the shuffle port for one.

@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use super::kq::{bsum_pairs4, coef_lanes, dot_pairs, fold_block, pshufb, rows, y_block, y_d, y_sub, Layout};
+use super::kq::{bsum_pairs4, coef_lanes, dot_pairs, fold_block, pshufb, rows, word_index, y_block, y_d, y_sub, Layout};
 use super::{ActRow, ROWS};
 
 /// Quant bytes per (group, super-block).
@@ -51,7 +51,7 @@ pub(super) unsafe fn pair_lanes(sc: __m512i) -> [__m512i; 2] {
 /// 32 scales costs two on the shuffle port these kernels are bound by in decode.
 #[inline(always)]
 pub(super) unsafe fn pair_scales(pl: &[__m512i; 2], s: usize) -> [__m512i; 2] {
-    let idx = _mm512_set1_epi16((((2 * s + 1) << 8) | (2 * s)) as i16);
+    let idx = _mm512_set1_epi16(word_index(s));
     [pshufb(pl[0], idx), pshufb(pl[1], idx)]
 }
 

@@ -131,6 +131,15 @@ fn random_f32(n: usize, seed: u32) -> Vec<f32> {
 
 fn random_matrix(ty: GgmlType, n_rows: usize, n_cols: usize) -> Vec<u8> {
     let rb = quant::row_bytes(ty, n_cols).expect("row bytes");
+    if ty == GgmlType::IQ4_XS {
+        // No quantizer for iq4_xs here: random bytes are valid blocks (4-bit codes, 6-bit
+        // scales) once each block's f16 `d` (its first two of 136 bytes) is a small finite value.
+        let mut data: Vec<u8> = random_f32(n_rows * rb, 11).iter().map(|v| v.to_bits() as u8).collect();
+        for blk in data.chunks_exact_mut(136) {
+            blk[..2].copy_from_slice(&0x2147u16.to_le_bytes());
+        }
+        return data;
+    }
     let w = random_f32(n_rows * n_cols, 7);
     let mut data = vec![0u8; n_rows * rb];
     for (src, dst) in w.chunks_exact(n_cols).zip(data.chunks_exact_mut(rb)) {
@@ -295,6 +304,7 @@ fn main() {
         (GgmlType::Q4_K, 2048, 2048),
         (GgmlType::Q4_K, 8192, 2048),
         (GgmlType::Q6_K, 2048, 8192),
+        (GgmlType::IQ4_XS, 8192, 2048),
         (GgmlType::F16, 8192, 2048),
         (GgmlType::F16, 2048, 8192),
         (GgmlType::BF16, 8192, 2048),

@@ -458,6 +458,31 @@ macro_rules! tile_dp {
     };
 }
 
+/// Asks for row tile `rt`'s packed bytes of block `blk` (its groups' quants and meta) ahead of
+/// its expansion. The tile loops call it for the next tile, block by block, while they multiply
+/// the current one: with few token tiles (batched decode) expanding a tile is otherwise a
+/// stall on memory with the multiply units idle, and it took half the time of a 16-sequence
+/// decode step.
+///
+/// # Safety
+/// SSE (every x86_64); `blk` is a block of `w`'s columns.
+#[inline(always)]
+pub(super) unsafe fn prefetch_tile_block(w: &PackedMatrix, rt: usize, blk: usize) {
+    let Some((qsb, dmb)) = super::group_block_bytes(w.ty) else { return };
+    let nb = w.n_cols / QK_K;
+    let g_end = (rt * GROUPS + GROUPS).min(w.n_rows.div_ceil(ROWS));
+    for g in rt * GROUPS..g_end {
+        let q = w.qs.as_slice().as_ptr().add((g * nb + blk) * qsb);
+        for off in (0..qsb).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(q.add(off).cast());
+        }
+        let m = w.dm.as_slice().as_ptr().add((g * nb + blk) * dmb);
+        for off in (0..dmb).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(m.add(off).cast());
+        }
+    }
+}
+
 /// Rows `rt * 16 ..` of `w` against every token: `out[t * n_rows + r]`.
 ///
 /// # Safety
@@ -486,6 +511,9 @@ pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, 
                 // Block by block, every token tile: one block's A tiles (8 or 16 KiB) stay in
                 // L1 while the token tiles' B tiles stream past them.
                 for blk in 0..w.n_cols / QK_K {
+                    if rt + 1 < tiles.end {
+                        prefetch_tile_block(w, rt + 1, blk);
+                    }
                     let mut tt = 0;
                     while tt < n_tt {
                         if tt + 1 < n_tt {

@@ -269,6 +269,9 @@ pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, 
                 // Block by block, every token tile: one block's unpacked rows (4 KiB) stay in L1
                 // while the token tiles stream past them.
                 for blk in 0..w.n_cols / QK_K {
+                    if rt + 1 < tiles.end {
+                        amx::prefetch_tile_block(w, rt + 1, blk);
+                    }
                     for tt in 0..n_tt {
                         let acc = &mut accs[tt * TILE * TILE..][..TILE * TILE];
                         for band in 0..2 {

@@ -46,28 +46,14 @@ fn signed_weights(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q6_K | GgmlType::Q3_K | GgmlType::IQ4_XS)
 }
 
-/// The sum of `n` (a multiple of 16) signed bytes at `p`.
-///
-/// # Safety
-/// `p` is readable for `n` bytes; SSE2 (every x86_64).
-#[inline(always)]
-unsafe fn signed_sum(p: *const u8, n: usize) -> i32 {
-    let flip = _mm_set1_epi8(-128);
-    let mut t = 0i64;
-    for c in (0..n).step_by(16) {
-        // |v + 128| summed 8 bytes at a time, then the 128s taken back out.
-        let s = _mm_sad_epu8(_mm_xor_si128(_mm_loadu_si128(p.add(c).cast()), flip), _mm_setzero_si128());
-        t += _mm_cvtsi128_si64(s) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s));
-    }
-    (t - 128 * n as i64) as i32
-}
-
 /// Most scales per row and super-block.
 const MAX_SB: usize = 16;
 
-/// One 16-row tile unpacked, per block: the rows' quants `a` (`[row][256]`), scales `sc`
-/// (`[sub-block][row]`), min pairs `minp` (`[pair][row]`, two i16 per i32), the signed types'
-/// flip corrections `corr`, `d` and `dmin` (`[row]`); and the float accumulators.
+/// One 16-row tile unpacked, per block: the rows' quants `a` (see [`a_at`]), scales `sc`
+/// (`[row][sub-block]`, [`MAX_SB`] per row), min pairs `minp` (`[row][pair]`, two i16 per i32),
+/// the signed types' flip corrections `corr`, `d` and `dmin` (`[row]`); and the float
+/// accumulators. Every part is written with whole vector stores straight from the packed
+/// layout, whose registers hold a row pair's 32-element chunk in their two halves.
 #[derive(Default)]
 struct RawTile {
     a: Vec<u8>,
@@ -83,30 +69,66 @@ thread_local! {
     static RAW_TILE: RefCell<RawTile> = RefCell::new(RawTile::default());
 }
 
-/// Two i16 in one i32 lane (`vpdpwssd` operand order: `a` low).
-fn pair(a: i32, b: i32) -> i32 {
-    (a as i16 as u16 as u32 | ((b as i16 as u16 as u32) << 16)) as i32
+/// Where row `r`'s (of the tile) 32-element chunk `c` starts in a block's unpacked quants: the
+/// rows go in pairs, and a pair's chunk `c` is 64 bytes, the even row's 32 then the odd row's
+/// (the packed registers' two halves, so one store writes both).
+#[inline(always)]
+fn a_at(r: usize, c: usize) -> usize {
+    (r / 2) * 512 + c * 64 + (r % 2) * 32
 }
 
-/// Stores the two 256-bit halves of `v` (rows `r`, `r + 1`) at `dst(r)` and `dst(r + 1)`.
+/// The flip correction of a signed type for the row pair at `a` (`[chunk][row][32]`, as
+/// [`a_at`]): `128 * sum_e scale(e) * w_e` for each of the two rows, where `scale(e)` is the
+/// scale of element `e`'s sub-block (`SB` elements), taken from the rows' i8 scales at `sa` and
+/// `sb` (at least 8 bytes each; 16 for `SB = 16`).
+///
+/// `vpdpbusd` needs one unsigned operand: the weights go in as `w + 128` (the top bit flipped)
+/// against each element's scale (a byte shuffle of the scales), and the `128 * scale` that adds
+/// is taken back out by a second `vpdpbusd` of `128` against the same scales. Exact: at most
+/// 256 * 255 * 128 per row.
+///
+/// # Safety
+/// AVX-512 BW and VNNI; `a` holds 512 bytes.
 #[inline(always)]
-unsafe fn store_pair(v: __m512i, lo: *mut u8, hi: *mut u8) {
-    _mm256_storeu_si256(lo.cast(), _mm512_castsi512_si256(v));
-    _mm256_storeu_si256(hi.cast(), _mm512_extracti64x4_epi64::<1>(v));
+unsafe fn flip_corr<const SB: usize>(a: *const u8, sa: *const u8, sb: *const u8) -> [i32; 2] {
+    let ld = |p: *const u8| if SB == 16 { _mm_loadu_si128(p.cast()) } else { _mm_loadl_epi64(p.cast()) };
+    // 128-bit lanes: row A's scales twice, then row B's twice.
+    let (la, lb) = (_mm256_broadcastsi128_si256(ld(sa)), _mm256_broadcastsi128_si256(ld(sb)));
+    let scales = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(la), lb);
+    // Lanes 1 and 3 (the chunk's second 16 elements) take the next scale when SB is 16.
+    let odd = _mm512_set_epi64(0x0101_0101_0101_0101, 0x0101_0101_0101_0101, 0, 0, 0x0101_0101_0101_0101, 0x0101_0101_0101_0101, 0, 0);
+    let step = if SB == 16 { odd } else { _mm512_setzero_si512() };
+    let flip = _mm512_set1_epi8(-128);
+    let (mut up, mut base) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    for c in 0..QK_K / 32 {
+        let first = if SB == 16 { 2 * c } else { c } as i8;
+        let idx = _mm512_add_epi8(_mm512_set1_epi8(first), step);
+        let e_scales = super::kq::pshufb(scales, idx);
+        let w = _mm512_xor_si512(_mm512_loadu_si512(a.add(c * 64).cast()), flip);
+        up = _mm512_dpbusd_epi32(up, w, e_scales);
+        base = _mm512_dpbusd_epi32(base, flip, e_scales);
+    }
+    let d = _mm512_sub_epi32(up, base);
+    let h = |v: __m256i| {
+        let x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let x = _mm_add_epi32(x, _mm_unpackhi_epi64(x, x));
+        _mm_cvtsi128_si32(_mm_add_epi32(x, _mm_shuffle_epi32::<0b01>(x)))
+    };
+    [128 * h(_mm512_castsi512_si256(d)), 128 * h(_mm512_extracti64x4_epi64::<1>(d))]
 }
 
 /// Unpacks row tile `rt` of `w` into `out`; rows past the matrix are zeros.
 ///
 /// # Safety
-/// AVX-512 BW is available.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+/// AVX-512 BW and VNNI are available.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RawTile) {
     let ty = w.ty;
     let nb = w.n_cols / QK_K;
     let (qsb, dmb) = super::group_block_bytes(ty).expect("packed K-quant");
     grow(&mut out.a, nb * TILE * QK_K);
-    grow(&mut out.sc, nb * MAX_SB * TILE);
-    grow(&mut out.minp, nb * MIN_PAIRS * TILE);
+    grow(&mut out.sc, nb * TILE * MAX_SB);
+    grow(&mut out.minp, nb * TILE * MIN_PAIRS);
     grow(&mut out.corr, nb * TILE);
     grow(&mut out.dw, nb * TILE);
     grow(&mut out.dm, nb * TILE);
@@ -115,31 +137,34 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RawTile) {
     let m4 = _mm512_set1_epi8(0xF);
     for gi in 0..GROUPS {
         let g = rt * GROUPS + gi;
+        let r0 = ROWS * gi;
         for blk in 0..nb {
             let a = out.a.as_mut_ptr().add(blk * TILE * QK_K);
-            // Row `r` of the tile, element `e`.
-            let at = |r: usize, e: usize| a.add(r * QK_K + e);
-            let meta = |v: &mut Vec<i32>, i: usize, r: usize, x: i32| v[(blk * MAX_SB + i) * TILE + r] = x;
+            // Row pair `p` of this group, chunk `c`: one 64-byte store.
+            let put = |p: usize, c: usize, v: __m512i| _mm512_storeu_si512(a.add(a_at(r0 + 2 * p, c)).cast(), v);
+            // Row `k` of this group's scales and min pairs.
+            let (sc_base, minp_base) = (out.sc.as_mut_ptr(), out.minp.as_mut_ptr());
+            let sc_at = |k: usize| sc_base.add((blk * TILE + r0 + k) * MAX_SB);
+            let minp_at = |k: usize| minp_base.add((blk * TILE + r0 + k) * MIN_PAIRS);
             if g >= n_groups {
-                for k in 0..ROWS {
-                    let r = ROWS * gi + k;
-                    std::ptr::write_bytes(at(r, 0), 0, QK_K);
-                    for i in 0..MAX_SB {
-                        meta(&mut out.sc, i, r, 0);
+                for p in 0..2 {
+                    for c in 0..QK_K / 32 {
+                        put(p, c, _mm512_setzero_si512());
                     }
-                    for i in 0..MIN_PAIRS {
-                        out.minp[(blk * MIN_PAIRS + i) * TILE + r] = 0;
-                    }
-                    out.corr[blk * TILE + r] = 0;
-                    out.dw[blk * TILE + r] = 0.0;
-                    out.dm[blk * TILE + r] = 0.0;
                 }
+                for k in 0..ROWS {
+                    _mm512_storeu_si512(sc_at(k).cast(), _mm512_setzero_si512());
+                    _mm256_storeu_si256(minp_at(k).cast(), _mm256_setzero_si256());
+                }
+                _mm_storeu_si128(out.corr.as_mut_ptr().add(blk * TILE + r0).cast(), _mm_setzero_si128());
+                _mm_storeu_ps(out.dw.as_mut_ptr().add(blk * TILE + r0), _mm_setzero_ps());
+                _mm_storeu_ps(out.dm.as_mut_ptr().add(blk * TILE + r0), _mm_setzero_ps());
                 continue;
             }
             let q = qs.as_ptr().add((g * nb + blk) * qsb);
             let m = dm.as_ptr().add((g * nb + blk) * dmb);
-            let r0 = ROWS * gi;
-            // Scales (i32 per sub-block) and the d / dmin offsets of this type's meta.
+            // Quants, scales (i32 per sub-block), min pairs, and the d / dmin offsets of this
+            // type's meta.
             let (d_at, dmin_at) = match ty {
                 GgmlType::Q4_K | GgmlType::Q5_K => {
                     for j in 0..4 {
@@ -150,19 +175,14 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RawTile) {
                             if ty == GgmlType::Q5_K {
                                 (lo, hi) = q5_k::fifth_bits(lo, hi, _mm512_loadu_si512(q.add(q5_k::QH_AT + 64 * p).cast()), j);
                             }
-                            let (ra, rb) = (r0 + 2 * p, r0 + 2 * p + 1);
-                            store_pair(lo, at(ra, 64 * j), at(rb, 64 * j));
-                            store_pair(hi, at(ra, 64 * j + 32), at(rb, 64 * j + 32));
+                            put(p, 2 * j, lo);
+                            put(p, 2 * j + 1, hi);
                         }
                     }
+                    // Row k: 8 unsigned scales at 8k, 8 mins at 32 + 8k (pairs of i16).
                     for k in 0..ROWS {
-                        let (sc, mn) = (|s: usize| *m.add(8 * k + s) as i32, |s: usize| *m.add(32 + 8 * k + s) as i32);
-                        for s in 0..8 {
-                            meta(&mut out.sc, s, r0 + k, sc(s));
-                        }
-                        for pp in 0..4 {
-                            out.minp[(blk * MIN_PAIRS + pp) * TILE + r0 + k] = pair(mn(2 * pp), mn(2 * pp + 1));
-                        }
+                        _mm256_storeu_si256(sc_at(k).cast(), _mm256_cvtepu8_epi32(_mm_loadl_epi64(m.add(8 * k).cast())));
+                        _mm_storeu_si128(minp_at(k).cast(), _mm_cvtepu8_epi16(_mm_loadl_epi64(m.add(32 + 8 * k).cast())));
                     }
                     (64, Some(72))
                 }
@@ -177,22 +197,19 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RawTile) {
                                 _ => <Q2K as Sub16>::quants(q, j, p),
                             };
                             for (i, vi) in v.into_iter().enumerate() {
-                                let c = 4 * j + i;
-                                store_pair(_mm512_sub_epi8(vi, off), at(r0 + 2 * p, 32 * c), at(r0 + 2 * p + 1, 32 * c));
+                                put(p, 4 * j + i, _mm512_sub_epi8(vi, off));
                             }
                         }
                     }
+                    // Row k: 16 scale bytes at 16k (q6_K, q3_K: signed; q2_K: the low nibble,
+                    // its min the high one).
                     let q2 = ty == GgmlType::Q2_K;
                     for k in 0..ROWS {
-                        let raw = |s: usize| *m.add(16 * k + s);
-                        let sc = |s: usize| if q2 { (raw(s) & 0xF) as i32 } else { raw(s) as i8 as i32 };
-                        for s in 0..16 {
-                            meta(&mut out.sc, s, r0 + k, sc(s));
-                        }
+                        let raw = _mm_loadu_si128(m.add(16 * k).cast());
+                        let sc = if q2 { _mm512_cvtepu8_epi32(_mm_and_si128(raw, _mm_set1_epi8(0xF))) } else { _mm512_cvtepi8_epi32(raw) };
+                        _mm512_storeu_si512(sc_at(k).cast(), sc);
                         if q2 {
-                            for pp in 0..8 {
-                                out.minp[(blk * MIN_PAIRS + pp) * TILE + r0 + k] = pair((raw(2 * pp) >> 4) as i32, (raw(2 * pp + 1) >> 4) as i32);
-                            }
+                            _mm256_storeu_si256(minp_at(k).cast(), _mm256_srli_epi16::<4>(_mm256_cvtepu8_epi16(raw)));
                         }
                     }
                     (64, q2.then_some(72))
@@ -204,44 +221,37 @@ unsafe fn expand(w: &PackedMatrix, rt: usize, out: &mut RawTile) {
                             let v = _mm512_loadu_si512(q.add((2 * mm + p) * 64).cast());
                             let codes = [_mm512_and_si512(v, m4), _mm512_and_si512(_mm512_srli_epi16::<4>(v), m4)];
                             for hs in 0..2 {
-                                let sb = 2 * mm + hs;
-                                let v = _mm512_shuffle_epi8(tab, codes[hs]);
-                                store_pair(v, at(r0 + 2 * p, 32 * sb), at(r0 + 2 * p + 1, 32 * sb));
+                                put(p, 2 * mm + hs, _mm512_shuffle_epi8(tab, codes[hs]));
                             }
                         }
                     }
+                    // Row k: 8 signed scales at 8k.
                     for k in 0..ROWS {
-                        let sc = |s: usize| *m.add(8 * k + s) as i8 as i32;
-                        for s in 0..8 {
-                            meta(&mut out.sc, s, r0 + k, sc(s));
-                        }
+                        _mm256_storeu_si256(sc_at(k).cast(), _mm256_cvtepi8_epi32(_mm_loadl_epi64(m.add(8 * k).cast())));
                     }
                     (32, None)
                 }
                 _ => unreachable!("tiles16 handles only the K-quants and iq4_xs"),
             };
             if signed_weights(ty) {
-                // What the activations' flip to `y + 128` adds: 128 * sum_s scale_s * sum(w_s).
-                let sb = sub_block(ty);
-                for k in 0..ROWS {
-                    let r = r0 + k;
-                    let mut c = 0i32;
-                    for s in 0..QK_K / sb {
-                        c += out.sc[(blk * MAX_SB + s) * TILE + r] * signed_sum(at(r, s * sb), sb);
-                    }
-                    out.corr[blk * TILE + r] = 128 * c;
+                // What the activations' flip to `y + 128` adds: 128 * sum_s scale_s * sum(w_s),
+                // from the signed scale bytes still in the packed meta.
+                let stride = if sub_block(ty) == 16 { 16 } else { 8 };
+                for p in 0..2 {
+                    let pa = a.add(a_at(r0 + 2 * p, 0));
+                    let (sa, sb) = (m.add(stride * 2 * p), m.add(stride * (2 * p + 1)));
+                    let c = if stride == 16 { flip_corr::<16>(pa, sa, sb) } else { flip_corr::<32>(pa, sa, sb) };
+                    out.corr[blk * TILE + r0 + 2 * p] = c[0];
+                    out.corr[blk * TILE + r0 + 2 * p + 1] = c[1];
                 }
             }
-            let mut f = [0f32; 4];
-            _mm_storeu_ps(f.as_mut_ptr(), _mm_cvtph_ps(_mm_loadl_epi64(m.add(d_at).cast())));
-            let mut fm = [0f32; 4];
-            if let Some(o) = dmin_at {
-                _mm_storeu_ps(fm.as_mut_ptr(), _mm_cvtph_ps(_mm_loadl_epi64(m.add(o).cast())));
-            }
-            for k in 0..ROWS {
-                out.dw[blk * TILE + r0 + k] = f[k];
-                out.dm[blk * TILE + r0 + k] = fm[k];
-            }
+            let d = _mm_cvtph_ps(_mm_loadl_epi64(m.add(d_at).cast()));
+            _mm_storeu_ps(out.dw.as_mut_ptr().add(blk * TILE + r0), d);
+            let dmin = match dmin_at {
+                Some(o) => _mm_cvtph_ps(_mm_loadl_epi64(m.add(o).cast())),
+                None => _mm_setzero_ps(),
+            };
+            _mm_storeu_ps(out.dm.as_mut_ptr().add(blk * TILE + r0), dmin);
         }
     }
 }
@@ -303,7 +313,8 @@ unsafe fn band_fold<const SB: usize, const SW: bool>(w: &PackedMatrix, rows: &Ra
     let nb = w.n_cols / QK_K;
     let r0 = BAND * band;
     let b = acts.b.as_ptr().add((tt * nb + blk) * TILE * QK_K);
-    let a = rows.a.as_ptr().add((blk * TILE + r0) * QK_K);
+    // Rows r0.. (r0 even): their pairs start at a_at(r0, 0).
+    let a = rows.a.as_ptr().add(blk * TILE * QK_K + a_at(r0, 0));
     let flip = _mm512_set1_epi8(-128);
     let mut isum = [_mm512_setzero_si512(); BAND];
     for s in 0..QK_K / SB {
@@ -315,13 +326,13 @@ unsafe fn band_fold<const SB: usize, const SW: bool>(w: &PackedMatrix, rows: &Ra
                 y = _mm512_xor_si512(y, flip);
             }
             for r in 0..BAND {
-                let x = _mm512_set1_epi32(std::ptr::read_unaligned(a.add(r * QK_K + 4 * g).cast::<i32>()));
+                let x = _mm512_set1_epi32(std::ptr::read_unaligned(a.add(a_at(r, g / 8) + 4 * (g % 8)).cast::<i32>()));
                 sum[r] = if SW { _mm512_dpbusd_epi32(sum[r], y, x) } else { _mm512_dpbusd_epi32(sum[r], x, y) };
             }
         }
-        let sc = rows.sc.as_ptr().add((blk * MAX_SB + s) * TILE + r0);
+        let sc = rows.sc.as_ptr().add((blk * TILE + r0) * MAX_SB + s);
         for r in 0..BAND {
-            isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(sum[r], _mm512_set1_epi32(*sc.add(r))));
+            isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(sum[r], _mm512_set1_epi32(*sc.add(r * MAX_SB))));
         }
     }
     let mins = amx::mins(w.ty);
@@ -343,7 +354,7 @@ unsafe fn band_fold<const SB: usize, const SW: bool>(w: &PackedMatrix, rows: &Ra
         if mins != Mins::None {
             let mut msum = _mm512_setzero_si512();
             for pp in 0..m_pairs {
-                let mp = _mm512_set1_epi32(*rows.minp.get_unchecked((blk * MIN_PAIRS + pp) * TILE + row));
+                let mp = _mm512_set1_epi32(*rows.minp.get_unchecked((blk * TILE + row) * MIN_PAIRS + pp));
                 msum = super::kq::dpwssd(msum, mp, _mm512_loadu_si512(m_sums.add(pp * TILE).cast()));
             }
             let dm = _mm512_mul_ps(dx, _mm512_set1_ps(*rows.dm.get_unchecked(blk * TILE + row)));

@@ -4,8 +4,9 @@
 //! Tolerances, all relative to `mag = sum |w_i * x_i|` of the dequantized rows (a relative
 //! error on the result itself is meaningless when the terms cancel):
 //! - variant vs scalar: 1e-4 * mag. The integer block sums are exact in both; only the float
-//!   accumulation order differs (8 lanes + FMA vs sequential). q4_K, q5_K and q6_K: the same
-//!   bits, as every path follows one float order (`quant::kquants`).
+//!   accumulation order differs (8 lanes + FMA vs sequential). q4_0, q4_K, q5_K and q6_K: the
+//!   same bits, as every path follows one float order (q4_0 the scalar one, `packed::q4_0`;
+//!   the K-quants `quant::kquants`).
 //! - scalar vs dequantized f64 dot: 1e-5 * mag, except q4_1/q5_1 at 2e-3 * mag: their minimum
 //!   term uses q8_1's `s = d * sum(q)`, stored as fp16 (2^-11 relative per block), instead of
 //!   the exact sum of the dequantized activations.
@@ -62,8 +63,9 @@ fn variants_match_scalar_and_dequantized_dot() {
                     assert_eq!(k.ty, ty);
                     assert_eq!(k.vec_dot_type, scalar.vec_dot_type);
                     let got = (k.vec_dot)(n, &w, &x);
-                    if matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K) {
-                        // One float order for every K-quant path (`quant::kquants`).
+                    if matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K) {
+                        // One float order for every K-quant path (`quant::kquants`), and for
+                        // every q4_0 path (the scalar one: `packed::q4_0`).
                         assert_eq!(got.to_bits(), reference.to_bits(), "{ty} n={n} {}: {got} vs scalar {reference}", k.isa);
                     }
                     assert!(

@@ -11,7 +11,7 @@
 //! q8_0, per group g, per block b:
 //!   qs[g][b] = 128 bytes: the 4 rows' 32 quants, each stored as q ^ 0x80 (= q + 128, unsigned)
 //!   dm[g][b] = 8 bytes: d of the 4 rows (f16)
-//! q5_0 (q4_0), per group g, per block b:
+//! q5_0 and q4_0, per group g, per block b:
 //!   qs[g][b] = 64 bytes of nibbles as q4_1's, then (q5_0 only) 16 bytes of fifth bits: a u64
 //!              with row k's qh bits 0..16 at bits 16k.., then one with its bits 16..32
 //!   dm[g][b] = 8 bytes: d of the 4 rows (f16)
@@ -23,13 +23,15 @@
 //! and the 256-element types have layouts of their own: q4_K (`q4_k`), q5_K (`q5_k`), q6_K,
 //! q3_K and q2_K (`k16`), iq4_xs (`iq4_xs`), the K-quants' float order in `kq`. Prompts of 16
 //! tokens or more on the 256-element types run on 16-row tiles: AMX (`amx`) where the CPU has
-//! it, else 16 tokens per AVX-512 register (`tiles16`); every path returns the same bits.
+//! it, else 16 tokens per AVX-512 register (`tiles16`); q4_0 prompts on 16-token tiles of their
+//! own (`tiles_q4_0`); every path returns the same bits.
 //!
 //! **Exactness.** Every (row, token) result is bit-for-bit what the row-at-a-time `vec_dot`
 //! kernels (`quant::kernel`) return: each block's integer dot is exact whatever instruction
 //! computes it, and the float work is the same per 8-lane partial sum: `fma(d_w * d_x,
 //! float(isum), acc)` with even and odd blocks in two accumulators, the same horizontal sum order,
-//! then `+ sum(m * s)` block by block. So packing changes speed, never logits, and a token's
+//! then `+ sum(m * s)` block by block. q4_0 (`q4_0`) and the K-quants (`kq`) follow their own
+//! single float orders instead, made for tiles. So packing changes speed, never logits, and a token's
 //! result does not depend on how many tokens share the call (batch invariance).
 //!
 //! Only types and CPUs with a packed kernel are packed ([`PackedMatrix::pack`] returns `None`
@@ -37,6 +39,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod q4_1;
+#[cfg(target_arch = "x86_64")]
+mod q4_0;
 #[cfg(target_arch = "x86_64")]
 mod q5_0;
 #[cfg(target_arch = "x86_64")]
@@ -61,6 +65,8 @@ mod mxfp4;
 pub mod amx;
 #[cfg(target_arch = "x86_64")]
 mod tiles16;
+#[cfg(target_arch = "x86_64")]
+mod tiles_q4_0;
 mod aligned;
 mod pack_k;
 
@@ -328,6 +334,8 @@ pub(crate) struct ActRow<'a> {
     pub d: &'a [f32],
     pub s: &'a [f32],
     pub corr: &'a [i32],
+    /// q8_0 activations: `-8 * (sum of the block's 32 quants)` per block (q4_0's offset).
+    pub c8: &'a [i32],
 }
 
 /// i32 corrections per activation block in [`ActRow::corr`]: 8 lanes for q8_0, 8 for q5_0/q4_0.
@@ -338,11 +346,14 @@ pub(crate) const CORR: usize = 16;
 pub(crate) struct PackedScratch {
     #[cfg(target_arch = "x86_64")]
     amx: amx::AmxActs,
+    #[cfg(target_arch = "x86_64")]
+    q4_tiles: tiles_q4_0::Q8Tiles,
     q8: Vec<u8>,
     qs: Vec<u8>,
     d: Vec<f32>,
     s: Vec<f32>,
     corr: Vec<i32>,
+    c8: Vec<i32>,
 }
 
 fn grow<T: Copy + Default>(v: &mut Vec<T>, n: usize) {
@@ -364,21 +375,30 @@ fn prepare_activations(pool: &ThreadPool, ty: GgmlType, x: &[f32], n_tokens: usi
     grow(&mut sc.d, nb * n_tokens);
     grow(&mut sc.s, nb * n_tokens);
     grow(&mut sc.corr, nb * CORR * n_tokens);
+    grow(&mut sc.c8, nb * n_tokens);
     let first_error = std::sync::Mutex::new(None);
-    let (q8, qs, d, s, corr) = (
+    let (q8, qs, d, s, corr, c8) = (
         DisjointMut::new(&mut sc.q8[..]),
         DisjointMut::new(&mut sc.qs[..]),
         DisjointMut::new(&mut sc.d[..]),
         DisjointMut::new(&mut sc.s[..]),
         DisjointMut::new(&mut sc.corr[..]),
+        DisjointMut::new(&mut sc.c8[..]),
     );
     const TOKENS_PER_TASK: usize = 8;
     let n_tasks = n_tokens.div_ceil(TOKENS_PER_TASK);
     let task = |i: usize| {
         for t in i * TOKENS_PER_TASK..((i + 1) * TOKENS_PER_TASK).min(n_tokens) {
             // SAFETY: token t's ranges of every buffer belong to this task alone.
-            let (q8, qs, d, s, corr) = unsafe {
-                (q8.slice(t * xrb, xrb), qs.slice(t * qs_stride, qs_stride), d.slice(t * nb, nb), s.slice(t * nb, nb), corr.slice(t * nb * CORR, nb * CORR))
+            let (q8, qs, d, s, corr, c8) = unsafe {
+                (
+                    q8.slice(t * xrb, xrb),
+                    qs.slice(t * qs_stride, qs_stride),
+                    d.slice(t * nb, nb),
+                    s.slice(t * nb, nb),
+                    corr.slice(t * nb * CORR, nb * CORR),
+                    c8.slice(t * nb, nb),
+                )
             };
             if let Err(e) = quant::quantize_row_fast(vdt, &x[t * n_cols..(t + 1) * n_cols], q8) {
                 first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
@@ -390,7 +410,7 @@ fn prepare_activations(pool: &ThreadPool, ty: GgmlType, x: &[f32], n_tokens: usi
                     kq::expand(q8, qs);
                 }
             } else {
-                split_blocks(vdt, q8, qs, d, s, corr);
+                split_blocks(vdt, q8, qs, d, s, corr, c8);
             }
         }
     };
@@ -405,34 +425,38 @@ fn prepare_activations(pool: &ThreadPool, ty: GgmlType, x: &[f32], n_tokens: usi
     }
 }
 
-fn split_blocks(vdt: GgmlType, q8: &[u8], qs: &mut [u8], d: &mut [f32], s: &mut [f32], corr: &mut [i32]) {
+fn split_blocks(vdt: GgmlType, q8: &[u8], qs: &mut [u8], d: &mut [f32], s: &mut [f32], corr: &mut [i32], c8: &mut [i32]) {
     use crate::quant::blocks::f16_le;
-    let out = qs.chunks_exact_mut(QK).zip(d.iter_mut()).zip(s.iter_mut()).zip(corr.chunks_exact_mut(CORR));
+    let out = qs.chunks_exact_mut(QK).zip(d.iter_mut()).zip(s.iter_mut()).zip(corr.chunks_exact_mut(CORR)).zip(c8.iter_mut());
     match vdt {
         GgmlType::Q8_1 => {
             let blocks: &[BlockQ8_1] = as_blocks(q8).expect("whole blocks");
-            for (b, (((q, d), s), c)) in blocks.iter().zip(out) {
+            for (b, ((((q, d), s), c), c8)) in blocks.iter().zip(out) {
                 for (o, &v) in q.iter_mut().zip(&b.qs) {
                     *o = v as u8;
                 }
                 *d = f16_le(b.d);
                 *s = f16_le(b.s);
                 c.iter_mut().for_each(|c| *c = 0);
+                *c8 = 0;
             }
         }
         _ => {
             let blocks: &[BlockQ8_0] = as_blocks(q8).expect("whole blocks");
-            for (b, (((q, d), s), c)) in blocks.iter().zip(out) {
+            for (b, ((((q, d), s), c), c8)) in blocks.iter().zip(out) {
                 for (o, &v) in q.iter_mut().zip(&b.qs) {
                     *o = v as u8;
                 }
                 *d = f16_le(b.d);
                 *s = 0.0;
+                let mut total = 0;
                 for l in 0..8 {
                     let sum = b.qs[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum::<i32>();
                     c[l] = -128 * sum;
                     c[8 + l] = -16 * sum;
+                    total += sum;
                 }
+                *c8 = -8 * total;
             }
         }
     }
@@ -507,24 +531,33 @@ pub(crate) fn run_many(
     let tiles = n_tokens >= amx::MIN_TOKENS && mats.iter().flatten().all(|w| amx::handles(w.ty));
     #[cfg(target_arch = "x86_64")]
     let (use_amx, use_t16) = (tiles && amx::enabled(), tiles && tiles16::enabled());
+    // q4_0 prompts take their own 16-token tiles (AVX-512 VNNI, with or without AMX).
+    #[cfg(target_arch = "x86_64")]
+    let use_q4 = n_tokens >= tiles_q4_0::MIN_TOKENS && tiles_q4_0::enabled() && mats.iter().flatten().all(|w| tiles_q4_0::handles(w.ty));
     #[cfg(not(target_arch = "x86_64"))]
-    let (use_amx, use_t16) = (false, false);
+    let (use_amx, use_t16, use_q4) = (false, false, false);
     let use_tiles = use_amx || use_t16;
     let sc = &mut scratch.packed;
     // The tiles read the q8_K rows themselves: no expanded copy for them.
     prepare_activations(pool, ty, x, n_tokens, n_cols, !use_tiles, sc)?;
+    #[cfg(target_arch = "x86_64")]
+    if use_q4 {
+        let nb = n_cols / QK;
+        sc.q4_tiles.prepare(&sc.qs, &sc.d, n_tokens, nb);
+    }
     let nb = n_cols / QK;
     // K-quants read each token's expanded q8_K row; the others the split blocks.
     let k = is_k(ty);
     let kst = n_cols / QK_K * KQ_Y_BYTES;
     let acts = |t: usize| if k {
-        ActRow { qs: &sc.qs[t * kst..(t + 1) * kst], d: &[], s: &[], corr: &[] }
+        ActRow { qs: &sc.qs[t * kst..(t + 1) * kst], d: &[], s: &[], corr: &[], c8: &[] }
     } else {
         ActRow {
             qs: &sc.qs[t * nb * QK..(t + 1) * nb * QK],
             d: &sc.d[t * nb..(t + 1) * nb],
             s: &sc.s[t * nb..(t + 1) * nb],
             corr: &sc.corr[t * nb * CORR..(t + 1) * nb * CORR],
+            c8: &sc.c8[t * nb..(t + 1) * nb],
         }
     };
 
@@ -534,9 +567,10 @@ pub(crate) fn run_many(
     if use_tiles {
         sc.amx.prepare(pool, &sc.q8, quant::row_bytes(GgmlType::Q8_K, n_cols)?, n_tokens, n_cols / QK_K);
     }
-    let groups = |w: &PackedMatrix| if use_tiles { w.n_rows.div_ceil(16) } else { w.n_rows.div_ceil(ROWS) };
+    let any_tiles = use_tiles || use_q4;
+    let groups = |w: &PackedMatrix| if any_tiles { w.n_rows.div_ceil(16) } else { w.n_rows.div_ceil(ROWS) };
     let total_groups: usize = mats.iter().flatten().map(|w| groups(w)).sum();
-    let work = n_tokens * total_groups * if use_tiles { 16 } else { ROWS } * n_cols;
+    let work = n_tokens * total_groups * if any_tiles { 16 } else { ROWS } * n_cols;
     let max_tasks = (work / MIN_WORK_PER_TASK).max(1);
     let n_chunks = (pool.n_threads() * CHUNKS_PER_THREAD).min(max_tasks).min(total_groups).max(1);
     let groups_per_chunk = total_groups.div_ceil(n_chunks);
@@ -561,6 +595,13 @@ pub(crate) fn run_many(
             // SAFETY: AMX is enabled; the activations were prepared above for these tokens;
             // chunks own disjoint row tiles.
             unsafe { amx::run_tiles(w, g0..g1, &sc.amx, n_tokens, out) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if use_q4 {
+            // SAFETY: AVX-512 VNNI is available (`tiles_q4_0::enabled`); the tiles' activations
+            // were prepared above; chunks own disjoint row tiles.
+            unsafe { tiles_q4_0::run_tiles(w, g0..g1, &sc.q4_tiles, n_tokens, out) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
@@ -599,7 +640,7 @@ fn run_groups<'a>(w: &PackedMatrix, groups: Range<usize>, n_tokens: usize, acts:
             if is_k(w.ty) {
                 assert!(a.qs.len() >= nb * KQ_Y_BYTES, "activation row too short");
             } else {
-                assert!(a.qs.len() >= nb * QK && a.d.len() >= nb && a.s.len() >= nb && a.corr.len() >= nb * CORR, "activation row too short");
+                assert!(a.qs.len() >= nb * QK && a.d.len() >= nb && a.s.len() >= nb && a.corr.len() >= nb * CORR && a.c8.len() >= nb, "activation row too short");
             }
         }
         let mut g0 = full.start;
@@ -691,19 +732,9 @@ unsafe fn run_kernel(ty: GgmlType, wq: *const u8, wd: *const u8, nb: usize, n_gr
         #[cfg(target_arch = "x86_64")]
         GgmlType::IQ4_XS => call_k!(iq4_xs::IQ4XS),
         #[cfg(target_arch = "x86_64")]
-        GgmlType::Q5_0 => match n {
-            1 => q5_0::groups::<1, true>(wq, wd, nb, n_groups, &[a[0]], [outs[0]]),
-            2 => q5_0::groups::<2, true>(wq, wd, nb, n_groups, &[a[0], a[1]], [outs[0], outs[1]]),
-            3 => q5_0::groups::<3, true>(wq, wd, nb, n_groups, &[a[0], a[1], a[2]], [outs[0], outs[1], outs[2]]),
-            _ => q5_0::groups::<4, true>(wq, wd, nb, n_groups, &[a[0], a[1], a[2], a[3]], outs),
-        },
+        GgmlType::Q5_0 => call!(q5_0),
         #[cfg(target_arch = "x86_64")]
-        GgmlType::Q4_0 => match n {
-            1 => q5_0::groups::<1, false>(wq, wd, nb, n_groups, &[a[0]], [outs[0]]),
-            2 => q5_0::groups::<2, false>(wq, wd, nb, n_groups, &[a[0], a[1]], [outs[0], outs[1]]),
-            3 => q5_0::groups::<3, false>(wq, wd, nb, n_groups, &[a[0], a[1], a[2]], [outs[0], outs[1], outs[2]]),
-            _ => q5_0::groups::<4, false>(wq, wd, nb, n_groups, &[a[0], a[1], a[2], a[3]], outs),
-        },
+        GgmlType::Q4_0 => call!(q4_0),
         _ => unreachable!("only packed types reach run_kernel (x86_64 only)"),
     }
 }

@@ -314,6 +314,16 @@ fn main() {
         bench_matmul_tokens(&b, &format!("llama1b {} {n_rows}x{n_cols}", ty.name()), &m, &pools, &[1, 16, 32, 512]);
     }
 
+    // A Qwen3-30B-A3B expert's gate (q4_0 as in bench/moe_model.py): a 512-token prompt gives
+    // each of its 128 experts about 32 tokens, fewer for shorter prompts (the 4-row kernels
+    // below the q4_0 tiles' minimum).
+    {
+        let (ty, n_rows, n_cols) = (GgmlType::Q4_0, 768, 2048);
+        let data = random_matrix(ty, n_rows, n_cols);
+        let m = QMatrix::new(ty, &data, n_rows, n_cols).expect("matrix");
+        bench_matmul_tokens(&b, "qwen3moe expert q4_0 768x2048", &m, &pools, &[1, 8, 12, 15, 16, 24, 32]);
+    }
+
     // Decode with the weights in DRAM: copies of an 8B-shaped Q4_K ffn matrix (14336 x 4096),
     // together larger than any L3 here, each packed, one token through each in turn; next to
     // a plain streaming read of as many bytes on the same pool (the ceiling decode approaches).

@@ -531,11 +531,13 @@ pub(crate) fn run_many(
     let tiles = n_tokens >= amx::MIN_TOKENS && mats.iter().flatten().all(|w| amx::handles(w.ty));
     #[cfg(target_arch = "x86_64")]
     let (use_amx, use_t16) = (tiles && amx::enabled(), tiles && tiles16::enabled());
-    // q4_0 prompts take their own 16-token tiles (AVX-512 VNNI, with or without AMX).
+    // q4_0 prompts take their own 16-token tiles (AVX-512 VNNI, with or without AMX) for the
+    // first `q4_tiled` tokens, the 4-row kernels for the rest.
     #[cfg(target_arch = "x86_64")]
-    let use_q4 = n_tokens >= tiles_q4_0::MIN_TOKENS && tiles_q4_0::enabled() && mats.iter().flatten().all(|w| tiles_q4_0::handles(w.ty));
+    let q4_tiled = if tiles_q4_0::enabled() && mats.iter().flatten().all(|w| tiles_q4_0::handles(w.ty)) { tiles_q4_0::tiled_tokens(n_tokens) } else { 0 };
     #[cfg(not(target_arch = "x86_64"))]
-    let (use_amx, use_t16, use_q4) = (false, false, false);
+    let (use_amx, use_t16, q4_tiled) = (false, false, 0);
+    let use_q4 = q4_tiled > 0;
     let use_tiles = use_amx || use_t16;
     let sc = &mut scratch.packed;
     // The tiles read the q8_K rows themselves: no expanded copy for them.
@@ -543,7 +545,7 @@ pub(crate) fn run_many(
     #[cfg(target_arch = "x86_64")]
     if use_q4 {
         let nb = n_cols / QK;
-        sc.q4_tiles.prepare(&sc.qs, &sc.d, n_tokens, nb);
+        sc.q4_tiles.prepare(&sc.qs, &sc.d, q4_tiled, nb);
     }
     let nb = n_cols / QK;
     // K-quants read each token's expanded q8_K row; the others the split blocks.
@@ -600,8 +602,13 @@ pub(crate) fn run_many(
         #[cfg(target_arch = "x86_64")]
         if use_q4 {
             // SAFETY: AVX-512 VNNI is available (`tiles_q4_0::enabled`); the tiles' activations
-            // were prepared above; chunks own disjoint row tiles.
-            unsafe { tiles_q4_0::run_tiles(w, g0..g1, &sc.q4_tiles, n_tokens, out) };
+            // were prepared above for the first `q4_tiled` tokens; chunks own disjoint row tiles.
+            unsafe { tiles_q4_0::run_tiles(w, g0..g1, &sc.q4_tiles, q4_tiled, out) };
+            if q4_tiled < n_tokens {
+                // The same rows, in 4-row groups, for the tokens past the tiles.
+                let n_groups = w.n_rows.div_ceil(ROWS);
+                run_groups(w, (g0 * 4).min(n_groups)..(g1 * 4).min(n_groups), q4_tiled..n_tokens, &acts, out);
+            }
             return;
         }
         #[cfg(target_arch = "x86_64")]
@@ -610,7 +617,7 @@ pub(crate) fn run_many(
             unsafe { tiles16::run_tiles(w, g0..g1, &sc.amx, n_tokens, out) };
             return;
         }
-        run_groups(w, g0..g1, n_tokens, &acts, out);
+        run_groups(w, g0..g1, 0..n_tokens, &acts, out);
     };
     if n_total_chunks == 1 || pool.n_threads() == 1 {
         (0..n_total_chunks).for_each(run_chunk);
@@ -623,7 +630,8 @@ pub(crate) fn run_many(
 /// Row groups `groups` of `w` for every token. Tokens go in tiles of [`TOKEN_TILE`] whose
 /// activations stay in L1/L2, and within a tile [`GROUP_BATCH`] groups at a time so their
 /// weights are reused from L1 by every 4-token kernel call of the tile.
-fn run_groups<'a>(w: &PackedMatrix, groups: Range<usize>, n_tokens: usize, acts: &(dyn Fn(usize) -> ActRow<'a> + Sync), out: &DisjointMut<'_, f32>) {
+fn run_groups<'a>(w: &PackedMatrix, groups: Range<usize>, tokens: Range<usize>, acts: &(dyn Fn(usize) -> ActRow<'a> + Sync), out: &DisjointMut<'_, f32>) {
+    let n_tokens = tokens.end;
     let nb = w.n_cols / block_elems(w.ty);
     let (qsb, dmb) = group_block_bytes(w.ty).expect("packed type");
     let (qs, dm) = (w.qs.as_slice(), w.dm.as_slice());
@@ -632,8 +640,8 @@ fn run_groups<'a>(w: &PackedMatrix, groups: Range<usize>, n_tokens: usize, acts:
     let n_full = w.n_rows / ROWS;
     let full = groups.start.min(n_full)..groups.end.min(n_full);
     let partial = (groups.end > n_full && !w.n_rows.is_multiple_of(ROWS)).then_some(n_full);
-    let batch = if n_tokens <= TOKENS { full.len().max(1) } else { GROUP_BATCH };
-    for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
+    let batch = if tokens.len() <= TOKENS { full.len().max(1) } else { GROUP_BATCH };
+    for t0 in tokens.step_by(TOKEN_TILE) {
         let t1 = (t0 + TOKEN_TILE).min(n_tokens);
         let tile: [ActRow<'a>; TOKEN_TILE] = std::array::from_fn(|i| acts((t0 + i).min(t1 - 1)));
         for a in &tile {

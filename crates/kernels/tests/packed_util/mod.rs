@@ -62,7 +62,7 @@ pub fn check_bytes_bit_for_bit(ty: GgmlType, data: &[u8], n_rows: usize, n_cols:
     let m = QMatrix::new(ty, data, n_rows, n_cols).expect("matrix");
     let p = PackedMatrix::pack(&m).expect("packable");
     assert_eq!((p.ty(), p.n_rows(), p.n_cols()), (ty, n_rows, n_cols));
-    for n_tokens in [1, 2, 3, 4, 5, 7, 16, 17, 33] {
+    for n_tokens in [1, 2, 3, 4, 5, 7, 12, 16, 17, 27, 33] {
         let x = rng.vec(n_tokens * n_cols);
         let want = reference(&m, &x, n_tokens, false);
         for pool in pools {
@@ -86,7 +86,7 @@ pub fn check_packed_bit_for_bit(ty: GgmlType, n_rows: usize, n_cols: usize, rng:
     let m = QMatrix::new(ty, &data, n_rows, n_cols).expect("matrix");
     let p = PackedMatrix::pack(&m).expect("packable");
     assert_eq!((p.ty(), p.n_rows(), p.n_cols()), (ty, n_rows, n_cols));
-    for n_tokens in [1, 2, 3, 4, 5, 7, 16, 17, 33] {
+    for n_tokens in [1, 2, 3, 4, 5, 7, 12, 16, 17, 27, 33] {
         let x = rng.vec(n_tokens * n_cols);
         let want = reference(&m, &x, n_tokens, false);
         for pool in pools {

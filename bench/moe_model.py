@@ -9,8 +9,14 @@ step reads per layer (attention + the router + 8 of 128 experts) is exactly the 
 generation speed per layer compares like for like; prompt processing with 512 tokens touches
 nearly every expert, as in the real model.
 
-Usage: bench/moe_model.py OUT.gguf [--layers N] [--seed S]
-Requires the `gguf` package (gguf==0.19.0) and numpy. Deterministic for a given seed.
+`--ftype q4_k_m` then requantizes that file with llama.cpp's own `llama_model_quantize`
+(llama-cpp-python 0.3.36, `allow_requantize`) to the Q4_K_M mix that published Qwen3-30B-A3B
+GGUFs use: Q4_K experts and attention, Q6_K for `ffn_down_exps` and `attn_v` in the layers
+llama.cpp's `use_more_bits` picks and for `output`, Q4_K embeddings (about 2 minutes on 2 cores).
+
+Usage: bench/moe_model.py OUT.gguf [--layers N] [--seed S] [--ftype q4_0|q4_k_m]
+Requires the `gguf` package (gguf==0.19.0) and numpy (and llama-cpp-python for q4_k_m).
+Deterministic for a given seed.
 Then: bench/compare --model OUT.gguf --threads 2 --pairs 3
 """
 
@@ -39,6 +45,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--seed", type=int, default=30)
+    ap.add_argument("--ftype", choices=["q4_0", "q4_k_m"], default="q4_0")
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
 
@@ -117,8 +124,30 @@ def main():
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    os.replace(tmp, out)
+    if a.ftype == "q4_k_m":
+        requantize(tmp, out)
+        tmp.unlink()
+    else:
+        os.replace(tmp, out)
     print(out)
+
+
+def requantize(src, out):
+    """Writes `src` (this script's Q4_0 file) as llama.cpp's Q4_K_M mix into `out`."""
+    try:
+        import ctypes
+        import llama_cpp
+    except ImportError as err:
+        sys.exit(f"bench/moe_model.py --ftype q4_k_m needs llama-cpp-python ({err}): python3 -m pip install llama-cpp-python==0.3.36")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
+    params.nthread = os.cpu_count() or 2
+    params.allow_requantize = True
+    tmp = out.with_suffix(f".gguf.{os.getpid()}.q.tmp")
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+    if rc != 0:
+        sys.exit(f"llama_model_quantize Q4_K_M failed on {src}: {rc}")
+    os.replace(tmp, out)
 
 
 if __name__ == "__main__":

@@ -494,44 +494,33 @@ pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, 
         // SAFETY: the configuration is 64 valid bytes; AMX is enabled (caller).
         asm!("ldtilecfg [{0}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
         let n_tt = n_tokens.div_ceil(TILE);
-        let tile_accs = n_tt * TILE * TILE;
-        let mut accs = std::mem::take(&mut rt_buf.acc);
-        accs.clear();
-        accs.resize(WRITE_GROUP * tile_accs, 0.0);
         let mut c = std::mem::MaybeUninit::<[[[i32; TILE * TILE]; 4]; 2]>::uninit();
         let c0 = c.as_mut_ptr().cast::<[i32; TILE * TILE]>();
         let c1 = c0.add(4);
-        let mut g0 = tiles.start;
-        while g0 < tiles.end {
-            let g1 = (g0 + WRITE_GROUP).min(tiles.end);
-            for rt in g0..g1 {
-                expand(w, rt, &mut rt_buf);
-                let accs = &mut accs[(rt - g0) * tile_accs..][..tile_accs];
-                accs.fill(0.0);
-                // Block by block, every token tile: one block's A tiles (8 or 16 KiB) stay in
-                // L1 while the token tiles' B tiles stream past them.
-                for blk in 0..w.n_cols / QK_K {
-                    if rt + 1 < tiles.end {
-                        prefetch_tile_block(w, rt + 1, blk);
-                    }
-                    let mut tt = 0;
-                    while tt < n_tt {
-                        if tt + 1 < n_tt {
-                            ints_pair(w, &rt_buf, acts, tt, blk, c0, c1);
-                            fold(w, &rt_buf, acts, tt, blk, c0, &mut accs[tt * TILE * TILE..][..TILE * TILE]);
-                            fold(w, &rt_buf, acts, tt + 1, blk, c1, &mut accs[(tt + 1) * TILE * TILE..][..TILE * TILE]);
-                            tt += 2;
-                        } else {
-                            ints_one(w, &rt_buf, acts, tt, blk, c0);
-                            fold(w, &rt_buf, acts, tt, blk, c0, &mut accs[tt * TILE * TILE..][..TILE * TILE]);
-                            tt += 1;
-                        }
+        let mut accs = std::mem::take(&mut rt_buf.acc);
+        for_each_row_tile(w, tiles.clone(), n_tokens, &mut accs, out, |rt, accs| {
+            expand(w, rt, &mut rt_buf);
+            // Block by block, every token tile: one block's A tiles (8 or 16 KiB) stay in L1
+            // while the token tiles' B tiles stream past them.
+            for blk in 0..w.n_cols / QK_K {
+                if rt + 1 < tiles.end {
+                    prefetch_tile_block(w, rt + 1, blk);
+                }
+                let mut tt = 0;
+                while tt < n_tt {
+                    if tt + 1 < n_tt {
+                        ints_pair(w, &rt_buf, acts, tt, blk, c0, c1);
+                        fold(w, &rt_buf, acts, tt, blk, c0, &mut accs[tt * TILE * TILE..][..TILE * TILE]);
+                        fold(w, &rt_buf, acts, tt + 1, blk, c1, &mut accs[(tt + 1) * TILE * TILE..][..TILE * TILE]);
+                        tt += 2;
+                    } else {
+                        ints_one(w, &rt_buf, acts, tt, blk, c0);
+                        fold(w, &rt_buf, acts, tt, blk, c0, &mut accs[tt * TILE * TILE..][..TILE * TILE]);
+                        tt += 1;
                     }
                 }
             }
-            write_rows(w, g0..g1, &accs, n_tokens, out);
-            g0 = g1;
-        }
+        });
         rt_buf.acc = accs;
         asm!("tilerelease", options(nostack, nomem));
     })
@@ -686,6 +675,38 @@ unsafe fn transpose16(r: &mut [__m512; TILE]) {
     for j in 0..8 {
         r[j] = _mm512_shuffle_f32x4::<0x88>(t[j], t[8 + j]);
         r[8 + j] = _mm512_shuffle_f32x4::<0xDD>(t[j], t[8 + j]);
+    }
+}
+
+/// The driver every tile kernel shares (AMX here, `tiles16`, `tiles_q4_0`): the row tiles
+/// `tiles` in groups of [`WRITE_GROUP`], each computed by `tile(rt, accs)` into its own zeroed
+/// accumulators (per token tile, `[row][token]`), then each group written into `out` by
+/// [`write_rows`]. `accs` is the caller's buffer, reused across calls.
+///
+/// # Safety
+/// AVX-512 F and BW are available; `out` holds `n_tokens * w.n_rows` floats and this call alone
+/// writes these tiles' rows.
+pub(super) unsafe fn for_each_row_tile(
+    w: &PackedMatrix,
+    tiles: std::ops::Range<usize>,
+    n_tokens: usize,
+    accs: &mut Vec<f32>,
+    out: &crate::disjoint::DisjointMut<'_, f32>,
+    mut tile: impl FnMut(usize, &mut [f32]),
+) {
+    let tile_accs = n_tokens.div_ceil(TILE) * TILE * TILE;
+    accs.clear();
+    accs.resize(WRITE_GROUP * tile_accs, 0.0);
+    let mut g0 = tiles.start;
+    while g0 < tiles.end {
+        let g1 = (g0 + WRITE_GROUP).min(tiles.end);
+        for rt in g0..g1 {
+            let a = &mut accs[(rt - g0) * tile_accs..][..tile_accs];
+            a.fill(0.0);
+            tile(rt, a);
+        }
+        write_rows(w, g0..g1, accs, n_tokens, out);
+        g0 = g1;
     }
 }
 

@@ -25,7 +25,7 @@ use std::cell::RefCell;
 
 use gguf::GgmlType;
 
-use super::amx::{self, AmxActs, Mins, GROUPS, MIN_PAIRS, TILE, WRITE_GROUP};
+use super::amx::{self, AmxActs, Mins, GROUPS, MIN_PAIRS, TILE};
 use super::k16::{Q2K, Q3K, Sub16};
 use super::{grow, q5_k, q6_k, PackedMatrix, ROWS};
 use crate::quant::blocks::{KVALUES_IQ4NL, QK_K};
@@ -265,39 +265,28 @@ pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, 
     RAW_TILE.with(|cell| {
         let mut rt_buf = cell.borrow_mut();
         let n_tt = n_tokens.div_ceil(TILE);
-        let tile_accs = n_tt * TILE * TILE;
         let mut accs = std::mem::take(&mut rt_buf.acc);
-        accs.clear();
-        accs.resize(WRITE_GROUP * tile_accs, 0.0);
-        let mut g0 = tiles.start;
-        while g0 < tiles.end {
-            let g1 = (g0 + WRITE_GROUP).min(tiles.end);
-            for rt in g0..g1 {
-                expand(w, rt, &mut rt_buf);
-                let accs = &mut accs[(rt - g0) * tile_accs..][..tile_accs];
-                accs.fill(0.0);
-                // Block by block, every token tile: one block's unpacked rows (4 KiB) stay in L1
-                // while the token tiles stream past them.
-                for blk in 0..w.n_cols / QK_K {
-                    if rt + 1 < tiles.end {
-                        amx::prefetch_tile_block(w, rt + 1, blk);
-                    }
-                    for tt in 0..n_tt {
-                        let acc = &mut accs[tt * TILE * TILE..][..TILE * TILE];
-                        for band in 0..2 {
-                            match (sub_block(w.ty), signed_weights(w.ty)) {
-                                (16, false) => band_fold::<16, false>(w, &rt_buf, acts, tt, blk, band, acc),
-                                (16, true) => band_fold::<16, true>(w, &rt_buf, acts, tt, blk, band, acc),
-                                (_, false) => band_fold::<32, false>(w, &rt_buf, acts, tt, blk, band, acc),
-                                (_, true) => band_fold::<32, true>(w, &rt_buf, acts, tt, blk, band, acc),
-                            }
+        amx::for_each_row_tile(w, tiles.clone(), n_tokens, &mut accs, out, |rt, accs| {
+            expand(w, rt, &mut rt_buf);
+            // Block by block, every token tile: one block's unpacked rows (4 KiB) stay in L1
+            // while the token tiles stream past them.
+            for blk in 0..w.n_cols / QK_K {
+                if rt + 1 < tiles.end {
+                    amx::prefetch_tile_block(w, rt + 1, blk);
+                }
+                for tt in 0..n_tt {
+                    let acc = &mut accs[tt * TILE * TILE..][..TILE * TILE];
+                    for band in 0..2 {
+                        match (sub_block(w.ty), signed_weights(w.ty)) {
+                            (16, false) => band_fold::<16, false>(w, &rt_buf, acts, tt, blk, band, acc),
+                            (16, true) => band_fold::<16, true>(w, &rt_buf, acts, tt, blk, band, acc),
+                            (_, false) => band_fold::<32, false>(w, &rt_buf, acts, tt, blk, band, acc),
+                            (_, true) => band_fold::<32, true>(w, &rt_buf, acts, tt, blk, band, acc),
                         }
                     }
                 }
             }
-            amx::write_rows(w, g0..g1, &accs, n_tokens, out);
-            g0 = g1;
-        }
+        });
         rt_buf.acc = accs;
     })
 }

@@ -23,7 +23,7 @@ use std::cell::RefCell;
 
 use gguf::GgmlType;
 
-use super::amx::{write_rows, TILE, WRITE_GROUP};
+use super::amx::{for_each_row_tile, TILE};
 use super::{grow, PackedMatrix, ROWS};
 use crate::quant::blocks::QK;
 
@@ -170,26 +170,17 @@ pub(super) unsafe fn run_tiles(w: &PackedMatrix, tiles: std::ops::Range<usize>, 
     RAW_TILE.with(|cell| {
         let mut raw = cell.borrow_mut();
         let n_tt = n_tokens.div_ceil(TILE);
-        let tile_accs = n_tt * TILE * TILE;
         let mut accs = std::mem::take(&mut raw.acc);
-        accs.clear();
-        accs.resize(WRITE_GROUP * tile_accs, 0.0);
-        let mut g0 = tiles.start;
-        while g0 < tiles.end {
-            let g1 = (g0 + WRITE_GROUP).min(tiles.end);
-            for rt in g0..g1 {
-                expand(w, rt, &mut raw);
-                let next = (rt + 1 < tiles.end).then_some(rt + 1);
-                for tt in 0..n_tt {
-                    let acc = &mut accs[((rt - g0) * n_tt + tt) * TILE * TILE..][..TILE * TILE];
-                    for band in 0..TILE / BAND {
-                        band_rows(w, &raw, acts, tt, band, if tt == 0 && band == 0 { next } else { None }, acc);
-                    }
+        for_each_row_tile(w, tiles.clone(), n_tokens, &mut accs, out, |rt, accs| {
+            expand(w, rt, &mut raw);
+            let next = (rt + 1 < tiles.end).then_some(rt + 1);
+            for tt in 0..n_tt {
+                let acc = &mut accs[tt * TILE * TILE..][..TILE * TILE];
+                for band in 0..TILE / BAND {
+                    band_rows(w, &raw, acts, tt, band, if tt == 0 && band == 0 { next } else { None }, acc);
                 }
             }
-            write_rows(w, g0..g1, &accs, n_tokens, out);
-            g0 = g1;
-        }
+        });
         raw.acc = accs;
     })
 }

@@ -379,6 +379,16 @@ fn main() {
     }
     bench_attention_prefill(&b, &pools, &format!("64 tokens, {n_kv} rows"), &q, &chunks, &p, &mut out);
 
+    // Llama-3.2-1B's shape: 32 query heads of 64 over 8 KV heads (groups of 4), a 64-token
+    // prefill chunk over 2048 cached rows (prompts at depth).
+    let pl = AttnParams { n_head: 32, n_head_kv: 8, head_dim: 64, scale: 0.125, softcap: None, sinks: None };
+    let n_kv_l = 2048;
+    let kvl: Vec<f16> = random_f32(n_kv_l * 8 * 64, 7).into_iter().map(f16::from_f32).collect();
+    let chunks_l = [KvChunk { k: &kvl, v: &kvl, n_rows: n_kv_l }];
+    let ql = random_f32(64 * 32 * 64, 11);
+    let mut outl = vec![0f32; 64 * 32 * 64];
+    bench_attention_prefill(&b, &pools, &format!("llama 32 heads x 64, 8 kv heads, 64 tokens, {n_kv_l} rows"), &ql, &chunks_l, &pl, &mut outl);
+
     // Gemma-3-270M's shape: 4 query heads of 256 over one KV head (the grouped-heads kernel),
     // a 64-token prefill chunk over 512 cached rows.
     let pg = AttnParams { n_head: 4, n_head_kv: 1, head_dim: 256, scale: 1.0, softcap: None, sinks: None };

@@ -7,7 +7,7 @@
 //!   (q5_0 attn_q / ffn_up, q4_K attn_output, q6_K ffn_down, the 262144-row q8_0 output, and
 //!   q/k/v in one mixed-type `matmul_many`) when the models are present;
 //! - attention (one decode row and a 64-token prefill over 512 cached rows; the prefill also at
-//!   Gemma-3-270M's 4 x 256 heads), RMSNorm, SwiGLU, RoPE and softmax at SmolLM2's sizes.
+//!   Gemma-3-270M's 4 x 256 heads, and at Llama-3.2-1B's 32 x 64 heads over 2048 rows), RMSNorm, SwiGLU, RoPE and softmax at SmolLM2's sizes.
 //!
 //! `cargo bench -p kernels [-- FILTER]` (a plain harness: no dependencies). Single-thread figures
 //! are medians of the thread's CPU time, so other processes on a shared machine inflate them

@@ -7,7 +7,8 @@
 //!   (q5_0 attn_q / ffn_up, q4_K attn_output, q6_K ffn_down, the 262144-row q8_0 output, and
 //!   q/k/v in one mixed-type `matmul_many`) when the models are present;
 //! - attention (one decode row and a 64-token prefill over 512 cached rows; the prefill also at
-//!   Gemma-3-270M's 4 x 256 heads, and at Llama-3.2-1B's 32 x 64 heads over 2048 rows), RMSNorm, SwiGLU, RoPE and softmax at SmolLM2's sizes.
+//!   Gemma-3-270M's 4 x 256 heads, and at Llama-3.2-1B's 32 x 64 heads over 2048 rows), RMSNorm,
+//!   SwiGLU, RoPE and softmax at SmolLM2's sizes.
 //!
 //! `cargo bench -p kernels [-- FILTER]` (a plain harness: no dependencies). Single-thread figures
 //! are medians of the thread's CPU time, so other processes on a shared machine inflate them
@@ -263,6 +264,17 @@ fn bench_attention_prefill(b: &Bench, pools: &[ThreadPool], what: &str, q: &[f32
     }
 }
 
+/// [`bench_attention_prefill`] on random K/V (`n_kv` rows, seed `seeds.0`) and queries (seed
+/// `seeds.1`, scaled by `q_scale`) of the shape `p`.
+#[allow(clippy::too_many_arguments)]
+fn bench_attention_shape(b: &Bench, pools: &[ThreadPool], shape: &str, p: &AttnParams, n_kv: usize, seeds: (u32, u32), q_scale: f32) {
+    let kv: Vec<f16> = random_f32(n_kv * p.n_head_kv * p.head_dim, seeds.0).into_iter().map(f16::from_f32).collect();
+    let chunks = [KvChunk { k: &kv, v: &kv, n_rows: n_kv }];
+    let q: Vec<f32> = random_f32(64 * p.n_head * p.head_dim, seeds.1).into_iter().map(|v| v * q_scale).collect();
+    let mut out = vec![0f32; q.len()];
+    bench_attention_prefill(b, pools, &format!("{shape}, 64 tokens, {n_kv} rows"), &q, &chunks, p, &mut out);
+}
+
 fn main() {
     let quick = std::env::var_os("DAEHWA_BENCH_QUICK").is_some();
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
@@ -382,21 +394,11 @@ fn main() {
     // Llama-3.2-1B's shape: 32 query heads of 64 over 8 KV heads (groups of 4), a 64-token
     // prefill chunk over 2048 cached rows (prompts at depth).
     let pl = AttnParams { n_head: 32, n_head_kv: 8, head_dim: 64, scale: 0.125, softcap: None, sinks: None };
-    let n_kv_l = 2048;
-    let kvl: Vec<f16> = random_f32(n_kv_l * 8 * 64, 7).into_iter().map(f16::from_f32).collect();
-    let chunks_l = [KvChunk { k: &kvl, v: &kvl, n_rows: n_kv_l }];
-    let ql = random_f32(64 * 32 * 64, 11);
-    let mut outl = vec![0f32; 64 * 32 * 64];
-    bench_attention_prefill(&b, &pools, &format!("llama 32 heads x 64, 8 kv heads, 64 tokens, {n_kv_l} rows"), &ql, &chunks_l, &pl, &mut outl);
-
+    bench_attention_shape(&b, &pools, "llama 32 heads x 64, 8 kv heads", &pl, 2048, (7, 11), 1.0);
     // Gemma-3-270M's shape: 4 query heads of 256 over one KV head (the grouped-heads kernel),
     // a 64-token prefill chunk over 512 cached rows.
     let pg = AttnParams { n_head: 4, n_head_kv: 1, head_dim: 256, scale: 1.0, softcap: None, sinks: None };
-    let kvg: Vec<f16> = random_f32(n_kv * 256, 6).into_iter().map(f16::from_f32).collect();
-    let chunks_g = [KvChunk { k: &kvg, v: &kvg, n_rows: n_kv }];
-    let qg: Vec<f32> = random_f32(64 * 4 * 256, 10).into_iter().map(|v| v * 0.0625).collect();
-    let mut outg = vec![0f32; 64 * 4 * 256];
-    bench_attention_prefill(&b, &pools, &format!("gemma 4 heads x 256, 1 kv head, 64 tokens, {n_kv} rows"), &qg, &chunks_g, &pg, &mut outg);
+    bench_attention_shape(&b, &pools, "gemma 4 heads x 256, 1 kv head", &pg, n_kv, (6, 10), 0.0625);
 
     let x = random_f32(1536, 1);
     let up = random_f32(1536, 2);

@@ -1,25 +1,33 @@
-//! Attention of query rows over an f16 KV cache, computed like llama.cpp's CPU flash-attention
-//! kernel (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`), one (token, head) at a time:
+//! Attention of query rows over an f16 KV cache in f32, one (token, head) at a time, with the
+//! same arithmetic for a query whatever else runs beside it (a prompt token and a decode step
+//! give the same bits: the batch-invariance tests):
 //!
 //! ```text
-//! q_h  = f16(q[h])                          (ggml converts Q to K's vec_dot type, f16)
 //! for each visible KV row j, in order:      (online softmax, Milakov & Gimelshein 2018;
-//!     s = dot(q_h, K[j, kvh]) * scale        Rabe & Staats 2021, arXiv:2112.05682)
+//!     s = dot(q[h], K[j, kvh]) * scale       Rabe & Staats 2021, arXiv:2112.05682)
 //!     s = softcap * tanh(s / softcap)        (only with a softcap, e.g. gemma 2)
 //!     if s > M: acc *= exp(M - s); S *= exp(M - s); M = s; w = 1
 //!     else:     w = exp(s - M)
-//!     acc += w * V[j, kvh];  S += w
-//! [with a sink logit z_h (gpt-oss): if z_h > M: acc *= exp(M - z_h) (in f32); S = S * exp(M - z_h) + 1
+//!     acc = fma(V[j, kvh], w, acc);  S = S * (rescale or 1) + w
+//! [with a sink logit z_h (gpt-oss): if z_h > M: acc *= exp(M - z_h); S = S * exp(M - z_h) + 1
 //!                                   else:       S += exp(z_h - M)]
 //! out_h = acc / S
 //! ```
 //!
 //! with GQA `kvh = h / (n_head / n_head_kv)`. One pass over K and V, O(head_dim) state per head,
-//! O(n_kv * head_dim) work per head. Like llama.cpp with an f16 V cache, `acc` is rounded to f16
-//! after every update (`ggml_vec_mad_f16` / `ggml_vec_scale_f16` keep the accumulator in f16).
-//! An f32 accumulator is more exact, but on SmolLM2 it moved top-5 log-probs by up to 0.6 from
-//! llama.cpp's and flipped greedy picks at gaps of 0.85; matching the oracle's rounding keeps
-//! partings to near-ties (gaps <= 0.11 on the goldens).
+//! O(n_kv * head_dim) work per head.
+//!
+//! **Numerics: f32, not llama.cpp's decode rounding.** llama.cpp's CPU flash attention has two
+//! arithmetics: prompts of 64 or more tokens run a tiled f32 kernel
+//! (`ggml_compute_forward_flash_attn_ext_tiled`), decode steps `..._f16_one_chunk`, which rounds
+//! Q to f16 and the V accumulator to f16 after every row. daehwa needs one arithmetic for both
+//! (batch invariance). Until session 18 it copied the f16 one; its two conversions per
+//! accumulator update made attention 58% of a 512-token prompt's time at depth 4096. Measured on
+//! the goldens (SmolLM2 and Gemma 3 against llama.cpp 0c1e570), f32 gives top-5 log-prob
+//! differences of 0.06-0.19 on average per prompt (f16 form: 0.07-0.15; the rule is 0.35), a worst
+//! position of 0.99 (f16 form: 1.30), and greedy partings only at near-ties (gaps <= 0.37; the rule
+//! is 0.5). An older measurement (before the matmul kernels followed ggml's order) had seen f32
+//! part at a gap of 0.85; it no longer does.
 //!
 //! `exp` on the SIMD paths is ggml's vectorised `expf` (`ggml_v_expf`, about 1.5 ulp, inlined),
 //! the same bits on AVX2 and AVX-512; the AVX-512 kernel computes 16 rows' weights at once
@@ -301,7 +309,7 @@ fn scale_cap(p: &AttnParams) -> (f32, f32) {
 }
 
 /// One head of one query over the KV rows `range` of the concatenated chunks; `scratch` holds
-/// at least `2 * head_dim` values (the f16-rounded query, then the accumulator).
+/// at least `2 * head_dim` values (a copy of the query, then the accumulator).
 fn head(cx: Ctx, qrow: &[f32], h: usize, range: Range<usize>, scratch: &mut [f32], out: &mut [f32]) {
     let Ctx { chunks, p, path } = cx;
     let hd = p.head_dim;
@@ -311,10 +319,7 @@ fn head(cx: Ctx, qrow: &[f32], h: usize, range: Range<usize>, scratch: &mut [f32
     let stride = p.row_len();
     let (scale, cap) = scale_cap(p);
     let simd = path != Path::Scalar;
-    // Q rounded to f16, as ggml's flash attention converts it to K's vec_dot type.
-    for (d, &v) in qh.iter_mut().zip(qrow) {
-        *d = f16::from_f32(v).to_f32();
-    }
+    qh.copy_from_slice(qrow);
     acc.iter_mut().for_each(|a| *a = 0.0);
     let mut m = f32::NEG_INFINITY;
     let mut sum = 0f32;
@@ -416,10 +421,10 @@ mod simd {
             return unsafe { x86::mad(acc, v, s) };
         }
         let _ = simd;
-        acc.iter_mut().zip(v).for_each(|(a, &b)| *a = f16::from_f32(*a + b.to_f32() * s).to_f32());
+        acc.iter_mut().zip(v).for_each(|(a, &b)| *a += b.to_f32() * s);
     }
 
-    /// `acc *= s`, rounded to f16 like ggml's `ggml_vec_scale_f16`.
+    /// `acc *= s`.
     #[inline]
     pub fn scale(acc: &mut [f32], s: f32, simd: bool) {
         #[cfg(target_arch = "x86_64")]
@@ -428,7 +433,7 @@ mod simd {
             return unsafe { x86::scale(acc, s) };
         }
         let _ = simd;
-        acc.iter_mut().for_each(|a| *a = f16::from_f32(*a * s).to_f32());
+        acc.iter_mut().for_each(|a| *a *= s);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -477,19 +482,12 @@ mod simd {
             let mut i = 0;
             while i + 8 <= n {
                 let r = _mm256_fmadd_ps(load8(vp.add(i)), vs, _mm256_loadu_ps(ap.add(i)));
-                _mm256_storeu_ps(ap.add(i), round8(r));
+                _mm256_storeu_ps(ap.add(i), r);
                 i += 8;
             }
             for j in i..n {
-                acc[j] = f16::from_f32(acc[j] + v[j].to_f32() * s).to_f32();
+                acc[j] = v[j].to_f32().mul_add(s, acc[j]);
             }
-        }
-
-        /// Rounds 8 floats to f16 precision (round to nearest even, as `_mm256_cvtps_ph` in ggml).
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        fn round8(x: __m256) -> __m256 {
-            _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
         }
 
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -499,11 +497,11 @@ mod simd {
             let vs = _mm256_set1_ps(s);
             let mut i = 0;
             while i + 8 <= n {
-                _mm256_storeu_ps(ap.add(i), round8(_mm256_mul_ps(_mm256_loadu_ps(ap.add(i)), vs)));
+                _mm256_storeu_ps(ap.add(i), _mm256_mul_ps(_mm256_loadu_ps(ap.add(i)), vs));
                 i += 8;
             }
             for a in &mut acc[i..n] {
-                *a = f16::from_f32(*a * s).to_f32();
+                *a *= s;
             }
         }
     }

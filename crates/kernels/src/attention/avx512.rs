@@ -1,12 +1,12 @@
 //! AVX-512 form of the online-softmax attention of [`super::head`], for a few heads sharing one KV
 //! head at once (see [`heads`]), for head sizes that are
-//! a multiple of 16, with the f16-rounded query and the f16-rounded V accumulator held in
-//! registers across the KV rows (the AVX2 form loads and stores the accumulator per row).
+//! a multiple of 16, with the query and the f32 V accumulator held in registers across the KV
+//! rows (the AVX2 form loads and stores the accumulator per row).
 //!
 //! Bit-for-bit the same as the AVX2 form: the dot product's two 8-lane accumulators (even and
 //! odd 8-element chunks) are the low and high halves of one 16-lane register, fed the same
 //! fused multiply-adds in the same order and summed the same way; every V update is the same
-//! `fma(v, w, acc)` rounded to f16; `exp` is the same vectorised `expf8` arithmetic (here on 16
+//! `fma(v, w, acc)`; `exp` is the same vectorised `expf8` arithmetic (here on 16
 //! lanes, for 16 KV rows at once); the running sum is the same scalar code.
 
 use std::arch::x86_64::*;
@@ -19,12 +19,6 @@ use super::KvChunk;
 /// `DAEHWA_KERNELS=avx2`), which includes AVX-512 F and F16C/FMA/AVX2.
 pub(super) fn available() -> bool {
     crate::quant::chosen_level() >= crate::quant::Level::Avx512Vnni
-}
-
-/// `round_f16(x)` on 16 lanes (round to nearest even, like `_mm256_cvtps_ph` in ggml).
-#[inline(always)]
-unsafe fn round16(x: __m512) -> __m512 {
-    _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
 }
 
 #[inline(always)]
@@ -106,7 +100,7 @@ const BLOCK: usize = 16;
 
 /// `G` heads of one query that share one KV head (`NV * 16` values each, consecutive in `q` and
 /// `out`) over the KV rows `range` of the concatenated chunks: per head, `out = softmax(q K^T *
-/// scale [softcapped]) V` with ggml's f16 accumulator rounding.
+/// scale [softcapped]) V` in f32.
 ///
 /// The rows go in blocks of 16. For a block, each head's 16 scores come first (each K row loaded
 /// and converted once for the `G` heads); then, in registers, the running maximum after each
@@ -115,7 +109,7 @@ const BLOCK: usize = 16;
 /// That is the one-row-at-a-time online softmax of [`super::head`] value for value: `M_j` is
 /// the same running maximum, where a row raises it its weight is `exp(0) = 1` and the factor
 /// `exp(M - s)`, elsewhere the factor is `exp(0) = 1` (no rescale) and the weight `exp(s - M)`,
-/// and the sum and the f16-rounded accumulator are updated row by row in the same order. So the
+/// and the sum and the accumulator are updated row by row in the same order. So the
 /// result does not depend on where blocks or chunks start, and equals the AVX2 form bit for bit.
 ///
 /// # Safety
@@ -136,11 +130,10 @@ pub(super) unsafe fn heads<const NV: usize, const G: usize>(
     out: &mut [f32],
 ) {
     let hd = NV * 16;
-    // Q rounded to f16, as ggml's flash attention converts it to K's vec_dot type.
     let mut qv = [[_mm512_setzero_ps(); NV]; G];
     for (g, qg) in qv.iter_mut().enumerate() {
         for (i, r) in qg.iter_mut().enumerate() {
-            *r = round16(_mm512_loadu_ps(q.as_ptr().add(g * hd + i * 16)));
+            *r = _mm512_loadu_ps(q.as_ptr().add(g * hd + i * 16));
         }
     }
     let mut acc = [[_mm512_setzero_ps(); NV]; G];
@@ -205,7 +198,7 @@ pub(super) unsafe fn heads<const NV: usize, const G: usize>(
                     if ms != 1.0 {
                         let msv = _mm512_set1_ps(ms);
                         for a in acc[g].iter_mut() {
-                            *a = round16(_mm512_mul_ps(*a, msv));
+                            *a = _mm512_mul_ps(*a, msv);
                         }
                     }
                     sum[g] = sum[g] * ms + sc[g][jj];
@@ -213,7 +206,7 @@ pub(super) unsafe fn heads<const NV: usize, const G: usize>(
                 for i in 0..NV {
                     let v = load16(vp.add(i * 16));
                     for g in 0..G {
-                        acc[g][i] = round16(_mm512_fmadd_ps(v, _mm512_set1_ps(sc[g][jj]), acc[g][i]));
+                        acc[g][i] = _mm512_fmadd_ps(v, _mm512_set1_ps(sc[g][jj]), acc[g][i]);
                     }
                 }
             }

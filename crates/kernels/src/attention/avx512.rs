@@ -130,12 +130,9 @@ pub(super) unsafe fn heads<const NV: usize, const G: usize>(
     out: &mut [f32],
 ) {
     let hd = NV * 16;
-    let mut qv = [[_mm512_setzero_ps(); NV]; G];
-    for (g, qg) in qv.iter_mut().enumerate() {
-        for (i, r) in qg.iter_mut().enumerate() {
-            *r = _mm512_loadu_ps(q.as_ptr().add(g * hd + i * 16));
-        }
-    }
+    // The queries stay in memory (an FMA's memory operand, from L1): with the accumulators,
+    // 4 heads of 64 would need all 32 registers and the compiler spilled the accumulators.
+    let qp = q.as_ptr();
     let mut acc = [[_mm512_setzero_ps(); NV]; G];
     let mut m = [f32::NEG_INFINITY; G];
     let mut sum = [0f32; G];
@@ -158,7 +155,7 @@ pub(super) unsafe fn heads<const NV: usize, const G: usize>(
                 for i in 0..NV {
                     let k = load16(kp.add(i * 16));
                     for g in 0..G {
-                        d[g] = _mm512_fmadd_ps(qv[g][i], k, d[g]);
+                        d[g] = _mm512_fmadd_ps(_mm512_loadu_ps(qp.add(g * hd + i * 16)), k, d[g]);
                     }
                 }
                 for g in 0..G {

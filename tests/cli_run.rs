@@ -12,6 +12,13 @@ fn golden_first() -> Value {
     serde_json::from_str(text.lines().next().expect("line")).expect("json")
 }
 
+fn golden_named(name: &str) -> Value {
+    let dir = std::env::var("DAEHWA_GOLDEN_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden").to_string());
+    let text = std::fs::read_to_string(format!("{dir}/chat-smollm2-q4_1.jsonl")).expect("golden");
+    text.lines().map(|l| serde_json::from_str::<Value>(l).expect("json")).find(|g| g["name"] == name).expect("golden case")
+}
+
 fn run_json(args: &[&str]) -> Value {
     let d = scratch(&format!("run-{}", args.len()));
     let model = smollm2();
@@ -26,14 +33,56 @@ fn ids(v: &Value) -> Vec<u64> {
     v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id")).collect()
 }
 
+/// llama.cpp's top-5 at `pos` of a golden: `(id, log-prob)`, best first.
+fn golden_top5(g: &Value, pos: usize) -> Vec<(u64, f64)> {
+    g["top5_per_position"][pos]["top5"]
+        .as_array()
+        .expect("top5")
+        .iter()
+        .map(|t| (t["id"].as_u64().expect("id"), t["logprob"].as_f64().expect("lp")))
+        .collect()
+}
+
+/// The goldens' rule (crates/engine/tests/golden_smollm2.rs): greedy follows llama.cpp token for
+/// token, or parts from it only at a near-tie, where daehwa's pick is in llama.cpp's top 5 within
+/// 0.5 log-prob of llama.cpp's pick. daehwa's attention is f32 throughout, llama.cpp's decode
+/// kernel rounds to f16, so on a near-tie either side is a right answer. Up to and including the
+/// parting position both saw the same tokens, so there the log-probs of the tokens both rank
+/// must agree within 0.35 (the goldens' tolerance). Returns how many tokens agreed.
+fn follows_llama_cpp(out: &Value, g: &Value) -> usize {
+    let ours = ids(&out["tokens"]);
+    let want = ids(&g["generated_token_ids"]);
+    let lps = out["logprobs"].as_array().expect("logprobs");
+    for (i, &id) in ours.iter().enumerate() {
+        let top = golden_top5(g, i);
+        for t in lps[i]["top"].as_array().expect("top") {
+            let tid = t["id"].as_u64().expect("id");
+            if let Some(&(_, theirs)) = top.iter().find(|(x, _)| *x == tid) {
+                let mine = t["logprob"].as_f64().expect("lp");
+                assert!((mine - theirs).abs() <= 0.35, "position {i}, token {tid}: log-prob {mine} vs llama.cpp {theirs}");
+            }
+        }
+        if id != want[i] {
+            let pick = top.iter().find(|(x, _)| *x == id).map(|&(_, lp)| top[0].1 - lp);
+            assert!(
+                pick.is_some_and(|gap| gap <= 0.5),
+                "position {i}: daehwa picked {id}, llama.cpp {}; not a near-tie (gap {pick:?}, top 5 {top:?})",
+                want[i]
+            );
+            return i;
+        }
+    }
+    ours.len()
+}
+
 #[test]
 fn greedy_run_matches_llama_cpp() {
     let g = golden_first();
     let out = run_json(&["--temp", "0", "-n", "8", "--top-logprobs", "3", "What is the capital of France?"]);
     assert_eq!(ids(&out["prompt_tokens"]), ids(&g["prompt_token_ids"]));
-    assert_eq!(ids(&out["tokens"]), ids(&g["generated_token_ids"])[..8].to_vec());
     let lps = out["logprobs"].as_array().expect("logprobs");
-    assert_eq!(lps.len(), 8);
+    let n = ids(&out["tokens"]).len();
+    assert!((1..=8).contains(&n) && lps.len() == n, "{out}");
     for (lp, id) in lps.iter().zip(ids(&out["tokens"])) {
         assert_eq!(lp["id"].as_u64(), Some(id));
         let top = lp["top"].as_array().expect("top");
@@ -41,8 +90,18 @@ fn greedy_run_matches_llama_cpp() {
         assert_eq!(top[0]["id"].as_u64(), Some(id), "greedy picks the most likely token");
         assert!(lp["logprob"].as_f64().expect("lp") <= 0.0);
     }
-    assert_eq!(out["finish_reason"], "length");
-    assert!(out["text"].as_str().expect("text").starts_with("L'Étoile"));
+    // SmolLM2's end of turn, <|im_end|> (id 2), ends the run before the 8 tokens.
+    let ended = ids(&out["tokens"]).last() == Some(&2);
+    assert_eq!(out["finish_reason"], if ended { "stop" } else { "length" }, "{out}");
+    assert!(ended || n == 8, "{out}");
+    let agreed = follows_llama_cpp(&out, &g);
+    eprintln!("greedy agrees with llama.cpp on {agreed} of 8 tokens");
+    // A prompt whose first token is no near-tie (llama.cpp's top two 1.11 apart) must agree there.
+    let code = golden_named("code_python");
+    let out = run_json(&["--temp", "0", "-n", "8", "--top-logprobs", "3", "Write a Python function that returns the factorial of n."]);
+    assert_eq!(ids(&out["prompt_tokens"]), ids(&code["prompt_token_ids"]));
+    assert!(follows_llama_cpp(&out, &code) >= 1);
+    assert!(out["text"].as_str().expect("text").starts_with("```"), "{}", out["text"]);
 }
 
 #[test]
@@ -79,9 +138,12 @@ fn same_seed_same_answer_and_stop_strings() {
     assert_eq!(a["tokens"], b["tokens"]);
     let full = run_json(&["--temp", "0", "-n", "16", "What is the capital of France?"]);
     let text = full["text"].as_str().expect("text");
-    let stop = ", la";
-    assert!(text.contains(stop), "{text}");
-    let cut = run_json(&["--temp", "0", "-n", "16", "--stop", stop, "What is the capital of France?"]);
+    // The stop string is the answer's third word with its leading space: wherever greedy goes
+    // on this near-tie prompt (see greedy_run_matches_llama_cpp), the cut is checked the same way.
+    let third = text.split_whitespace().nth(2).unwrap_or_else(|| panic!("three words in {text:?}"));
+    let stop = &format!(" {third}");
+    assert!(text.contains(stop.as_str()), "{text}");
+    let cut = run_json(&["--temp", "0", "-n", "16", "--stop", stop.as_str(), "What is the capital of France?"]);
     assert_eq!(cut["text"].as_str().expect("text"), &text[..text.find(stop).expect("stop")]);
     assert_eq!(cut["finish_reason"], "stop");
 }

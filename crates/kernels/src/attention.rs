@@ -42,6 +42,8 @@ use half::f16;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod tiles;
 
 use crate::disjoint::DisjointMut;
 use crate::pool::ThreadPool;
@@ -230,12 +232,16 @@ pub fn attention_rows_parallel(
     while groups.size > 1 && pool.n_threads() > 1 && n_tokens * p.n_head_kv * groups.subs < 2 * pool.n_threads() {
         groups = HeadGroups::new(p, groups.size.div_ceil(2));
     }
+    let cx = Ctx { chunks, p, path: Path::best() };
+    #[cfg(target_arch = "x86_64")]
+    if tiles::applies(cx, n_tokens, &groups) {
+        return tiles::rows_tiled(pool, cx, q, n_tokens, visible, &groups, out);
+    }
     let per_token = p.n_head_kv * groups.subs;
     let n_units = n_tokens * per_token;
     // Units are dealt round-robin: a later token sees more rows (causal mask), so contiguous
     // ranges would give the last task most of the work.
     let n_tasks = (pool.n_threads() * 4).min(n_units);
-    let cx = Ctx { chunks, p, path: Path::best() };
     let out = DisjointMut::new(out);
     pool.run(n_tasks, &|task| {
         // Per-task state on the stack for common head sizes: no allocation per call.
@@ -274,40 +280,29 @@ struct Ctx<'a> {
 /// alone, bit for bit: only the order in which the heads' independent operations are issued
 /// changes.
 fn heads(cx: Ctx, q: &[f32], h0: usize, n: usize, range: Range<usize>, scratch: &mut [f32], out: &mut [f32]) {
-    let Ctx { chunks, p, path } = cx;
+    let Ctx { p, path, .. } = cx;
     let hd = p.head_dim;
     #[cfg(target_arch = "x86_64")]
-    if path == Path::Avx512 && hd.is_multiple_of(16) && q.len() == n * hd && out.len() == n * hd && (1..=MAX_GROUP).contains(&n) {
-        let kvh = h0 / (p.n_head / p.n_head_kv);
-        let (scale, cap) = scale_cap(p);
-        let stride = p.row_len();
+    if path == Path::Avx512 && avx512::supported(hd, n) && q.len() == n * hd && out.len() == n * hd {
         let sinks = p.sinks.map(|s| &s[h0..h0 + n]);
-        macro_rules! go {
-            ($nv:literal) => {
-                // SAFETY: `Path::Avx512` means `avx512::available()`; `check` verified every chunk
-                // holds `n_rows * stride` values and `kvh * hd + hd <= stride` since kvh <
-                // n_head_kv; q and out are `n * hd` long (checked just above).
-                unsafe {
-                    match n {
-                        1 => avx512::heads::<$nv, 1>(q, chunks, range.clone(), stride, kvh, scale, cap, sinks, out),
-                        2 => avx512::heads::<$nv, 2>(q, chunks, range.clone(), stride, kvh, scale, cap, sinks, out),
-                        3 => avx512::heads::<$nv, 3>(q, chunks, range.clone(), stride, kvh, scale, cap, sinks, out),
-                        _ => avx512::heads::<$nv, 4>(q, chunks, range.clone(), stride, kvh, scale, cap, sinks, out),
-                    }
-                }
-            };
-        }
-        match hd / 16 {
-            4 => return go!(4),
-            8 => return go!(8),
-            16 => return go!(16),
-            _ => {}
-        }
+        // SAFETY: `Path::Avx512` means `avx512::available()`; `check` verified every chunk holds
+        // `n_rows * stride` values and `kvh * hd + hd <= stride` since kvh < n_head_kv; q and out
+        // are `n * hd` long (checked just above); callers keep `range` within the chunks' rows.
+        return unsafe { avx512::heads(kv_of(cx, h0), hd, n, q, range, sinks, out) };
     }
     for i in 0..n {
         let r = i * hd..(i + 1) * hd;
         head(cx, &q[r.clone()], h0 + i, range.clone(), scratch, &mut out[r]);
     }
+}
+
+/// Where query head `h`'s KV head lies in the chunks, and its score scaling, for the AVX-512
+/// kernels.
+#[cfg(target_arch = "x86_64")]
+fn kv_of<'a>(cx: Ctx<'a>, h: usize) -> avx512::Kv<'a> {
+    let p = cx.p;
+    let (scale, cap) = scale_cap(p);
+    avx512::Kv { chunks: cx.chunks, stride: p.row_len(), kvh: h / (p.n_head / p.n_head_kv), scale, cap }
 }
 
 /// The score scale and soft cap a kernel applies: with a cap `c`, `s = c * tanh(dot * scale / c)`.

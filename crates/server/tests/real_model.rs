@@ -32,18 +32,44 @@ fn goldens() -> Vec<Value> {
     text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("golden JSON")).collect()
 }
 
-fn app() -> (Arc<server::EngineBackend>, axum::Router) {
-    let engine = engine::Engine::load(model_path(), &engine::EngineConfig::default()).expect("load SmolLM2");
+fn app() -> (Arc<server::EngineBackend>, axum::Router, Arc<engine::Engine>) {
+    let engine = Arc::new(engine::Engine::load(model_path(), &engine::EngineConfig::default()).expect("load SmolLM2"));
     let cfg = engine::runner::RunnerConfig { n_ctx: 1024, max_seqs: 4, ..engine::runner::RunnerConfig::default() };
-    let handle = engine::runner::EngineHandle::start(Arc::new(engine), cfg).expect("engine thread");
+    let handle = engine::runner::EngineHandle::start(engine.clone(), cfg).expect("engine thread");
     let backend = Arc::new(server::EngineBackend::new(handle));
     let state = server::AppState::new(backend.clone(), server::ServeConfig::new("smollm2"));
-    (backend, server::app(state))
+    (backend, server::app(state), engine)
+}
+
+/// The goldens' rule (crates/engine/tests/golden_smollm2.rs) on text: over its first `n`
+/// tokens the answer is llama.cpp's greedy answer, or parts from it at a near-tie, going on with
+/// a token llama.cpp rates within 0.5 log-prob of its own pick. daehwa's attention is f32
+/// throughout where llama.cpp's decode kernel rounds to f16, so on a near-tie either side is
+/// right; a token llama.cpp ranks far lower is not.
+fn assert_follows_llama_cpp(engine: &engine::Engine, case: &Value, got: &str, n: usize) {
+    let want: Vec<u32> = case["generated_token_ids"].as_array().expect("ids").iter().map(|x| x.as_u64().expect("id") as u32).collect();
+    for i in 0..n.min(want.len()) {
+        if got.starts_with(&engine.tokenizer.decode(&want[..=i], false)) {
+            continue;
+        }
+        let prefix = engine.tokenizer.decode(&want[..i], false);
+        assert!(got.starts_with(&prefix), "{got:?} vs llama.cpp {prefix:?}");
+        let t: Vec<(u32, f64)> = case["top5_per_position"][i]["top5"].as_array().expect("top5").iter()
+            .map(|t| (t["id"].as_u64().expect("id") as u32, t["logprob"].as_f64().expect("lp")))
+            .collect();
+        let allowed: Vec<String> = t.iter().filter(|(_, lp)| t[0].1 - lp <= 0.5).map(|(id, _)| engine.tokenizer.decode(&[*id], false)).collect();
+        let rest = &got[prefix.len()..];
+        assert!(
+            allowed.iter().skip(1).any(|a| rest.starts_with(a.as_str())),
+            "{got:?} parts from llama.cpp after {prefix:?}: only {:?} are within 0.5 of its pick", allowed
+        );
+        return;
+    }
 }
 
 #[tokio::test]
 async fn real_stream_and_goldens() {
-    let (backend, app) = app();
+    let (backend, app, engine) = app();
     let g = goldens();
     let grass = g.iter().find(|g| g["messages"][0]["content"].as_str().is_some_and(|c| c.contains("grass"))).expect("grass");
     let body = serde_json::json!({
@@ -72,15 +98,14 @@ async fn real_stream_and_goldens() {
     assert_eq!(usage["prompt_tokens"].as_u64(), Some(grass["prompt_token_ids"].as_array().expect("ids").len() as u64));
     assert_eq!(n_logprobs as u64, usage["completion_tokens"].as_u64().expect("n"), "one log-prob entry per token");
 
-    // Non-streaming gives the same text; every golden prompt's first greedy words match llama.cpp's.
+    // Non-streaming gives the same text; every golden prompt's greedy answer follows llama.cpp's
+    // under the near-tie rule.
     for case in &g {
         let body = serde_json::json!({"messages": case["messages"], "temperature": 0, "max_tokens": 8});
         let (s, v) = send_json(&app, post("/v1/chat/completions", &body.to_string())).await;
         assert_eq!(s, 200, "{v}");
         let got = v["choices"][0]["message"]["content"].as_str().expect("content").to_string();
-        let want = case["generated_text"].as_str().expect("golden");
-        let first_word = want.split_whitespace().next().unwrap_or("");
-        assert!(got.starts_with(first_word), "{got:?} vs llama.cpp {want:?}");
+        assert_follows_llama_cpp(&engine, case, &got, 8);
     }
 
     // A client that leaves mid-stream: its sequence is cancelled and its blocks freed.

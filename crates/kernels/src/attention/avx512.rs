@@ -10,6 +10,7 @@
 //! lanes, for 16 KV rows at once); the running sum is the same scalar code.
 
 use std::arch::x86_64::*;
+use std::ops::Range;
 
 use half::f16;
 
@@ -98,9 +99,142 @@ unsafe fn shift_up<const SH: i32>(v: __m512, fill: __m512) -> __m512 {
 /// KV rows per block: their scores, running maxima and weights are computed 16 lanes at a time.
 const BLOCK: usize = 16;
 
-/// `G` heads of one query that share one KV head (`NV * 16` values each, consecutive in `q` and
-/// `out`) over the KV rows `range` of the concatenated chunks: per head, `out = softmax(q K^T *
-/// scale [softcapped]) V` in f32.
+/// The running state of `G` heads' online softmax: the f32 V accumulators, the running maxima
+/// and sums. In memory (see [`heads_resume`]) it is `G * NV * 16` accumulator values, then `G`
+/// maxima, then `G` sums.
+pub(super) struct State<const NV: usize, const G: usize> {
+    acc: [[__m512; NV]; G],
+    m: [f32; G],
+    sum: [f32; G],
+}
+
+impl<const NV: usize, const G: usize> State<NV, G> {
+    #[inline(always)]
+    unsafe fn new() -> Self {
+        State { acc: [[_mm512_setzero_ps(); NV]; G], m: [f32::NEG_INFINITY; G], sum: [0.0; G] }
+    }
+
+    #[inline(always)]
+    unsafe fn load(st: &[f32]) -> Self {
+        let mut s = Self::new();
+        for g in 0..G {
+            for i in 0..NV {
+                s.acc[g][i] = _mm512_loadu_ps(st.as_ptr().add((g * NV + i) * 16));
+            }
+            s.m[g] = st[G * NV * 16 + g];
+            s.sum[g] = st[G * NV * 16 + G + g];
+        }
+        s
+    }
+
+    #[inline(always)]
+    unsafe fn store(&self, st: &mut [f32]) {
+        for g in 0..G {
+            for i in 0..NV {
+                _mm512_storeu_ps(st.as_mut_ptr().add((g * NV + i) * 16), self.acc[g][i]);
+            }
+            st[G * NV * 16 + g] = self.m[g];
+            st[G * NV * 16 + G + g] = self.sum[g];
+        }
+    }
+}
+
+/// A fresh state in memory: zero accumulators, maxima at minus infinity, zero sums.
+pub(super) fn init_state(st: &mut [f32], n_acc: usize) {
+    let g = (st.len() - n_acc) / 2;
+    st[..n_acc].fill(0.0);
+    st[n_acc..n_acc + g].fill(f32::NEG_INFINITY);
+    st[n_acc + g..].fill(0.0);
+}
+
+/// Where one KV head's rows are and how its scores are scaled.
+#[derive(Clone, Copy)]
+pub(super) struct Kv<'a> {
+    pub chunks: &'a [KvChunk<'a>],
+    /// Values per KV row (all KV heads).
+    pub stride: usize,
+    pub kvh: usize,
+    pub scale: f32,
+    /// Soft cap (0: none); the scale is then already divided by it.
+    pub cap: f32,
+}
+
+/// Whether [`heads`], [`heads_resume`] and [`heads_finish`] have a kernel for `n` heads of `hd`.
+pub(super) fn supported(hd: usize, n: usize) -> bool {
+    hd.is_multiple_of(16) && matches!(hd / 16, 4 | 8 | 16) && (1..=super::MAX_GROUP).contains(&n)
+}
+
+macro_rules! dispatch {
+    ($hd:expr, $n:expr, $f:ident ( $($arg:expr),* )) => {{
+        macro_rules! g {
+            ($nv:literal) => {
+                match $n {
+                    1 => $f::<$nv, 1>($($arg),*),
+                    2 => $f::<$nv, 2>($($arg),*),
+                    3 => $f::<$nv, 3>($($arg),*),
+                    _ => $f::<$nv, 4>($($arg),*),
+                }
+            };
+        }
+        match $hd / 16 {
+            4 => g!(4),
+            8 => g!(8),
+            _ => g!(16),
+        }
+    }};
+}
+
+/// `n` heads (`q`, `out`: `n * hd` values) over the rows `range`: [`heads_nv`] for
+/// [`supported`]`(hd, n)`.
+///
+/// # Safety
+/// [`available`] and [`supported`]`(hd, n)`; every chunk holds `n_rows * stride` values;
+/// `kvh * hd + hd <= stride`; `range` lies within the chunks' rows; `q` and `out` hold `n * hd`
+/// values; `sinks`, where given, `n`.
+pub(super) unsafe fn heads(kv: Kv, hd: usize, n: usize, q: &[f32], range: Range<usize>, sinks: Option<&[f32]>, out: &mut [f32]) {
+    dispatch!(hd, n, heads_nv(kv, q, range.clone(), sinks, out))
+}
+
+/// Goes on with the heads' state `st` (in memory, `n * hd + 2 * n` values, started by
+/// [`init_state`]) over the further rows `range`: the state after rows `a..b` and then `b..c` is
+/// the state after `a..c` bit for bit (see [`rows`]), so a long context may be run in tiles.
+///
+/// # Safety
+/// As [`heads`]; `st` holds `n * hd + 2 * n` values.
+pub(super) unsafe fn heads_resume(kv: Kv, hd: usize, n: usize, q: &[f32], range: Range<usize>, st: &mut [f32]) {
+    dispatch!(hd, n, resume_nv(kv, q, range.clone(), st))
+}
+
+/// The heads' outputs from their state `st` after the last row (sinks folded in).
+///
+/// # Safety
+/// As [`heads_resume`].
+pub(super) unsafe fn heads_finish(hd: usize, n: usize, st: &[f32], sinks: Option<&[f32]>, out: &mut [f32]) {
+    dispatch!(hd, n, finish_nv(st, sinks, out))
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn heads_nv<const NV: usize, const G: usize>(kv: Kv, q: &[f32], range: Range<usize>, sinks: Option<&[f32]>, out: &mut [f32]) {
+    let mut st = State::<NV, G>::new();
+    rows(&mut st, kv, q, range);
+    finish(&st, sinks, out);
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn resume_nv<const NV: usize, const G: usize>(kv: Kv, q: &[f32], range: Range<usize>, st: &mut [f32]) {
+    let mut s = State::<NV, G>::load(st);
+    rows(&mut s, kv, q, range);
+    s.store(st);
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn finish_nv<const NV: usize, const G: usize>(st: &[f32], sinks: Option<&[f32]>, out: &mut [f32]) {
+    finish(&State::<NV, G>::load(st), sinks, out);
+}
+
+/// Runs the state of `G` heads of one query that share one KV head (`NV * 16` values each,
+/// consecutive in `q`) over the KV rows `range` of the concatenated chunks: the online softmax
+/// of `q K^T * scale [softcapped]` against `V`, in f32 ([`finish`] makes the outputs).
 ///
 /// The rows go in blocks of 16. For a block, each head's 16 scores come first (each K row loaded
 /// and converted once for the `G` heads); then, in registers, the running maximum after each
@@ -113,29 +247,19 @@ const BLOCK: usize = 16;
 /// result does not depend on where blocks or chunks start, and equals the AVX2 form bit for bit.
 ///
 /// # Safety
-/// [`available`]; every chunk holds `n_rows * stride` values; `kvh * NV * 16 + NV * 16 <= stride`;
-/// `q` and `out` hold `G * NV * 16` values; `sinks`, where given, `G`.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+/// As [`heads`] with `hd = NV * 16`, `n = G`.
 #[allow(clippy::needless_range_loop)]
-pub(super) unsafe fn heads<const NV: usize, const G: usize>(
-    q: &[f32],
-    chunks: &[KvChunk],
-    range: std::ops::Range<usize>,
-    stride: usize,
-    kvh: usize,
-    scale: f32,
-    cap: f32,
-    sinks: Option<&[f32]>,
-    out: &mut [f32],
-) {
+#[inline(always)]
+unsafe fn rows<const NV: usize, const G: usize>(st: &mut State<NV, G>, kv: Kv, q: &[f32], range: Range<usize>) {
+    let Kv { chunks, stride, kvh, scale, cap } = kv;
     let hd = NV * 16;
     // The queries stay in memory (an FMA's memory operand, from L1): with the accumulators,
     // 4 heads of 64 would need all 32 registers and the compiler spilled the accumulators.
     let qp = q.as_ptr();
-    let mut acc = [[_mm512_setzero_ps(); NV]; G];
-    let mut m = [f32::NEG_INFINITY; G];
-    let mut sum = [0f32; G];
+    // Local copies, so that the accumulators live in registers across the rows.
+    let mut acc = st.acc;
+    let mut m = st.m;
+    let mut sum = st.sum;
     // Per head and block row: score, then weight; rescale factor.
     let mut sc = [[0f32; BLOCK]; G];
     let mut fac = [[0f32; BLOCK]; G];
@@ -144,6 +268,9 @@ pub(super) unsafe fn heads<const NV: usize, const G: usize>(
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
     let mut base = 0;
     for c in chunks {
+        if base >= range.end {
+            break;
+        }
         let lo = range.start.max(base).saturating_sub(base);
         let hi = range.end.min(base + c.n_rows).saturating_sub(base);
         let mut j0 = lo;
@@ -174,14 +301,25 @@ pub(super) unsafe fn heads<const NV: usize, const G: usize>(
                 }
             }
             let live = (1u32 << n).wrapping_sub(1) as u16;
+            // Whether the block leaves every head's running maximum where it was (after the
+            // first rows, most blocks): then every rescale factor is exp(0) = 1 exactly, so the
+            // prefix scan, the factors' `exp` and the per-row rescale checks are skipped; the
+            // weights, sums and accumulators are the same values as on the general path.
+            let mut steady = true;
             for g in 0..G {
                 let s = _mm512_mask_loadu_ps(ninf, live, sc[g].as_ptr());
+                let mprev = _mm512_set1_ps(m[g]);
+                if _mm512_reduce_max_ps(s) <= m[g] {
+                    _mm512_storeu_ps(sc[g].as_mut_ptr(), expf16(_mm512_sub_ps(s, mprev)));
+                    fac[g] = [1.0; BLOCK];
+                    continue;
+                }
+                steady = false;
                 // Prefix maximum of the block's scores, then with the running maximum before it.
                 let mut pm = _mm512_max_ps(s, shift_up::<15>(s, ninf));
                 pm = _mm512_max_ps(pm, shift_up::<14>(pm, ninf));
                 pm = _mm512_max_ps(pm, shift_up::<12>(pm, ninf));
                 pm = _mm512_max_ps(pm, shift_up::<8>(pm, ninf));
-                let mprev = _mm512_set1_ps(m[g]);
                 let cur = _mm512_max_ps(pm, mprev);
                 let before = shift_up::<15>(cur, mprev);
                 _mm512_storeu_ps(sc[g].as_mut_ptr(), expf16(_mm512_sub_ps(s, cur)));
@@ -191,6 +329,11 @@ pub(super) unsafe fn heads<const NV: usize, const G: usize>(
             for jj in 0..n {
                 let vp = c.v.as_ptr().add((j0 + jj) * stride + kvh * hd);
                 for g in 0..G {
+                    if steady {
+                        // `sum * 1 + w` is `sum + w` exactly.
+                        sum[g] += sc[g][jj];
+                        continue;
+                    }
                     let ms = fac[g][jj];
                     if ms != 1.0 {
                         let msv = _mm512_set1_ps(ms);
@@ -211,6 +354,18 @@ pub(super) unsafe fn heads<const NV: usize, const G: usize>(
         }
         base += c.n_rows;
     }
+    st.acc = acc;
+    st.m = m;
+    st.sum = sum;
+}
+
+/// `out = acc / sum` per head, with the sink logits folded in first.
+#[inline(always)]
+unsafe fn finish<const NV: usize, const G: usize>(st: &State<NV, G>, sinks: Option<&[f32]>, out: &mut [f32]) {
+    let hd = NV * 16;
+    let mut acc = st.acc;
+    let mut sum = st.sum;
+    let m = st.m;
     if let Some(z) = sinks {
         for g in 0..G {
             let ms;

@@ -187,6 +187,14 @@ fn bench_json_reports_rates() {
     assert!(v["pp_tokens_per_s"].as_f64().expect("pp") > 0.0);
     assert!(v["tg_tokens_per_s"].as_f64().expect("tg") > 0.0);
     assert_eq!(v["threads"], 1);
+    // A prompt longer than one 512-token step, at a depth filled once and then reused by every
+    // run (two repetitions plus the warm-up, for pp and tg): one rate per repetition.
+    let o = daehwa(&d, &["bench", "-m", model.to_str().expect("utf8"), "-p", "600", "-n", "3", "-d", "40", "-r", "2", "-t", "1", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["pp_runs"].as_array().expect("pp").len(), 2, "{v}");
+    assert_eq!(v["tg_runs"].as_array().expect("tg").len(), 2, "{v}");
+    assert!(v["pp_tokens_per_s"].as_f64().expect("pp") > 0.0 && v["tg_tokens_per_s"].as_f64().expect("tg") > 0.0, "{v}");
 }
 
 #[test]

@@ -23,7 +23,7 @@ use crate::models::ModelsDir;
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Prompt tokens processed in one batch (0 = skip)
+    /// Prompt tokens, processed in steps of up to 512 as `serve` does (0 = skip)
     #[arg(short = 'p', long, default_value_t = 512)]
     pub n_prompt: usize,
     /// Tokens generated one by one (0 = skip)
@@ -49,8 +49,8 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-/// Largest number of tokens in one prefill forward of the batched test (like the server's step
-/// budget and llama's ubatch).
+/// Largest number of tokens in one prefill forward: the depth fill, the prompt test and the
+/// batched test (like the server's step budget and llama.cpp's n_ubatch).
 const BATCH_STEP_TOKENS: usize = 512;
 
 pub fn bench(a: BenchArgs, dir: &ModelsDir) -> anyhow::Result<()> {
@@ -79,8 +79,15 @@ pub fn bench(a: BenchArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     };
     let reps = a.reps.max(1);
     let depth = a.depth;
-    // Empties the cache and fills it with `depth` tokens (untimed).
-    let fill = |kv: &mut KvCache, batch: &mut Batch, ws: &mut Workspace, logits: &mut Vec<f32>, next: &mut dyn FnMut() -> u32| -> anyhow::Result<()> {
+    // Brings the cache to `depth` tokens (untimed): filled once, as llama-bench keeps its depth
+    // state; later runs drop what they appended after it.
+    let mut filled = false;
+    let mut fill = |kv: &mut KvCache, batch: &mut Batch, ws: &mut Workspace, logits: &mut Vec<f32>, next: &mut dyn FnMut() -> u32| -> anyhow::Result<()> {
+        if filled {
+            kv.truncate(0, depth);
+            return Ok(());
+        }
+        filled = true;
         kv.truncate(0, 0);
         for start in (0..depth).step_by(BATCH_STEP_TOKENS) {
             batch.clear();
@@ -96,12 +103,18 @@ pub fn bench(a: BenchArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     if a.n_prompt > 0 {
         for r in 0..=reps {
             fill(&mut kv, &mut batch, &mut ws, &mut logits, &mut next_token)?;
-            batch.clear();
-            for i in 0..a.n_prompt {
-                batch.push(next_token(), depth + i, 0, i + 1 == a.n_prompt);
-            }
+            let prompt: Vec<u32> = (0..a.n_prompt).map(|_| next_token()).collect();
+            // In steps of at most 512 tokens, as `serve` schedules a prompt (its default step
+            // budget) and llama.cpp runs one (its default n_ubatch).
             let t = Instant::now();
-            engine.model.forward(&batch, &mut ForwardCtx { pool: &engine.pool, kv: &mut kv, ws: &mut ws }, &mut logits)?;
+            for start in (0..a.n_prompt).step_by(BATCH_STEP_TOKENS) {
+                batch.clear();
+                let end = (start + BATCH_STEP_TOKENS).min(a.n_prompt);
+                for (i, &tok) in prompt.iter().enumerate().take(end).skip(start) {
+                    batch.push(tok, depth + i, 0, i + 1 == a.n_prompt);
+                }
+                engine.model.forward(&batch, &mut ForwardCtx { pool: &engine.pool, kv: &mut kv, ws: &mut ws }, &mut logits)?;
+            }
             if r > 0 {
                 pp.push(a.n_prompt as f64 / t.elapsed().as_secs_f64());
             }

@@ -5,13 +5,6 @@ mod support;
 use serde_json::Value;
 use support::{daehwa, scratch, smollm2, stderr, stdout};
 
-fn golden_first() -> Value {
-    let dir = std::env::var("DAEHWA_GOLDEN_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden").to_string());
-    let text = std::fs::read_to_string(format!("{dir}/chat-smollm2-q4_1.jsonl")).expect("golden");
-    serde_json::from_str(text.lines().next().expect("line")).expect("json")
-}
-
 fn golden_named(name: &str) -> Value {
     let dir = std::env::var("DAEHWA_GOLDEN_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden").to_string());
@@ -77,7 +70,7 @@ fn follows_llama_cpp(out: &Value, g: &Value) -> usize {
 
 #[test]
 fn greedy_run_matches_llama_cpp() {
-    let g = golden_first();
+    let g = golden_named("capital");
     let out = run_json(&["--temp", "0", "-n", "8", "--top-logprobs", "3", "What is the capital of France?"]);
     assert_eq!(ids(&out["prompt_tokens"]), ids(&g["prompt_token_ids"]));
     let lps = out["logprobs"].as_array().expect("logprobs");

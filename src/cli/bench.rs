@@ -79,42 +79,38 @@ pub fn bench(a: BenchArgs, dir: &ModelsDir) -> anyhow::Result<()> {
     };
     let reps = a.reps.max(1);
     let depth = a.depth;
-    // Brings the cache to `depth` tokens (untimed): filled once, as llama-bench keeps its depth
-    // state; later runs drop what they appended after it.
-    let mut filled = false;
-    let mut fill = |kv: &mut KvCache, batch: &mut Batch, ws: &mut Workspace, logits: &mut Vec<f32>, next: &mut dyn FnMut() -> u32| -> anyhow::Result<()> {
-        if filled {
-            kv.truncate(0, depth);
-            return Ok(());
-        }
-        filled = true;
-        kv.truncate(0, 0);
-        for start in (0..depth).step_by(BATCH_STEP_TOKENS) {
+    // Runs `tokens` at positions `pos0..` of sequence 0 in forwards of at most
+    // BATCH_STEP_TOKENS, with logits for the last token only.
+    let steps = |kv: &mut KvCache, batch: &mut Batch, ws: &mut Workspace, logits: &mut Vec<f32>, tokens: &[u32], pos0: usize| -> anyhow::Result<()> {
+        for (s, part) in tokens.chunks(BATCH_STEP_TOKENS).enumerate() {
             batch.clear();
-            let end = (start + BATCH_STEP_TOKENS).min(depth);
-            for i in start..end {
-                batch.push(next(), i, 0, i + 1 == end);
+            for (j, &tok) in part.iter().enumerate() {
+                let i = s * BATCH_STEP_TOKENS + j;
+                batch.push(tok, pos0 + i, 0, i + 1 == tokens.len());
             }
             engine.model.forward(batch, &mut ForwardCtx { pool: &engine.pool, kv, ws }, logits)?;
         }
         Ok(())
+    };
+    // Brings the cache to `depth` tokens (untimed): filled once, as llama-bench keeps its depth
+    // state; later runs drop what they appended after it.
+    let fill = |kv: &mut KvCache, batch: &mut Batch, ws: &mut Workspace, logits: &mut Vec<f32>, next: &mut dyn FnMut() -> u32| -> anyhow::Result<()> {
+        if kv.seq_len(0) >= depth {
+            kv.truncate(0, depth);
+            return Ok(());
+        }
+        let tokens: Vec<u32> = (0..depth).map(|_| next()).collect();
+        steps(kv, batch, ws, logits, &tokens, 0)
     };
     let mut pp = Vec::new();
     if a.n_prompt > 0 {
         for r in 0..=reps {
             fill(&mut kv, &mut batch, &mut ws, &mut logits, &mut next_token)?;
             let prompt: Vec<u32> = (0..a.n_prompt).map(|_| next_token()).collect();
-            // In steps of at most 512 tokens, as `serve` schedules a prompt (its default step
-            // budget) and llama.cpp runs one (its default n_ubatch).
+            // In steps, as `serve` schedules a prompt (its default step budget) and llama.cpp runs
+            // one (its default n_ubatch).
             let t = Instant::now();
-            for start in (0..a.n_prompt).step_by(BATCH_STEP_TOKENS) {
-                batch.clear();
-                let end = (start + BATCH_STEP_TOKENS).min(a.n_prompt);
-                for (i, &tok) in prompt.iter().enumerate().take(end).skip(start) {
-                    batch.push(tok, depth + i, 0, i + 1 == a.n_prompt);
-                }
-                engine.model.forward(&batch, &mut ForwardCtx { pool: &engine.pool, kv: &mut kv, ws: &mut ws }, &mut logits)?;
-            }
+            steps(&mut kv, &mut batch, &mut ws, &mut logits, &prompt, depth)?;
             if r > 0 {
                 pp.push(a.n_prompt as f64 / t.elapsed().as_secs_f64());
             }

@@ -266,7 +266,6 @@ fn bench_attention_prefill(b: &Bench, pools: &[ThreadPool], what: &str, q: &[f32
 
 /// [`bench_attention_prefill`] on random K/V (`n_kv` rows, seed `seeds.0`) and queries (seed
 /// `seeds.1`, scaled by `q_scale`) of the shape `p`.
-#[allow(clippy::too_many_arguments)]
 fn bench_attention_shape(b: &Bench, pools: &[ThreadPool], shape: &str, p: &AttnParams, n_kv: usize, seeds: (u32, u32), q_scale: f32) {
     let kv: Vec<f16> = random_f32(n_kv * p.n_head_kv * p.head_dim, seeds.0).into_iter().map(f16::from_f32).collect();
     let chunks = [KvChunk { k: &kv, v: &kv, n_rows: n_kv }];

@@ -80,6 +80,15 @@ fn naive(q: &[f32], cache: &Cache, range: std::ops::Range<usize>, p: &AttnParams
     out
 }
 
+/// One query row run alone ([`attention_row`]) over exactly the cache rows `range`, as one chunk.
+fn alone(q: &[f32], cache: &Cache, range: std::ops::Range<usize>, p: &AttnParams) -> Vec<f32> {
+    let r = range.start * cache.row..range.end * cache.row;
+    let sub = [KvChunk { k: &cache.k[r.clone()], v: &cache.v[r], n_rows: range.len() }];
+    let mut one = vec![0f32; q.len()];
+    attention_row(q, &sub, p, &mut Vec::new(), &mut one);
+    one
+}
+
 fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len());
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
@@ -228,10 +237,7 @@ fn sinks_match_naive_f64_on_every_path() {
     let mut out = vec![f32::NAN; 20 * row];
     attention_rows_parallel(&ThreadPool::new(2), &q, 20, &chunks, &visible, &p, &mut out);
     for t in 0..20 {
-        let r = visible(t);
-        let sub = [KvChunk { k: &cache.k[..r.end * cache.row], v: &cache.v[..r.end * cache.row], n_rows: r.end }];
-        let mut one = vec![0f32; row];
-        attention_row(&q[t * row..(t + 1) * row], &sub, &p, &mut Vec::new(), &mut one);
+        let one = alone(&q[t * row..(t + 1) * row], &cache, visible(t), &p);
         assert_eq!(&out[t * row..(t + 1) * row], &one[..], "token {t}");
     }
     let mut empty = vec![f32::NAN; row];
@@ -272,14 +278,7 @@ fn parallel_causal_prefill_matches_rows_one_by_one() {
             let want = naive(&q[t * row..(t + 1) * row], &cache, visible(t), &p);
             assert_close(&format!("token {t} window {window:?}"), got, &want, 2e-5);
             // The same arithmetic as one row at a time over exactly those rows.
-            let r = visible(t);
-            let sub = [KvChunk {
-                k: &cache.k[r.start * cache.row..r.end * cache.row],
-                v: &cache.v[r.start * cache.row..r.end * cache.row],
-                n_rows: r.len(),
-            }];
-            let mut one = vec![0f32; row];
-            attention_row(&q[t * row..(t + 1) * row], &sub, &p, &mut Vec::new(), &mut one);
+            let one = alone(&q[t * row..(t + 1) * row], &cache, visible(t), &p);
             assert_eq!(got, &one[..], "token {t}");
         }
     }
@@ -317,14 +316,7 @@ fn tiled_prefill_over_a_long_context_matches_rows_one_by_one() {
                 let what = format!("heads {n_head}/{n_head_kv} of {hd}, window {window:?}, {threads} threads, token {t}");
                 let got = &out[t * row..(t + 1) * row];
                 assert_close(&what, got, &naive(&q[t * row..(t + 1) * row], &cache, visible(t), &p), 2e-5);
-                let r = visible(t);
-                let sub = [KvChunk {
-                    k: &cache.k[r.start * cache.row..r.end * cache.row],
-                    v: &cache.v[r.start * cache.row..r.end * cache.row],
-                    n_rows: r.len(),
-                }];
-                let mut one = vec![0f32; row];
-                attention_row(&q[t * row..(t + 1) * row], &sub, &p, &mut Vec::new(), &mut one);
+                let one = alone(&q[t * row..(t + 1) * row], &cache, visible(t), &p);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(got), bits(&one), "{what}");
             }

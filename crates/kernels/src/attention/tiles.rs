@@ -34,7 +34,6 @@ pub(super) fn applies(cx: Ctx, n_tokens: usize, groups: &HeadGroups) -> bool {
 ///
 /// # Panics
 /// If a visible range goes past the chunks' rows.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn rows_tiled(
     pool: &ThreadPool,
     cx: Ctx,
@@ -56,13 +55,13 @@ pub(super) fn rows_tiled(
         let (unit, stripe) = (task % per_token, task / per_token);
         let (h0, n) = groups.heads(unit / groups.subs, unit % groups.subs);
         let len = n * hd + 2 * n;
-        let toks: Vec<usize> = (stripe..n_tokens).step_by(n_stripes).collect();
-        let ranges: Vec<Range<usize>> = toks
-            .iter()
-            .map(|&t| {
+        // The stripe's tokens and the rows each sees.
+        let toks: Vec<(usize, Range<usize>)> = (stripe..n_tokens)
+            .step_by(n_stripes)
+            .map(|t| {
                 let r = visible(t);
                 assert!(r.start <= r.end && r.end <= n_kv, "token {t}: visible rows {r:?} of {n_kv}");
-                r
+                (t, r)
             })
             .collect();
         let mut st = vec![0f32; toks.len() * len];
@@ -70,8 +69,8 @@ pub(super) fn rows_tiled(
             avx512::init_state(s, n * hd);
         }
         let kv = kv_of(cx, h0);
-        let lo = ranges.iter().map(|r| r.start).min().unwrap_or(0);
-        let hi = ranges.iter().map(|r| r.end).max().unwrap_or(0);
+        let lo = toks.iter().map(|(_, r)| r.start).min().unwrap_or(0);
+        let hi = toks.iter().map(|(_, r)| r.end).max().unwrap_or(0);
         // The first chunk a tile touches, and the row it starts at.
         let (mut ci, mut base) = (0, 0);
         let mut t0 = lo / tile * tile;
@@ -82,10 +81,10 @@ pub(super) fn rows_tiled(
                 ci += 1;
             }
             let sub = avx512::Kv { chunks: &cx.chunks[ci..], ..kv };
-            for (i, r) in ranges.iter().enumerate() {
+            for (i, (t, r)) in toks.iter().enumerate() {
                 let (a, b) = (r.start.max(t0), r.end.min(t1));
                 if a < b {
-                    let off = toks[i] * row + h0 * hd;
+                    let off = t * row + h0 * hd;
                     // SAFETY: the tiled path runs only where `avx512::available()` and
                     // `supported(hd, n)`; `check` verified the chunks' lengths and kvh <
                     // n_head_kv; `a - base..b - base` lies within `chunks[ci..]` (asserted
@@ -96,7 +95,7 @@ pub(super) fn rows_tiled(
             t0 = t1;
         }
         let sinks = p.sinks.map(|s| &s[h0..h0 + n]);
-        for (i, &t) in toks.iter().enumerate() {
+        for (i, &(t, _)) in toks.iter().enumerate() {
             let off = t * row + h0 * hd;
             // SAFETY: (token, head group) is handled by exactly one task and owns these heads'
             // slice; the kernel preconditions as above.

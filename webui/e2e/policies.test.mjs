@@ -129,7 +129,10 @@ scenario("42 deleting the policy in Settings lifts it: the label goes, the audit
   await s.tid("policy-audit").waitFor();
   assert.match(await s.tid("audit-entry").first().textContent(), /delete[\s\S]*수업용/);
 
+  // Carol's page is already at `#/`: a hash navigation does not reload it, and the label is
+  // read when the chat view mounts, so reload to see what she sees on her next visit.
   await carol.goto("#/");
+  await carol.page.reload();
   await carol.tid("chat").waitFor();
   await carol.page.waitForLoadState("networkidle");
   assert.equal(await carol.tid("policy-label").count(), 0, "no policy, no label");

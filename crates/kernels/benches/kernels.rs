@@ -7,7 +7,7 @@
 //!   (q5_0 attn_q / ffn_up, q4_K attn_output, q6_K ffn_down, the 262144-row q8_0 output, and
 //!   q/k/v in one mixed-type `matmul_many`) when the models are present;
 //! - attention (one decode row and a 64-token prefill over 512 cached rows; the prefill also at
-//!   Gemma-3-270M's 4 x 256 heads, and at Llama-3.2-1B's 32 x 64 heads over 2048 rows), RMSNorm,
+//!   Gemma-3-270M's 4 x 256 heads, and at Llama-3.2-1B's 32 x 64 and Llama-3.1-8B's 32 x 128 heads over 2048 rows), RMSNorm,
 //!   SwiGLU, RoPE and softmax at SmolLM2's sizes.
 //!
 //! `cargo bench -p kernels [-- FILTER]` (a plain harness: no dependencies). Single-thread figures
@@ -394,6 +394,9 @@ fn main() {
     // prefill chunk over 2048 cached rows (prompts at depth).
     let pl = AttnParams { n_head: 32, n_head_kv: 8, head_dim: 64, scale: 0.125, softcap: None, sinks: None };
     bench_attention_shape(&b, &pools, "llama 32 heads x 64, 8 kv heads", &pl, 2048, (7, 11), 1.0);
+    // Llama-3.1-8B's shape: 32 query heads of 128 over 8 KV heads, the same chunk and depth.
+    let p8 = AttnParams { n_head: 32, n_head_kv: 8, head_dim: 128, scale: 128f32.powf(-0.5), softcap: None, sinks: None };
+    bench_attention_shape(&b, &pools, "llama8b 32 heads x 128, 8 kv heads", &p8, 2048, (8, 12), 1.0);
     // Gemma-3-270M's shape: 4 query heads of 256 over one KV head (the grouped-heads kernel),
     // a 64-token prefill chunk over 512 cached rows.
     let pg = AttnParams { n_head: 4, n_head_kv: 1, head_dim: 256, scale: 1.0, softcap: None, sinks: None };

@@ -153,7 +153,7 @@ fn attention_row_with(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &m
         scratch.resize(2 * hd, 0.0);
     }
     let n_kv: usize = chunks.iter().map(|c| c.n_rows).sum();
-    let groups = HeadGroups::new(p, max_group(p.head_dim));
+    let groups = HeadGroups::new(p, MAX_GROUP);
     let cx = Ctx { chunks, p, path };
     for kvh in 0..p.n_head_kv {
         for sub in 0..groups.subs {
@@ -165,18 +165,12 @@ fn attention_row_with(q: &[f32], chunks: &[KvChunk], p: &AttnParams, scratch: &m
 }
 
 /// The most query heads of one KV head that [`heads`] runs together (their dot products and
-/// accumulator updates interleave, and each K/V row is loaded and converted once for all).
+/// accumulator updates interleave, and each K/V row is loaded and converted once for all). The
+/// AVX-512 kernel keeps 4 heads' accumulators in registers up to 64 wide and runs wider heads'
+/// V updates in passes (`avx512::State::PASS`); 4 heads measured faster than 2 at 128 and 256
+/// wide (`cargo bench -p kernels -- attention`, AMD Zen 5: Llama-3.1-8B's shape 18.3 -> 15.0 ms,
+/// Gemma-3's 965 -> 845 us).
 const MAX_GROUP: usize = 4;
-
-/// How many query heads [`heads`] runs together for a head size: as many as keep the f32
-/// accumulators in 16 of the 32 AVX-512 registers (4 heads of 64, 2 of 128; for 256, 2 measured
-/// faster than 1 or 4 on Gemma-3's shape, AMD Zen 5).
-fn max_group(hd: usize) -> usize {
-    match hd {
-        0..=64 => MAX_GROUP,
-        _ => 2,
-    }
-}
 
 /// The query heads of each KV head (`g` of them) split into `subs` sub-groups of at most `size`
 /// heads, the units [`heads`] runs.
@@ -228,7 +222,7 @@ pub fn attention_rows_parallel(
     // A unit of work: one token's query heads `h0..h0 + n` that share one KV head. Heads of a
     // group run together (fewer loads, more independent work per KV row) unless that would
     // leave threads idle, as for a single decode token.
-    let mut groups = HeadGroups::new(p, max_group(p.head_dim));
+    let mut groups = HeadGroups::new(p, MAX_GROUP);
     while groups.size > 1 && pool.n_threads() > 1 && n_tokens * p.n_head_kv * groups.subs < 2 * pool.n_threads() {
         groups = HeadGroups::new(p, groups.size.div_ceil(2));
     }

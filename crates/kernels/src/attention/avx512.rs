@@ -109,6 +109,15 @@ pub(super) struct State<const NV: usize, const G: usize> {
 }
 
 impl<const NV: usize, const G: usize> State<NV, G> {
+    /// 16-lane chunks of the head per pass of the V updates: as many as keep the `G` heads'
+    /// accumulators of a pass in 16 registers, a power of two so that it divides `NV` (4, 8 or
+    /// 16) and every pass has the same (constant) length.
+    const PASS: usize = {
+        let p = 16 / G;
+        let p = if p >= 16 { 16 } else if p >= 8 { 8 } else if p >= 4 { 4 } else if p >= 2 { 2 } else { 1 };
+        if p >= NV { NV } else { p }
+    };
+
     #[inline(always)]
     unsafe fn new() -> Self {
         State { acc: [[_mm512_setzero_ps(); NV]; G], m: [f32::NEG_INFINITY; G], sum: [0.0; G] }
@@ -239,7 +248,8 @@ unsafe fn finish_nv<const NV: usize, const G: usize>(st: &[f32], sinks: Option<&
 /// The rows go in blocks of 16. For a block, each head's 16 scores come first (each K row loaded
 /// and converted once for the `G` heads); then, in registers, the running maximum after each
 /// row (a prefix-max scan), the rows' weights `exp(s_j - M_j)` and the rescale factors
-/// `exp(M_{j-1} - M_j)` (1 where the maximum did not move); then the rows' V updates in order.
+/// `exp(M_{j-1} - M_j)` (1 where the maximum did not move); then the rows' V updates in order
+/// (for wide heads, in passes over the head's 16-lane chunks: see [`State::PASS`]).
 /// That is the one-row-at-a-time online softmax of [`super::head`] value for value: `M_j` is
 /// the same running maximum, where a row raises it its weight is `exp(0) = 1` and the factor
 /// `exp(M - s)`, elsewhere the factor is `exp(0) = 1` (no rescale) and the weight `exp(s - M)`,
@@ -326,27 +336,53 @@ unsafe fn rows<const NV: usize, const G: usize>(st: &mut State<NV, G>, kv: Kv, q
                 _mm512_storeu_ps(fac[g].as_mut_ptr(), expf16(_mm512_sub_ps(before, cur)));
                 m[g] = _mm512_reduce_max_ps(cur);
             }
-            for jj in 0..n {
-                let vp = c.v.as_ptr().add((j0 + jj) * stride + kvh * hd);
-                for g in 0..G {
-                    if steady {
-                        // `sum * 1 + w` is `sum + w` exactly.
-                        sum[g] += sc[g][jj];
-                        continue;
+            if State::<NV, G>::PASS == NV {
+                for jj in 0..n {
+                    let vp = c.v.as_ptr().add((j0 + jj) * stride + kvh * hd);
+                    for g in 0..G {
+                        if steady {
+                            // `sum * 1 + w` is `sum + w` exactly.
+                            sum[g] += sc[g][jj];
+                            continue;
+                        }
+                        let ms = fac[g][jj];
+                        if ms != 1.0 {
+                            let msv = _mm512_set1_ps(ms);
+                            for a in acc[g].iter_mut() {
+                                *a = _mm512_mul_ps(*a, msv);
+                            }
+                        }
+                        sum[g] = sum[g] * ms + sc[g][jj];
                     }
-                    let ms = fac[g][jj];
-                    if ms != 1.0 {
-                        let msv = _mm512_set1_ps(ms);
-                        for a in acc[g].iter_mut() {
-                            *a = _mm512_mul_ps(*a, msv);
+                    for i in 0..NV {
+                        let v = load16(vp.add(i * 16));
+                        for g in 0..G {
+                            acc[g][i] = _mm512_fmadd_ps(v, _mm512_set1_ps(sc[g][jj]), acc[g][i]);
                         }
                     }
-                    sum[g] = sum[g] * ms + sc[g][jj];
                 }
-                for i in 0..NV {
-                    let v = load16(vp.add(i * 16));
+            } else {
+                for jj in 0..n {
                     for g in 0..G {
-                        acc[g][i] = _mm512_fmadd_ps(v, _mm512_set1_ps(sc[g][jj]), acc[g][i]);
+                        sum[g] = if steady { sum[g] + sc[g][jj] } else { sum[g] * fac[g][jj] + sc[g][jj] };
+                    }
+                }
+                // The V updates in passes over `PASS` of the head's 16-lane chunks, so that a
+                // pass's `G * PASS` accumulators stay in registers (4 heads of 128 would need
+                // all 32); each value still gets its rescales and multiply-adds in row order,
+                // so the passes do not change a bit.
+                for i0 in (0..NV).step_by(State::<NV, G>::PASS) {
+                    let mut a = [[_mm512_setzero_ps(); 16]; G];
+                    for g in 0..G {
+                        for k in 0..State::<NV, G>::PASS {
+                            a[g][k] = acc[g][i0 + k];
+                        }
+                    }
+                    v_pass::<NV, G>(&mut a, c.v.as_ptr().add(j0 * stride + kvh * hd + i0 * 16), stride, n, steady, &sc, &fac);
+                    for g in 0..G {
+                        for k in 0..State::<NV, G>::PASS {
+                            acc[g][i0 + k] = a[g][k];
+                        }
                     }
                 }
             }
@@ -357,6 +393,42 @@ unsafe fn rows<const NV: usize, const G: usize>(st: &mut State<NV, G>, kv: Kv, q
     st.acc = acc;
     st.m = m;
     st.sum = sum;
+}
+
+/// One pass of a block's V updates: the accumulators `a[g][..PASS]` of [`State::PASS`] of the
+/// head's 16-lane chunks, from `vp` on in each of the block's `n` rows.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn v_pass<const NV: usize, const G: usize>(
+    a: &mut [[__m512; 16]; G],
+    vp: *const f16,
+    stride: usize,
+    n: usize,
+    steady: bool,
+    sc: &[[f32; BLOCK]; G],
+    fac: &[[f32; BLOCK]; G],
+) {
+    let len = State::<NV, G>::PASS;
+    for jj in 0..n {
+        let vp = vp.add(jj * stride);
+        if !steady {
+            for g in 0..G {
+                let ms = fac[g][jj];
+                if ms != 1.0 {
+                    let msv = _mm512_set1_ps(ms);
+                    for x in &mut a[g][..len] {
+                        *x = _mm512_mul_ps(*x, msv);
+                    }
+                }
+            }
+        }
+        for k in 0..len {
+            let v = load16(vp.add(k * 16));
+            for g in 0..G {
+                a[g][k] = _mm512_fmadd_ps(v, _mm512_set1_ps(sc[g][jj]), a[g][k]);
+            }
+        }
+    }
 }
 
 /// `out = acc / sum` per head, with the sink logits folded in first.

@@ -362,15 +362,11 @@ unsafe fn rows<const NV: usize, const G: usize>(st: &mut State<NV, G>, kv: Kv, q
                     }
                 }
             } else {
-                for jj in 0..n {
-                    for g in 0..G {
-                        sum[g] = if steady { sum[g] + sc[g][jj] } else { sum[g] * fac[g][jj] + sc[g][jj] };
-                    }
-                }
                 // The V updates in passes over `PASS` of the head's 16-lane chunks, so that a
                 // pass's `G * PASS` accumulators stay in registers (4 heads of 128 would need
                 // all 32); each value still gets its rescales and multiply-adds in row order,
-                // so the passes do not change a bit.
+                // so the passes do not change a bit. The first pass also updates the sums,
+                // whose chain of dependent additions then overlaps the multiply-adds.
                 for i0 in (0..NV).step_by(State::<NV, G>::PASS) {
                     let mut a = [[_mm512_setzero_ps(); 16]; G];
                     for g in 0..G {
@@ -378,7 +374,8 @@ unsafe fn rows<const NV: usize, const G: usize>(st: &mut State<NV, G>, kv: Kv, q
                             a[g][k] = acc[g][i0 + k];
                         }
                     }
-                    v_pass::<NV, G>(&mut a, c.v.as_ptr().add(j0 * stride + kvh * hd + i0 * 16), stride, n, steady, &sc, &fac);
+                    let sums = (i0 == 0).then_some(&mut sum);
+                    v_pass::<NV, G>(&mut a, sums, c.v.as_ptr().add(j0 * stride + kvh * hd + i0 * 16), stride, n, steady, &sc, &fac);
                     for g in 0..G {
                         for k in 0..State::<NV, G>::PASS {
                             acc[g][i0 + k] = a[g][k];
@@ -396,11 +393,13 @@ unsafe fn rows<const NV: usize, const G: usize>(st: &mut State<NV, G>, kv: Kv, q
 }
 
 /// One pass of a block's V updates: the accumulators `a[g][..PASS]` of [`State::PASS`] of the
-/// head's 16-lane chunks, from `vp` on in each of the block's `n` rows.
-#[allow(clippy::needless_range_loop)]
+/// head's 16-lane chunks, from `vp` on in each of the block's `n` rows; with `sums`, the heads'
+/// running sums too, row by row.
+#[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn v_pass<const NV: usize, const G: usize>(
     a: &mut [[__m512; 16]; G],
+    mut sums: Option<&mut [f32; G]>,
     vp: *const f16,
     stride: usize,
     n: usize,
@@ -411,6 +410,12 @@ unsafe fn v_pass<const NV: usize, const G: usize>(
     let len = State::<NV, G>::PASS;
     for jj in 0..n {
         let vp = vp.add(jj * stride);
+        if let Some(sum) = sums.as_deref_mut() {
+            for g in 0..G {
+                // `sum * 1 + w` is `sum + w` exactly.
+                sum[g] = if steady { sum[g] + sc[g][jj] } else { sum[g] * fac[g][jj] + sc[g][jj] };
+            }
+        }
         if !steady {
             for g in 0..G {
                 let ms = fac[g][jj];

@@ -367,10 +367,15 @@ fn rolling_restart_behind_haproxy_loses_no_stream() {
     }
 
     // The shipped script, its restart command replaced by a hand-off to this test (which owns the
-    // replica processes): `restart.sh PORT` asks for the restart and waits until it is done.
+    // replica processes): `restart.sh PORT` asks for the restart and waits until it is done. It
+    // clears the previous round's `.done` first: a stale one let the second round's last restart
+    // return before this test had restarted anything, and the script finish without it.
     let restart = d.join("restart.sh");
-    std::fs::write(&restart, format!("#!/bin/sh\ntouch {0}/restart-$1.req\nwhile [ ! -e {0}/restart-$1.done ]; do sleep 0.1; done\n", d.display()))
-        .expect("restart.sh");
+    std::fs::write(
+        &restart,
+        format!("#!/bin/sh\nrm -f {0}/restart-$1.done\ntouch {0}/restart-$1.req\nwhile [ ! -e {0}/restart-$1.done ]; do sleep 0.1; done\n", d.display()),
+    )
+    .expect("restart.sh");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rolling-restart");
     // Round 1 is the documented procedure (wait for the drained replica's connections to end).
     // Round 2 restarts each replica at once, streams still running on it: daehwa's own
@@ -419,7 +424,6 @@ fn rolling_restart_behind_haproxy_loses_no_stream() {
                     continue;
                 }
                 std::fs::remove_file(&req).expect("remove request");
-                let _ = std::fs::remove_file(d.join(format!("restart-{p}.done")));
                 // As systemd does: SIGTERM (the replica finishes what still runs), then start it again.
                 let _ = Command::new("kill").args(["-TERM", &replicas[i].child.id().to_string()]).status();
                 let exited = replicas[i].child.wait().expect("wait replica");

@@ -337,6 +337,9 @@ unsafe fn rows<const NV: usize, const G: usize>(st: &mut State<NV, G>, kv: Kv, q
                 m[g] = _mm512_reduce_max_ps(cur);
             }
             if State::<NV, G>::PASS == NV {
+                // One pass (heads up to 64 wide): the rows' updates on the accumulators
+                // themselves. The same steps as `v_pass`, kept apart: calling `v_pass` on `acc`
+                // measured 5% slower on Llama-3.2-1B's shape (7.8 -> 8.2 ms, kernels bench).
                 for jj in 0..n {
                     let vp = c.v.as_ptr().add((j0 + jj) * stride + kvh * hd);
                     for g in 0..G {

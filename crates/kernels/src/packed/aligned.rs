@@ -1,12 +1,21 @@
 //! The packed matrices' storage: zero-initialised byte buffers aligned for AVX-512 loads, or for
-//! huge pages when they span them, first written on several threads.
+//! huge pages when they span them.
 
 /// A zero-initialised byte buffer aligned to 64 bytes (AVX-512 loads of a 64-byte group never
 /// split a cache line), or to 2 MiB when it spans huge pages.
 pub(super) struct AlignedBytes {
     ptr: std::ptr::NonNull<u8>,
     len: usize,
-    layout: std::alloc::Layout,
+    /// How the bytes were allocated, for `Drop`.
+    kind: Kind,
+}
+
+enum Kind {
+    /// `std::alloc::alloc_zeroed` with this layout.
+    Heap(std::alloc::Layout),
+    /// An anonymous mapping of this many bytes (a multiple of the 2 MiB alignment).
+    #[cfg(target_os = "linux")]
+    Mapped(usize),
 }
 
 // SAFETY: the buffer is plain owned bytes (like a Vec<u8>); shared access is read-only.
@@ -17,24 +26,56 @@ unsafe impl Sync for AlignedBytes {}
 const HUGE_PAGE: usize = 2 << 20;
 
 impl AlignedBytes {
+    /// `len` zero bytes. Buffers of 2 MiB or more are on Linux a fresh anonymous mapping, 2 MiB
+    /// aligned, whose pages the kernel zeroes as they are first written: nothing touches them
+    /// here, so the first write is the packing itself, on the threads that pack (a separate
+    /// zeroing pass cost a second write of every byte, a fifth of an 8B model's load).
     pub(super) fn zeroed(len: usize) -> Self {
-        let align = if len >= HUGE_PAGE { HUGE_PAGE } else { 64 };
-        let layout = std::alloc::Layout::from_size_align(len.max(1).next_multiple_of(align), align).expect("valid layout");
-        // Huge-page buffers are advised before their first write (`alloc_zeroed` with this
-        // alignment would memset, faulting 4 KiB pages in before the hint), then zeroed.
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { if align == HUGE_PAGE { std::alloc::alloc(layout) } else { std::alloc::alloc_zeroed(layout) } };
-        let Some(ptr) = std::ptr::NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
-        let b = AlignedBytes { ptr, len, layout };
-        if align == HUGE_PAGE {
-            b.advise_huge_pages();
-            zero_parallel(ptr.as_ptr(), layout.size());
+        #[cfg(target_os = "linux")]
+        if len >= HUGE_PAGE {
+            if let Some(b) = Self::mapped(len) {
+                return b;
+            }
         }
-        b
+        let layout = std::alloc::Layout::from_size_align(len.max(1).next_multiple_of(64), 64).expect("valid layout");
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(ptr) = std::ptr::NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
+        AlignedBytes { ptr, len, kind: Kind::Heap(layout) }
+    }
+
+    /// An anonymous private mapping of `len` bytes rounded up to 2 MiB, at a 2 MiB boundary
+    /// (mapped 2 MiB larger, the unaligned head and the tail unmapped); `None` where the kernel
+    /// refuses (the caller then takes the heap).
+    #[cfg(target_os = "linux")]
+    fn mapped(len: usize) -> Option<Self> {
+        let size = len.next_multiple_of(HUGE_PAGE);
+        let over = size.checked_add(HUGE_PAGE)?;
+        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+        let raw = unsafe { libc::mmap(std::ptr::null_mut(), over, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+        if raw == libc::MAP_FAILED {
+            return None;
+        }
+        let base = raw as usize;
+        let start = base.next_multiple_of(HUGE_PAGE);
+        let (head, tail) = (start - base, base + over - (start + size));
+        // SAFETY: both ranges lie inside the mapping just made and outside [start, start + size);
+        // they are page-aligned (mmap returns pages, and `start` and `size` are 2 MiB multiples).
+        unsafe {
+            if head > 0 {
+                libc::munmap(raw, head);
+            }
+            if tail > 0 {
+                libc::munmap((start + size) as *mut libc::c_void, tail);
+            }
+        }
+        let b = AlignedBytes { ptr: std::ptr::NonNull::new(start as *mut u8)?, len, kind: Kind::Mapped(size) };
+        b.advise_huge_pages();
+        Some(b)
     }
 
     pub(super) fn as_slice(&self) -> &[u8] {
-        // SAFETY: `ptr` owns `layout.size() >= len` zero-initialised bytes for our lifetime.
+        // SAFETY: `ptr` owns at least `len` zero-initialised bytes for our lifetime.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
@@ -53,44 +94,18 @@ impl AlignedBytes {
     /// against llama.cpp's 3.4 s (first touch of hinted memory at 0.5-1.5 GB/s against 2.5-3 GB/s
     /// unhinted), while the dram decode bench moved only from 0.92-0.98 to 0.96-1.02 of the
     /// streaming read.
+    #[cfg(target_os = "linux")]
     fn advise_huge_pages(&self) {
-        #[cfg(target_os = "linux")]
-        if self.layout.align() == HUGE_PAGE && huge_pages_wanted() {
-            const MADV_HUGEPAGE: i32 = 14;
-            extern "C" {
-                fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
-            }
-            // SAFETY: the range is exactly this live allocation (2 MiB aligned, whole pages);
+        if let (Kind::Mapped(size), true) = (&self.kind, huge_pages_wanted()) {
+            // SAFETY: the range is exactly this live mapping (2 MiB aligned, whole pages);
             // MADV_HUGEPAGE changes neither contents nor permissions. A failed hint is ignored.
-            let _ = unsafe { madvise(self.ptr.as_ptr().cast(), self.layout.size(), MADV_HUGEPAGE) };
+            let _ = unsafe { libc::madvise(self.ptr.as_ptr().cast(), *size, libc::MADV_HUGEPAGE) };
         }
     }
 }
 
-/// Writes `len` zero bytes at `p`, in parts on up to 4 threads when `len` is 64 MiB or more.
-/// This is the buffer's first touch. Each page fault has the kernel zero a fresh page, and in a
-/// VM that costs more than the write itself. Faults on different threads proceed in parallel:
-/// first touch measured 2.3-2.9 GB/s on one thread against 5.4 GB/s on two, on the AMD EPYC VM of
-/// session 16, where zeroing was half of an 8B model's load.
-fn zero_parallel(p: *mut u8, len: usize) {
-    const PARALLEL_FROM: usize = 64 << 20;
-    let n = if len >= PARALLEL_FROM { std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) } else { 1 };
-    let part = len.div_ceil(n).next_multiple_of(4096);
-    let base = p as usize;
-    let zero = |i: usize| {
-        let (lo, hi) = ((i * part).min(len), ((i + 1) * part).min(len));
-        // SAFETY: `p` owns `len` writable bytes (caller); the parts are disjoint.
-        unsafe { std::ptr::write_bytes((base + lo) as *mut u8, 0, hi - lo) };
-    };
-    std::thread::scope(|s| {
-        for i in 1..n {
-            s.spawn(move || zero(i));
-        }
-        zero(0);
-    });
-}
-
 /// Whether `DAEHWA_HUGE_PAGES` is `1` (read once).
+#[cfg(target_os = "linux")]
 fn huge_pages_wanted() -> bool {
     static WANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *WANTED.get_or_init(|| std::env::var("DAEHWA_HUGE_PAGES").is_ok_and(|v| v == "1"))
@@ -98,7 +113,32 @@ fn huge_pages_wanted() -> bool {
 
 impl Drop for AlignedBytes {
     fn drop(&mut self) {
-        // SAFETY: allocated in `zeroed` with exactly this layout.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+        match self.kind {
+            // SAFETY: allocated in `zeroed` with exactly this layout.
+            Kind::Heap(layout) => unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) },
+            // SAFETY: the mapping made in `mapped`, of exactly `size` bytes at `ptr`.
+            #[cfg(target_os = "linux")]
+            Kind::Mapped(size) => unsafe {
+                libc::munmap(self.ptr.as_ptr().cast(), size);
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_start_zeroed_aligned_and_writable_on_both_paths() {
+        for len in [1, 4096, HUGE_PAGE - 1, HUGE_PAGE, 3 * HUGE_PAGE + 12345] {
+            let mut b = AlignedBytes::zeroed(len);
+            let align = if len >= HUGE_PAGE { HUGE_PAGE } else { 64 };
+            assert_eq!(b.as_slice().as_ptr() as usize % align, 0, "len {len}");
+            assert_eq!(b.as_slice().len(), len);
+            assert!(b.as_slice().iter().all(|&x| x == 0), "len {len}");
+            b.as_mut_slice().fill(0xA5);
+            assert!(b.as_slice().iter().all(|&x| x == 0xA5), "len {len}");
+        }
     }
 }

@@ -68,19 +68,19 @@ mod tiles16;
 #[cfg(target_arch = "x86_64")]
 mod tiles_q4_0;
 mod aligned;
+mod pack;
 mod pack_k;
 
 use aligned::AlignedBytes;
-use pack_k::pack_k;
 
 use std::ops::Range;
 
 use gguf::GgmlType;
 
 use crate::disjoint::DisjointMut;
-use crate::matmul::{MatmulScratch, QMatrix};
+use crate::matmul::MatmulScratch;
 use crate::pool::ThreadPool;
-use crate::quant::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1, QK, QK_K};
+use crate::quant::blocks::{as_blocks, BlockQ8_0, BlockQ8_1, QK, QK_K};
 use crate::quant::{self, Level};
 use crate::{Error, Result};
 
@@ -233,72 +233,6 @@ pub fn packed_bytes(ty: GgmlType, n_rows: usize, n_cols: usize) -> Option<usize>
 }
 
 impl PackedMatrix {
-    /// Repacks `m` when its type has a packed kernel and the CPU runs it; `None` otherwise.
-    pub fn pack(m: &QMatrix) -> Option<Self> {
-        if !packs(m.ty) {
-            return None;
-        }
-        Self::pack_unchecked(m)
-    }
-
-    fn pack_unchecked(m: &QMatrix) -> Option<Self> {
-        let (qsb, dmb) = group_block_bytes(m.ty)?;
-        let rb = m.row_bytes().ok()?;
-        let be = block_elems(m.ty);
-        if m.data.len() != rb * m.n_rows || !m.n_cols.is_multiple_of(be) {
-            return None;
-        }
-        let nb = m.n_cols / be;
-        let n_groups = m.n_rows.div_ceil(ROWS);
-        let mut qs = AlignedBytes::zeroed(n_groups * nb * qsb);
-        let mut dm = AlignedBytes::zeroed(n_groups * nb * dmb);
-        {
-            let (qs, dm) = (qs.as_mut_slice(), dm.as_mut_slice());
-            for r in 0..m.n_rows {
-                let (g, k) = (r / ROWS, r % ROWS);
-                let row = &m.data[r * rb..(r + 1) * rb];
-                for b in 0..nb {
-                    let q = &mut qs[(g * nb + b) * qsb..][..qsb];
-                    let s = &mut dm[(g * nb + b) * dmb..][..dmb];
-                    match m.ty {
-                        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K | GgmlType::Q3_K | GgmlType::Q2_K | GgmlType::IQ4_XS => pack_k(m.ty, row, b, k, q, s),
-                        GgmlType::Q4_1 => {
-                            let blk: &[BlockQ4_1] = as_blocks(row).expect("whole blocks");
-                            q[k * 16..(k + 1) * 16].copy_from_slice(&blk[b].qs);
-                            s[k * 2..k * 2 + 2].copy_from_slice(&blk[b].d);
-                            s[8 + k * 2..8 + k * 2 + 2].copy_from_slice(&blk[b].m);
-                        }
-                        GgmlType::Q8_0 => {
-                            let blk: &[BlockQ8_0] = as_blocks(row).expect("whole blocks");
-                            for (d, &v) in q[k * 32..(k + 1) * 32].iter_mut().zip(&blk[b].qs) {
-                                *d = (v as u8) ^ 0x80;
-                            }
-                            s[k * 2..k * 2 + 2].copy_from_slice(&blk[b].d);
-                        }
-                        GgmlType::Q5_0 => {
-                            let blk: &[BlockQ5_0] = as_blocks(row).expect("whole blocks");
-                            q[k * 16..(k + 1) * 16].copy_from_slice(&blk[b].qs);
-                            let qh = u32::from_le_bytes(blk[b].qh);
-                            // Bits 16k..16k+16 of each mask: bytes 2k, 2k+1 (little-endian).
-                            q[64 + k * 2..64 + k * 2 + 2].copy_from_slice(&(qh as u16).to_le_bytes());
-                            q[72 + k * 2..72 + k * 2 + 2].copy_from_slice(&((qh >> 16) as u16).to_le_bytes());
-                            s[k * 2..k * 2 + 2].copy_from_slice(&blk[b].d);
-                        }
-                        GgmlType::Q4_0 => {
-                            let blk: &[BlockQ4_0] = as_blocks(row).expect("whole blocks");
-                            q[k * 16..(k + 1) * 16].copy_from_slice(&blk[b].qs);
-                            s[k * 2..k * 2 + 2].copy_from_slice(&blk[b].d);
-                        }
-                        #[cfg(target_arch = "x86_64")]
-                        GgmlType::MXFP4 => mxfp4::pack(&as_blocks::<crate::quant::blocks::BlockMxfp4>(row).expect("whole blocks")[b], k, q, s),
-                        _ => unreachable!("group_block_bytes admits only q4_0, q4_1, q5_0, q8_0, mxfp4, the K-quants and iq4_xs"),
-                    }
-                }
-            }
-        }
-        Some(PackedMatrix { ty: m.ty, n_rows: m.n_rows, n_cols: m.n_cols, qs, dm })
-    }
-
     pub fn ty(&self) -> GgmlType {
         self.ty
     }
@@ -321,6 +255,7 @@ impl PackedMatrix {
         self.qs.as_slice().len() + self.dm.as_slice().len()
     }
 }
+
 
 /// One token's activations in the form the packed kernels read: the quants of every block
 /// contiguous, the block scales (and `s = d * sum`) decoded to f32, and for q8_0 activations

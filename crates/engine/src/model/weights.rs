@@ -153,14 +153,14 @@ impl Weight {
     }
 }
 
-/// Makes the packed form of every weight in `ws` now, on up to 4 threads taking weights in
-/// turn (each weight's packing and the release of its mapped pages as [`Weight::matrix`] does
+/// Makes the packed form of every weight in `ws` now, on [`kernels::packed::load_threads`]
+/// threads taking weights in turn (each weight's packing and the release of its mapped pages as [`Weight::matrix`] does
 /// them). For many small matrices (a layer's experts), which are each packed on one thread.
 pub fn pack_all(f: &GgufFile, ws: &[Weight]) {
     if !ws.first().is_some_and(|w| kernels::packed::packs(w.ty)) {
         return;
     }
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4).min(ws.len());
+    let n = kernels::packed::load_threads().min(ws.len());
     std::thread::scope(|s| {
         for i in 0..n {
             let job = move || {

@@ -72,6 +72,7 @@ mod pack;
 mod pack_k;
 
 use aligned::AlignedBytes;
+pub use pack::load_threads;
 
 use std::ops::Range;
 
@@ -255,7 +256,6 @@ impl PackedMatrix {
         self.qs.as_slice().len() + self.dm.as_slice().len()
     }
 }
-
 
 /// One token's activations in the form the packed kernels read: the quants of every block
 /// contiguous, the block scales (and `s = d * sum`) decoded to f32, and for q8_0 activations

@@ -53,7 +53,6 @@ impl PackedMatrix {
         });
         Some(PackedMatrix { ty: m.ty, n_rows: m.n_rows, n_cols: m.n_cols, qs, dm })
     }
-
 }
 
 /// Packs row groups `groups` of `m` into `qs` and `dm`, which hold exactly those groups' bytes
@@ -103,15 +102,21 @@ fn pack_groups(m: &QMatrix, groups: Range<usize>, (qsb, dmb): (usize, usize), rb
     }
 }
 
-/// Threads that pack a matrix of `bytes`: one below 16 MiB, else up to 4. Packing an 8B
-/// model's 4.7 GiB of weights is most of its load (byte shuffles and the page faults of the
-/// mapped file and the new buffers), and the work splits by row group with no sharing.
+/// Threads that load-time packing may use: the CPUs available, at most 4. Packing an 8B model's
+/// 4.7 GiB of weights is most of its load (byte shuffles and the page faults of the mapped file
+/// and the new buffers), and the work splits with no sharing (by row group within a matrix, by
+/// matrix across a layer's experts in the engine).
+pub fn load_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+}
+
+/// Threads that pack a matrix of `bytes`: one below 16 MiB, else [`load_threads`].
 fn pack_threads(bytes: usize) -> usize {
     const PARALLEL_FROM: usize = 16 << 20;
     if bytes < PARALLEL_FROM {
         return 1;
     }
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+    load_threads()
 }
 
 #[cfg(test)]
@@ -125,7 +130,7 @@ mod tests {
         let ty = GgmlType::Q4_0;
         let (n_rows, n_cols) = (8190, 4096);
         let rb = crate::quant::row_bytes(ty, n_cols).expect("q4_0 rows");
-        // Deterministic bytes; every block's f16 scale kept finite (not that packing reads it).
+        // Deterministic pseudo-random bytes: packing moves them, it never reads them as numbers.
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let data: Vec<u8> = (0..n_rows * rb)
             .map(|_| {
@@ -138,7 +143,7 @@ mod tests {
         let m = QMatrix { ty, data: &data, n_rows, n_cols, packed: None };
         let (qsb, dmb) = group_block_bytes(ty).expect("q4_0 packs");
         let (n_groups, nb) = (n_rows.div_ceil(ROWS), n_cols / block_elems(ty));
-        assert!(pack_threads(n_groups * nb * (qsb + dmb)) > 1 || std::thread::available_parallelism().map_or(1, |n| n.get()) == 1);
+        assert!(pack_threads(n_groups * nb * (qsb + dmb)) > 1 || load_threads() == 1);
         let p = PackedMatrix::pack_unchecked(&m).expect("packs");
         let (mut qs, mut dm) = (vec![0u8; n_groups * nb * qsb], vec![0u8; n_groups * nb * dmb]);
         pack_groups(&m, 0..n_groups, (qsb, dmb), rb, &mut qs, &mut dm);
